@@ -1,0 +1,541 @@
+//! One IRC connection's protocol state, free of I/O: bytes and `now` in; lines, events and
+//! the next deadline out.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::message::Message;
+use crate::secret::Secret;
+
+/// No `001` within this long after connecting: the connection has failed.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server silent for this long: send our own PING.
+pub const IDLE_BEFORE_PING: Duration = Duration::from_secs(60);
+/// Our PING unanswered (nothing at all received) for this long: the connection is dead.
+pub const PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most `JOIN_LIMIT` JOINs in any `JOIN_WINDOW`.
+pub const JOIN_WINDOW: Duration = Duration::from_secs(10);
+/// See [`JOIN_WINDOW`].
+pub const JOIN_LIMIT: usize = 20;
+/// Longer lines are dropped.
+pub const MAX_LINE: usize = 8 * 1024;
+
+const AUTH_FAILURES: [&str; 5] = [
+    "Login authentication failed",
+    "Improperly formatted auth",
+    "Login unsuccessful",
+    "Error logging in",
+    "Invalid NICK",
+];
+
+/// Something the connection's owner should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// `001` arrived: logged in.
+    Ready,
+    /// The server confirmed our JOIN of this channel.
+    Joined(String),
+    /// We left, or were removed from, this channel.
+    Parted(String),
+    /// A chat message.
+    Privmsg(Privmsg),
+    /// Our own account's state after login.
+    GlobalUserState {
+        /// The `user-id` tag.
+        user_id: Option<String>,
+        /// The `color` tag, `None` when empty.
+        color: Option<String>,
+    },
+    /// A NOTICE other than a login failure.
+    Notice {
+        /// `*` or the channel (without `#`).
+        channel: String,
+        /// The `msg-id` tag.
+        msg_id: Option<String>,
+        /// The human text.
+        text: String,
+    },
+    /// A line was not processed, with the reason (for debug logs).
+    Dropped(String),
+    /// The connection is over; the owner should close it.
+    Closed(CloseReason),
+}
+
+/// A chat message, with the tags the bot uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Privmsg {
+    /// Channel login, without `#`.
+    pub channel: String,
+    /// Sender login (from the source).
+    pub login: String,
+    /// Sender user id, from the `user-id` tag.
+    pub user_id: Option<String>,
+    /// The message text.
+    pub text: String,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The server refused the login, with its text.
+    AuthFailed(String),
+    /// The server asked us to reconnect.
+    Reconnect,
+    /// No `001` in time.
+    RegisterTimeout,
+    /// Our PING went unanswered.
+    PingTimeout,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::AuthFailed(text) => write!(f, "authentication failed: {text}"),
+            CloseReason::Reconnect => f.write_str("server asked to reconnect"),
+            CloseReason::RegisterTimeout => write!(
+                f,
+                "no welcome (001) within {}s of connecting",
+                REGISTER_TIMEOUT.as_secs()
+            ),
+            CloseReason::PingTimeout => write!(
+                f,
+                "no answer to our PING within {}s",
+                PONG_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Timer {
+    Register = 0,
+    Idle = 1,
+    Pong = 2,
+    Join = 3,
+}
+
+/// The state of one IRC connection, from registration to close.
+pub struct Session {
+    login: String,
+    ready: bool,
+    closed: bool,
+    inbuf: Vec<u8>,
+    discarding: bool,
+    outbox: VecDeque<String>,
+    events: VecDeque<Event>,
+    timers: [Option<Instant>; 4],
+    join_queue: VecDeque<String>,
+    join_log: VecDeque<Instant>,
+}
+
+impl Session {
+    /// Starts a session: queues CAP REQ, PASS and NICK, and arms the registration timer.
+    /// `channels` are logins without `#`; `token` may carry an `oauth:` prefix.
+    pub fn new(now: Instant, login: &str, token: &Secret, channels: &[String]) -> Session {
+        let login = login.to_ascii_lowercase();
+        let token = token.expose();
+        let token = token.strip_prefix("oauth:").unwrap_or(token);
+        let mut session = Session {
+            outbox: VecDeque::from([
+                "CAP REQ :twitch.tv/tags twitch.tv/commands".to_owned(),
+                format!("PASS oauth:{token}"),
+                format!("NICK {login}"),
+            ]),
+            login,
+            ready: false,
+            closed: false,
+            inbuf: Vec::new(),
+            discarding: false,
+            events: VecDeque::new(),
+            timers: [None; 4],
+            join_queue: channels.iter().cloned().collect(),
+            join_log: VecDeque::new(),
+        };
+        session.set(Timer::Register, Some(now + REGISTER_TIMEOUT));
+        session.set(Timer::Idle, Some(now + IDLE_BEFORE_PING));
+        session
+    }
+
+    /// Feeds bytes read from the connection.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        if self.closed {
+            return;
+        }
+        self.set(Timer::Idle, Some(now + IDLE_BEFORE_PING));
+        self.set(Timer::Pong, None);
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(pos);
+            rest = &tail[1..];
+            if self.discarding {
+                self.discarding = false;
+                self.inbuf.clear();
+                continue;
+            }
+            if self.inbuf.len() + head.len() > MAX_LINE {
+                self.inbuf.clear();
+                self.events
+                    .push_back(Event::Dropped(format!("line longer than {MAX_LINE} bytes")));
+                continue;
+            }
+            let line = if self.inbuf.is_empty() {
+                head.to_vec()
+            } else {
+                let mut line = std::mem::take(&mut self.inbuf);
+                line.extend_from_slice(head);
+                line
+            };
+            match String::from_utf8(line) {
+                Ok(line) => self.handle_line(now, line.trim_end_matches('\r')),
+                Err(_) => self
+                    .events
+                    .push_back(Event::Dropped("line is not valid UTF-8".into())),
+            }
+            if self.closed {
+                return;
+            }
+        }
+        if self.discarding {
+            return;
+        }
+        self.inbuf.extend_from_slice(rest);
+        if self.inbuf.len() > MAX_LINE {
+            self.inbuf.clear();
+            self.discarding = true;
+            self.events
+                .push_back(Event::Dropped(format!("line longer than {MAX_LINE} bytes")));
+        }
+    }
+
+    fn handle_line(&mut self, now: Instant, line: &str) {
+        if line.is_empty() {
+            return;
+        }
+        let msg = match Message::parse(line) {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.events.push_back(Event::Dropped(format!("{e}")));
+                return;
+            }
+        };
+        match msg.command.as_str() {
+            "PING" => {
+                let text = msg.param(0).unwrap_or("tmi.twitch.tv");
+                self.outbox.push_back(format!("PONG :{text}"));
+            }
+            "001" if !self.ready => {
+                self.ready = true;
+                self.set(Timer::Register, None);
+                self.events.push_back(Event::Ready);
+                self.flush_joins(now);
+            }
+            "RECONNECT" => self.close(CloseReason::Reconnect),
+            "NOTICE" => {
+                let channel = msg.param(0).unwrap_or("*");
+                let text = msg.param(1).unwrap_or("").to_owned();
+                if channel == "*" && AUTH_FAILURES.iter().any(|f| text.starts_with(f)) {
+                    self.close(CloseReason::AuthFailed(text));
+                } else {
+                    self.events.push_back(Event::Notice {
+                        channel: channel.trim_start_matches('#').to_owned(),
+                        msg_id: msg.tag("msg-id").map(str::to_owned),
+                        text,
+                    });
+                }
+            }
+            "JOIN" | "PART" if self.is_own(&msg) => {
+                if let Some(chan) = msg.param(0) {
+                    let chan = chan.trim_start_matches('#').to_owned();
+                    self.events.push_back(if msg.command == "JOIN" {
+                        Event::Joined(chan)
+                    } else {
+                        Event::Parted(chan)
+                    });
+                }
+            }
+            "PRIVMSG" => {
+                let (Some(chan), Some(login)) = (msg.param(0), msg.source_nick()) else {
+                    self.events
+                        .push_back(Event::Dropped("PRIVMSG without channel or sender".into()));
+                    return;
+                };
+                self.events.push_back(Event::Privmsg(Privmsg {
+                    channel: chan.trim_start_matches('#').to_owned(),
+                    login: login.to_owned(),
+                    user_id: msg.tag("user-id").map(str::to_owned),
+                    text: msg.param(1).unwrap_or("").to_owned(),
+                }));
+            }
+            "GLOBALUSERSTATE" => self.events.push_back(Event::GlobalUserState {
+                user_id: msg.tag("user-id").map(str::to_owned),
+                color: msg.tag("color").filter(|c| !c.is_empty()).map(str::to_owned),
+            }),
+            _ => {}
+        }
+    }
+
+    fn is_own(&self, msg: &Message) -> bool {
+        msg.source_nick()
+            .is_some_and(|n| n.eq_ignore_ascii_case(&self.login))
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        self.closed = true;
+        self.timers = [None; 4];
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    fn flush_joins(&mut self, now: Instant) {
+        while self
+            .join_log
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= JOIN_WINDOW)
+        {
+            self.join_log.pop_front();
+        }
+        while self.join_log.len() < JOIN_LIMIT {
+            let Some(chan) = self.join_queue.pop_front() else {
+                break;
+            };
+            self.outbox.push_back(format!("JOIN #{chan}"));
+            self.join_log.push_back(now);
+        }
+        let next = match (self.join_queue.is_empty(), self.join_log.front()) {
+            (false, Some(oldest)) => Some(*oldest + JOIN_WINDOW),
+            _ => None,
+        };
+        self.set(Timer::Join, next);
+    }
+
+    /// Handles every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        if self.due(Timer::Register, now) {
+            return self.close(CloseReason::RegisterTimeout);
+        }
+        if self.due(Timer::Pong, now) {
+            return self.close(CloseReason::PingTimeout);
+        }
+        if self.due(Timer::Idle, now) {
+            self.outbox.push_back("PING :tmi.twitch.tv".to_owned());
+            self.set(Timer::Idle, None);
+            self.set(Timer::Pong, Some(now + PONG_TIMEOUT));
+        }
+        if self.due(Timer::Join, now) {
+            self.flush_joins(now);
+        }
+    }
+
+    fn due(&self, timer: Timer, now: Instant) -> bool {
+        self.timers[timer as usize].is_some_and(|t| t <= now)
+    }
+
+    fn set(&mut self, timer: Timer, at: Option<Instant>) {
+        self.timers[timer as usize] = at;
+    }
+
+    /// The next line to write, with its CRLF. PASS lines hold the token: never log them
+    /// unfiltered (see [`redact`]).
+    pub fn poll_transmit(&mut self) -> Option<String> {
+        self.outbox.pop_front().map(|mut line| {
+            line.push_str("\r\n");
+            line
+        })
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// True once logged in (`001` seen).
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+}
+
+/// A line fit for a debug log: the token of a PASS line is hidden.
+pub fn redact(line: &str) -> &str {
+    if line.starts_with("PASS ") {
+        "PASS oauth:<redacted>"
+    } else {
+        line.trim_end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn drain(s: &mut Session) -> Vec<String> {
+        std::iter::from_fn(|| s.poll_transmit()).collect()
+    }
+
+    fn events(s: &mut Session) -> Vec<Event> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    fn login(now: Instant, channels: &[&str]) -> Session {
+        let chans: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+        let mut s = Session::new(now, "HueShift_Bot", &Secret::new("oauth:tok123"), &chans);
+        assert_eq!(
+            drain(&mut s),
+            [
+                "CAP REQ :twitch.tv/tags twitch.tv/commands\r\n",
+                "PASS oauth:tok123\r\n",
+                "NICK hueshift_bot\r\n"
+            ]
+        );
+        s
+    }
+
+    #[test]
+    fn joins_every_channel_after_welcome() {
+        let t = t0();
+        let mut s = login(t, &["lumenwave", "other"]);
+        s.handle_input(t, b":tmi.twitch.tv 001 hueshift_bot :Welcome, GLHF!\r\n");
+        assert_eq!(drain(&mut s), ["JOIN #lumenwave\r\n", "JOIN #other\r\n"]);
+        s.handle_input(
+            t,
+            b":hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv JOIN #lumenwave\r\n",
+        );
+        assert_eq!(
+            events(&mut s),
+            [Event::Ready, Event::Joined("lumenwave".into())]
+        );
+    }
+
+    #[test]
+    fn limits_joins_to_twenty_per_ten_seconds() {
+        let t = t0();
+        let names: Vec<String> = (0..45).map(|i| format!("c{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut s = login(t, &refs);
+        s.handle_input(t, b":tmi.twitch.tv 001 hueshift_bot :Welcome\r\n");
+        assert_eq!(drain(&mut s).len(), 20);
+        let next = s.poll_timeout().unwrap();
+        assert_eq!(next, t + JOIN_WINDOW);
+        s.handle_timeout(t + Duration::from_secs(9));
+        assert!(drain(&mut s).is_empty());
+        s.handle_timeout(t + JOIN_WINDOW);
+        assert_eq!(drain(&mut s).len(), 20);
+        s.handle_timeout(t + JOIN_WINDOW * 2);
+        assert_eq!(drain(&mut s), ["JOIN #c40\r\n", "JOIN #c41\r\n", "JOIN #c42\r\n", "JOIN #c43\r\n", "JOIN #c44\r\n"]);
+    }
+
+    #[test]
+    fn answers_ping_with_matching_pong() {
+        let t = t0();
+        let mut s = login(t, &[]);
+        s.handle_input(t, b"PING :tmi.twitch.tv\r\nPING :abc def\r\n");
+        assert_eq!(drain(&mut s), ["PONG :tmi.twitch.tv\r\n", "PONG :abc def\r\n"]);
+    }
+
+    #[test]
+    fn silent_server_gets_a_ping_then_times_out() {
+        let t = t0();
+        let mut s = login(t, &[]);
+        s.handle_input(t, b":tmi.twitch.tv 001 hueshift_bot :Welcome\r\n");
+        events(&mut s);
+        assert_eq!(s.poll_timeout(), Some(t + IDLE_BEFORE_PING));
+        s.handle_timeout(t + IDLE_BEFORE_PING);
+        assert_eq!(drain(&mut s), ["PING :tmi.twitch.tv\r\n"]);
+        assert_eq!(s.poll_timeout(), Some(t + IDLE_BEFORE_PING + PONG_TIMEOUT));
+        s.handle_timeout(t + IDLE_BEFORE_PING + PONG_TIMEOUT);
+        assert_eq!(events(&mut s), [Event::Closed(CloseReason::PingTimeout)]);
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn an_answer_to_our_ping_keeps_the_connection() {
+        let t = t0();
+        let mut s = login(t, &[]);
+        s.handle_input(t, b":tmi.twitch.tv 001 hueshift_bot :Welcome\r\n");
+        s.handle_timeout(t + IDLE_BEFORE_PING);
+        let later = t + IDLE_BEFORE_PING + Duration::from_secs(1);
+        s.handle_input(later, b":tmi.twitch.tv PONG tmi.twitch.tv :tmi.twitch.tv\r\n");
+        assert_eq!(s.poll_timeout(), Some(later + IDLE_BEFORE_PING));
+    }
+
+    #[test]
+    fn no_welcome_in_time_fails_the_connection() {
+        let t = t0();
+        let mut s = login(t, &["a"]);
+        s.handle_timeout(t + REGISTER_TIMEOUT);
+        assert_eq!(events(&mut s), [Event::Closed(CloseReason::RegisterTimeout)]);
+    }
+
+    #[test]
+    fn login_failure_and_reconnect_close_the_session() {
+        let t = t0();
+        let mut s = login(t, &[]);
+        s.handle_input(t, b":tmi.twitch.tv NOTICE * :Login authentication failed\r\n");
+        assert_eq!(
+            events(&mut s),
+            [Event::Closed(CloseReason::AuthFailed(
+                "Login authentication failed".into()
+            ))]
+        );
+        let mut s = login(t, &[]);
+        s.handle_input(t, b":tmi.twitch.tv 001 x :w\r\n:tmi.twitch.tv RECONNECT\r\nPING :x\r\n");
+        assert_eq!(
+            events(&mut s),
+            [Event::Ready, Event::Closed(CloseReason::Reconnect)]
+        );
+        assert!(!drain(&mut s).iter().any(|l| l.starts_with("PONG")));
+    }
+
+    #[test]
+    fn reports_privmsgs_split_across_reads() {
+        let t = t0();
+        let mut s = login(t, &[]);
+        let line = "@color=#1E90FF;user-id=81234567 :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #lumenwave :hi there\r\n";
+        let (a, b) = line.as_bytes().split_at(30);
+        s.handle_input(t, a);
+        assert!(events(&mut s).is_empty());
+        s.handle_input(t, b);
+        assert_eq!(
+            events(&mut s),
+            [Event::Privmsg(Privmsg {
+                channel: "lumenwave".into(),
+                login: "hueshift_bot".into(),
+                user_id: Some("81234567".into()),
+                text: "hi there".into(),
+            })]
+        );
+    }
+
+    #[test]
+    fn drops_long_and_invalid_lines_and_keeps_going() {
+        let t = t0();
+        let mut s = login(t, &[]);
+        let mut long = vec![b'x'; MAX_LINE + 10];
+        long.extend_from_slice(b"\r\nPING :a\r\n");
+        s.handle_input(t, &long[..MAX_LINE / 2]);
+        s.handle_input(t, &long[MAX_LINE / 2..]);
+        s.handle_input(t, b"\xff\xfe\r\nPING :b\r\n");
+        let evs = events(&mut s);
+        assert_eq!(evs.len(), 2, "{evs:?}");
+        assert!(evs.iter().all(|e| matches!(e, Event::Dropped(_))));
+        assert_eq!(drain(&mut s), ["PONG :a\r\n", "PONG :b\r\n"]);
+    }
+
+    #[test]
+    fn redacts_the_pass_line() {
+        assert_eq!(redact("PASS oauth:secret\r\n"), "PASS oauth:<redacted>");
+        assert_eq!(redact("JOIN #a\r\n"), "JOIN #a");
+    }
+}

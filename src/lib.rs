@@ -1,0 +1,9 @@
+//! twitch-colorchanger: changes a Twitch user's chat name color after every message they send.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
+
+pub mod backoff;
+pub mod clock;
+pub mod irc;
+pub mod secret;
+pub mod transport;

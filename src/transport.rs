@@ -1,0 +1,304 @@
+//! The `Transport` seam: open a byte stream to an endpoint, over TCP (+TLS) or in memory.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_rustls::TlsConnector;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use smol::io::{AsyncRead, AsyncWrite};
+
+use crate::clock::{timeout_at, Clock};
+
+/// A bidirectional byte stream.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// A boxed byte stream as the drivers use it.
+pub type BoxStream = Box<dyn Stream>;
+
+/// A boxed future returning a connected stream.
+pub type ConnectFuture<'a> = Pin<Box<dyn Future<Output = io::Result<BoxStream>> + Send + 'a>>;
+
+/// Opens byte streams. The real one dials TCP and wraps TLS; tests use [`MemoryTransport`].
+pub trait Transport: Send + Sync + 'static {
+    /// Connects to `endpoint`, including the TLS handshake when it asks for TLS.
+    fn connect<'a>(&'a self, endpoint: &'a Endpoint) -> ConnectFuture<'a>;
+}
+
+/// Where to connect: host, port and whether to speak TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Wrap the stream in TLS.
+    pub tls: bool,
+    /// A DNS name or an IP address (without brackets).
+    pub host: String,
+    /// The TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "tls" } else { "tcp" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A URL the user gave that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlError {
+    /// The URL as given.
+    pub url: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid URL {:?}: {}", self.url, self.reason)
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+/// Splits `scheme://host[:port][/path]` into an endpoint and the path (`""` when absent).
+/// `tls` and `https` mean TLS; `tcp` and `http` mean plain TCP.
+pub fn parse_url(url: &str) -> Result<(Endpoint, String), UrlError> {
+    let err = |reason| UrlError {
+        url: url.to_owned(),
+        reason,
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or(err("expected scheme://host:port"))?;
+    let (tls, default_port) = match scheme.to_ascii_lowercase().as_str() {
+        "tls" => (true, None),
+        "tcp" => (false, None),
+        "https" => (true, Some(443)),
+        "http" => (false, Some(80)),
+        _ => return Err(err("scheme must be tls, tcp, https or http")),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or(err("unclosed '[' in host"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(err("missing host"));
+    }
+    let port = match (port, default_port) {
+        (Some(p), _) => p.parse().map_err(|_| err("port is not a number 1-65535"))?,
+        (None, Some(p)) => p,
+        (None, None) => return Err(err("missing port")),
+    };
+    if port == 0 {
+        return Err(err("port is not a number 1-65535"));
+    }
+    Ok((
+        Endpoint {
+            tls,
+            host: host.to_owned(),
+            port,
+        },
+        path.to_owned(),
+    ))
+}
+
+/// The TLS client settings: the built-in web PKI roots plus, optionally, a PEM bundle.
+pub fn tls_config(extra_ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = extra_ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: cannot read CA bundle: {e}", path.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate in CA bundle", path.display()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: unusable CA certificate: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// TCP through async-net, TLS through rustls, with connect and handshake timeouts.
+pub struct NetTransport {
+    tls: TlsConnector,
+    clock: Arc<dyn Clock>,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+}
+
+impl NetTransport {
+    /// A transport using `tls` for TLS endpoints.
+    pub fn new(tls: rustls::ClientConfig, clock: Arc<dyn Clock>) -> NetTransport {
+        NetTransport {
+            tls: TlsConnector::from(Arc::new(tls)),
+            clock,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+
+    async fn dial(&self, endpoint: &Endpoint) -> io::Result<BoxStream> {
+        let deadline = self.clock.now() + self.connect_timeout;
+        let tcp = timeout_at(
+            &*self.clock,
+            deadline,
+            async_net::TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+        )
+        .await
+        .ok_or_else(|| timed_out("TCP connect"))??;
+        tcp.set_nodelay(true)?;
+        if !endpoint.tls {
+            return Ok(Box::new(tcp));
+        }
+        let name = ServerName::try_from(endpoint.host.clone())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "invalid TLS server name"))?;
+        let deadline = self.clock.now() + self.handshake_timeout;
+        let tls = timeout_at(&*self.clock, deadline, self.tls.connect(name, tcp))
+            .await
+            .ok_or_else(|| timed_out("TLS handshake"))??;
+        Ok(Box::new(tls))
+    }
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
+}
+
+impl Transport for NetTransport {
+    fn connect<'a>(&'a self, endpoint: &'a Endpoint) -> ConnectFuture<'a> {
+        Box::pin(self.dial(endpoint))
+    }
+}
+
+/// One end of an in-memory duplex pipe.
+pub struct Duplex {
+    reader: piper::Reader,
+    writer: piper::Writer,
+}
+
+/// Two connected in-memory stream ends.
+pub fn duplex(capacity: usize) -> (Duplex, Duplex) {
+    let (r1, w1) = piper::pipe(capacity);
+    let (r2, w2) = piper::pipe(capacity);
+    (
+        Duplex {
+            reader: r1,
+            writer: w2,
+        },
+        Duplex {
+            reader: r2,
+            writer: w1,
+        },
+    )
+}
+
+impl AsyncRead for Duplex {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Duplex {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.writer).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.writer).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.writer).poll_close(cx)
+    }
+}
+
+/// A transport whose connections are in-memory pipes; the test gets the server ends.
+pub struct MemoryTransport {
+    accepted: async_channel::Sender<(Endpoint, Duplex)>,
+}
+
+impl MemoryTransport {
+    /// The transport and the receiver of the server end of each connection it opens.
+    pub fn new() -> (MemoryTransport, async_channel::Receiver<(Endpoint, Duplex)>) {
+        let (tx, rx) = async_channel::unbounded();
+        (MemoryTransport { accepted: tx }, rx)
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn connect<'a>(&'a self, endpoint: &'a Endpoint) -> ConnectFuture<'a> {
+        Box::pin(async move {
+            let (client, server) = duplex(64 * 1024);
+            self.accepted
+                .send((endpoint.clone(), server))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::ConnectionRefused, "no listener"))?;
+            Ok(Box::new(client) as BoxStream)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_urls_users_give() {
+        let (ep, path) = parse_url("tls://irc.chat.twitch.tv:6697").unwrap();
+        assert_eq!(
+            ep,
+            Endpoint {
+                tls: true,
+                host: "irc.chat.twitch.tv".into(),
+                port: 6697
+            }
+        );
+        assert_eq!(path, "");
+        let (ep, path) = parse_url("https://api.twitch.tv/helix/").unwrap();
+        assert_eq!((ep.port, ep.tls, path.as_str()), (443, true, "/helix"));
+        let (ep, _) = parse_url("tcp://[::1]:6667").unwrap();
+        assert_eq!(ep.host, "::1");
+        assert_eq!(ep.to_string(), "tcp://[::1]:6667");
+        assert!(parse_url("irc.chat.twitch.tv:6697").is_err());
+        assert!(parse_url("tls://host").is_err());
+        assert!(parse_url("ftp://host:1").is_err());
+        assert!(parse_url("tls://host:99999").is_err());
+    }
+}

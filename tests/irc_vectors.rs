@@ -1,0 +1,42 @@
+//! The public ircdocs parser vectors (../shared/testdata/irc-parser-tests/msg-split.json).
+
+use serde_json::Value;
+use twitch_colorchanger::irc::Message;
+
+#[test]
+fn passes_every_msg_split_vector() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/irc-parser-tests/msg-split.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the shared test vectors are present");
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let tests = doc["tests"].as_array().unwrap();
+    assert!(tests.len() > 30);
+    for case in tests {
+        let input = case["input"].as_str().unwrap();
+        let atoms = &case["atoms"];
+        let msg = Message::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+        let mut want_tags: Vec<(String, String)> = atoms["tags"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut got_tags = msg.tags.clone();
+        want_tags.sort();
+        got_tags.sort();
+        assert_eq!(got_tags, want_tags, "tags of {input:?}");
+        assert_eq!(msg.source.as_deref(), atoms["source"].as_str(), "source of {input:?}");
+        assert_eq!(msg.command, atoms["verb"].as_str().unwrap(), "verb of {input:?}");
+        let want_params: Vec<&str> = atoms["params"]
+            .as_array()
+            .map(|a| a.iter().map(|p| p.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        assert_eq!(msg.params, want_params, "params of {input:?}");
+        // and what we encode parses back to the same message
+        assert_eq!(Message::parse(&msg.to_string()).unwrap(), msg, "round trip of {input:?}");
+    }
+}
