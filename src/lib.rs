@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod http;
 pub mod irc;
 pub mod secret;
 pub mod transport;

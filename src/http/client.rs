@@ -1,0 +1,243 @@
+//! The async HTTP/1.1 client: one request at a time per connection, idle connections pooled
+//! per endpoint and shared by all users.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::wire::{encode_request, HttpError, ResponseParser};
+use crate::clock::{timeout_at, Clock};
+use crate::transport::{BoxStream, Endpoint, Transport};
+
+const MAX_IDLE_PER_ENDPOINT: usize = 4;
+
+/// Sends requests with keep-alive reuse, a deadline for the whole exchange, and one retry
+/// on a fresh connection when a pooled one turns out to have been closed by the server.
+pub struct HttpClient {
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    idle: Mutex<HashMap<Endpoint, Vec<BoxStream>>>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// A client whose exchanges (connect included) each take at most `timeout`.
+    pub fn new(transport: Arc<dyn Transport>, clock: Arc<dyn Clock>, timeout: Duration) -> HttpClient {
+        HttpClient {
+            transport,
+            clock,
+            idle: Mutex::new(HashMap::new()),
+            timeout,
+        }
+    }
+
+    /// Sends `req` (its URI holds path and query only) to `endpoint`.
+    pub async fn send(
+        &self,
+        endpoint: &Endpoint,
+        req: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let bytes = encode_request(&req, &host_header(endpoint));
+        let head = req.method() == http::Method::HEAD;
+        let deadline = self.clock.now() + self.timeout;
+
+        if let Some(conn) = self.take_idle(endpoint) {
+            match self.exchange(conn, &bytes, head, deadline).await {
+                Ok((response, conn)) => {
+                    self.put_idle(endpoint, conn);
+                    return Ok(response);
+                }
+                // The server had closed the idle connection: try once on a fresh one.
+                Err((e, false)) if e != HttpError::Timeout => {}
+                Err((e, _)) => return Err(e),
+            }
+        }
+        let conn = timeout_at(&*self.clock, deadline, self.transport.connect(endpoint))
+            .await
+            .ok_or(HttpError::Timeout)?
+            .map_err(|e| HttpError::Io(e.to_string()))?;
+        let (response, conn) = self
+            .exchange(conn, &bytes, head, deadline)
+            .await
+            .map_err(|(e, _)| e)?;
+        self.put_idle(endpoint, conn);
+        Ok(response)
+    }
+
+    /// One request/response on `conn`. The error carries whether any response byte arrived.
+    async fn exchange(
+        &self,
+        mut conn: BoxStream,
+        request: &[u8],
+        head: bool,
+        deadline: Instant,
+    ) -> Result<(http::Response<Vec<u8>>, Option<BoxStream>), (HttpError, bool)> {
+        let io = |e: std::io::Error| (HttpError::Io(e.to_string()), false);
+        let write = async {
+            conn.write_all(request).await?;
+            conn.flush().await
+        };
+        timeout_at(&*self.clock, deadline, write)
+            .await
+            .ok_or((HttpError::Timeout, false))?
+            .map_err(io)?;
+
+        let mut parser = ResponseParser::new(head);
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = timeout_at(&*self.clock, deadline, conn.read(&mut buf))
+                .await
+                .ok_or((HttpError::Timeout, !parser.is_empty()))?
+                .map_err(|e| (HttpError::Io(e.to_string()), !parser.is_empty()))?;
+            if n == 0 {
+                let got_bytes = !parser.is_empty();
+                let parsed = parser.finish().map_err(|e| (e, got_bytes))?;
+                return Ok((parsed.response, None));
+            }
+            let got_bytes = true;
+            if let Some(parsed) = parser.feed(&buf[..n]).map_err(|e| (e, got_bytes))? {
+                let keep = parsed.keep_alive.then_some(conn);
+                return Ok((parsed.response, keep));
+            }
+        }
+    }
+
+    fn take_idle(&self, endpoint: &Endpoint) -> Option<BoxStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.get_mut(endpoint).and_then(Vec::pop)
+    }
+
+    fn put_idle(&self, endpoint: &Endpoint, conn: Option<BoxStream>) {
+        let Some(conn) = conn else { return };
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(endpoint.clone()).or_default();
+        if list.len() < MAX_IDLE_PER_ENDPOINT {
+            list.push(conn);
+        }
+    }
+}
+
+fn host_header(endpoint: &Endpoint) -> String {
+    let host = if endpoint.host.contains(':') {
+        format!("[{}]", endpoint.host)
+    } else {
+        endpoint.host.clone()
+    };
+    let default_port = if endpoint.tls { 443 } else { 80 };
+    if endpoint.port == default_port {
+        host
+    } else {
+        format!("{host}:{}", endpoint.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::VirtualClock;
+    use crate::transport::{Duplex, MemoryTransport};
+
+    fn endpoint() -> Endpoint {
+        Endpoint {
+            tls: true,
+            host: "api.example".into(),
+            port: 443,
+        }
+    }
+
+    fn get() -> http::Request<Vec<u8>> {
+        http::Request::get("/helix/users").body(Vec::new()).unwrap()
+    }
+
+    async fn read_request(conn: &mut Duplex) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "client closed before a full request");
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    #[test]
+    fn reuses_a_kept_alive_connection() {
+        smol::block_on(async {
+            let (transport, accepted) = MemoryTransport::new();
+            let client = HttpClient::new(Arc::new(transport), Arc::new(VirtualClock::new()), Duration::from_secs(5));
+            let server = async {
+                let (_, mut conn) = accepted.recv().await.unwrap();
+                for _ in 0..2 {
+                    let req = read_request(&mut conn).await;
+                    assert!(req.starts_with("GET /helix/users HTTP/1.1\r\nHost: api.example\r\n"));
+                    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+                }
+                conn
+            };
+            let requests = async {
+                let a = client.send(&endpoint(), get()).await.unwrap();
+                let b = client.send(&endpoint(), get()).await.unwrap();
+                (a, b)
+            };
+            let (_conn, (a, b)) = smol::future::zip(server, requests).await;
+            assert_eq!((a.body().as_slice(), b.body().as_slice()), (&b"ok"[..], &b"ok"[..]));
+            assert!(accepted.is_empty(), "second request opened a new connection");
+        });
+    }
+
+    #[test]
+    fn retries_once_on_a_fresh_connection_after_the_server_closed_the_idle_one() {
+        smol::block_on(async {
+            let (transport, accepted) = MemoryTransport::new();
+            let client = HttpClient::new(Arc::new(transport), Arc::new(VirtualClock::new()), Duration::from_secs(5));
+            let first = async {
+                let (_, mut conn) = accepted.recv().await.unwrap();
+                read_request(&mut conn).await;
+                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1").await.unwrap();
+                conn // kept until the client is done, then dropped below
+            };
+            let (conn, r1) = smol::future::zip(first, client.send(&endpoint(), get())).await;
+            assert_eq!(r1.unwrap().body(), b"1");
+            drop(conn); // the server closes the idle connection
+
+            let second = async {
+                let (_, mut conn) = accepted.recv().await.unwrap();
+                read_request(&mut conn).await;
+                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2").await.unwrap();
+                conn
+            };
+            let (_conn, r2) = smol::future::zip(second, client.send(&endpoint(), get())).await;
+            assert_eq!(r2.unwrap().body(), b"2");
+        });
+    }
+
+    #[test]
+    fn a_silent_server_times_out_on_the_virtual_clock() {
+        smol::block_on(async {
+            let clock = VirtualClock::new();
+            let (transport, accepted) = MemoryTransport::new();
+            let client = HttpClient::new(Arc::new(transport), Arc::new(clock.clone()), Duration::from_secs(5));
+            let server = async {
+                let (_, mut conn) = accepted.recv().await.unwrap();
+                read_request(&mut conn).await;
+                // answer nothing; move time past the deadline instead
+                clock.advance(Duration::from_secs(5));
+                conn
+            };
+            let (_conn, result) = smol::future::zip(server, client.send(&endpoint(), get())).await;
+            assert_eq!(result.unwrap_err(), HttpError::Timeout);
+        });
+    }
+
+    #[test]
+    fn host_header_names_non_default_ports() {
+        let mut ep = endpoint();
+        assert_eq!(host_header(&ep), "api.example");
+        ep.port = 8443;
+        assert_eq!(host_header(&ep), "api.example:8443");
+        ep.host = "::1".into();
+        assert_eq!(host_header(&ep), "[::1]:8443");
+    }
+}

@@ -1,0 +1,7 @@
+//! A small HTTP/1.1 client: the sans-IO wire format and the pooled async client on top.
+
+mod client;
+mod wire;
+
+pub use client::HttpClient;
+pub use wire::{encode_component, encode_request, HttpError, Parsed, ResponseParser, MAX_RESPONSE};

@@ -1,0 +1,374 @@
+//! HTTP/1.1 on the wire, free of I/O: request bytes out, response bytes in.
+
+use std::fmt;
+
+/// The largest response (head and body) we accept.
+pub const MAX_RESPONSE: usize = 1024 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Why an HTTP exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The connection failed (connect, TLS, read or write), with the cause.
+    Io(String),
+    /// The peer closed the connection before a complete response.
+    Closed,
+    /// The response is not valid HTTP/1.1.
+    Malformed(String),
+    /// The response is larger than [`MAX_RESPONSE`].
+    TooLarge,
+    /// No complete response in time.
+    Timeout,
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Io(e) => write!(f, "connection failed: {e}"),
+            HttpError::Closed => f.write_str("connection closed before a complete response"),
+            HttpError::Malformed(e) => write!(f, "malformed HTTP response: {e}"),
+            HttpError::TooLarge => write!(f, "response larger than {MAX_RESPONSE} bytes"),
+            HttpError::Timeout => f.write_str("no response in time"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// Encodes a request for `host` (the `Host` header); the URI's path and query are sent as is.
+pub fn encode_request(req: &http::Request<Vec<u8>>, host: &str) -> Vec<u8> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let mut out = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", req.method(), target, host).into_bytes();
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let body = req.body();
+    if !body.is_empty() || matches!(*req.method(), http::Method::POST | http::Method::PUT) {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// A complete response and whether the connection may carry another request.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The response.
+    pub response: http::Response<Vec<u8>>,
+    /// False when the server closes (or asked to close) the connection.
+    pub keep_alive: bool,
+}
+
+/// Collects response bytes until a whole response is there.
+#[derive(Debug, Default)]
+pub struct ResponseParser {
+    buf: Vec<u8>,
+    head_request: bool,
+}
+
+enum Framing {
+    Empty,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+impl ResponseParser {
+    /// A parser for the answer to a request; `head_request` for HEAD (no body follows).
+    pub fn new(head_request: bool) -> ResponseParser {
+        ResponseParser {
+            buf: Vec::new(),
+            head_request,
+        }
+    }
+
+    /// True when no byte has arrived yet.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Adds bytes; returns the response once complete.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<Parsed>, HttpError> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() > MAX_RESPONSE {
+            return Err(HttpError::TooLarge);
+        }
+        self.parse(false)
+    }
+
+    /// The peer closed the connection: completes a body delimited by close, or fails.
+    pub fn finish(&mut self) -> Result<Parsed, HttpError> {
+        match self.parse(true)? {
+            Some(parsed) => Ok(parsed),
+            None => Err(HttpError::Closed),
+        }
+    }
+
+    fn parse(&self, eof: bool) -> Result<Option<Parsed>, HttpError> {
+        let Some(head_end) = find(&self.buf, b"\r\n\r\n") else {
+            if self.buf.len() > MAX_HEAD {
+                return Err(HttpError::Malformed("header section too long".into()));
+            }
+            return Ok(None);
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| HttpError::Malformed("header is not UTF-8".into()))?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("");
+        let http11 = match version {
+            "HTTP/1.1" => true,
+            "HTTP/1.0" => false,
+            _ => return Err(HttpError::Malformed(format!("bad status line {status_line:?}"))),
+        };
+        let status = parts
+            .next()
+            .and_then(|s| s.parse::<u16>().ok())
+            .and_then(|s| http::StatusCode::from_u16(s).ok())
+            .ok_or_else(|| HttpError::Malformed(format!("bad status line {status_line:?}")))?;
+
+        let mut builder = http::Response::builder().status(status);
+        let mut length = None;
+        let mut chunked = false;
+        let mut close = !http11;
+        for line in lines {
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| HttpError::Malformed(format!("bad header line {line:?}")))?;
+            let value = value.trim();
+            let lname = name.trim().to_ascii_lowercase();
+            match lname.as_str() {
+                "content-length" => {
+                    let n = value
+                        .parse::<usize>()
+                        .map_err(|_| HttpError::Malformed("bad Content-Length".into()))?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(HttpError::Malformed("conflicting Content-Length".into()));
+                    }
+                    length = Some(n);
+                }
+                "transfer-encoding" => {
+                    chunked = value
+                        .rsplit(',')
+                        .next()
+                        .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+                }
+                "connection" => {
+                    for token in value.split(',').map(str::trim) {
+                        if token.eq_ignore_ascii_case("close") {
+                            close = true;
+                        } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
+                            close = false;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            builder = builder.header(name.trim(), value);
+        }
+
+        let framing = if self.head_request
+            || status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED
+        {
+            Framing::Empty
+        } else if chunked {
+            Framing::Chunked
+        } else if let Some(n) = length {
+            Framing::Length(n)
+        } else {
+            Framing::UntilClose
+        };
+
+        let body_start = head_end + 4;
+        let rest = &self.buf[body_start..];
+        let (body, keep_alive) = match framing {
+            Framing::Empty => (Vec::new(), !close),
+            Framing::Length(n) => {
+                if n > MAX_RESPONSE {
+                    return Err(HttpError::TooLarge);
+                }
+                if rest.len() < n {
+                    return Ok(None);
+                }
+                (rest[..n].to_vec(), !close)
+            }
+            Framing::Chunked => match decode_chunked(rest)? {
+                Some(body) => (body, !close),
+                None => return Ok(None),
+            },
+            Framing::UntilClose => {
+                if !eof {
+                    return Ok(None);
+                }
+                (rest.to_vec(), false)
+            }
+        };
+        let response = builder
+            .body(body)
+            .map_err(|e| HttpError::Malformed(e.to_string()))?;
+        Ok(Some(Parsed {
+            response,
+            keep_alive,
+        }))
+    }
+}
+
+/// Decodes a complete chunked body, or `None` if more bytes are needed.
+fn decode_chunked(mut rest: &[u8]) -> Result<Option<Vec<u8>>, HttpError> {
+    let mut body = Vec::new();
+    loop {
+        let Some(line_end) = find(rest, b"\r\n") else {
+            return Ok(None);
+        };
+        let size_line = std::str::from_utf8(&rest[..line_end])
+            .map_err(|_| HttpError::Malformed("bad chunk size".into()))?;
+        let size_hex = size_line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| HttpError::Malformed(format!("bad chunk size {size_hex:?}")))?;
+        if size > MAX_RESPONSE {
+            return Err(HttpError::TooLarge);
+        }
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            // Trailers, if any, end with an empty line.
+            loop {
+                let Some(end) = find(rest, b"\r\n") else {
+                    return Ok(None);
+                };
+                if end == 0 {
+                    return Ok(Some(body));
+                }
+                rest = &rest[end + 2..];
+            }
+        }
+        if rest.len() < size + 2 {
+            return Ok(None);
+        }
+        if &rest[size..size + 2] != b"\r\n" {
+            return Err(HttpError::Malformed("chunk not followed by CRLF".into()));
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Percent-encodes a query or form value: everything but `A-Za-z0-9-._~`.
+///
+/// # Examples
+/// ```
+/// assert_eq!(twitch_colorchanger::http::encode_component("#9146FF"), "%239146FF");
+/// ```
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(bytes: &[u8]) -> Parsed {
+        let mut p = ResponseParser::new(false);
+        p.feed(bytes).unwrap().expect("complete")
+    }
+
+    #[test]
+    fn encodes_a_put_with_query_and_headers() {
+        let req = http::Request::put("/helix/chat/color?user_id=1&color=%239146FF")
+            .header("Authorization", "Bearer x")
+            .body(Vec::new())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(encode_request(&req, "api.twitch.tv")).unwrap(),
+            "PUT /helix/chat/color?user_id=1&color=%239146FF HTTP/1.1\r\nHost: api.twitch.tv\r\nauthorization: Bearer x\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn parses_content_length_and_no_content() {
+        let p = parse_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nRatelimit-Remaining: 799\r\n\r\nhello");
+        assert_eq!(p.response.status(), 200);
+        assert_eq!(p.response.body(), b"hello");
+        assert_eq!(p.response.headers()["ratelimit-remaining"], "799");
+        assert!(p.keep_alive);
+        let p = parse_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        assert_eq!(p.response.status(), 204);
+        assert!(!p.keep_alive);
+    }
+
+    #[test]
+    fn parses_chunked_bodies_fed_one_byte_at_a_time() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\nX-Trailer: y\r\n\r\n";
+        let mut p = ResponseParser::new(false);
+        for (i, b) in raw.iter().enumerate() {
+            let out = p.feed(&[*b]).unwrap();
+            if i + 1 < raw.len() {
+                assert!(out.is_none(), "complete too early at byte {i}");
+            } else {
+                let parsed = out.unwrap();
+                assert_eq!(parsed.response.body(), b"{\"a\":1}");
+                assert!(parsed.keep_alive);
+            }
+        }
+    }
+
+    #[test]
+    fn body_until_close_completes_at_eof() {
+        let mut p = ResponseParser::new(false);
+        assert!(p.feed(b"HTTP/1.0 200 OK\r\n\r\npartial").unwrap().is_none());
+        let parsed = p.finish().unwrap();
+        assert_eq!(parsed.response.body(), b"partial");
+        assert!(!parsed.keep_alive);
+    }
+
+    #[test]
+    fn truncated_response_is_an_error_at_eof() {
+        let mut p = ResponseParser::new(false);
+        assert!(p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").unwrap().is_none());
+        assert_eq!(p.finish().unwrap_err(), HttpError::Closed);
+        assert_eq!(ResponseParser::new(false).finish().unwrap_err(), HttpError::Closed);
+    }
+
+    #[test]
+    fn rejects_garbage_and_oversized_responses() {
+        let mut p = ResponseParser::new(false);
+        assert!(matches!(p.feed(b"SSH-2.0-OpenSSH\r\n\r\n"), Err(HttpError::Malformed(_))));
+        let mut p = ResponseParser::new(false);
+        let big = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_RESPONSE + 1);
+        assert_eq!(p.feed(big.as_bytes()).unwrap_err(), HttpError::TooLarge);
+        let mut p = ResponseParser::new(false);
+        assert!(matches!(
+            p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+            Err(HttpError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn percent_encodes_components() {
+        assert_eq!(encode_component("a b&c=d/e%"), "a%20b%26c%3Dd%2Fe%25");
+        assert_eq!(encode_component("blue_violet"), "blue_violet");
+    }
+}
