@@ -3,7 +3,10 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod backoff;
+pub mod bot;
 pub mod clock;
+pub mod color;
+pub mod helix;
 pub mod http;
 pub mod irc;
 pub mod secret;

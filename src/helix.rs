@@ -1,0 +1,247 @@
+//! The three Helix calls the bot makes: who am I, what is my color, set my color.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::http::{encode_component, HttpClient, HttpError};
+use crate::secret::Secret;
+use crate::transport::Endpoint;
+
+/// The `Ratelimit-*` headers of a Helix response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimit {
+    /// `Ratelimit-Limit`: the bucket size.
+    pub limit: Option<u32>,
+    /// `Ratelimit-Remaining`: points left.
+    pub remaining: Option<u32>,
+    /// `Ratelimit-Reset`: Unix seconds when the bucket is full again.
+    pub reset: Option<u64>,
+}
+
+impl RateLimit {
+    /// Reads the headers; absent or unparsable ones are `None`.
+    pub fn from_headers(headers: &http::HeaderMap) -> RateLimit {
+        let num = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        RateLimit {
+            limit: num("ratelimit-limit").and_then(|v| u32::try_from(v).ok()),
+            remaining: num("ratelimit-remaining").and_then(|v| u32::try_from(v).ok()),
+            reset: num("ratelimit-reset"),
+        }
+    }
+
+    /// When the bucket refills, as wall-clock time.
+    pub fn reset_at(&self) -> Option<SystemTime> {
+        self.reset.map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    }
+}
+
+/// A failed Helix call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request did not get an HTTP answer.
+    Http(HttpError),
+    /// Twitch answered with an error status; `message` is from its JSON body when present.
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// Twitch's `message`, or the body's start.
+        message: String,
+        /// The rate-limit headers of that answer.
+        rate: RateLimit,
+    },
+    /// A 2xx answer whose body is not what the API documents.
+    BadBody(String),
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Http(e) => write!(f, "{e}"),
+            ApiError::Status {
+                status, message, ..
+            } => write!(f, "HTTP {status}: {message}"),
+            ApiError::BadBody(e) => write!(f, "unexpected response body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        ApiError::Http(e)
+    }
+}
+
+/// A user token and the client id it was issued to.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The user access token (an `oauth:` prefix is tolerated).
+    pub token: &'a Secret,
+    /// The app's client id.
+    pub client_id: &'a str,
+}
+
+/// The token owner, from `GET /users`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct User {
+    /// User id.
+    pub id: String,
+    /// Lowercase login.
+    pub login: String,
+}
+
+#[derive(Deserialize)]
+struct Data<T> {
+    data: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct ColorEntry {
+    color: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+    error: Option<String>,
+}
+
+/// Helix at a base URL (`https://api.twitch.tv/helix` unless overridden).
+pub struct Helix {
+    http: Arc<HttpClient>,
+    endpoint: Endpoint,
+    base_path: String,
+}
+
+impl Helix {
+    /// Helix at `endpoint` + `base_path` (e.g. `/helix`).
+    pub fn new(http: Arc<HttpClient>, endpoint: Endpoint, base_path: String) -> Helix {
+        Helix {
+            http,
+            endpoint,
+            base_path,
+        }
+    }
+
+    /// The token's own user.
+    pub async fn get_user(&self, creds: Credentials<'_>) -> Result<User, ApiError> {
+        let (body, _) = self.call(http::Method::GET, "/users", creds).await?;
+        let mut data: Data<User> = parse_json(&body)?;
+        data.data
+            .pop()
+            .ok_or_else(|| ApiError::BadBody("GET /users returned no user".into()))
+    }
+
+    /// The user's chat color, `None` when never set.
+    pub async fn get_color(&self, creds: Credentials<'_>, user_id: &str) -> Result<Option<String>, ApiError> {
+        let path = format!("/chat/color?user_id={}", encode_component(user_id));
+        let (body, _) = self.call(http::Method::GET, &path, creds).await?;
+        let data: Data<ColorEntry> = parse_json(&body)?;
+        Ok(data.data.into_iter().next().map(|c| c.color).filter(|c| !c.is_empty()))
+    }
+
+    /// Sets the user's chat color (a named color or `#RRGGBB`).
+    pub async fn put_color(&self, creds: Credentials<'_>, user_id: &str, color: &str) -> Result<RateLimit, ApiError> {
+        let path = format!(
+            "/chat/color?user_id={}&color={}",
+            encode_component(user_id),
+            encode_component(color)
+        );
+        let (_, rate) = self.call(http::Method::PUT, &path, creds).await?;
+        Ok(rate)
+    }
+
+    async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        creds: Credentials<'_>,
+    ) -> Result<(Vec<u8>, RateLimit), ApiError> {
+        let token = creds.token.expose();
+        let token = token.strip_prefix("oauth:").unwrap_or(token);
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base_path, path))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Client-Id", creds.client_id)
+            .body(Vec::new())
+            .map_err(|_| ApiError::BadBody("invalid characters in client id or token".into()))?;
+        let response = self.http.send(&self.endpoint, req).await?;
+        let rate = RateLimit::from_headers(response.headers());
+        let status = response.status();
+        let body = response.into_body();
+        if status.is_success() {
+            return Ok((body, rate));
+        }
+        Err(ApiError::Status {
+            status: status.as_u16(),
+            message: error_message(&body),
+            rate,
+        })
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadBody(e.to_string()))
+}
+
+/// Twitch's `message` (or `error`) from an error body, else the body's start.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(ErrorBody { message, error }) = serde_json::from_slice::<ErrorBody>(body) {
+        if let Some(m) = message.or(error) {
+            return m;
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.chars().take(200).collect();
+    if text.trim().is_empty() {
+        "(empty body)".into()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rate_limit_headers() {
+        let mut h = http::HeaderMap::new();
+        h.insert("ratelimit-limit", "800".parse().unwrap());
+        h.insert("ratelimit-remaining", "799".parse().unwrap());
+        h.insert("ratelimit-reset", "1781653392".parse().unwrap());
+        let r = RateLimit::from_headers(&h);
+        assert_eq!(
+            r,
+            RateLimit {
+                limit: Some(800),
+                remaining: Some(799),
+                reset: Some(1781653392)
+            }
+        );
+        assert_eq!(r.reset_at(), Some(UNIX_EPOCH + Duration::from_secs(1781653392)));
+        assert_eq!(RateLimit::from_headers(&http::HeaderMap::new()), RateLimit::default());
+    }
+
+    #[test]
+    fn extracts_twitch_error_messages() {
+        assert_eq!(
+            error_message(br#"{"error":"Unauthorized","status":401,"message":"Invalid OAuth token"}"#),
+            "Invalid OAuth token"
+        );
+        assert_eq!(error_message(br#"{"error":"Bad Request","status":400}"#), "Bad Request");
+        assert_eq!(error_message(b"<html>oops</html>"), "<html>oops</html>");
+        assert_eq!(error_message(b""), "(empty body)");
+    }
+}
