@@ -2,12 +2,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+pub mod app;
 pub mod backoff;
 pub mod bot;
 pub mod clock;
 pub mod color;
+pub mod config;
 pub mod helix;
 pub mod http;
 pub mod irc;
+pub mod log;
 pub mod secret;
 pub mod transport;
+pub mod user;

@@ -1,0 +1,434 @@
+//! The config file: the Python bot's JSON format, validated with messages that name the
+//! file, user and field, and rewritten atomically without losing fields we do not know.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::secret::Secret;
+
+/// One account the bot runs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserConfig {
+    /// Twitch login, as written in the file.
+    pub username: String,
+    /// User access token (may be empty once the device flow exists).
+    pub access_token: Secret,
+    /// Refresh token, may be empty.
+    pub refresh_token: Secret,
+    /// The app's client id.
+    pub client_id: String,
+    /// The app's client secret, empty for public clients.
+    pub client_secret: Secret,
+    /// Channel logins: lowercase, without `#`, no duplicates.
+    pub channels: Vec<String>,
+    /// Use random hex colors (Turbo/Prime) rather than named ones.
+    pub is_prime_or_turbo: bool,
+    /// Change colors automatically.
+    pub enabled: bool,
+}
+
+/// A config file that loaded: the valid users and a warning for each skipped one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The users that passed validation, in file order.
+    pub users: Vec<UserConfig>,
+    /// One line per problem that made a user be skipped.
+    pub warnings: Vec<String>,
+}
+
+/// Why the config cannot be used at all.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file does not exist.
+    Missing(PathBuf),
+    /// The file cannot be read or written.
+    Io(PathBuf, io::Error),
+    /// The file is not JSON.
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// serde_json's description.
+        message: String,
+    },
+    /// The JSON is not `{"users": [...]}`.
+    Shape(PathBuf, String),
+    /// No user passed validation; the problems found.
+    NoValidUsers(PathBuf, Vec<String>),
+    /// The user to update is not in the file any more.
+    UnknownUser(PathBuf, String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Missing(p) => write!(
+                f,
+                "{}: config file not found (give --config PATH or set TWITCH_CONF_FILE; README shows an example)",
+                p.display()
+            ),
+            ConfigError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            ConfigError::Json {
+                path,
+                line,
+                column,
+                message,
+            } => write!(f, "{}:{line}:{column}: invalid JSON: {message}", path.display()),
+            ConfigError::Shape(p, m) => write!(f, "{}: {m}", p.display()),
+            ConfigError::NoValidUsers(p, problems) => {
+                write!(f, "{}: no valid user in the config", p.display())?;
+                for problem in problems {
+                    write!(f, "\n  {problem}")?;
+                }
+                Ok(())
+            }
+            ConfigError::UnknownUser(p, u) => {
+                write!(f, "{}: user {u:?} is no longer in the config", p.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The config path: `--config`, else `TWITCH_CONF_FILE`, else `./twitch_colorchanger.conf`.
+pub fn resolve_path(flag: Option<PathBuf>, env: Option<String>) -> PathBuf {
+    flag.or_else(|| env.filter(|e| !e.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("twitch_colorchanger.conf"))
+}
+
+/// Reads and validates the config file. Invalid users are skipped with a warning; no valid
+/// user at all is an error.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let root = read_json(path)?;
+    let users = root
+        .get("users")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ConfigError::Shape(path.to_owned(), "expected an object with a \"users\" array".into()))?;
+    let mut valid: Vec<UserConfig> = Vec::new();
+    let mut warnings = Vec::new();
+    for (index, entry) in users.iter().enumerate() {
+        match parse_user(entry) {
+            Ok(user) if valid.iter().any(|u| u.username.eq_ignore_ascii_case(&user.username)) => {
+                warnings.push(format!(
+                    "users[{index}] ({}): duplicate username, skipped",
+                    user.username
+                ));
+            }
+            Ok(user) => valid.push(user),
+            Err(problem) => {
+                let who = entry
+                    .get("username")
+                    .and_then(Value::as_str)
+                    .map(|u| format!(" ({u})"))
+                    .unwrap_or_default();
+                warnings.push(format!("users[{index}]{who}: {problem}"));
+            }
+        }
+    }
+    if valid.is_empty() {
+        return Err(ConfigError::NoValidUsers(path.to_owned(), warnings));
+    }
+    Ok(Config {
+        path: path.to_owned(),
+        users: valid,
+        warnings,
+    })
+}
+
+fn read_json(path: &Path) -> Result<Value, ConfigError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ConfigError::Missing(path.to_owned())),
+        Err(e) => return Err(ConfigError::Io(path.to_owned(), e)),
+    };
+    serde_json::from_str(&text).map_err(|e| ConfigError::Json {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })
+}
+
+/// serde_json appends " at line L column C"; we print the position first instead.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn parse_user(entry: &Value) -> Result<UserConfig, String> {
+    let obj = entry.as_object().ok_or("expected an object")?;
+    let username = required_str(obj, "username")?;
+    if !(3..=25).contains(&username.len())
+        || !username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(format!(
+            "field \"username\": {username:?} is not a Twitch login (3-25 letters, digits or _)"
+        ));
+    }
+    let access_token = required_str(obj, "access_token")?;
+    let client_id = required_str(obj, "client_id")?;
+    let refresh_token = optional_str(obj, "refresh_token")?;
+    let client_secret = optional_str(obj, "client_secret")?;
+    for (field, value) in [
+        ("access_token", access_token.as_str()),
+        ("client_id", client_id.as_str()),
+        ("refresh_token", refresh_token.as_str()),
+        ("client_secret", client_secret.as_str()),
+    ] {
+        if is_placeholder(value) {
+            return Err(format!(
+                "field {field:?} still holds the example placeholder; put the real value in"
+            ));
+        }
+    }
+    let channels = match obj.get("channels") {
+        None | Some(Value::Null) => return Err("field \"channels\" is missing".into()),
+        Some(Value::Array(items)) => {
+            let mut channels: Vec<String> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let name = item
+                    .as_str()
+                    .ok_or(format!("field \"channels\"[{i}] is not a string"))?;
+                let name = normalise_channel(name);
+                if name.is_empty() {
+                    continue;
+                }
+                if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(format!("field \"channels\"[{i}]: {name:?} is not a channel login"));
+                }
+                if !channels.contains(&name) {
+                    channels.push(name);
+                }
+            }
+            channels
+        }
+        Some(_) => return Err("field \"channels\" must be a list of channel names".into()),
+    };
+    if channels.is_empty() {
+        return Err("field \"channels\" is empty: name at least one channel to join".into());
+    }
+    Ok(UserConfig {
+        username,
+        access_token: Secret::new(access_token),
+        refresh_token: Secret::new(refresh_token),
+        client_id,
+        client_secret: Secret::new(client_secret),
+        channels,
+        is_prime_or_turbo: optional_bool(obj, "is_prime_or_turbo", true)?,
+        enabled: optional_bool(obj, "enabled", true)?,
+    })
+}
+
+/// Lowercase, without a leading `#` or surrounding spaces.
+pub fn normalise_channel(name: &str) -> String {
+    name.trim().trim_start_matches('#').to_ascii_lowercase()
+}
+
+fn is_placeholder(value: &str) -> bool {
+    let v = value.to_ascii_lowercase();
+    v.starts_with("your_") || v.ends_with("_here") || v.contains("placeholder")
+}
+
+fn required_str(obj: &Map<String, Value>, field: &str) -> Result<String, String> {
+    match obj.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Some(Value::String(_)) => Err(format!("field {field:?} is empty")),
+        None | Some(Value::Null) => Err(format!("field {field:?} is missing")),
+        Some(_) => Err(format!("field {field:?} must be a string")),
+    }
+}
+
+fn optional_str(obj: &Map<String, Value>, field: &str) -> Result<String, String> {
+    match obj.get(field) {
+        Some(Value::String(s)) => Ok(s.trim().to_owned()),
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(_) => Err(format!("field {field:?} must be a string")),
+    }
+}
+
+fn optional_bool(obj: &Map<String, Value>, field: &str, default: bool) -> Result<bool, String> {
+    match obj.get(field) {
+        Some(Value::Bool(b)) => Ok(*b),
+        None | Some(Value::Null) => Ok(default),
+        Some(_) => Err(format!("field {field:?} must be true or false")),
+    }
+}
+
+/// Re-reads the file, lets `edit` change the entry of `username` (matched case-insensitively),
+/// and writes the result atomically. Other users and unknown fields are kept as they are.
+pub fn update_user(
+    path: &Path,
+    username: &str,
+    edit: impl FnOnce(&mut Map<String, Value>),
+) -> Result<(), ConfigError> {
+    let mut root = read_json(path)?;
+    let entry = root
+        .get_mut("users")
+        .and_then(Value::as_array_mut)
+        .and_then(|users| {
+            users.iter_mut().find(|u| {
+                u.get("username")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.trim().eq_ignore_ascii_case(username))
+            })
+        })
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| ConfigError::UnknownUser(path.to_owned(), username.to_owned()))?;
+    edit(entry);
+    let mut text = serde_json::to_string_pretty(&root).map_err(|e| ConfigError::Shape(path.to_owned(), e.to_string()))?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes()).map_err(|e| ConfigError::Io(path.to_owned(), e))
+}
+
+/// Writes `bytes` to `path` so that a crash at any moment leaves either the old or the new
+/// file: temp file in the same directory (mode 0600), fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "config path has no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        #[cfg(unix)]
+        fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tcc-config-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const GOOD: &str = r##"{
+  "users": [
+    {
+      "username": "HueShift_Bot",
+      "access_token": "abcdefghijklmnopqrstuvwxyz0123",
+      "refresh_token": "r1",
+      "client_id": "cid",
+      "client_secret": "",
+      "channels": ["#LumenWave", "lumenwave", " other "],
+      "is_prime_or_turbo": true,
+      "future_field": {"kept": [1, 2]}
+    },
+    {"username": "x", "access_token": "t", "client_id": "c", "channels": ["a"]},
+    {"username": "second_user", "access_token": "your_token_here", "client_id": "c", "channels": ["a"]},
+    {"username": "third_user", "access_token": "t", "client_id": "c", "channels": []}
+  ],
+  "top_level_unknown": true
+}"##;
+
+    #[test]
+    fn loads_valid_users_and_explains_the_rest() {
+        let dir = temp_dir("load");
+        let path = dir.join("twitch_colorchanger.conf");
+        fs::write(&path, GOOD).unwrap();
+        let cfg = load(&path).unwrap();
+        assert_eq!(cfg.users.len(), 1);
+        let u = &cfg.users[0];
+        assert_eq!(u.channels, ["lumenwave", "other"]);
+        assert!(u.is_prime_or_turbo && u.enabled);
+        assert_eq!(
+            cfg.warnings,
+            [
+                "users[1] (x): field \"username\": \"x\" is not a Twitch login (3-25 letters, digits or _)",
+                "users[2] (second_user): field \"access_token\" still holds the example placeholder; put the real value in",
+                "users[3] (third_user): field \"channels\" is empty: name at least one channel to join",
+            ]
+        );
+        assert!(!format!("{cfg:?}").contains("abcdefghijklmnop"));
+    }
+
+    #[test]
+    fn malformed_json_names_file_line_and_column() {
+        let dir = temp_dir("json");
+        let path = dir.join("bad.conf");
+        fs::write(&path, "{\n  \"users\": [\n    {\"username\": \"a\",}\n  ]\n}").unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert_eq!(err, format!("{}:3:22: invalid JSON: trailing comma", path.display()));
+    }
+
+    #[test]
+    fn no_valid_user_and_missing_file_are_errors() {
+        let dir = temp_dir("none");
+        let path = dir.join("c.conf");
+        fs::write(&path, r#"{"users": [{"username": "ab"}]}"#).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("no valid user") && err.contains("users[0] (ab)"), "{err}");
+        assert!(matches!(load(&dir.join("nope")), Err(ConfigError::Missing(_))));
+        fs::write(&path, "[1]").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("\"users\" array"));
+    }
+
+    #[test]
+    fn update_changes_one_field_and_keeps_everything_else() {
+        let dir = temp_dir("update");
+        let path = dir.join("c.conf");
+        fs::write(&path, GOOD).unwrap();
+        update_user(&path, "hueshift_bot", |u| {
+            u.insert("is_prime_or_turbo".into(), Value::Bool(false));
+        })
+        .unwrap();
+        let after: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let mut want: Value = serde_json::from_str(GOOD).unwrap();
+        want["users"][0]["is_prime_or_turbo"] = Value::Bool(false);
+        assert_eq!(after, want);
+        // key order survives too
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.find("\"username\"").unwrap() < text.find("\"future_field\"").unwrap());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(fs::read_dir(&dir).unwrap().count() == 1, "temp file left behind");
+        assert!(matches!(
+            update_user(&path, "nobody", |_| {}),
+            Err(ConfigError::UnknownUser(..))
+        ));
+    }
+
+    #[test]
+    fn path_comes_from_flag_then_env_then_default() {
+        assert_eq!(resolve_path(Some("a".into()), Some("b".into())), PathBuf::from("a"));
+        assert_eq!(resolve_path(None, Some("b".into())), PathBuf::from("b"));
+        assert_eq!(resolve_path(None, Some(String::new())), PathBuf::from("twitch_colorchanger.conf"));
+        assert_eq!(resolve_path(None, None), PathBuf::from("twitch_colorchanger.conf"));
+    }
+}
