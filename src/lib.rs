@@ -8,6 +8,8 @@ pub mod bot;
 pub mod clock;
 pub mod color;
 pub mod config;
+#[cfg(feature = "fake-twitch")]
+pub mod fake;
 pub mod helix;
 pub mod http;
 pub mod irc;

@@ -191,6 +191,15 @@ impl UserTask {
         let mut ready_at = None;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
+            while let Some(event) = session.poll_event() {
+                if let Event::Closed(reason) = event {
+                    return (ConnEnd::Closed(reason), ready_at);
+                }
+                if event == Event::Ready {
+                    ready_at = Some(clock.now());
+                }
+                self.on_irc_event(event);
+            }
             while let Some(line) = session.poll_transmit() {
                 log!(Debug, self.name(), None, "> {}", irc::redact(&line));
                 let write = async {
@@ -202,15 +211,6 @@ impl UserTask {
                     Some(Err(e)) => return (ConnEnd::Io(format!("write failed: {e}")), ready_at),
                     None => return (ConnEnd::Io("write timed out".into()), ready_at),
                 }
-            }
-            while let Some(event) = session.poll_event() {
-                if let Event::Closed(reason) = event {
-                    return (ConnEnd::Closed(reason), ready_at);
-                }
-                if event == Event::Ready {
-                    ready_at = Some(clock.now());
-                }
-                self.on_irc_event(event);
             }
             let deadline = session.poll_timeout();
             let wake = {

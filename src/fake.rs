@@ -1,0 +1,668 @@
+//! A fake Twitch on 127.0.0.1 for tests (and later a `demo`): IRC over TLS and HTTPS Helix,
+//! with a CA made at start-up. It records what it receives and can deliver chat messages,
+//! PING, RECONNECT and dropped connections on demand. Built only with the `fake-twitch` feature.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_net::{TcpListener, TcpStream};
+use futures_rustls::TlsAcceptor;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use smol::future;
+use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use smol::stream::StreamExt;
+
+use crate::color;
+
+/// An account the fake knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeUser {
+    /// Lowercase login.
+    pub login: String,
+    /// User id.
+    pub id: String,
+    /// The access token it accepts.
+    pub token: String,
+    /// Whether hex colors are allowed.
+    pub prime: bool,
+    /// Current color as `#RRGGBB`, if set.
+    pub color: Option<String>,
+}
+
+/// One `PUT /helix/chat/color` as received, with the status it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColorPut {
+    /// The `user_id` query value.
+    pub user_id: String,
+    /// The `color` query value, percent-decoded.
+    pub color: String,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// One IRC client connection.
+#[derive(Debug, Clone, Default)]
+pub struct IrcConn {
+    /// The login given with NICK, once authenticated.
+    pub login: Option<String>,
+    /// Channels joined, without `#`.
+    pub channels: BTreeSet<String>,
+    /// Every line received, in order (PASS lines included, as sent).
+    pub lines: Vec<String>,
+    /// Still open.
+    pub open: bool,
+}
+
+/// Everything the fake has seen and knows; read it with [`FakeTwitch::state`].
+#[derive(Debug, Default)]
+pub struct State {
+    /// Known accounts.
+    pub users: Vec<FakeUser>,
+    /// IRC connections ever accepted, by id (in order of arrival).
+    pub irc: Vec<IrcConn>,
+    /// Color changes received.
+    pub puts: Vec<ColorPut>,
+    /// Every Helix request line received (`METHOD /path?query`).
+    pub requests: Vec<String>,
+    /// Answers for the next color PUTs instead of the normal handling: (status, body).
+    pub put_script: VecDeque<(u16, String)>,
+    senders: HashMap<usize, async_channel::Sender<Cmd>>,
+}
+
+impl State {
+    /// Channels the user has joined on any open connection.
+    pub fn joined(&self, login: &str) -> BTreeSet<String> {
+        self.irc
+            .iter()
+            .filter(|c| c.open && c.login.as_deref() == Some(login))
+            .flat_map(|c| c.channels.iter().cloned())
+            .collect()
+    }
+
+    /// How many connections this login has authenticated on, ever.
+    pub fn logins(&self, login: &str) -> usize {
+        self.irc
+            .iter()
+            .filter(|c| c.login.as_deref() == Some(login))
+            .count()
+    }
+
+    /// Successful color changes of a user id.
+    pub fn changes(&self, user_id: &str) -> Vec<String> {
+        self.puts
+            .iter()
+            .filter(|p| p.user_id == user_id && p.status == 204)
+            .map(|p| p.color.clone())
+            .collect()
+    }
+
+    fn user_by_token(&self, token: &str) -> Option<&FakeUser> {
+        self.users.iter().find(|u| u.token == token)
+    }
+}
+
+enum Cmd {
+    Line(String),
+    Close,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let out = f(&mut self.lock());
+        self.changed.notify_all();
+        out
+    }
+}
+
+/// A running fake Twitch. Dropping it stops the servers.
+pub struct FakeTwitch {
+    inner: Arc<Inner>,
+    irc_port: u16,
+    api_port: u16,
+    ca_file: PathBuf,
+    stop: Option<async_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeTwitch {
+    /// Starts the servers on free loopback ports and writes the CA to `dir/fake-ca.pem`.
+    pub fn start(dir: &Path) -> std::io::Result<FakeTwitch> {
+        let (acceptor, ca_pem) = tls_acceptor().map_err(std::io::Error::other)?;
+        let ca_file = dir.join("fake-ca.pem");
+        std::fs::write(&ca_file, ca_pem)?;
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let irc = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let api = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let irc_port = irc.local_addr()?.port();
+        let api_port = api.local_addr()?.port();
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let server_inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("fake-twitch".into())
+            .spawn(move || {
+                let ex = smol::LocalExecutor::new();
+                let serve = serve_all(&ex, server_inner, acceptor, irc, api);
+                smol::block_on(ex.run(future::or(serve, async {
+                    let _ = stop_rx.recv().await;
+                })));
+            })?;
+        Ok(FakeTwitch {
+            inner,
+            irc_port,
+            api_port,
+            ca_file,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `tls://127.0.0.1:PORT` for `TWITCH_IRC_URL`.
+    pub fn irc_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.irc_port)
+    }
+
+    /// `https://127.0.0.1:PORT/helix` for `TWITCH_API_URL`.
+    pub fn api_url(&self) -> String {
+        format!("https://127.0.0.1:{}/helix", self.api_port)
+    }
+
+    /// `https://127.0.0.1:PORT/oauth2` for `TWITCH_AUTH_URL`.
+    pub fn auth_url(&self) -> String {
+        format!("https://127.0.0.1:{}/oauth2", self.api_port)
+    }
+
+    /// The PEM file of the CA that signed the servers' certificate, for `TWITCH_CA_FILE`.
+    pub fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+
+    /// Adds an account.
+    pub fn add_user(&self, login: &str, id: &str, token: &str, prime: bool) {
+        self.inner.update(|s| {
+            s.users.push(FakeUser {
+                login: login.to_ascii_lowercase(),
+                id: id.to_owned(),
+                token: token.to_owned(),
+                prime,
+                color: None,
+            })
+        });
+    }
+
+    /// Locks and returns the state, to read what happened.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.lock()
+    }
+
+    /// Changes the state (for scripting answers).
+    pub fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        self.inner.update(f)
+    }
+
+    /// Waits until `done` holds, at most `timeout`; returns whether it does. Wakes on every
+    /// change of state, so no polling.
+    pub fn wait(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.inner.lock();
+        loop {
+            if done(&state) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .inner
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Delivers a chat message from `login` to every connection that joined `channel`.
+    pub fn privmsg(&self, channel: &str, login: &str, user_id: &str, text: &str) -> usize {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let line = format!(
+            "@badge-info=;badges=;color=#1E90FF;display-name={login};emotes=;first-msg=0;flags=;id=9b2f4c1e-7a3d-4e8b-b1c2-{ts:012};mod=0;returning-chatter=0;room-id=55500123;subscriber=0;tmi-sent-ts={ts};turbo=0;user-id={user_id};user-type= :{login}!{login}@{login}.tmi.twitch.tv PRIVMSG #{channel} :{text}"
+        );
+        self.send_where(|c| c.channels.contains(channel), Cmd::Line, &line)
+    }
+
+    /// Sends a raw line to every open, logged-in connection.
+    pub fn broadcast(&self, line: &str) -> usize {
+        self.send_where(|c| c.login.is_some(), Cmd::Line, line)
+    }
+
+    /// Sends `:tmi.twitch.tv RECONNECT` to every connection, then closes them.
+    pub fn reconnect_all(&self) -> usize {
+        let n = self.broadcast(":tmi.twitch.tv RECONNECT");
+        self.drop_all();
+        n
+    }
+
+    /// Closes every IRC connection without a word.
+    pub fn drop_all(&self) -> usize {
+        self.send_where(|_| true, |_| Cmd::Close, "")
+    }
+
+    fn send_where(&self, filter: impl Fn(&IrcConn) -> bool, cmd: impl Fn(String) -> Cmd, line: &str) -> usize {
+        let state = self.inner.lock();
+        let mut sent = 0;
+        for (id, conn) in state.irc.iter().enumerate() {
+            if conn.open && filter(conn) {
+                if let Some(tx) = state.senders.get(&id) {
+                    if tx.try_send(cmd(line.to_owned())).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+        }
+        sent
+    }
+}
+
+impl Drop for FakeTwitch {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.try_send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn tls_acceptor() -> Result<(TlsAcceptor, String), String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let err = |e: rcgen::Error| e.to_string();
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "twitch-colorchanger fake Twitch CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate().map_err(err)?;
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).map_err(err)?;
+    params.distinguished_name.push(DnType::CommonName, "fake twitch");
+    let cert = params.signed_by(&key, &issuer).map_err(err)?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok((TlsAcceptor::from(Arc::new(config)), ca_cert.pem()))
+}
+
+async fn serve_all(
+    ex: &smol::LocalExecutor<'_>,
+    inner: Arc<Inner>,
+    acceptor: TlsAcceptor,
+    irc: TcpListener,
+    api: TcpListener,
+) {
+    let irc_loop = async {
+        loop {
+            let Ok((tcp, _)) = irc.accept().await else { continue };
+            let (inner, acceptor) = (inner.clone(), acceptor.clone());
+            ex.spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    irc_conn(inner, tls).await;
+                }
+            })
+            .detach();
+        }
+    };
+    let api_loop = async {
+        loop {
+            let Ok((tcp, _)) = api.accept().await else { continue };
+            let (inner, acceptor) = (inner.clone(), acceptor.clone());
+            ex.spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    http_conn(inner, tls).await;
+                }
+            })
+            .detach();
+        }
+    };
+    future::or(irc_loop, api_loop).await
+}
+
+async fn irc_conn(inner: Arc<Inner>, stream: futures_rustls::server::TlsStream<TcpStream>) {
+    let (tx, rx) = async_channel::unbounded();
+    let id = inner.update(|s| {
+        s.irc.push(IrcConn {
+            open: true,
+            ..IrcConn::default()
+        });
+        let id = s.irc.len() - 1;
+        s.senders.insert(id, tx);
+        id
+    });
+    let (reader, mut writer) = smol::io::split(stream);
+    let mut lines = BufReader::new(reader).lines();
+    let mut pass = String::new();
+    enum Next {
+        Line(Option<std::io::Result<String>>),
+        Cmd(Option<Cmd>),
+    }
+    loop {
+        let next = future::or(async { Next::Line(lines.next().await) }, async {
+            Next::Cmd(rx.recv().await.ok())
+        })
+        .await;
+        let out: Vec<String> = match next {
+            Next::Line(Some(Ok(line))) => {
+                let line = line.trim_end_matches('\r').to_owned();
+                inner.update(|s| s.irc[id].lines.push(line.clone()));
+                irc_reply(&inner, id, &line, &mut pass)
+            }
+            Next::Cmd(Some(Cmd::Line(line))) => vec![line],
+            Next::Line(_) | Next::Cmd(_) => break,
+        };
+        let mut close = false;
+        for line in out {
+            if line.is_empty() {
+                close = true;
+                continue;
+            }
+            if writer.write_all(format!("{line}\r\n").as_bytes()).await.is_err() {
+                close = true;
+            }
+        }
+        let _ = writer.flush().await;
+        if close {
+            break;
+        }
+    }
+    let _ = writer.close().await;
+    inner.update(|s| {
+        s.irc[id].open = false;
+        s.senders.remove(&id);
+    });
+}
+
+/// The lines to answer `line` with; an empty string means "then close".
+fn irc_reply(inner: &Inner, id: usize, line: &str, pass: &mut String) -> Vec<String> {
+    let Ok(msg) = crate::irc::Message::parse(line) else {
+        return vec![];
+    };
+    match msg.command.as_str() {
+        "CAP" => vec![format!(":tmi.twitch.tv CAP * ACK :{}", msg.param(1).unwrap_or(""))],
+        "PASS" => {
+            *pass = msg.param(0).unwrap_or("").to_owned();
+            vec![]
+        }
+        "NICK" => {
+            let nick = msg.param(0).unwrap_or("").to_owned();
+            let token = pass.strip_prefix("oauth:").unwrap_or("");
+            let user = inner.lock().user_by_token(token).cloned();
+            match user {
+                Some(u) if u.login == nick => {
+                    inner.update(|s| s.irc[id].login = Some(nick.clone()));
+                    let color = u.color.unwrap_or_default();
+                    vec![
+                        format!(":tmi.twitch.tv 001 {nick} :Welcome, GLHF!"),
+                        format!(":tmi.twitch.tv 002 {nick} :Your host is tmi.twitch.tv"),
+                        format!(":tmi.twitch.tv 376 {nick} :>"),
+                        format!("@badge-info=;badges=;color={color};display-name={nick};emote-sets=0;user-id={};user-type= :tmi.twitch.tv GLOBALUSERSTATE", u.id),
+                    ]
+                }
+                _ => vec![":tmi.twitch.tv NOTICE * :Login authentication failed".into(), String::new()],
+            }
+        }
+        "JOIN" => {
+            let nick = inner.lock().irc[id].login.clone().unwrap_or_default();
+            let mut out = vec![];
+            for chan in msg.param(0).unwrap_or("").split(',') {
+                let chan = chan.trim_start_matches('#').to_owned();
+                inner.update(|s| s.irc[id].channels.insert(chan.clone()));
+                out.push(format!(":{nick}!{nick}@{nick}.tmi.twitch.tv JOIN #{chan}"));
+                out.push(format!(":{nick}.tmi.twitch.tv 353 {nick} = #{chan} :{nick}"));
+                out.push(format!(":{nick}.tmi.twitch.tv 366 {nick} #{chan} :End of /NAMES list"));
+                out.push(format!("@emote-only=0;followers-only=-1;r9k=0;room-id=55500123;slow=0;subs-only=0 :tmi.twitch.tv ROOMSTATE #{chan}"));
+            }
+            out
+        }
+        "PART" => {
+            for chan in msg.param(0).unwrap_or("").split(',') {
+                let chan = chan.trim_start_matches('#').to_owned();
+                inner.update(|s| s.irc[id].channels.remove(&chan));
+            }
+            vec![]
+        }
+        "PING" => vec![format!(":tmi.twitch.tv PONG tmi.twitch.tv :{}", msg.param(0).unwrap_or(""))],
+        _ => vec![],
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+async fn http_conn(inner: Arc<Inner>, stream: futures_rustls::server::TlsStream<TcpStream>) {
+    let (reader, mut writer) = smol::io::split(stream);
+    let mut reader = BufReader::new(reader);
+    loop {
+        let Some(req) = read_request(&mut reader).await else { return };
+        inner.update(|s| {
+            let q: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.requests.push(format!("{} {}?{}", req.method, req.path, q.join("&")))
+        });
+        let (status, body) = route(&inner, &req);
+        let reset = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let reason = match status {
+            200 => "OK",
+            204 => "No Content",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            404 => "Not Found",
+            429 => "Too Many Requests",
+            _ => "Error",
+        };
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nRatelimit-Limit: 800\r\nRatelimit-Remaining: 799\r\nRatelimit-Reset: {reset}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        if writer.write_all(head.as_bytes()).await.is_err()
+            || writer.write_all(body.as_bytes()).await.is_err()
+            || writer.flush().await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn read_request<R: smol::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<Request> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let target = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).await.ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await.ok()?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let query = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    Some(Request {
+        method,
+        path: path.to_owned(),
+        query,
+        headers,
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn error(status: u16, error: &str, message: &str) -> (u16, String) {
+    (
+        status,
+        serde_json::json!({"error": error, "status": status, "message": message}).to_string(),
+    )
+}
+
+fn route(inner: &Inner, req: &Request) -> (u16, String) {
+    let bearer = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if req.header("client-id").is_none_or(str::is_empty) {
+        return error(401, "Unauthorized", "Client-Id header is missing");
+    }
+    let Some(user) = inner.lock().user_by_token(bearer).cloned() else {
+        return error(401, "Unauthorized", "Invalid OAuth token");
+    };
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/helix/users") => (
+            200,
+            serde_json::json!({"data": [{"id": user.id, "login": user.login, "display_name": user.login,
+                "type": "", "broadcaster_type": "", "description": "", "profile_image_url": "",
+                "offline_image_url": "", "view_count": 0, "created_at": "2016-12-14T20:32:28Z"}]})
+            .to_string(),
+        ),
+        ("GET", "/helix/chat/color") => {
+            let id = req.query("user_id").unwrap_or("");
+            let state = inner.lock();
+            let data: Vec<_> = state
+                .users
+                .iter()
+                .filter(|u| u.id == id)
+                .map(|u| serde_json::json!({"user_id": u.id, "user_login": u.login, "user_name": u.login, "color": u.color.clone().unwrap_or_default()}))
+                .collect();
+            (200, serde_json::json!({ "data": data }).to_string())
+        }
+        ("PUT", "/helix/chat/color") => {
+            let user_id = req.query("user_id").unwrap_or("").to_owned();
+            let color = req.query("color").unwrap_or("").to_owned();
+            let scripted = inner.update(|s| s.put_script.pop_front());
+            let (status, body) = match scripted {
+                Some(answer) => answer,
+                None if user_id != user.id => error(401, "Unauthorized", "The ID in user_id must match the user ID found in the request's OAuth token."),
+                None => {
+                    let named = color::NAMED.iter().find(|(n, _)| n.eq_ignore_ascii_case(&color));
+                    match named {
+                        Some((_, hex)) => set_color(inner, &user.id, hex),
+                        None if color::is_hex(&color) && user.prime => set_color(inner, &user.id, &color.to_ascii_uppercase()),
+                        None if color::is_hex(&color) => error(400, "Bad Request", "Hex color code is only available to Turbo or Prime users"),
+                        None => error(400, "Bad Request", "invalid color"),
+                    }
+                }
+            };
+            inner.update(|s| s.puts.push(ColorPut { user_id, color, status }));
+            (status, body)
+        }
+        _ => error(404, "Not Found", "no such endpoint in the fake"),
+    }
+}
+
+fn set_color(inner: &Inner, user_id: &str, hex: &str) -> (u16, String) {
+    inner.update(|s| {
+        if let Some(u) = s.users.iter_mut().find(|u| u.id == user_id) {
+            u.color = Some(hex.to_owned());
+        }
+    });
+    (204, String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(percent_decode("%239146FF"), "#9146FF");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("blue_violet"), "blue_violet");
+    }
+}

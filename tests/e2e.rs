@@ -1,0 +1,406 @@
+//! End-to-end: the real binary against the fake Twitch on 127.0.0.1 (TLS IRC + HTTPS Helix).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use twitch_colorchanger::color;
+use twitch_colorchanger::fake::FakeTwitch;
+
+const WAIT: Duration = Duration::from_secs(15);
+const TOKEN_A: &str = "tokaaaaaaaaaaaaaaaaaaaaaaaaaaa1";
+const TOKEN_B: &str = "tokbbbbbbbbbbbbbbbbbbbbbbbbbbb2";
+const REFRESH: &str = "refreshrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr9";
+const SECRET: &str = "secretssssssssssssssssssssssss";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tcc-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn user_entry(login: &str, token: &str, channels: &[&str], prime: bool) -> Value {
+    json!({
+        "username": login,
+        "access_token": token,
+        "refresh_token": REFRESH,
+        "client_id": "fakeclientid0000000000000000000",
+        "client_secret": SECRET,
+        "channels": channels,
+        "is_prime_or_turbo": prime,
+        "enabled": true,
+        "custom_note": "kept as is"
+    })
+}
+
+fn write_config(dir: &Path, users: Vec<Value>) -> PathBuf {
+    let path = dir.join("twitch_colorchanger.conf");
+    let doc = json!({ "users": users, "unknown_top_level": [1, 2, 3] });
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    path
+}
+
+/// The bot as a child process, its stderr collected line by line.
+struct Bot {
+    child: Child,
+    log: Arc<(Mutex<String>, Condvar)>,
+}
+
+impl Bot {
+    fn start(fake: &FakeTwitch, config: &Path) -> Bot {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+            .arg("--config")
+            .arg(config)
+            .env("TWITCH_IRC_URL", fake.irc_url())
+            .env("TWITCH_API_URL", fake.api_url())
+            .env("TWITCH_AUTH_URL", fake.auth_url())
+            .env("TWITCH_CA_FILE", fake.ca_file())
+            .env("DEBUG", "true")
+            .env("NO_COLOR", "1")
+            .env_remove("TWITCH_CONF_FILE")
+            .env_remove("LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let (text, cv) = &*sink;
+                let mut text = text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                cv.notify_all();
+            }
+        });
+        Bot { child, log }
+    }
+
+    fn output(&self) -> String {
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `needle` at least `times` times.
+    fn wait_log(&self, needle: &str, times: usize) -> bool {
+        let deadline = Instant::now() + WAIT;
+        let (text, cv) = &*self.log;
+        let mut text = text.lock().unwrap();
+        while text.matches(needle).count() < times {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            text = cv.wait_timeout(text, left).unwrap().0;
+        }
+        true
+    }
+
+    /// Sends SIGTERM and returns the exit status and how long the exit took.
+    fn terminate(mut self) -> (ExitStatus, Duration, String) {
+        let start = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = wait_exit(&mut self.child, Duration::from_secs(5));
+        let elapsed = start.elapsed();
+        // let the reader thread drain what is left
+        self.wait_log("shutting down", 1);
+        (status, elapsed, self.output())
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the bot did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn assert_no_secrets(output: &str) {
+    for secret in [TOKEN_A, TOKEN_B, REFRESH, SECRET] {
+        assert!(!output.contains(secret), "a secret leaked into the output:\n{output}");
+    }
+}
+
+fn joined(fake: &FakeTwitch, login: &str, channels: &[&str]) -> bool {
+    fake.wait(WAIT, |s| {
+        let j = s.joined(login);
+        channels.iter().all(|c| j.contains(*c))
+    })
+}
+
+/// A PING the bot must answer; since it handles lines in order, once the PONG is back every
+/// line sent before the PING has been acted on.
+fn sync(fake: &FakeTwitch, login: &str, tag: &str) {
+    fake.broadcast(&format!("PING :{tag}"));
+    let pong = format!("PONG :{tag}");
+    assert!(fake.wait(WAIT, |s| s
+        .irc
+        .iter()
+        .any(|c| c.login.as_deref() == Some(login) && c.lines.contains(&pong))));
+}
+
+#[test]
+fn own_message_changes_color_and_others_do_not() {
+    let dir = temp_dir("own");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "81234567", TOKEN_A, true);
+    fake.update(|s| s.users[0].color = Some("#1E90FF".into()));
+    let config = write_config(&dir, vec![user_entry("HueShift_Bot", TOKEN_A, &["#LumenWave", "second"], true)]);
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["lumenwave", "second"]), "{}", bot.output());
+
+    // someone else talks: nothing happens
+    fake.privmsg("lumenwave", "someone_else", "999", "hello");
+    sync(&fake, "hueshift_bot", "after-other");
+    assert!(!fake.wait(Duration::from_millis(300), |s| !s.puts.is_empty()));
+
+    // our user talks (e.g. on the web site): one PUT with a new valid hex color
+    fake.privmsg("lumenwave", "hueshift_bot", "81234567", "hi from the website");
+    assert!(fake.wait(WAIT, |s| s.changes("81234567").len() == 1), "{}", bot.output());
+    let first = fake.state().puts[0].color.clone();
+    assert!(color::is_hex(&first) && !color::same(&first, "#1E90FF"), "{first}");
+
+    // in the other channel too, and never the same color twice in a row
+    fake.privmsg("second", "hueshift_bot", "81234567", "again");
+    assert!(fake.wait(WAIT, |s| s.changes("81234567").len() == 2));
+    let changes = fake.state().changes("81234567");
+    assert!(!color::same(&changes[0], &changes[1]));
+    assert!(bot.wait_log("color changed", 2));
+
+    let (status, took, output) = bot.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?} to stop");
+    assert!(output.contains("[HueShift_Bot #lumenwave] joined"), "{output}");
+    assert!(output.contains("color changed #1E90FF → "), "{output}");
+    assert_no_secrets(&output);
+}
+
+#[test]
+fn two_users_run_independently() {
+    let dir = temp_dir("two");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("alpha_user", "111", TOKEN_A, true);
+    fake.add_user("beta_user", "222", TOKEN_B, false);
+    let config = write_config(
+        &dir,
+        vec![
+            user_entry("alpha_user", TOKEN_A, &["shared_chan"], true),
+            user_entry("beta_user", TOKEN_B, &["shared_chan", "beta_home"], false),
+        ],
+    );
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "alpha_user", &["shared_chan"]));
+    assert!(joined(&fake, "beta_user", &["shared_chan", "beta_home"]));
+
+    // beta speaks where both are: only beta's color changes, to a named color
+    fake.privmsg("shared_chan", "beta_user", "222", "hi");
+    assert!(fake.wait(WAIT, |s| s.changes("222").len() == 1), "{}", bot.output());
+    let beta = fake.state().changes("222")[0].clone();
+    assert!(color::NAMED.iter().any(|(n, _)| *n == beta), "{beta}");
+    sync(&fake, "alpha_user", "a1");
+    assert!(fake.state().changes("111").is_empty());
+
+    // alpha speaks: alpha's changes, to a hex color
+    fake.privmsg("shared_chan", "alpha_user", "111", "yo");
+    assert!(fake.wait(WAIT, |s| s.changes("111").len() == 1));
+    assert!(color::is_hex(&fake.state().changes("111")[0]));
+    assert_eq!(fake.state().changes("222").len(), 1);
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    assert_no_secrets(&output);
+}
+
+#[test]
+fn reconnects_after_a_drop_and_after_reconnect_and_answers_ping() {
+    let dir = temp_dir("reconnect");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "81234567", TOKEN_A, false);
+    let config = write_config(&dir, vec![user_entry("hueshift_bot", TOKEN_A, &["a_chan", "b_chan"], false)]);
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["a_chan", "b_chan"]));
+
+    // PING → PONG with the same text
+    sync(&fake, "hueshift_bot", "tmi.twitch.tv");
+
+    // connection dropped without a word: reconnect and rejoin
+    assert_eq!(fake.drop_all(), 1);
+    assert!(fake.wait(WAIT, |s| s.logins("hueshift_bot") == 2), "{}", bot.output());
+    assert!(joined(&fake, "hueshift_bot", &["a_chan", "b_chan"]));
+
+    // RECONNECT: reconnect and rejoin again
+    assert_eq!(fake.reconnect_all(), 1);
+    assert!(fake.wait(WAIT, |s| s.logins("hueshift_bot") == 3), "{}", bot.output());
+    assert!(joined(&fake, "hueshift_bot", &["a_chan", "b_chan"]));
+
+    // and it still works
+    fake.privmsg("b_chan", "hueshift_bot", "81234567", "still here");
+    assert!(fake.wait(WAIT, |s| s.changes("81234567").len() == 1), "{}", bot.output());
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    assert!(output.contains("server asked to reconnect"), "{output}");
+    assert_no_secrets(&output);
+}
+
+#[test]
+fn rejected_hex_switches_to_named_colors_and_saves_it() {
+    let dir = temp_dir("fallback");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("no_prime_user", "333", TOKEN_A, false); // the fake refuses hex for this user
+    let config = write_config(
+        &dir,
+        vec![
+            user_entry("no_prime_user", TOKEN_A, &["chan"], true),
+            user_entry("other_user", TOKEN_B, &["chan"], true),
+        ],
+    );
+    let before: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "no_prime_user", &["chan"]));
+
+    fake.privmsg("chan", "no_prime_user", "333", "hi");
+    assert!(fake.wait(WAIT, |s| s.changes("333").len() == 1), "{}", bot.output());
+    let puts = fake.state().puts.clone();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert!(color::is_hex(&puts[0].color) && puts[0].status == 400);
+    assert!(color::NAMED.iter().any(|(n, _)| *n == puts[1].color) && puts[1].status == 204);
+
+    // the config now says so, and nothing else in it changed
+    assert!(bot.wait_log("saved \"is_prime_or_turbo\": false", 1), "{}", bot.output());
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let mut want = before.clone();
+    want["users"][0]["is_prime_or_turbo"] = Value::Bool(false);
+    assert_eq!(after, want);
+
+    // from now on named colors straight away
+    fake.privmsg("chan", "no_prime_user", "333", "again");
+    assert!(fake.wait(WAIT, |s| s.changes("333").len() == 2));
+    let puts = fake.state().puts.clone();
+    assert_eq!(puts.len(), 3);
+    assert!(!color::is_hex(&puts[2].color));
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    assert_no_secrets(&output);
+}
+
+#[test]
+fn rate_limited_change_is_retried_once() {
+    let dir = temp_dir("ratelimit");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "81234567", TOKEN_A, true);
+    let config = write_config(&dir, vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)]);
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]));
+    fake.update(|s| {
+        s.put_script.push_back((429, r#"{"error":"Too Many Requests","status":429,"message":"Too Many Requests"}"#.into()))
+    });
+    fake.privmsg("chan", "hueshift_bot", "81234567", "hi");
+    assert!(fake.wait(WAIT, |s| s.changes("81234567").len() == 1), "{}", bot.output());
+    let puts = fake.state().puts.clone();
+    assert_eq!((puts[0].status, puts[1].status), (429, 204));
+    assert_eq!(puts[0].color, puts[1].color);
+    drop(bot);
+}
+
+#[test]
+fn refused_token_is_reported_without_leaking_it() {
+    let dir = temp_dir("badtoken");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("good_user", "1", TOKEN_B, true);
+    let config = write_config(
+        &dir,
+        vec![
+            user_entry("bad_user", TOKEN_A, &["chan"], true), // unknown to the fake
+            user_entry("good_user", TOKEN_B, &["chan"], true),
+        ],
+    );
+    let bot = Bot::start(&fake, &config);
+    // the other user is not held up
+    assert!(joined(&fake, "good_user", &["chan"]));
+    assert!(bot.wait_log("[bad_user] cannot look up the user id: HTTP 401: Invalid OAuth token", 1), "{}", bot.output());
+    fake.privmsg("chan", "good_user", "1", "hi");
+    assert!(fake.wait(WAIT, |s| s.changes("1").len() == 1));
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    assert_no_secrets(&output);
+}
+
+#[test]
+fn malformed_config_exits_2_with_file_line_and_column() {
+    let dir = temp_dir("malformed");
+    let path = dir.join("broken.conf");
+    std::fs::write(&path, "{\n  \"users\": [\n    {\"username\": \"a\" \"x\"}\n  ]\n}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+        .arg("--config")
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}:3:22: invalid JSON: expected `,` or `}}`", path.display())), "{stderr}");
+}
+
+#[test]
+fn missing_config_and_no_valid_user_exit_2() {
+    let dir = temp_dir("missing");
+    let run = |path: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+            .env("TWITCH_CONF_FILE", path)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run(&dir.join("nope.conf"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.conf: config file not found"));
+
+    let path = write_config(&dir, vec![user_entry("ok_name", "your_token_here", &["c"], true)]);
+    let out = run(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no valid user"), "{stderr}");
+    assert!(stderr.contains("users[0] (ok_name): field \"access_token\" still holds the example placeholder"), "{stderr}");
+}
+
+#[test]
+fn sigterm_during_startup_exits_0_quickly() {
+    let dir = temp_dir("startup");
+    // nothing listens here: the bot is stuck retrying its first request
+    let config = write_config(&dir, vec![user_entry("hueshift_bot", TOKEN_A, &["c"], true)]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+        .arg("--config")
+        .arg(&config)
+        .env("TWITCH_API_URL", "https://127.0.0.1:9/helix")
+        .env("TWITCH_IRC_URL", "tls://127.0.0.1:9")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap(); // it is running
+    let start = Instant::now();
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
