@@ -59,18 +59,25 @@ impl Endpoints {
     /// through `var`, with Twitch's real endpoints as defaults.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Endpoints, StartError> {
         let get = |name: &'static str, default: &str| {
-            let value = var(name).filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned());
+            let value = var(name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned());
             transport::parse_url(&value).map_err(|e| StartError::Env(name, e.to_string()))
         };
         let (irc, path) = get("TWITCH_IRC_URL", DEFAULT_IRC_URL)?;
         if !path.is_empty() {
-            return Err(StartError::Env("TWITCH_IRC_URL", "expected tls://host:port or tcp://host:port, without a path".into()));
+            return Err(StartError::Env(
+                "TWITCH_IRC_URL",
+                "expected tls://host:port or tcp://host:port, without a path".into(),
+            ));
         }
         Ok(Endpoints {
             irc,
             api: get("TWITCH_API_URL", DEFAULT_API_URL)?,
             auth: get("TWITCH_AUTH_URL", DEFAULT_AUTH_URL)?,
-            ca_file: var("TWITCH_CA_FILE").filter(|v| !v.is_empty()).map(PathBuf::from),
+            ca_file: var("TWITCH_CA_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         })
     }
 }
@@ -80,13 +87,23 @@ impl Endpoints {
 pub async fn run(config_path: PathBuf, endpoints: Endpoints) -> Result<(), StartError> {
     let cfg = config::load(&config_path).map_err(StartError::Config)?;
     for warning in &cfg.warnings {
-        log!(Warn, None, None, "{}: skipping {warning}", cfg.path.display());
+        log!(
+            Warn,
+            None,
+            None,
+            "{}: skipping {warning}",
+            cfg.path.display()
+        );
     }
     let tls = transport::tls_config(endpoints.ca_file.as_deref())
         .map_err(|e| StartError::Env("TWITCH_CA_FILE", e))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let net: Arc<dyn Transport> = Arc::new(NetTransport::new(tls, clock.clone()));
-    let http = Arc::new(HttpClient::new(net.clone(), clock.clone(), Duration::from_secs(15)));
+    let http = Arc::new(HttpClient::new(
+        net.clone(),
+        clock.clone(),
+        Duration::from_secs(15),
+    ));
     let (api_endpoint, api_path) = endpoints.api;
     let shared = Arc::new(Shared {
         clock,
@@ -95,7 +112,14 @@ pub async fn run(config_path: PathBuf, endpoints: Endpoints) -> Result<(), Start
         irc: endpoints.irc,
         config_path: cfg.path.clone(),
     });
-    log!(Info, None, None, "{} user(s) from {}", cfg.users.len(), cfg.path.display());
+    log!(
+        Info,
+        None,
+        None,
+        "{} user(s) from {}",
+        cfg.users.len(),
+        cfg.path.display()
+    );
     let executor = smol::LocalExecutor::new();
     let tasks: Vec<_> = cfg
         .users

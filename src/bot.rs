@@ -136,7 +136,9 @@ impl ColorBot {
                     self.events.push_back(BotEvent::PrimeLost);
                 }
             }
-            Outcome::Rejected(message) if flight.fallback_from.is_none() && color::is_hex(&flight.color) => {
+            Outcome::Rejected(message)
+                if flight.fallback_from.is_none() && color::is_hex(&flight.color) =>
+            {
                 let named = color::random_named(rng, self.current.as_deref()).to_owned();
                 self.in_flight = Some(InFlight {
                     color: named.clone(),
@@ -245,7 +247,9 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(bot.on_own_message(&mut rng), None);
         }
-        let second = bot.on_outcome(Outcome::Done, &mut rng).expect("one more change");
+        let second = bot
+            .on_outcome(Outcome::Done, &mut rng)
+            .expect("one more change");
         assert!(!color::same(&first.color, &second.color));
         assert_eq!(bot.on_outcome(Outcome::Done, &mut rng), None);
         assert!(!bot.is_busy());
@@ -274,8 +278,12 @@ mod tests {
         let mut rng = WyRand::new_seed(3);
         let mut bot = ColorBot::new(true, true, Some("#000001".into()));
         bot.on_own_message(&mut rng).unwrap();
-        bot.on_outcome(Outcome::Rejected("a".into()), &mut rng).unwrap();
-        assert_eq!(bot.on_outcome(Outcome::Rejected("b".into()), &mut rng), None);
+        bot.on_outcome(Outcome::Rejected("a".into()), &mut rng)
+            .unwrap();
+        assert_eq!(
+            bot.on_outcome(Outcome::Rejected("b".into()), &mut rng),
+            None
+        );
         assert_eq!(
             events(&mut bot),
             [BotEvent::FallbackFailed {
@@ -303,7 +311,10 @@ mod tests {
                 not_before: Some(reset)
             }
         );
-        assert_eq!(bot.on_outcome(Outcome::RateLimited(Some(reset)), &mut rng), None);
+        assert_eq!(
+            bot.on_outcome(Outcome::RateLimited(Some(reset)), &mut rng),
+            None
+        );
         let evs = events(&mut bot);
         assert_eq!(evs[0], BotEvent::RateLimited);
         assert!(matches!(evs[1], BotEvent::Failed(_)));
@@ -324,8 +335,17 @@ mod tests {
         let mut bot = ColorBot::new(false, true, None);
         bot.on_own_message(&mut rng).unwrap();
         bot.on_own_message(&mut rng);
-        assert_eq!(bot.on_outcome(Outcome::Unauthorized("Invalid OAuth token".into()), &mut rng), None);
-        assert_eq!(events(&mut bot), [BotEvent::Unauthorized("Invalid OAuth token".into())]);
+        assert_eq!(
+            bot.on_outcome(
+                Outcome::Unauthorized("Invalid OAuth token".into()),
+                &mut rng
+            ),
+            None
+        );
+        assert_eq!(
+            events(&mut bot),
+            [BotEvent::Unauthorized("Invalid OAuth token".into())]
+        );
         assert!(!bot.is_busy());
     }
 }

@@ -36,9 +36,7 @@ pub fn same(a: &str, b: &str) -> bool {
 
 /// True for `#RRGGBB`.
 pub fn is_hex(color: &str) -> bool {
-    color.len() == 7
-        && color.starts_with('#')
-        && color[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    color.len() == 7 && color.starts_with('#') && color[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A random named color other than `current`.

@@ -111,15 +111,21 @@ pub fn resolve_path(flag: Option<PathBuf>, env: Option<String>) -> PathBuf {
 /// user at all is an error.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let root = read_json(path)?;
-    let users = root
-        .get("users")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ConfigError::Shape(path.to_owned(), "expected an object with a \"users\" array".into()))?;
+    let users = root.get("users").and_then(Value::as_array).ok_or_else(|| {
+        ConfigError::Shape(
+            path.to_owned(),
+            "expected an object with a \"users\" array".into(),
+        )
+    })?;
     let mut valid: Vec<UserConfig> = Vec::new();
     let mut warnings = Vec::new();
     for (index, entry) in users.iter().enumerate() {
         match parse_user(entry) {
-            Ok(user) if valid.iter().any(|u| u.username.eq_ignore_ascii_case(&user.username)) => {
+            Ok(user)
+                if valid
+                    .iter()
+                    .any(|u| u.username.eq_ignore_ascii_case(&user.username)) =>
+            {
                 warnings.push(format!(
                     "users[{index}] ({}): duplicate username, skipped",
                     user.username
@@ -149,7 +155,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 fn read_json(path: &Path) -> Result<Value, ConfigError> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ConfigError::Missing(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(ConfigError::Missing(path.to_owned()))
+        }
         Err(e) => return Err(ConfigError::Io(path.to_owned(), e)),
     };
     serde_json::from_str(&text).map_err(|e| ConfigError::Json {
@@ -172,7 +180,9 @@ fn parse_user(entry: &Value) -> Result<UserConfig, String> {
     let obj = entry.as_object().ok_or("expected an object")?;
     let username = required_str(obj, "username")?;
     if !(3..=25).contains(&username.len())
-        || !username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || !username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
     {
         return Err(format!(
             "field \"username\": {username:?} is not a Twitch login (3-25 letters, digits or _)"
@@ -207,7 +217,9 @@ fn parse_user(entry: &Value) -> Result<UserConfig, String> {
                     continue;
                 }
                 if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    return Err(format!("field \"channels\"[{i}]: {name:?} is not a channel login"));
+                    return Err(format!(
+                        "field \"channels\"[{i}]: {name:?} is not a channel login"
+                    ));
                 }
                 if !channels.contains(&name) {
                     channels.push(name);
@@ -288,7 +300,8 @@ pub fn update_user(
         .and_then(Value::as_object_mut)
         .ok_or_else(|| ConfigError::UnknownUser(path.to_owned(), username.to_owned()))?;
     edit(entry);
-    let mut text = serde_json::to_string_pretty(&root).map_err(|e| ConfigError::Shape(path.to_owned(), e.to_string()))?;
+    let mut text = serde_json::to_string_pretty(&root)
+        .map_err(|e| ConfigError::Shape(path.to_owned(), e.to_string()))?;
     text.push('\n');
     write_atomic(path, text.as_bytes()).map_err(|e| ConfigError::Io(path.to_owned(), e))
 }
@@ -300,10 +313,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "config path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "config path has no file name")
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut options = fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -379,9 +396,16 @@ mod tests {
     fn malformed_json_names_file_line_and_column() {
         let dir = temp_dir("json");
         let path = dir.join("bad.conf");
-        fs::write(&path, "{\n  \"users\": [\n    {\"username\": \"a\",}\n  ]\n}").unwrap();
+        fs::write(
+            &path,
+            "{\n  \"users\": [\n    {\"username\": \"a\",}\n  ]\n}",
+        )
+        .unwrap();
         let err = load(&path).unwrap_err().to_string();
-        assert_eq!(err, format!("{}:3:22: invalid JSON: trailing comma", path.display()));
+        assert_eq!(
+            err,
+            format!("{}:3:22: invalid JSON: trailing comma", path.display())
+        );
     }
 
     #[test]
@@ -390,10 +414,19 @@ mod tests {
         let path = dir.join("c.conf");
         fs::write(&path, r#"{"users": [{"username": "ab"}]}"#).unwrap();
         let err = load(&path).unwrap_err().to_string();
-        assert!(err.contains("no valid user") && err.contains("users[0] (ab)"), "{err}");
-        assert!(matches!(load(&dir.join("nope")), Err(ConfigError::Missing(_))));
+        assert!(
+            err.contains("no valid user") && err.contains("users[0] (ab)"),
+            "{err}"
+        );
+        assert!(matches!(
+            load(&dir.join("nope")),
+            Err(ConfigError::Missing(_))
+        ));
         fs::write(&path, "[1]").unwrap();
-        assert!(load(&path).unwrap_err().to_string().contains("\"users\" array"));
+        assert!(load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("\"users\" array"));
     }
 
     #[test]
@@ -415,9 +448,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
-        assert!(fs::read_dir(&dir).unwrap().count() == 1, "temp file left behind");
+        assert!(
+            fs::read_dir(&dir).unwrap().count() == 1,
+            "temp file left behind"
+        );
         assert!(matches!(
             update_user(&path, "nobody", |_| {}),
             Err(ConfigError::UnknownUser(..))
@@ -426,9 +465,18 @@ mod tests {
 
     #[test]
     fn path_comes_from_flag_then_env_then_default() {
-        assert_eq!(resolve_path(Some("a".into()), Some("b".into())), PathBuf::from("a"));
+        assert_eq!(
+            resolve_path(Some("a".into()), Some("b".into())),
+            PathBuf::from("a")
+        );
         assert_eq!(resolve_path(None, Some("b".into())), PathBuf::from("b"));
-        assert_eq!(resolve_path(None, Some(String::new())), PathBuf::from("twitch_colorchanger.conf"));
-        assert_eq!(resolve_path(None, None), PathBuf::from("twitch_colorchanger.conf"));
+        assert_eq!(
+            resolve_path(None, Some(String::new())),
+            PathBuf::from("twitch_colorchanger.conf")
+        );
+        assert_eq!(
+            resolve_path(None, None),
+            PathBuf::from("twitch_colorchanger.conf")
+        );
     }
 }

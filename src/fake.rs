@@ -263,7 +263,12 @@ impl FakeTwitch {
         self.send_where(|_| true, |_| Cmd::Close, "")
     }
 
-    fn send_where(&self, filter: impl Fn(&IrcConn) -> bool, cmd: impl Fn(String) -> Cmd, line: &str) -> usize {
+    fn send_where(
+        &self,
+        filter: impl Fn(&IrcConn) -> bool,
+        cmd: impl Fn(String) -> Cmd,
+        line: &str,
+    ) -> usize {
         let state = self.inner.lock();
         let mut sent = 0;
         for (id, conn) in state.irc.iter().enumerate() {
@@ -291,7 +296,9 @@ impl Drop for FakeTwitch {
 }
 
 fn tls_acceptor() -> Result<(TlsAcceptor, String), String> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     let err = |e: rcgen::Error| e.to_string();
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
@@ -304,9 +311,11 @@ fn tls_acceptor() -> Result<(TlsAcceptor, String), String> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let key = KeyPair::generate().map_err(err)?;
-    let mut params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).map_err(err)?;
-    params.distinguished_name.push(DnType::CommonName, "fake twitch");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .map_err(err)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "fake twitch");
     let cert = params.signed_by(&key, &issuer).map_err(err)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -331,7 +340,9 @@ async fn serve_all(
 ) {
     let irc_loop = async {
         loop {
-            let Ok((tcp, _)) = irc.accept().await else { continue };
+            let Ok((tcp, _)) = irc.accept().await else {
+                continue;
+            };
             let (inner, acceptor) = (inner.clone(), acceptor.clone());
             ex.spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
@@ -343,7 +354,9 @@ async fn serve_all(
     };
     let api_loop = async {
         loop {
-            let Ok((tcp, _)) = api.accept().await else { continue };
+            let Ok((tcp, _)) = api.accept().await else {
+                continue;
+            };
             let (inner, acceptor) = (inner.clone(), acceptor.clone());
             ex.spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
@@ -394,7 +407,11 @@ async fn irc_conn(inner: Arc<Inner>, stream: futures_rustls::server::TlsStream<T
                 close = true;
                 continue;
             }
-            if writer.write_all(format!("{line}\r\n").as_bytes()).await.is_err() {
+            if writer
+                .write_all(format!("{line}\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 close = true;
             }
         }
@@ -416,7 +433,10 @@ fn irc_reply(inner: &Inner, id: usize, line: &str, pass: &mut String) -> Vec<Str
         return vec![];
     };
     match msg.command.as_str() {
-        "CAP" => vec![format!(":tmi.twitch.tv CAP * ACK :{}", msg.param(1).unwrap_or(""))],
+        "CAP" => vec![format!(
+            ":tmi.twitch.tv CAP * ACK :{}",
+            msg.param(1).unwrap_or("")
+        )],
         "PASS" => {
             *pass = msg.param(0).unwrap_or("").to_owned();
             vec![]
@@ -436,7 +456,10 @@ fn irc_reply(inner: &Inner, id: usize, line: &str, pass: &mut String) -> Vec<Str
                         format!("@badge-info=;badges=;color={color};display-name={nick};emote-sets=0;user-id={};user-type= :tmi.twitch.tv GLOBALUSERSTATE", u.id),
                     ]
                 }
-                _ => vec![":tmi.twitch.tv NOTICE * :Login authentication failed".into(), String::new()],
+                _ => vec![
+                    ":tmi.twitch.tv NOTICE * :Login authentication failed".into(),
+                    String::new(),
+                ],
             }
         }
         "JOIN" => {
@@ -446,8 +469,12 @@ fn irc_reply(inner: &Inner, id: usize, line: &str, pass: &mut String) -> Vec<Str
                 let chan = chan.trim_start_matches('#').to_owned();
                 inner.update(|s| s.irc[id].channels.insert(chan.clone()));
                 out.push(format!(":{nick}!{nick}@{nick}.tmi.twitch.tv JOIN #{chan}"));
-                out.push(format!(":{nick}.tmi.twitch.tv 353 {nick} = #{chan} :{nick}"));
-                out.push(format!(":{nick}.tmi.twitch.tv 366 {nick} #{chan} :End of /NAMES list"));
+                out.push(format!(
+                    ":{nick}.tmi.twitch.tv 353 {nick} = #{chan} :{nick}"
+                ));
+                out.push(format!(
+                    ":{nick}.tmi.twitch.tv 366 {nick} #{chan} :End of /NAMES list"
+                ));
                 out.push(format!("@emote-only=0;followers-only=-1;r9k=0;room-id=55500123;slow=0;subs-only=0 :tmi.twitch.tv ROOMSTATE #{chan}"));
             }
             out
@@ -459,7 +486,10 @@ fn irc_reply(inner: &Inner, id: usize, line: &str, pass: &mut String) -> Vec<Str
             }
             vec![]
         }
-        "PING" => vec![format!(":tmi.twitch.tv PONG tmi.twitch.tv :{}", msg.param(0).unwrap_or(""))],
+        "PING" => vec![format!(
+            ":tmi.twitch.tv PONG tmi.twitch.tv :{}",
+            msg.param(0).unwrap_or("")
+        )],
         _ => vec![],
     }
 }
@@ -490,10 +520,13 @@ async fn http_conn(inner: Arc<Inner>, stream: futures_rustls::server::TlsStream<
     let (reader, mut writer) = smol::io::split(stream);
     let mut reader = BufReader::new(reader);
     loop {
-        let Some(req) = read_request(&mut reader).await else { return };
+        let Some(req) = read_request(&mut reader).await else {
+            return;
+        };
         inner.update(|s| {
             let q: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            s.requests.push(format!("{} {}?{}", req.method, req.path, q.join("&")))
+            s.requests
+                .push(format!("{} {}?{}", req.method, req.path, q.join("&")))
         });
         let (status, body) = route(&inner, &req);
         let reset = SystemTime::now()

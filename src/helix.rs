@@ -143,15 +143,29 @@ impl Helix {
     }
 
     /// The user's chat color, `None` when never set.
-    pub async fn get_color(&self, creds: Credentials<'_>, user_id: &str) -> Result<Option<String>, ApiError> {
+    pub async fn get_color(
+        &self,
+        creds: Credentials<'_>,
+        user_id: &str,
+    ) -> Result<Option<String>, ApiError> {
         let path = format!("/chat/color?user_id={}", encode_component(user_id));
         let (body, _) = self.call(http::Method::GET, &path, creds).await?;
         let data: Data<ColorEntry> = parse_json(&body)?;
-        Ok(data.data.into_iter().next().map(|c| c.color).filter(|c| !c.is_empty()))
+        Ok(data
+            .data
+            .into_iter()
+            .next()
+            .map(|c| c.color)
+            .filter(|c| !c.is_empty()))
     }
 
     /// Sets the user's chat color (a named color or `#RRGGBB`).
-    pub async fn put_color(&self, creds: Credentials<'_>, user_id: &str, color: &str) -> Result<RateLimit, ApiError> {
+    pub async fn put_color(
+        &self,
+        creds: Credentials<'_>,
+        user_id: &str,
+        color: &str,
+    ) -> Result<RateLimit, ApiError> {
         let path = format!(
             "/chat/color?user_id={}&color={}",
             encode_component(user_id),
@@ -230,17 +244,28 @@ mod tests {
                 reset: Some(1781653392)
             }
         );
-        assert_eq!(r.reset_at(), Some(UNIX_EPOCH + Duration::from_secs(1781653392)));
-        assert_eq!(RateLimit::from_headers(&http::HeaderMap::new()), RateLimit::default());
+        assert_eq!(
+            r.reset_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(1781653392))
+        );
+        assert_eq!(
+            RateLimit::from_headers(&http::HeaderMap::new()),
+            RateLimit::default()
+        );
     }
 
     #[test]
     fn extracts_twitch_error_messages() {
         assert_eq!(
-            error_message(br#"{"error":"Unauthorized","status":401,"message":"Invalid OAuth token"}"#),
+            error_message(
+                br#"{"error":"Unauthorized","status":401,"message":"Invalid OAuth token"}"#
+            ),
             "Invalid OAuth token"
         );
-        assert_eq!(error_message(br#"{"error":"Bad Request","status":400}"#), "Bad Request");
+        assert_eq!(
+            error_message(br#"{"error":"Bad Request","status":400}"#),
+            "Bad Request"
+        );
         assert_eq!(error_message(b"<html>oops</html>"), "<html>oops</html>");
         assert_eq!(error_message(b""), "(empty body)");
     }

@@ -56,7 +56,8 @@ impl Settings {
     /// From `DEBUG`, `LOG_FORMAT` and `NO_COLOR`, with colors only when stderr is a terminal.
     pub fn from_env() -> Settings {
         let var = |k: &str| std::env::var(k).ok();
-        let debug = var("DEBUG").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+        let debug = var("DEBUG")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
         let json = var("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json"));
         let no_color = var("NO_COLOR").is_some_and(|v| !v.is_empty());
         Settings {
@@ -109,9 +110,16 @@ pub fn write(level: Level, user: Option<&str>, channel: Option<&str>, args: fmt:
             (None, None) => String::new(),
         };
         if s.color {
-            out.push_str(&format!("{ts} {}{:<5}\x1b[0m{who} {args}", level.ansi(), level.name().to_uppercase()));
+            out.push_str(&format!(
+                "{ts} {}{:<5}\x1b[0m{who} {args}",
+                level.ansi(),
+                level.name().to_uppercase()
+            ));
         } else {
-            out.push_str(&format!("{ts} {:<5}{who} {args}", level.name().to_uppercase()));
+            out.push_str(&format!(
+                "{ts} {:<5}{who} {args}",
+                level.name().to_uppercase()
+            ));
         }
         out
     };
@@ -130,7 +138,10 @@ macro_rules! log {
 
 /// `2026-11-22T22:30:48Z` for a time (UTC, whole seconds).
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
     format!(

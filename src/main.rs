@@ -29,13 +29,14 @@ struct Cli {
 
 fn main() -> ExitCode {
     // Signals first, so that a stop during start-up is clean too.
-    let signals = match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot install signal handlers: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let signals =
+        match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot install signal handlers: {e}");
+                return ExitCode::from(1);
+            }
+        };
     let args: Vec<String> = std::env::args().collect();
     let name = "twitch-colorchanger";
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();

@@ -86,9 +86,28 @@ impl UserTask {
     }
 
     fn log_start(&self) {
-        let mode = if self.user.is_prime_or_turbo { "random hex colors (Prime/Turbo)" } else { "named colors" };
-        let auto = if self.user.enabled { "" } else { "; automatic changes disabled (\"enabled\": false)" };
-        log!(Info, self.name(), None, "starting: channels {}; {mode}{auto}", self.user.channels.iter().map(|c| format!("#{c}")).collect::<Vec<_>>().join(", "));
+        let mode = if self.user.is_prime_or_turbo {
+            "random hex colors (Prime/Turbo)"
+        } else {
+            "named colors"
+        };
+        let auto = if self.user.enabled {
+            ""
+        } else {
+            "; automatic changes disabled (\"enabled\": false)"
+        };
+        log!(
+            Info,
+            self.name(),
+            None,
+            "starting: channels {}; {mode}{auto}",
+            self.user
+                .channels
+                .iter()
+                .map(|c| format!("#{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
 
     fn creds(&self) -> Credentials<'_> {
@@ -115,17 +134,42 @@ impl UserTask {
                         backoff.saturate();
                     }
                     let wait = backoff.next_delay(self.jitter());
-                    log!(Error, self.name(), None, "cannot look up the user id: {}; retrying in {}s", describe(&e), wait.as_secs());
+                    log!(
+                        Error,
+                        self.name(),
+                        None,
+                        "cannot look up the user id: {}; retrying in {}s",
+                        describe(&e),
+                        wait.as_secs()
+                    );
                     self.sleep(wait).await;
                 }
             }
         }
-        match self.shared.helix.get_color(self.creds(), &self.user_id).await {
+        match self
+            .shared
+            .helix
+            .get_color(self.creds(), &self.user_id)
+            .await
+        {
             Ok(color) => {
-                log!(Debug, self.name(), None, "user id {}, current color {}", self.user_id, color.as_deref().unwrap_or("(never set)"));
+                log!(
+                    Debug,
+                    self.name(),
+                    None,
+                    "user id {}, current color {}",
+                    self.user_id,
+                    color.as_deref().unwrap_or("(never set)")
+                );
                 self.bot = ColorBot::new(self.user.is_prime_or_turbo, self.user.enabled, color);
             }
-            Err(e) => log!(Warn, self.name(), None, "cannot read the current color ({}); the first change may repeat it", describe(&e)),
+            Err(e) => log!(
+                Warn,
+                self.name(),
+                None,
+                "cannot read the current color ({}); the first change may repeat it",
+                describe(&e)
+            ),
         }
     }
 
@@ -139,7 +183,8 @@ impl UserTask {
         loop {
             let started = self.shared.clock.now();
             let (end, ready_at) = self.connection().await;
-            let healthy = ready_at.is_some_and(|at| self.shared.clock.now().duration_since(at) >= HEALTHY);
+            let healthy =
+                ready_at.is_some_and(|at| self.shared.clock.now().duration_since(at) >= HEALTHY);
             if healthy {
                 backoff.reset();
             }
@@ -161,12 +206,18 @@ impl UserTask {
         let until = self.shared.clock.now() + wait;
         loop {
             let sleep = self.shared.clock.sleep_until(until);
-            let outcome = future::or(async { sleep.await; None }, async {
-                match self.in_flight.as_mut() {
-                    Some(change) => Some(change.await),
-                    None => future::pending().await,
-                }
-            })
+            let outcome = future::or(
+                async {
+                    sleep.await;
+                    None
+                },
+                async {
+                    match self.in_flight.as_mut() {
+                        Some(change) => Some(change.await),
+                        None => future::pending().await,
+                    }
+                },
+            )
             .await;
             match outcome {
                 Some(outcome) => {
@@ -185,9 +236,19 @@ impl UserTask {
         log!(Debug, self.name(), None, "connecting to {}", shared.irc);
         let mut stream = match shared.transport.connect(&shared.irc).await {
             Ok(s) => s,
-            Err(e) => return (ConnEnd::Io(format!("cannot connect to {}: {e}", shared.irc)), None),
+            Err(e) => {
+                return (
+                    ConnEnd::Io(format!("cannot connect to {}: {e}", shared.irc)),
+                    None,
+                )
+            }
         };
-        let mut session = Session::new(clock.now(), &self.user.username, &self.user.access_token, &self.user.channels);
+        let mut session = Session::new(
+            clock.now(),
+            &self.user.username,
+            &self.user.access_token,
+            &self.user.channels,
+        );
         let mut ready_at = None;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -245,9 +306,20 @@ impl UserTask {
 
     fn on_irc_event(&mut self, event: Event) {
         match event {
-            Event::Ready => log!(Info, self.name(), None, "connected to chat at {}", self.shared.irc),
+            Event::Ready => log!(
+                Info,
+                self.name(),
+                None,
+                "connected to chat at {}",
+                self.shared.irc
+            ),
             Event::Joined(chan) => log!(Info, self.name(), Some(&chan), "joined"),
-            Event::Parted(chan) => log!(Warn, self.name(), Some(&chan), "left the channel (parted or banned)"),
+            Event::Parted(chan) => log!(
+                Warn,
+                self.name(),
+                Some(&chan),
+                "left the channel (parted or banned)"
+            ),
             Event::Privmsg(msg) => {
                 let own = match (&msg.user_id, self.user_id.is_empty()) {
                     (Some(id), false) => *id == self.user_id,
@@ -262,9 +334,19 @@ impl UserTask {
                     self.start_change(change);
                 }
             }
-            Event::Notice { channel, msg_id, text } => {
+            Event::Notice {
+                channel,
+                msg_id,
+                text,
+            } => {
                 let chan = (channel != "*").then_some(channel.as_str());
-                log!(Warn, self.name(), chan, "notice from Twitch: {text} ({})", msg_id.as_deref().unwrap_or("no msg-id"));
+                log!(
+                    Warn,
+                    self.name(),
+                    chan,
+                    "notice from Twitch: {text} ({})",
+                    msg_id.as_deref().unwrap_or("no msg-id")
+                );
             }
             Event::GlobalUserState { .. } => {}
             Event::Dropped(why) => log!(Debug, self.name(), None, "ignored a chat line: {why}"),
@@ -281,15 +363,31 @@ impl UserTask {
         self.in_flight = Some(Box::pin(async move {
             if let Some(at) = change.not_before {
                 let clock = &shared.clock;
-                let wait = at.duration_since(clock.wall()).unwrap_or_default().min(MAX_RATE_WAIT);
+                let wait = at
+                    .duration_since(clock.wall())
+                    .unwrap_or_default()
+                    .min(MAX_RATE_WAIT);
                 clock.sleep_until(clock.now() + wait).await;
             }
-            let creds = Credentials { token: &token, client_id: &client_id };
+            let creds = Credentials {
+                token: &token,
+                client_id: &client_id,
+            };
             match shared.helix.put_color(creds, &user_id, &change.color).await {
                 Ok(_) => Outcome::Done,
-                Err(ApiError::Status { status: 400, message, .. }) => Outcome::Rejected(message),
-                Err(ApiError::Status { status: 401, message, .. }) => Outcome::Unauthorized(message),
-                Err(ApiError::Status { status: 429, rate, .. }) => {
+                Err(ApiError::Status {
+                    status: 400,
+                    message,
+                    ..
+                }) => Outcome::Rejected(message),
+                Err(ApiError::Status {
+                    status: 401,
+                    message,
+                    ..
+                }) => Outcome::Unauthorized(message),
+                Err(ApiError::Status {
+                    status: 429, rate, ..
+                }) => {
                     let fallback = shared.clock.wall() + Duration::from_secs(1);
                     Outcome::RateLimited(Some(rate.reset_at().unwrap_or(fallback)))
                 }

@@ -129,14 +129,20 @@ fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "the bot did not exit within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the bot did not exit within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 fn assert_no_secrets(output: &str) {
     for secret in [TOKEN_A, TOKEN_B, REFRESH, SECRET] {
-        assert!(!output.contains(secret), "a secret leaked into the output:\n{output}");
+        assert!(
+            !output.contains(secret),
+            "a secret leaked into the output:\n{output}"
+        );
     }
 }
 
@@ -152,10 +158,10 @@ fn joined(fake: &FakeTwitch, login: &str, channels: &[&str]) -> bool {
 fn sync(fake: &FakeTwitch, login: &str, tag: &str) {
     fake.broadcast(&format!("PING :{tag}"));
     let pong = format!("PONG :{tag}");
-    assert!(fake.wait(WAIT, |s| s
-        .irc
-        .iter()
-        .any(|c| c.login.as_deref() == Some(login) && c.lines.contains(&pong))));
+    assert!(fake
+        .wait(WAIT, |s| s.irc.iter().any(|c| c.login.as_deref()
+            == Some(login)
+            && c.lines.contains(&pong))));
 }
 
 #[test]
@@ -164,9 +170,21 @@ fn own_message_changes_color_and_others_do_not() {
     let fake = FakeTwitch::start(&dir).unwrap();
     fake.add_user("hueshift_bot", "81234567", TOKEN_A, true);
     fake.update(|s| s.users[0].color = Some("#1E90FF".into()));
-    let config = write_config(&dir, vec![user_entry("HueShift_Bot", TOKEN_A, &["#LumenWave", "second"], true)]);
+    let config = write_config(
+        &dir,
+        vec![user_entry(
+            "HueShift_Bot",
+            TOKEN_A,
+            &["#LumenWave", "second"],
+            true,
+        )],
+    );
     let bot = Bot::start(&fake, &config);
-    assert!(joined(&fake, "hueshift_bot", &["lumenwave", "second"]), "{}", bot.output());
+    assert!(
+        joined(&fake, "hueshift_bot", &["lumenwave", "second"]),
+        "{}",
+        bot.output()
+    );
 
     // someone else talks: nothing happens
     fake.privmsg("lumenwave", "someone_else", "999", "hello");
@@ -174,10 +192,22 @@ fn own_message_changes_color_and_others_do_not() {
     assert!(!fake.wait(Duration::from_millis(300), |s| !s.puts.is_empty()));
 
     // our user talks (e.g. on the web site): one PUT with a new valid hex color
-    fake.privmsg("lumenwave", "hueshift_bot", "81234567", "hi from the website");
-    assert!(fake.wait(WAIT, |s| s.changes("81234567").len() == 1), "{}", bot.output());
+    fake.privmsg(
+        "lumenwave",
+        "hueshift_bot",
+        "81234567",
+        "hi from the website",
+    );
+    assert!(
+        fake.wait(WAIT, |s| s.changes("81234567").len() == 1),
+        "{}",
+        bot.output()
+    );
     let first = fake.state().puts[0].color.clone();
-    assert!(color::is_hex(&first) && !color::same(&first, "#1E90FF"), "{first}");
+    assert!(
+        color::is_hex(&first) && !color::same(&first, "#1E90FF"),
+        "{first}"
+    );
 
     // in the other channel too, and never the same color twice in a row
     fake.privmsg("second", "hueshift_bot", "81234567", "again");
@@ -189,7 +219,10 @@ fn own_message_changes_color_and_others_do_not() {
     let (status, took, output) = bot.terminate();
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(2), "took {took:?} to stop");
-    assert!(output.contains("[HueShift_Bot #lumenwave] joined"), "{output}");
+    assert!(
+        output.contains("[HueShift_Bot #lumenwave] joined"),
+        "{output}"
+    );
     assert!(output.contains("color changed #1E90FF → "), "{output}");
     assert_no_secrets(&output);
 }
@@ -213,7 +246,11 @@ fn two_users_run_independently() {
 
     // beta speaks where both are: only beta's color changes, to a named color
     fake.privmsg("shared_chan", "beta_user", "222", "hi");
-    assert!(fake.wait(WAIT, |s| s.changes("222").len() == 1), "{}", bot.output());
+    assert!(
+        fake.wait(WAIT, |s| s.changes("222").len() == 1),
+        "{}",
+        bot.output()
+    );
     let beta = fake.state().changes("222")[0].clone();
     assert!(color::NAMED.iter().any(|(n, _)| *n == beta), "{beta}");
     sync(&fake, "alpha_user", "a1");
@@ -234,7 +271,15 @@ fn reconnects_after_a_drop_and_after_reconnect_and_answers_ping() {
     let dir = temp_dir("reconnect");
     let fake = FakeTwitch::start(&dir).unwrap();
     fake.add_user("hueshift_bot", "81234567", TOKEN_A, false);
-    let config = write_config(&dir, vec![user_entry("hueshift_bot", TOKEN_A, &["a_chan", "b_chan"], false)]);
+    let config = write_config(
+        &dir,
+        vec![user_entry(
+            "hueshift_bot",
+            TOKEN_A,
+            &["a_chan", "b_chan"],
+            false,
+        )],
+    );
     let bot = Bot::start(&fake, &config);
     assert!(joined(&fake, "hueshift_bot", &["a_chan", "b_chan"]));
 
@@ -243,17 +288,29 @@ fn reconnects_after_a_drop_and_after_reconnect_and_answers_ping() {
 
     // connection dropped without a word: reconnect and rejoin
     assert_eq!(fake.drop_all(), 1);
-    assert!(fake.wait(WAIT, |s| s.logins("hueshift_bot") == 2), "{}", bot.output());
+    assert!(
+        fake.wait(WAIT, |s| s.logins("hueshift_bot") == 2),
+        "{}",
+        bot.output()
+    );
     assert!(joined(&fake, "hueshift_bot", &["a_chan", "b_chan"]));
 
     // RECONNECT: reconnect and rejoin again
     assert_eq!(fake.reconnect_all(), 1);
-    assert!(fake.wait(WAIT, |s| s.logins("hueshift_bot") == 3), "{}", bot.output());
+    assert!(
+        fake.wait(WAIT, |s| s.logins("hueshift_bot") == 3),
+        "{}",
+        bot.output()
+    );
     assert!(joined(&fake, "hueshift_bot", &["a_chan", "b_chan"]));
 
     // and it still works
     fake.privmsg("b_chan", "hueshift_bot", "81234567", "still here");
-    assert!(fake.wait(WAIT, |s| s.changes("81234567").len() == 1), "{}", bot.output());
+    assert!(
+        fake.wait(WAIT, |s| s.changes("81234567").len() == 1),
+        "{}",
+        bot.output()
+    );
     let (status, _, output) = bot.terminate();
     assert!(status.success());
     assert!(output.contains("server asked to reconnect"), "{output}");
@@ -277,14 +334,22 @@ fn rejected_hex_switches_to_named_colors_and_saves_it() {
     assert!(joined(&fake, "no_prime_user", &["chan"]));
 
     fake.privmsg("chan", "no_prime_user", "333", "hi");
-    assert!(fake.wait(WAIT, |s| s.changes("333").len() == 1), "{}", bot.output());
+    assert!(
+        fake.wait(WAIT, |s| s.changes("333").len() == 1),
+        "{}",
+        bot.output()
+    );
     let puts = fake.state().puts.clone();
     assert_eq!(puts.len(), 2, "{puts:?}");
     assert!(color::is_hex(&puts[0].color) && puts[0].status == 400);
     assert!(color::NAMED.iter().any(|(n, _)| *n == puts[1].color) && puts[1].status == 204);
 
     // the config now says so, and nothing else in it changed
-    assert!(bot.wait_log("saved \"is_prime_or_turbo\": false", 1), "{}", bot.output());
+    assert!(
+        bot.wait_log("saved \"is_prime_or_turbo\": false", 1),
+        "{}",
+        bot.output()
+    );
     let after: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
     let mut want = before.clone();
     want["users"][0]["is_prime_or_turbo"] = Value::Bool(false);
@@ -306,14 +371,24 @@ fn rate_limited_change_is_retried_once() {
     let dir = temp_dir("ratelimit");
     let fake = FakeTwitch::start(&dir).unwrap();
     fake.add_user("hueshift_bot", "81234567", TOKEN_A, true);
-    let config = write_config(&dir, vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)]);
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
     let bot = Bot::start(&fake, &config);
     assert!(joined(&fake, "hueshift_bot", &["chan"]));
     fake.update(|s| {
-        s.put_script.push_back((429, r#"{"error":"Too Many Requests","status":429,"message":"Too Many Requests"}"#.into()))
+        s.put_script.push_back((
+            429,
+            r#"{"error":"Too Many Requests","status":429,"message":"Too Many Requests"}"#.into(),
+        ))
     });
     fake.privmsg("chan", "hueshift_bot", "81234567", "hi");
-    assert!(fake.wait(WAIT, |s| s.changes("81234567").len() == 1), "{}", bot.output());
+    assert!(
+        fake.wait(WAIT, |s| s.changes("81234567").len() == 1),
+        "{}",
+        bot.output()
+    );
     let puts = fake.state().puts.clone();
     assert_eq!((puts[0].status, puts[1].status), (429, 204));
     assert_eq!(puts[0].color, puts[1].color);
@@ -335,7 +410,14 @@ fn refused_token_is_reported_without_leaking_it() {
     let bot = Bot::start(&fake, &config);
     // the other user is not held up
     assert!(joined(&fake, "good_user", &["chan"]));
-    assert!(bot.wait_log("[bad_user] cannot look up the user id: HTTP 401: Invalid OAuth token", 1), "{}", bot.output());
+    assert!(
+        bot.wait_log(
+            "[bad_user] cannot look up the user id: HTTP 401: Invalid OAuth token",
+            1
+        ),
+        "{}",
+        bot.output()
+    );
     fake.privmsg("chan", "good_user", "1", "hi");
     assert!(fake.wait(WAIT, |s| s.changes("1").len() == 1));
     let (status, _, output) = bot.terminate();
@@ -347,7 +429,11 @@ fn refused_token_is_reported_without_leaking_it() {
 fn malformed_config_exits_2_with_file_line_and_column() {
     let dir = temp_dir("malformed");
     let path = dir.join("broken.conf");
-    std::fs::write(&path, "{\n  \"users\": [\n    {\"username\": \"a\" \"x\"}\n  ]\n}\n").unwrap();
+    std::fs::write(
+        &path,
+        "{\n  \"users\": [\n    {\"username\": \"a\" \"x\"}\n  ]\n}\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
         .arg("--config")
         .arg(&path)
@@ -356,7 +442,13 @@ fn malformed_config_exits_2_with_file_line_and_column() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("{}:3:22: invalid JSON: expected `,` or `}}`", path.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:22: invalid JSON: expected `,` or `}}`",
+            path.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -373,19 +465,30 @@ fn missing_config_and_no_valid_user_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.conf: config file not found"));
 
-    let path = write_config(&dir, vec![user_entry("ok_name", "your_token_here", &["c"], true)]);
+    let path = write_config(
+        &dir,
+        vec![user_entry("ok_name", "your_token_here", &["c"], true)],
+    );
     let out = run(&path);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no valid user"), "{stderr}");
-    assert!(stderr.contains("users[0] (ok_name): field \"access_token\" still holds the example placeholder"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "users[0] (ok_name): field \"access_token\" still holds the example placeholder"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn sigterm_during_startup_exits_0_quickly() {
     let dir = temp_dir("startup");
     // nothing listens here: the bot is stuck retrying its first request
-    let config = write_config(&dir, vec![user_entry("hueshift_bot", TOKEN_A, &["c"], true)]);
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["c"], true)],
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
         .arg("--config")
         .arg(&config)
@@ -399,7 +502,10 @@ fn sigterm_during_startup_exits_0_quickly() {
     let mut first = String::new();
     stderr.read_line(&mut first).unwrap(); // it is running
     let start = Instant::now();
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = wait_exit(&mut child, Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
     assert!(start.elapsed() < Duration::from_secs(2));

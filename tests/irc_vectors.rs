@@ -29,14 +29,26 @@ fn passes_every_msg_split_vector() {
         want_tags.sort();
         got_tags.sort();
         assert_eq!(got_tags, want_tags, "tags of {input:?}");
-        assert_eq!(msg.source.as_deref(), atoms["source"].as_str(), "source of {input:?}");
-        assert_eq!(msg.command, atoms["verb"].as_str().unwrap(), "verb of {input:?}");
+        assert_eq!(
+            msg.source.as_deref(),
+            atoms["source"].as_str(),
+            "source of {input:?}"
+        );
+        assert_eq!(
+            msg.command,
+            atoms["verb"].as_str().unwrap(),
+            "verb of {input:?}"
+        );
         let want_params: Vec<&str> = atoms["params"]
             .as_array()
             .map(|a| a.iter().map(|p| p.as_str().unwrap()).collect())
             .unwrap_or_default();
         assert_eq!(msg.params, want_params, "params of {input:?}");
         // and what we encode parses back to the same message
-        assert_eq!(Message::parse(&msg.to_string()).unwrap(), msg, "round trip of {input:?}");
+        assert_eq!(
+            Message::parse(&msg.to_string()).unwrap(),
+            msg,
+            "round trip of {input:?}"
+        );
     }
 }

@@ -24,7 +24,11 @@ pub struct HttpClient {
 
 impl HttpClient {
     /// A client whose exchanges (connect included) each take at most `timeout`.
-    pub fn new(transport: Arc<dyn Transport>, clock: Arc<dyn Clock>, timeout: Duration) -> HttpClient {
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> HttpClient {
         HttpClient {
             transport,
             clock,
@@ -166,13 +170,19 @@ mod tests {
     fn reuses_a_kept_alive_connection() {
         smol::block_on(async {
             let (transport, accepted) = MemoryTransport::new();
-            let client = HttpClient::new(Arc::new(transport), Arc::new(VirtualClock::new()), Duration::from_secs(5));
+            let client = HttpClient::new(
+                Arc::new(transport),
+                Arc::new(VirtualClock::new()),
+                Duration::from_secs(5),
+            );
             let server = async {
                 let (_, mut conn) = accepted.recv().await.unwrap();
                 for _ in 0..2 {
                     let req = read_request(&mut conn).await;
                     assert!(req.starts_with("GET /helix/users HTTP/1.1\r\nHost: api.example\r\n"));
-                    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+                    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
                 }
                 conn
             };
@@ -182,8 +192,14 @@ mod tests {
                 (a, b)
             };
             let (_conn, (a, b)) = smol::future::zip(server, requests).await;
-            assert_eq!((a.body().as_slice(), b.body().as_slice()), (&b"ok"[..], &b"ok"[..]));
-            assert!(accepted.is_empty(), "second request opened a new connection");
+            assert_eq!(
+                (a.body().as_slice(), b.body().as_slice()),
+                (&b"ok"[..], &b"ok"[..])
+            );
+            assert!(
+                accepted.is_empty(),
+                "second request opened a new connection"
+            );
         });
     }
 
@@ -191,11 +207,17 @@ mod tests {
     fn retries_once_on_a_fresh_connection_after_the_server_closed_the_idle_one() {
         smol::block_on(async {
             let (transport, accepted) = MemoryTransport::new();
-            let client = HttpClient::new(Arc::new(transport), Arc::new(VirtualClock::new()), Duration::from_secs(5));
+            let client = HttpClient::new(
+                Arc::new(transport),
+                Arc::new(VirtualClock::new()),
+                Duration::from_secs(5),
+            );
             let first = async {
                 let (_, mut conn) = accepted.recv().await.unwrap();
                 read_request(&mut conn).await;
-                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1").await.unwrap();
+                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+                    .await
+                    .unwrap();
                 conn // kept until the client is done, then dropped below
             };
             let (conn, r1) = smol::future::zip(first, client.send(&endpoint(), get())).await;
@@ -205,7 +227,9 @@ mod tests {
             let second = async {
                 let (_, mut conn) = accepted.recv().await.unwrap();
                 read_request(&mut conn).await;
-                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2").await.unwrap();
+                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2")
+                    .await
+                    .unwrap();
                 conn
             };
             let (_conn, r2) = smol::future::zip(second, client.send(&endpoint(), get())).await;
@@ -218,7 +242,11 @@ mod tests {
         smol::block_on(async {
             let clock = VirtualClock::new();
             let (transport, accepted) = MemoryTransport::new();
-            let client = HttpClient::new(Arc::new(transport), Arc::new(clock.clone()), Duration::from_secs(5));
+            let client = HttpClient::new(
+                Arc::new(transport),
+                Arc::new(clock.clone()),
+                Duration::from_secs(5),
+            );
             let server = async {
                 let (_, mut conn) = accepted.recv().await.unwrap();
                 read_request(&mut conn).await;

@@ -43,7 +43,8 @@ pub fn encode_request(req: &http::Request<Vec<u8>>, host: &str) -> Vec<u8> {
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
-    let mut out = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", req.method(), target, host).into_bytes();
+    let mut out =
+        format!("{} {} HTTP/1.1\r\nHost: {}\r\n", req.method(), target, host).into_bytes();
     for (name, value) in req.headers() {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -129,7 +130,11 @@ impl ResponseParser {
         let http11 = match version {
             "HTTP/1.1" => true,
             "HTTP/1.0" => false,
-            _ => return Err(HttpError::Malformed(format!("bad status line {status_line:?}"))),
+            _ => {
+                return Err(HttpError::Malformed(format!(
+                    "bad status line {status_line:?}"
+                )))
+            }
         };
         let status = parts
             .next()
@@ -309,7 +314,9 @@ mod tests {
 
     #[test]
     fn parses_content_length_and_no_content() {
-        let p = parse_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nRatelimit-Remaining: 799\r\n\r\nhello");
+        let p = parse_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nRatelimit-Remaining: 799\r\n\r\nhello",
+        );
         assert_eq!(p.response.status(), 200);
         assert_eq!(p.response.body(), b"hello");
         assert_eq!(p.response.headers()["ratelimit-remaining"], "799");
@@ -347,17 +354,29 @@ mod tests {
     #[test]
     fn truncated_response_is_an_error_at_eof() {
         let mut p = ResponseParser::new(false);
-        assert!(p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").unwrap().is_none());
+        assert!(p
+            .feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            .unwrap()
+            .is_none());
         assert_eq!(p.finish().unwrap_err(), HttpError::Closed);
-        assert_eq!(ResponseParser::new(false).finish().unwrap_err(), HttpError::Closed);
+        assert_eq!(
+            ResponseParser::new(false).finish().unwrap_err(),
+            HttpError::Closed
+        );
     }
 
     #[test]
     fn rejects_garbage_and_oversized_responses() {
         let mut p = ResponseParser::new(false);
-        assert!(matches!(p.feed(b"SSH-2.0-OpenSSH\r\n\r\n"), Err(HttpError::Malformed(_))));
+        assert!(matches!(
+            p.feed(b"SSH-2.0-OpenSSH\r\n\r\n"),
+            Err(HttpError::Malformed(_))
+        ));
         let mut p = ResponseParser::new(false);
-        let big = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_RESPONSE + 1);
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_RESPONSE + 1
+        );
         assert_eq!(p.feed(big.as_bytes()).unwrap_err(), HttpError::TooLarge);
         let mut p = ResponseParser::new(false);
         assert!(matches!(

@@ -230,7 +230,8 @@ mod tests {
     fn parses_ping_and_notice() {
         let ping = Message::parse("PING :tmi.twitch.tv").unwrap();
         assert_eq!(ping, Message::new("PING", &["tmi.twitch.tv"]));
-        let notice = Message::parse(":tmi.twitch.tv NOTICE * :Login authentication failed").unwrap();
+        let notice =
+            Message::parse(":tmi.twitch.tv NOTICE * :Login authentication failed").unwrap();
         assert_eq!(notice.param(1), Some("Login authentication failed"));
         assert_eq!(notice.source_nick(), Some("tmi.twitch.tv"));
     }
@@ -240,13 +241,19 @@ mod tests {
         assert_eq!(Message::parse(""), Err(ParseError::MissingCommand));
         assert_eq!(Message::parse("@a=b"), Err(ParseError::Truncated));
         assert_eq!(Message::parse(":src"), Err(ParseError::Truncated));
-        assert_eq!(Message::parse("@a=b :src "), Err(ParseError::MissingCommand));
+        assert_eq!(
+            Message::parse("@a=b :src "),
+            Err(ParseError::MissingCommand)
+        );
     }
 
     #[test]
     fn encodes_what_the_bot_sends() {
         let cap = Message::new("CAP", &["REQ", "twitch.tv/tags twitch.tv/commands"]);
-        assert_eq!(cap.to_string(), "CAP REQ :twitch.tv/tags twitch.tv/commands");
+        assert_eq!(
+            cap.to_string(),
+            "CAP REQ :twitch.tv/tags twitch.tv/commands"
+        );
         assert_eq!(Message::new("JOIN", &["#a,#b"]).to_string(), "JOIN #a,#b");
         assert_eq!(
             Message::new("PONG", &[":tmi.twitch.tv"]).to_string(),

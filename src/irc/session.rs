@@ -270,7 +270,10 @@ impl Session {
             }
             "GLOBALUSERSTATE" => self.events.push_back(Event::GlobalUserState {
                 user_id: msg.tag("user-id").map(str::to_owned),
-                color: msg.tag("color").filter(|c| !c.is_empty()).map(str::to_owned),
+                color: msg
+                    .tag("color")
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned),
             }),
             _ => {}
         }
@@ -433,7 +436,16 @@ mod tests {
         s.handle_timeout(t + JOIN_WINDOW);
         assert_eq!(drain(&mut s).len(), 20);
         s.handle_timeout(t + JOIN_WINDOW * 2);
-        assert_eq!(drain(&mut s), ["JOIN #c40\r\n", "JOIN #c41\r\n", "JOIN #c42\r\n", "JOIN #c43\r\n", "JOIN #c44\r\n"]);
+        assert_eq!(
+            drain(&mut s),
+            [
+                "JOIN #c40\r\n",
+                "JOIN #c41\r\n",
+                "JOIN #c42\r\n",
+                "JOIN #c43\r\n",
+                "JOIN #c44\r\n"
+            ]
+        );
     }
 
     #[test]
@@ -441,7 +453,10 @@ mod tests {
         let t = t0();
         let mut s = login(t, &[]);
         s.handle_input(t, b"PING :tmi.twitch.tv\r\nPING :abc def\r\n");
-        assert_eq!(drain(&mut s), ["PONG :tmi.twitch.tv\r\n", "PONG :abc def\r\n"]);
+        assert_eq!(
+            drain(&mut s),
+            ["PONG :tmi.twitch.tv\r\n", "PONG :abc def\r\n"]
+        );
     }
 
     #[test]
@@ -466,7 +481,10 @@ mod tests {
         s.handle_input(t, b":tmi.twitch.tv 001 hueshift_bot :Welcome\r\n");
         s.handle_timeout(t + IDLE_BEFORE_PING);
         let later = t + IDLE_BEFORE_PING + Duration::from_secs(1);
-        s.handle_input(later, b":tmi.twitch.tv PONG tmi.twitch.tv :tmi.twitch.tv\r\n");
+        s.handle_input(
+            later,
+            b":tmi.twitch.tv PONG tmi.twitch.tv :tmi.twitch.tv\r\n",
+        );
         assert_eq!(s.poll_timeout(), Some(later + IDLE_BEFORE_PING));
     }
 
@@ -475,14 +493,20 @@ mod tests {
         let t = t0();
         let mut s = login(t, &["a"]);
         s.handle_timeout(t + REGISTER_TIMEOUT);
-        assert_eq!(events(&mut s), [Event::Closed(CloseReason::RegisterTimeout)]);
+        assert_eq!(
+            events(&mut s),
+            [Event::Closed(CloseReason::RegisterTimeout)]
+        );
     }
 
     #[test]
     fn login_failure_and_reconnect_close_the_session() {
         let t = t0();
         let mut s = login(t, &[]);
-        s.handle_input(t, b":tmi.twitch.tv NOTICE * :Login authentication failed\r\n");
+        s.handle_input(
+            t,
+            b":tmi.twitch.tv NOTICE * :Login authentication failed\r\n",
+        );
         assert_eq!(
             events(&mut s),
             [Event::Closed(CloseReason::AuthFailed(
@@ -490,7 +514,10 @@ mod tests {
             ))]
         );
         let mut s = login(t, &[]);
-        s.handle_input(t, b":tmi.twitch.tv 001 x :w\r\n:tmi.twitch.tv RECONNECT\r\nPING :x\r\n");
+        s.handle_input(
+            t,
+            b":tmi.twitch.tv 001 x :w\r\n:tmi.twitch.tv RECONNECT\r\nPING :x\r\n",
+        );
         assert_eq!(
             events(&mut s),
             [Event::Ready, Event::Closed(CloseReason::Reconnect)]
