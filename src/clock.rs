@@ -61,7 +61,8 @@ struct VirtualInner {
     start: Instant,
     wall_start: SystemTime,
     elapsed: Duration,
-    sleepers: Vec<(Instant, Waker)>,
+    next_id: u64,
+    sleepers: Vec<(u64, Instant, Waker)>,
 }
 
 impl Default for VirtualClock {
@@ -78,6 +79,7 @@ impl VirtualClock {
                 start: Instant::now(),
                 wall_start: SystemTime::now(),
                 elapsed: Duration::ZERO,
+                next_id: 0,
                 sleepers: Vec::new(),
             })),
         }
@@ -91,18 +93,22 @@ impl VirtualClock {
             let now = inner.start + inner.elapsed;
             let (due, waiting) = std::mem::take(&mut inner.sleepers)
                 .into_iter()
-                .partition(|(at, _)| *at <= now);
+                .partition(|(_, at, _)| *at <= now);
             inner.sleepers = waiting;
             due
         };
-        for (_, waker) in wakers {
+        for (_, _, waker) in wakers {
             waker.wake();
         }
     }
 
     /// The earliest deadline anyone sleeps until, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        lock(&self.inner).sleepers.iter().map(|(at, _)| *at).min()
+        lock(&self.inner)
+            .sleepers
+            .iter()
+            .map(|(_, at, _)| *at)
+            .min()
     }
 }
 
@@ -120,9 +126,15 @@ impl Clock for VirtualClock {
         inner.wall_start + inner.elapsed
     }
     fn sleep_until(&self, deadline: Instant) -> Sleep {
+        let id = {
+            let mut inner = lock(&self.inner);
+            inner.next_id += 1;
+            inner.next_id
+        };
         Box::pin(VirtualSleep {
             clock: self.clone(),
             deadline,
+            id,
         })
     }
 }
@@ -130,6 +142,16 @@ impl Clock for VirtualClock {
 struct VirtualSleep {
     clock: VirtualClock,
     deadline: Instant,
+    id: u64,
+}
+
+impl Drop for VirtualSleep {
+    fn drop(&mut self) {
+        let id = self.id;
+        lock(&self.clock.inner)
+            .sleepers
+            .retain(|(i, _, _)| *i != id);
+    }
 }
 
 impl Future for VirtualSleep {
@@ -139,7 +161,9 @@ impl Future for VirtualSleep {
         if inner.start + inner.elapsed >= self.deadline {
             return Poll::Ready(());
         }
-        inner.sleepers.push((self.deadline, cx.waker().clone()));
+        let id = self.id;
+        inner.sleepers.retain(|(i, _, _)| *i != id);
+        inner.sleepers.push((id, self.deadline, cx.waker().clone()));
         Poll::Pending
     }
 }
@@ -161,5 +185,17 @@ mod tests {
         assert_eq!(clock.next_deadline(), Some(deadline));
         clock.advance(Duration::from_secs(1));
         assert!(sleep.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_dropped_sleep_is_forgotten() {
+        let clock = VirtualClock::new();
+        let mut sleep = clock.sleep_until(clock.now() + Duration::from_secs(1));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        assert!(clock.next_deadline().is_some());
+        drop(sleep);
+        assert_eq!(clock.next_deadline(), None);
     }
 }

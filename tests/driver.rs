@@ -1,0 +1,166 @@
+//! The per-user driver on virtual time and in-memory connections: no sockets, no real waiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use twitch_colorchanger::clock::{Clock, VirtualClock};
+use twitch_colorchanger::config::UserConfig;
+use twitch_colorchanger::helix::Helix;
+use twitch_colorchanger::http::HttpClient;
+use twitch_colorchanger::irc::{IDLE_BEFORE_PING, PONG_TIMEOUT};
+use twitch_colorchanger::secret::Secret;
+use twitch_colorchanger::transport::{Duplex, Endpoint, MemoryTransport, Transport};
+use twitch_colorchanger::user::{self, Shared};
+
+fn endpoint(host: &str) -> Endpoint {
+    Endpoint {
+        tls: true,
+        host: host.into(),
+        port: 443,
+    }
+}
+
+/// Reads one CRLF-terminated line, or `None` at EOF.
+async fn read_line(conn: &mut Duplex) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        if conn.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        line.push(byte[0]);
+    }
+    Some(String::from_utf8(line).unwrap().trim_end().to_owned())
+}
+
+async fn read_http_request(conn: &mut Duplex) -> String {
+    let mut head = String::new();
+    loop {
+        let line = read_line(conn).await.expect("a request");
+        if line.is_empty() {
+            return head;
+        }
+        head.push_str(&line);
+        head.push('\n');
+    }
+}
+
+async fn respond(conn: &mut Duplex, status: &str, body: &str) {
+    let msg = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(msg.as_bytes()).await.unwrap();
+}
+
+/// Lets the bot run until it sleeps on the clock, then moves time to that deadline.
+/// Returns how far it moved.
+async fn advance_to_next_sleep(clock: &VirtualClock) -> Duration {
+    for _ in 0..10_000 {
+        smol::future::yield_now().await;
+        if let Some(at) = clock.next_deadline() {
+            let by = at.saturating_duration_since(clock.now());
+            clock.advance(by);
+            return by;
+        }
+    }
+    panic!("the bot never went to sleep");
+}
+
+#[test]
+fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
+    let clock = VirtualClock::new();
+    let (transport, accepted) = MemoryTransport::new();
+    let transport: Arc<dyn Transport> = Arc::new(transport);
+    let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let http = Arc::new(HttpClient::new(
+        transport.clone(),
+        dyn_clock.clone(),
+        Duration::from_secs(15),
+    ));
+    let shared = Arc::new(Shared {
+        clock: dyn_clock,
+        transport,
+        helix: Helix::new(http, endpoint("api"), "/helix".into()),
+        irc: endpoint("irc"),
+        config_path: "/nonexistent/never-written.conf".into(),
+    });
+    let user = UserConfig {
+        username: "hueshift_bot".into(),
+        access_token: Secret::new("tok"),
+        refresh_token: Secret::default(),
+        client_id: "cid".into(),
+        client_secret: Secret::default(),
+        channels: vec!["lumenwave".into()],
+        is_prime_or_turbo: true,
+        enabled: true,
+    };
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let _bot = ex.spawn(user::run(shared, user));
+
+        // Helix: who am I, and my color
+        let (ep, mut api) = accepted.recv().await.unwrap();
+        assert_eq!(ep, endpoint("api"));
+        assert!(read_http_request(&mut api)
+            .await
+            .starts_with("GET /helix/users HTTP/1.1"));
+        respond(
+            &mut api,
+            "200 OK",
+            r#"{"data":[{"id":"81234567","login":"hueshift_bot"}]}"#,
+        )
+        .await;
+        let req = read_http_request(&mut api).await;
+        assert!(
+            req.starts_with("GET /helix/chat/color?user_id=81234567 HTTP/1.1"),
+            "{req}"
+        );
+        respond(&mut api, "200 OK", r##"{"data":[{"color":"#1E90FF"}]}"##).await;
+
+        // IRC: log in and join
+        let (ep, mut irc) = accepted.recv().await.unwrap();
+        assert_eq!(ep, endpoint("irc"));
+        for want in ["CAP REQ", "PASS oauth:tok", "NICK hueshift_bot"] {
+            assert!(read_line(&mut irc).await.unwrap().starts_with(want));
+        }
+        irc.write_all(b":tmi.twitch.tv 001 hueshift_bot :Welcome, GLHF!\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_line(&mut irc).await.unwrap(), "JOIN #lumenwave");
+
+        // the server goes silent: after a minute we ping, after ten more seconds we give up
+        assert_eq!(advance_to_next_sleep(&clock).await, IDLE_BEFORE_PING);
+        assert_eq!(read_line(&mut irc).await.unwrap(), "PING :tmi.twitch.tv");
+        assert_eq!(advance_to_next_sleep(&clock).await, PONG_TIMEOUT);
+        assert_eq!(
+            read_line(&mut irc).await,
+            None,
+            "the dead connection is closed"
+        );
+
+        // first reconnect after 0.5-1 s (backoff with jitter), then a fresh login
+        let wait = advance_to_next_sleep(&clock).await;
+        assert!(
+            wait >= Duration::from_millis(500) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        let (ep, mut irc) = accepted.recv().await.unwrap();
+        assert_eq!(ep, endpoint("irc"));
+        assert!(read_line(&mut irc).await.unwrap().starts_with("CAP REQ"));
+
+        // this time it never says welcome: failed after 10 s, next try waits longer (1-2 s)
+        for _ in 0..2 {
+            read_line(&mut irc).await.unwrap();
+        }
+        assert_eq!(advance_to_next_sleep(&clock).await, Duration::from_secs(10));
+        assert_eq!(read_line(&mut irc).await, None);
+        let wait = advance_to_next_sleep(&clock).await;
+        assert!(
+            wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+        assert!(accepted.recv().await.is_ok());
+    }));
+}
