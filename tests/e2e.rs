@@ -510,3 +510,59 @@ fn sigterm_during_startup_exits_0_quickly() {
     assert!(status.success(), "{status:?}");
     assert!(start.elapsed() < Duration::from_secs(2));
 }
+
+/// Prints memory figures for `scripts/measure.sh`; asserts only that the run worked.
+/// Run: `cargo test --release --test e2e -- --ignored --nocapture figures`.
+#[test]
+#[ignore = "prints figures; run by scripts/measure.sh"]
+fn figures() {
+    let dir = temp_dir("figures");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    let users: usize = std::env::var("FIGURES_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut entries = Vec::new();
+    for i in 0..users {
+        let login = format!("user_{i:03}");
+        let token = format!("tok{i:027}");
+        fake.add_user(&login, &i.to_string(), &token, i % 2 == 0);
+        entries.push(
+            json!({"username": login, "access_token": token, "client_id": "cid",
+            "channels": [format!("chan_{i}"), "common"], "is_prime_or_turbo": i % 2 == 0}),
+        );
+    }
+    let config = dir.join("twitch_colorchanger.conf");
+    std::fs::write(&config, json!({ "users": entries }).to_string()).unwrap();
+    let bot = Bot::start(&fake, &config);
+    for i in 0..users {
+        assert!(
+            joined(&fake, &format!("user_{i:03}"), &["common"]),
+            "{}",
+            bot.output()
+        );
+    }
+    let messages = 10;
+    for round in 1..=messages {
+        for i in 0..users {
+            fake.privmsg("common", &format!("user_{i:03}"), &i.to_string(), "hi");
+        }
+        assert!(fake.wait(WAIT, |s| (0..users)
+            .all(|i| s.changes(&i.to_string()).len() >= round)));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", bot.child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
+            .unwrap_or_default()
+    };
+    println!(
+        "figures: users={users} color_changes={} VmHWM_kB={} VmRSS_kB={} threads={}",
+        fake.state().puts.len(),
+        field("VmHWM:"),
+        field("VmRSS:"),
+        field("Threads:")
+    );
+}
