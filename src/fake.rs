@@ -606,7 +606,8 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
                 out.push(b);
                 i += 3;
                 continue;
@@ -697,5 +698,6 @@ mod tests {
         assert_eq!(percent_decode("%239146FF"), "#9146FF");
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("blue_violet"), "blue_violet");
+        assert_eq!(percent_decode("%aé"), "%aé");
     }
 }

@@ -294,6 +294,10 @@ impl UserTask {
             match wake {
                 Wake::Read(Ok(0)) => return (ConnEnd::Eof, ready_at),
                 Wake::Read(Ok(n)) => session.handle_input(clock.now(), &buf[..n]),
+                // A peer that closes without TLS close_notify is still just a closed connection.
+                Wake::Read(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return (ConnEnd::Eof, ready_at)
+                }
                 Wake::Read(Err(e)) => return (ConnEnd::Io(format!("read failed: {e}")), ready_at),
                 Wake::Timer => session.handle_timeout(clock.now()),
                 Wake::Change(outcome) => {

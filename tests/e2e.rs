@@ -452,6 +452,49 @@ fn malformed_config_exits_2_with_file_line_and_column() {
 }
 
 #[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = temp_dir("jsonlog");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "81234567", TOKEN_A, true);
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+        .arg("--config")
+        .arg(&config)
+        .env("TWITCH_IRC_URL", fake.irc_url())
+        .env("TWITCH_API_URL", fake.api_url())
+        .env("TWITCH_CA_FILE", fake.ca_file())
+        .env("LOG_FORMAT", "json")
+        .env("DEBUG", "true")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(joined(&fake, "hueshift_bot", &["chan"]));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let joined_line = lines
+        .iter()
+        .find(|l| l["msg"] == "joined")
+        .expect("a joined line");
+    assert_eq!(joined_line["level"], "info");
+    assert_eq!(joined_line["user"], "hueshift_bot");
+    assert_eq!(joined_line["channel"], "chan");
+    assert!(joined_line["ts"].as_str().unwrap().ends_with('Z'));
+    assert!(!text.contains('\x1b'), "no color codes in JSON logs");
+    assert_no_secrets(&text);
+}
+
+#[test]
 fn missing_config_and_no_valid_user_exit_2() {
     let dir = temp_dir("missing");
     let run = |path: &Path| {
