@@ -47,8 +47,13 @@ impl RateLimit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// The request did not get an HTTP answer.
-    Http(HttpError),
+    /// The request did not get an HTTP answer from `peer` (scheme, host and port).
+    Http {
+        /// Who did not answer.
+        peer: String,
+        /// What went wrong.
+        error: HttpError,
+    },
     /// Twitch answered with an error status; `message` is from its JSON body when present.
     Status {
         /// The HTTP status.
@@ -65,7 +70,7 @@ pub enum ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiError::Http(e) => write!(f, "{e}"),
+            ApiError::Http { peer, error } => write!(f, "{peer}: {error}"),
             ApiError::Status {
                 status, message, ..
             } => write!(f, "HTTP {status}: {message}"),
@@ -75,12 +80,6 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
-
-impl From<HttpError> for ApiError {
-    fn from(e: HttpError) -> Self {
-        ApiError::Http(e)
-    }
-}
 
 /// A user token and the client id it was issued to.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +130,17 @@ impl Helix {
             endpoint,
             base_path,
         }
+    }
+
+    /// The base URL, for messages.
+    pub fn url(&self) -> String {
+        let scheme = if self.endpoint.tls { "https" } else { "http" };
+        let host = if self.endpoint.host.contains(':') {
+            format!("[{}]", self.endpoint.host)
+        } else {
+            self.endpoint.host.clone()
+        };
+        format!("{scheme}://{host}:{}{}", self.endpoint.port, self.base_path)
     }
 
     /// The token's own user.
@@ -190,7 +200,14 @@ impl Helix {
             .header("Client-Id", creds.client_id)
             .body(Vec::new())
             .map_err(|_| ApiError::BadBody("invalid characters in client id or token".into()))?;
-        let response = self.http.send(&self.endpoint, req).await?;
+        let response =
+            self.http
+                .send(&self.endpoint, req)
+                .await
+                .map_err(|error| ApiError::Http {
+                    peer: self.url(),
+                    error,
+                })?;
         let rate = RateLimit::from_headers(response.headers());
         let status = response.status();
         let body = response.into_body();

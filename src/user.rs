@@ -138,9 +138,9 @@ impl UserTask {
                         Error,
                         self.name(),
                         None,
-                        "cannot look up the user id: {}; retrying in {}s",
+                        "cannot look up the user id: {}; retrying in {:.1}s",
                         describe(&e),
-                        wait.as_secs()
+                        wait.as_secs_f64()
                     );
                     self.sleep(wait).await;
                 }
