@@ -460,7 +460,7 @@ fn json_logs_are_one_object_per_line() {
         &dir,
         vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+    let child = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
         .arg("--config")
         .arg(&config)
         .env("TWITCH_IRC_URL", fake.irc_url())
