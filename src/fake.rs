@@ -213,7 +213,7 @@ impl FakeTwitch {
     }
 
     /// Waits until `done` holds, at most `timeout`; returns whether it does. Wakes on every
-    /// change of state, so no polling.
+    /// change of state, and at least every 50 ms for conditions outside it (files).
     pub fn wait(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.inner.lock();
@@ -228,7 +228,7 @@ impl FakeTwitch {
             state = self
                 .inner
                 .changed
-                .wait_timeout(state, left)
+                .wait_timeout(state, left.min(Duration::from_millis(50)))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }

@@ -22,7 +22,7 @@ struct Cli {
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
 
-    /// print the version and exit
+    /// print the version, git commit and target, and exit
     #[argh(switch, short = 'V')]
     version: bool,
 }
@@ -56,7 +56,12 @@ fn main() -> ExitCode {
         }
     };
     if cli.version {
-        println!("twitch-colorchanger {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "twitch-colorchanger {} (commit {}, target {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("TCC_GIT_COMMIT"),
+            env!("TCC_TARGET")
+        );
         return ExitCode::SUCCESS;
     }
     log::init(log::Settings::from_env());

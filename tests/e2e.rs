@@ -1,4 +1,8 @@
 //! End-to-end: the real binary against the fake Twitch on 127.0.0.1 (TLS IRC + HTTPS Helix).
+//!
+//! By default the binary is the one cargo built. `scripts/verify-release.sh` runs the same
+//! tests against a release binary of another architecture: `TCC_BIN=path` and
+//! `TCC_RUNNER="qemu-aarch64-static"` (any command line that runs the binary).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -44,6 +48,23 @@ fn write_config(dir: &Path, users: Vec<Value>) -> PathBuf {
     path
 }
 
+/// The bot's command: the binary cargo built, or `TCC_BIN` run through `TCC_RUNNER`.
+fn bot_command() -> Command {
+    let Some(bin) = std::env::var_os("TCC_BIN").filter(|b| !b.is_empty()) else {
+        return Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"));
+    };
+    let runner = std::env::var("TCC_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    }
+}
+
 /// The bot as a child process, its stderr collected line by line.
 struct Bot {
     child: Child,
@@ -52,7 +73,11 @@ struct Bot {
 
 impl Bot {
     fn start(fake: &FakeTwitch, config: &Path) -> Bot {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+        Bot::start_with(fake, config, &[])
+    }
+
+    fn start_with(fake: &FakeTwitch, config: &Path, env: &[(&str, &str)]) -> Bot {
+        let mut child = bot_command()
             .arg("--config")
             .arg(config)
             .env("TWITCH_IRC_URL", fake.irc_url())
@@ -63,6 +88,7 @@ impl Bot {
             .env("NO_COLOR", "1")
             .env_remove("TWITCH_CONF_FILE")
             .env_remove("LOG_FORMAT")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -434,7 +460,7 @@ fn malformed_config_exits_2_with_file_line_and_column() {
         "{\n  \"users\": [\n    {\"username\": \"a\" \"x\"}\n  ]\n}\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+    let out = bot_command()
         .arg("--config")
         .arg(&path)
         .env("NO_COLOR", "1")
@@ -460,24 +486,10 @@ fn json_logs_are_one_object_per_line() {
         &dir,
         vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
-        .arg("--config")
-        .arg(&config)
-        .env("TWITCH_IRC_URL", fake.irc_url())
-        .env("TWITCH_API_URL", fake.api_url())
-        .env("TWITCH_CA_FILE", fake.ca_file())
-        .env("LOG_FORMAT", "json")
-        .env("DEBUG", "true")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(joined(&fake, "hueshift_bot", &["chan"]));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stderr).unwrap();
+    let bot = Bot::start_with(&fake, &config, &[("LOG_FORMAT", "json")]);
+    assert!(bot.wait_log("\"msg\":\"joined\"", 1), "{}", bot.output());
+    let (status, _, text) = bot.terminate();
+    assert!(status.success());
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
@@ -498,7 +510,7 @@ fn json_logs_are_one_object_per_line() {
 fn missing_config_and_no_valid_user_exit_2() {
     let dir = temp_dir("missing");
     let run = |path: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+        bot_command()
             .env("TWITCH_CONF_FILE", path)
             .env("NO_COLOR", "1")
             .output()
@@ -532,7 +544,7 @@ fn sigterm_during_startup_exits_0_quickly() {
         &dir,
         vec![user_entry("hueshift_bot", TOKEN_A, &["c"], true)],
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"))
+    let mut child = bot_command()
         .arg("--config")
         .arg(&config)
         .env("TWITCH_API_URL", "https://127.0.0.1:9/helix")
@@ -608,4 +620,97 @@ fn figures() {
         field("VmRSS:"),
         field("Threads:")
     );
+}
+
+#[test]
+fn version_names_commit_and_target() {
+    let out = bot_command().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let want = format!("twitch-colorchanger {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&want), "{text}");
+    assert!(
+        text.contains(", target ") && text.contains("-linux-"),
+        "{text}"
+    );
+}
+
+/// The container image's file tree, run as the image runs it: an empty root holding only
+/// the binary, the license, `/config` (owned by the image's user) and `/etc/resolv.conf`;
+/// no libc, no CA store, no `/tmp`; numeric non-root user. Needs root (chroot).
+/// Run by `scripts/verify-release.sh` with `TCC_BIN` = a static x86_64 binary.
+#[test]
+#[ignore = "needs root and a static binary; run by scripts/verify-release.sh"]
+fn scratch_root_smoke() {
+    let bin = std::env::var("TCC_BIN").expect("TCC_BIN names a static binary");
+    let dir = temp_dir("scratch");
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("config")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy(&bin, root.join("twitch-colorchanger")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/LICENSE"),
+        root.join("LICENSE"),
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("scratch_user", "77", TOKEN_A, false); // hex refused: the bot must write /config
+    std::fs::copy(fake.ca_file(), root.join("config/ca.pem")).unwrap();
+    let config = write_config(
+        &root.join("config"),
+        vec![user_entry("scratch_user", TOKEN_A, &["chan"], true)],
+    );
+    let status = Command::new("chown")
+        .args(["-R", "65532:65532"])
+        .arg(root.join("config"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let entries: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries.len(), 4, "{entries:?}");
+
+    let chroot = ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chroot is installed");
+    let mut child = Command::new(chroot)
+        .arg("--userspec=65532:65532")
+        .arg(&root)
+        .arg("/twitch-colorchanger")
+        .env_clear()
+        .env("TWITCH_CONF_FILE", "/config/twitch_colorchanger.conf")
+        .env("TWITCH_CA_FILE", "/config/ca.pem")
+        .env("TWITCH_IRC_URL", fake.irc_url())
+        .env("TWITCH_API_URL", fake.api_url())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ok = joined(&fake, "scratch_user", &["chan"]);
+    if ok {
+        fake.privmsg("chan", "scratch_user", "77", "hi from a scratch container");
+    }
+    let changed = ok && fake.wait(WAIT, |s| s.changes("77").len() == 1);
+    let saved = changed
+        && fake.wait(WAIT, |_| {
+            std::fs::read_to_string(&config)
+                .is_ok_and(|t| t.contains("\"is_prime_or_turbo\": false"))
+        });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    let mut output = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut output).unwrap();
+    assert!(
+        ok && changed && saved,
+        "joined {ok}, changed {changed}, saved {saved}:\n{output}"
+    );
+    assert!(status.success(), "{status:?}\n{output}");
+    assert_no_secrets(&output);
 }

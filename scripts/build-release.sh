@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Builds fully static, stripped release binaries with cargo-zigbuild (zig from PyPI as C
+# compiler and linker), installing whatever a fresh machine lacks.
+#
+#   scripts/build-release.sh                 # all five targets
+#   scripts/build-release.sh x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+#
+# Output in dist/: twitch-colorchanger-<version>-<target>, a .tar.gz of each with README.md
+# and LICENSE, SHA256SUMS, and SIZES.md (a table of sizes against the 2.5 MB budget).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALL_TARGETS=(
+    x86_64-unknown-linux-musl
+    aarch64-unknown-linux-musl
+    armv7-unknown-linux-musleabihf
+    arm-unknown-linux-musleabihf
+    riscv64gc-unknown-linux-musl
+)
+ZIGLANG_VERSION=0.17.1
+ZIGBUILD_VERSION=0.24.0
+BUDGET=2621440 # 2.5 MiB
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=("${ALL_TARGETS[@]}")
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+# Targets with no prebuilt std from rustup build it from source.
+build_std() {
+    case "$1" in
+        armv7-unknown-linux-musleabihf | arm-unknown-linux-musleabihf | riscv64gc-unknown-linux-musl) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+install_tools() {
+    if ! python3 -c "import ziglang" 2>/dev/null || ! command -v cargo-zigbuild >/dev/null 2>&1; then
+        echo "== installing ziglang $ZIGLANG_VERSION and cargo-zigbuild $ZIGBUILD_VERSION from PyPI"
+        python3 -m pip install --quiet --disable-pip-version-check \
+            "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$ZIGBUILD_VERSION"
+        command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+    fi
+    if ! command -v cargo-zigbuild >/dev/null 2>&1; then
+        # pip's script directory may not be on PATH
+        PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+        export PATH
+    fi
+    for t in "${targets[@]}"; do
+        if build_std "$t"; then
+            rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
+        else
+            rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+        fi
+    done
+}
+
+known() {
+    local t
+    for t in "${ALL_TARGETS[@]}"; do [ "$t" = "$1" ] && return 0; done
+    return 1
+}
+
+for t in "${targets[@]}"; do
+    known "$t" || { echo "unknown target $t (one of: ${ALL_TARGETS[*]})" >&2; exit 2; }
+done
+install_tools
+mkdir -p dist
+
+for t in "${targets[@]}"; do
+    echo "== building $t"
+    start=$(date +%s)
+    if build_std "$t"; then
+        RUSTC_BOOTSTRAP=1 cargo zigbuild --locked --release --target "$t" -Zbuild-std=std,panic_abort
+    else
+        cargo zigbuild --locked --release --target "$t"
+    fi
+    name="twitch-colorchanger-$version-$t"
+    cp "target/$t/release/twitch-colorchanger" "dist/$name"
+    stage=$(mktemp -d)
+    mkdir "$stage/$name"
+    cp "dist/$name" "$stage/$name/twitch-colorchanger"
+    cp README.md LICENSE "$stage/$name/"
+    tar -C "$stage" -czf "dist/$name.tar.gz" "$name"
+    rm -rf "$stage"
+    echo "   built in $(($(date +%s) - start)) s"
+done
+
+(
+    cd dist
+    sha256sum twitch-colorchanger-"$version"-* | grep -v SHA256SUMS > SHA256SUMS
+    {
+        echo "| target | bytes | budget 2.5 MiB |"
+        echo "|---|---|---|"
+        for f in twitch-colorchanger-"$version"-*; do
+            case "$f" in *.tar.gz) continue ;; esac
+            size=$(stat -c %s "$f")
+            verdict=ok
+            [ "$size" -le "$BUDGET" ] || verdict="OVER"
+            printf '| %s | %s | %s |\n' "${f#twitch-colorchanger-"$version"-}" "$size" "$verdict"
+        done
+    } > SIZES.md
+    cat SIZES.md
+)

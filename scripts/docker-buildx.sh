@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds (and with --push, pushes) the multi-arch scratch image from the binaries in dist/.
+# Run scripts/build-release.sh first. Needs Docker with buildx.
+#   scripts/docker-buildx.sh IMAGE[:TAG] [--push]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+image=${1:-twitch-colorchanger:latest}
+shift || true
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+docker buildx build \
+    --platform linux/amd64,linux/arm64,linux/arm/v7,linux/arm/v6,linux/riscv64 \
+    --build-arg "VERSION=$version" \
+    --target prebuilt \
+    -t "$image" \
+    "$@" \
+    .
