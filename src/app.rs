@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, ConfigError};
+use crate::device;
 use crate::helix::Helix;
 use crate::http::HttpClient;
 use crate::log;
+use crate::oauth::OAuth;
+use crate::tokens::TokenKeeper;
 use crate::transport::{self, Endpoint, NetTransport, Transport};
 use crate::user::{self, Shared};
 
@@ -41,6 +44,8 @@ pub enum StartError {
     Config(ConfigError),
     /// An environment variable is invalid: its name and what is wrong.
     Env(&'static str, String),
+    /// Every user stopped (none could be authorised).
+    NoUserLeft,
 }
 
 impl fmt::Display for StartError {
@@ -48,6 +53,9 @@ impl fmt::Display for StartError {
         match self {
             StartError::Config(e) => write!(f, "{e}"),
             StartError::Env(name, e) => write!(f, "environment variable {name}: {e}"),
+            StartError::NoUserLeft => {
+                f.write_str("no user is running any more (see the errors above)")
+            }
         }
     }
 }
@@ -82,10 +90,8 @@ impl Endpoints {
     }
 }
 
-/// Loads the config, logs what it skipped, and runs every valid user until the process is
-/// stopped. Returns only on a start-up error.
-pub async fn run(config_path: PathBuf, endpoints: Endpoints) -> Result<(), StartError> {
-    let cfg = config::load(&config_path).map_err(StartError::Config)?;
+fn load(config_path: &std::path::Path) -> Result<config::Config, StartError> {
+    let cfg = config::load(config_path).map_err(StartError::Config)?;
     for warning in &cfg.warnings {
         log!(
             Warn,
@@ -95,6 +101,15 @@ pub async fn run(config_path: PathBuf, endpoints: Endpoints) -> Result<(), Start
             cfg.path.display()
         );
     }
+    Ok(cfg)
+}
+
+/// The services every user shares, over the real network and clock.
+fn services(
+    cfg: &config::Config,
+    endpoints: Endpoints,
+    auth_attempts: Option<u32>,
+) -> Result<Arc<Shared>, StartError> {
     let tls = transport::tls_config(endpoints.ca_file.as_deref())
         .map_err(|e| StartError::Env("TWITCH_CA_FILE", e))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -105,13 +120,26 @@ pub async fn run(config_path: PathBuf, endpoints: Endpoints) -> Result<(), Start
         Duration::from_secs(15),
     ));
     let (api_endpoint, api_path) = endpoints.api;
-    let shared = Arc::new(Shared {
+    let (auth_endpoint, auth_path) = endpoints.auth;
+    Ok(Arc::new(Shared {
         clock,
         transport: net,
+        oauth: Arc::new(OAuth::new(http.clone(), auth_endpoint, auth_path)),
+        prompter: Arc::from(device::prompter()),
+        auth_attempts,
         helix: Helix::new(http, api_endpoint, api_path),
         irc: endpoints.irc,
         config_path: cfg.path.clone(),
-    });
+    }))
+}
+
+/// Loads the config, logs what it skipped, and runs every valid user until the process is
+/// stopped. Returns only on a start-up error, or when every user has given up.
+pub async fn run(config_path: PathBuf, endpoints: Endpoints) -> Result<(), StartError> {
+    let cfg = load(&config_path)?;
+    // Someone at a terminal gets a few device codes; an unattended bot keeps asking, slowly.
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let shared = services(&cfg, endpoints, interactive.then_some(3))?;
     log!(
         Info,
         None,
@@ -133,5 +161,41 @@ pub async fn run(config_path: PathBuf, endpoints: Endpoints) -> Result<(), Start
             }
         })
         .await;
-    Ok(())
+    Err(StartError::NoUserLeft)
+}
+
+/// `setup`: makes sure every user has a valid token, running the device-code flow (for all
+/// who need it at once) where needed. Returns each user's name with the outcome.
+pub async fn setup(
+    config_path: PathBuf,
+    endpoints: Endpoints,
+) -> Result<Vec<(String, Result<(), String>)>, StartError> {
+    const ATTEMPTS: u32 = 3;
+    let cfg = load(&config_path)?;
+    let shared = services(&cfg, endpoints, Some(ATTEMPTS))?;
+    let executor = smol::LocalExecutor::new();
+    let tasks: Vec<_> = cfg
+        .users
+        .iter()
+        .map(|u| {
+            let keeper = TokenKeeper::new(
+                u,
+                cfg.path.clone(),
+                shared.oauth.clone(),
+                shared.clock.clone(),
+                shared.prompter.clone(),
+            );
+            let name = u.username.clone();
+            executor.spawn(async move { (name, keeper.ready(Some(ATTEMPTS)).await) })
+        })
+        .collect();
+    Ok(executor
+        .run(async {
+            let mut results = Vec::new();
+            for task in tasks {
+                results.push(task.await);
+            }
+            results
+        })
+        .await)
 }

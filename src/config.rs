@@ -15,7 +15,7 @@ use crate::secret::Secret;
 pub struct UserConfig {
     /// Twitch login, as written in the file.
     pub username: String,
-    /// User access token (may be empty once the device flow exists).
+    /// User access token; empty when the user still needs the device-code flow.
     pub access_token: Secret,
     /// Refresh token, may be empty.
     pub refresh_token: Secret,
@@ -29,6 +29,8 @@ pub struct UserConfig {
     pub is_prime_or_turbo: bool,
     /// Change colors automatically.
     pub enabled: bool,
+    /// When the access token expires (`token_expiry`), if known.
+    pub token_expiry: Option<std::time::SystemTime>,
 }
 
 /// A config file that loaded: the valid users and a warning for each skipped one.
@@ -188,7 +190,7 @@ fn parse_user(entry: &Value) -> Result<UserConfig, String> {
             "field \"username\": {username:?} is not a Twitch login (3-25 letters, digits or _)"
         ));
     }
-    let access_token = required_str(obj, "access_token")?;
+    let access_token = optional_str(obj, "access_token")?;
     let client_id = required_str(obj, "client_id")?;
     let refresh_token = optional_str(obj, "refresh_token")?;
     let client_secret = optional_str(obj, "client_secret")?;
@@ -241,6 +243,11 @@ fn parse_user(entry: &Value) -> Result<UserConfig, String> {
         channels,
         is_prime_or_turbo: optional_bool(obj, "is_prime_or_turbo", true)?,
         enabled: optional_bool(obj, "enabled", true)?,
+        // An unreadable expiry only means "validate to find out".
+        token_expiry: obj
+            .get("token_expiry")
+            .and_then(Value::as_str)
+            .and_then(crate::time::parse_rfc3339),
     })
 }
 
@@ -277,6 +284,28 @@ fn optional_bool(obj: &Map<String, Value>, field: &str, default: bool) -> Result
         None | Some(Value::Null) => Ok(default),
         Some(_) => Err(format!("field {field:?} must be true or false")),
     }
+}
+
+/// Saves a user's new tokens: `access_token`, `refresh_token` and `token_expiry` (RFC 3339
+/// UTC, as the Python bot writes it), changing nothing else in the file.
+pub fn save_tokens(
+    path: &Path,
+    username: &str,
+    access_token: &Secret,
+    refresh_token: &Secret,
+    expiry: Option<std::time::SystemTime>,
+) -> Result<(), ConfigError> {
+    update_user(path, username, |entry| {
+        entry.insert("access_token".into(), access_token.expose().into());
+        entry.insert("refresh_token".into(), refresh_token.expose().into());
+        match expiry {
+            Some(at) => entry.insert(
+                "token_expiry".into(),
+                crate::time::format_rfc3339(at).into(),
+            ),
+            None => entry.remove("token_expiry"),
+        };
+    })
 }
 
 /// Re-reads the file, lets `edit` change the entry of `username` (matched case-insensitively),
@@ -390,6 +419,32 @@ mod tests {
             ]
         );
         assert!(!format!("{cfg:?}").contains("abcdefghijklmnop"));
+    }
+
+    #[test]
+    fn a_user_with_only_client_credentials_is_valid_and_tokens_save_alone() {
+        let dir = temp_dir("tokens");
+        let path = dir.join("c.conf");
+        fs::write(&path, r#"{"users":[{"username":"new_user","client_id":"cid","channels":["a"],"x":1},{"username":"other","client_id":"c2","channels":["b"]}]}"#).unwrap();
+        let cfg = load(&path).unwrap();
+        assert!(cfg.users[0].access_token.is_empty() && cfg.users[0].token_expiry.is_none());
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_781_653_392);
+        save_tokens(
+            &path,
+            "NEW_USER",
+            &Secret::new("acc"),
+            &Secret::new("ref"),
+            Some(at),
+        )
+        .unwrap();
+        let after: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            after,
+            serde_json::json!({"users":[{"username":"new_user","client_id":"cid","channels":["a"],"x":1,
+                "access_token":"acc","refresh_token":"ref","token_expiry":"2026-06-16T23:43:12Z"},
+                {"username":"other","client_id":"c2","channels":["b"]}]})
+        );
+        assert_eq!(load(&path).unwrap().users[0].token_expiry, Some(at));
     }
 
     #[test]

@@ -29,6 +29,55 @@ pub struct FakeUser {
     pub prime: bool,
     /// Current color as `#RRGGBB`, if set.
     pub color: Option<String>,
+    /// The refresh token it accepts.
+    pub refresh: String,
+    /// Scopes its tokens carry.
+    pub scopes: Vec<String>,
+    /// The access token has expired (refused everywhere until refreshed).
+    pub expired: bool,
+    /// The app its tokens were last issued to.
+    pub client_id: String,
+}
+
+/// A registered app; `secret` makes it confidential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeClient {
+    /// Client id.
+    pub id: String,
+    /// Client secret, for confidential clients.
+    pub secret: Option<String>,
+}
+
+/// A device code handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeDevice {
+    /// The secret polling code.
+    pub device_code: String,
+    /// The code the person sees.
+    pub user_code: String,
+    /// Who asked.
+    pub client_id: String,
+    /// The login that approved it.
+    pub approved: Option<String>,
+    /// Declined by the person.
+    pub denied: bool,
+    /// Used up or expired.
+    pub spent: bool,
+}
+
+/// One OAuth request as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthCall {
+    /// `/oauth2/device`, `/oauth2/token` or `/oauth2/validate`.
+    pub path: String,
+    /// `grant_type` of token requests.
+    pub grant_type: Option<String>,
+    /// `client_id` sent.
+    pub client_id: Option<String>,
+    /// Whether a `client_secret` was sent.
+    pub sent_secret: bool,
+    /// The status answered.
+    pub status: u16,
 }
 
 /// One `PUT /helix/chat/color` as received, with the status it got.
@@ -68,6 +117,20 @@ pub struct State {
     pub requests: Vec<String>,
     /// Answers for the next color PUTs instead of the normal handling: (status, body).
     pub put_script: VecDeque<(u16, String)>,
+    /// Registered apps; while empty, any client id is accepted as a public client.
+    pub clients: Vec<FakeClient>,
+    /// Device codes handed out.
+    pub devices: Vec<FakeDevice>,
+    /// OAuth requests received.
+    pub oauth: Vec<OAuthCall>,
+    /// Every (access, refresh) pair issued, in order.
+    pub issued: Vec<(String, String)>,
+    /// `expires_in` of new access tokens (default 14400).
+    pub token_lifetime: u64,
+    /// Accept any refresh token ever issued to the user, not only the latest (rotation off).
+    pub lenient_refresh: bool,
+    serial: u64,
+    refresh_owner: HashMap<String, String>,
     senders: HashMap<usize, async_channel::Sender<Cmd>>,
 }
 
@@ -99,7 +162,26 @@ impl State {
     }
 
     fn user_by_token(&self, token: &str) -> Option<&FakeUser> {
-        self.users.iter().find(|u| u.token == token)
+        self.users
+            .iter()
+            .find(|u| !token.is_empty() && u.token == token && !u.expired)
+    }
+
+    /// Issues a new pair to the user at `index` for `client_id`: the old access and refresh
+    /// tokens stop working.
+    fn issue(&mut self, index: usize, client_id: &str) -> (String, String) {
+        self.serial += 1;
+        let access = format!("access{:024}", self.serial);
+        let refresh = format!("refresh{:043}", self.serial);
+        let user = &mut self.users[index];
+        user.token = access.clone();
+        user.refresh = refresh.clone();
+        user.expired = false;
+        user.client_id = client_id.to_owned();
+        self.refresh_owner
+            .insert(refresh.clone(), user.login.clone());
+        self.issued.push((access.clone(), refresh.clone()));
+        (access, refresh)
     }
 }
 
@@ -141,7 +223,10 @@ impl FakeTwitch {
         let ca_file = dir.join("fake-ca.pem");
         std::fs::write(&ca_file, ca_pem)?;
         let inner = Arc::new(Inner {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                token_lifetime: 14_400,
+                ..State::default()
+            }),
             changed: Condvar::new(),
         });
         let irc = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
@@ -189,7 +274,7 @@ impl FakeTwitch {
         &self.ca_file
     }
 
-    /// Adds an account.
+    /// Adds an account whose access token is `token` (empty: none yet).
     pub fn add_user(&self, login: &str, id: &str, token: &str, prime: bool) {
         self.inner.update(|s| {
             s.users.push(FakeUser {
@@ -198,8 +283,79 @@ impl FakeTwitch {
                 token: token.to_owned(),
                 prime,
                 color: None,
+                refresh: String::new(),
+                scopes: crate::oauth::SCOPES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+                expired: false,
+                client_id: String::new(),
             })
         });
+    }
+
+    /// Registers an app; with a secret it is confidential.
+    pub fn add_client(&self, id: &str, secret: Option<&str>) {
+        self.inner.update(|s| {
+            s.clients.push(FakeClient {
+                id: id.to_owned(),
+                secret: secret.map(str::to_owned),
+            })
+        });
+    }
+
+    /// Sets the refresh token the user's next refresh must present.
+    pub fn set_refresh_token(&self, login: &str, refresh: &str) {
+        self.inner.update(|s| {
+            if let Some(u) = s.users.iter_mut().find(|u| u.login == login) {
+                u.refresh = refresh.to_owned();
+            }
+        });
+    }
+
+    /// Makes the user's access token expire now.
+    pub fn expire_access_token(&self, login: &str) {
+        self.inner.update(|s| {
+            if let Some(u) = s.users.iter_mut().find(|u| u.login == login) {
+                u.expired = true;
+            }
+        });
+    }
+
+    /// Approves the newest pending device code as `login`; false if none is pending.
+    pub fn approve_device(&self, login: &str) -> bool {
+        self.inner.update(|s| {
+            match s
+                .devices
+                .iter_mut()
+                .rev()
+                .find(|d| d.approved.is_none() && !d.denied && !d.spent)
+            {
+                Some(d) => {
+                    d.approved = Some(login.to_owned());
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Declines the newest pending device code; false if none is pending.
+    pub fn deny_device(&self) -> bool {
+        self.inner.update(|s| {
+            match s
+                .devices
+                .iter_mut()
+                .rev()
+                .find(|d| d.approved.is_none() && !d.denied && !d.spent)
+            {
+                Some(d) => {
+                    d.denied = true;
+                    true
+                }
+                None => false,
+            }
+        })
     }
 
     /// Locks and returns the state, to read what happened.
@@ -499,6 +655,7 @@ struct Request {
     path: String,
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
+    form: Vec<(String, String)>,
 }
 
 impl Request {
@@ -510,6 +667,12 @@ impl Request {
     }
     fn query(&self, name: &str) -> Option<&str> {
         self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn field(&self, name: &str) -> Option<&str> {
+        self.form
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -584,20 +747,23 @@ async fn read_request<R: smol::io::AsyncBufRead + Unpin>(reader: &mut R) -> Opti
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).await.ok()?;
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let query = query
-        .split('&')
+    Some(Request {
+        method,
+        path: path.to_owned(),
+        query: pairs(query),
+        headers,
+        form: pairs(&String::from_utf8_lossy(&body)),
+    })
+}
+
+fn pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             (percent_decode(k), percent_decode(v))
         })
-        .collect();
-    Some(Request {
-        method,
-        path: path.to_owned(),
-        query,
-        headers,
-    })
+        .collect()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -627,6 +793,19 @@ fn error(status: u16, error: &str, message: &str) -> (u16, String) {
 }
 
 fn route(inner: &Inner, req: &Request) -> (u16, String) {
+    if let Some(op) = req.path.strip_prefix("/oauth2/") {
+        let (status, body) = oauth(inner, op, req);
+        inner.update(|s| {
+            s.oauth.push(OAuthCall {
+                path: req.path.clone(),
+                grant_type: req.field("grant_type").map(str::to_owned),
+                client_id: req.field("client_id").map(str::to_owned),
+                sent_secret: req.field("client_secret").is_some(),
+                status,
+            })
+        });
+        return (status, body);
+    }
     let bearer = req
         .header("authorization")
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -678,6 +857,125 @@ fn route(inner: &Inner, req: &Request) -> (u16, String) {
         }
         _ => error(404, "Not Found", "no such endpoint in the fake"),
     }
+}
+
+fn oauth(inner: &Inner, op: &str, req: &Request) -> (u16, String) {
+    let bad = |message: &str| {
+        (
+            400,
+            serde_json::json!({"status": 400, "message": message}).to_string(),
+        )
+    };
+    if op == "validate" {
+        let token = req
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("OAuth "))
+            .unwrap_or("");
+        let state = inner.lock();
+        return match state.user_by_token(token) {
+            Some(u) => (
+                200,
+                serde_json::json!({"client_id": u.client_id,
+                    "login": u.login, "scopes": u.scopes, "user_id": u.id, "expires_in": state.token_lifetime})
+                .to_string(),
+            ),
+            None => (401, r#"{"status":401,"message":"invalid access token"}"#.into()),
+        };
+    }
+    let client_id = req.field("client_id").unwrap_or("").to_owned();
+    let mut state = inner.lock();
+    let client = state.clients.iter().find(|c| c.id == client_id).cloned();
+    if client.is_none() && !state.clients.is_empty() {
+        return bad("invalid client");
+    }
+    let wants_secret = client.as_ref().and_then(|c| c.secret.clone());
+    let result = match (op, req.field("grant_type")) {
+        ("device", _) => {
+            state.serial += 1;
+            let n = state.serial;
+            let user_code = format!("{:08}", n * 7919 % 100_000_000)
+                .chars()
+                .map(|c| (b'A' + c.to_digit(10).unwrap_or(0) as u8) as char)
+                .collect::<String>();
+            state.devices.push(FakeDevice {
+                device_code: format!("devicecode{n:030}"),
+                user_code: user_code.clone(),
+                client_id,
+                approved: None,
+                denied: false,
+                spent: false,
+            });
+            (
+                200,
+                serde_json::json!({"device_code": format!("devicecode{n:030}"), "expires_in": 1800, "interval": 1,
+                    "user_code": user_code, "verification_uri": format!("https://www.twitch.tv/activate?public=true&device-code={user_code}")})
+                .to_string(),
+            )
+        }
+        ("token", Some("urn:ietf:params:oauth:grant-type:device_code")) => {
+            let code = req.field("device_code").unwrap_or("");
+            match state
+                .devices
+                .iter()
+                .position(|d| d.device_code == code && !d.spent)
+            {
+                None => bad("invalid device code"),
+                Some(i) if state.devices[i].denied => {
+                    state.devices[i].spent = true;
+                    bad("access_denied")
+                }
+                Some(i) => match state.devices[i].approved.clone() {
+                    None => bad("authorization_pending"),
+                    Some(login) => {
+                        state.devices[i].spent = true;
+                        match state.users.iter().position(|u| u.login == login) {
+                            Some(u) => token_answer(&mut state, u, &client_id),
+                            None => bad("no such user in the fake"),
+                        }
+                    }
+                },
+            }
+        }
+        ("token", Some("refresh_token")) => {
+            if wants_secret.is_some() && req.field("client_secret") != wants_secret.as_deref() {
+                return (
+                    403,
+                    r#"{"status":403,"message":"invalid client secret"}"#.into(),
+                );
+            }
+            let given = req.field("refresh_token").unwrap_or("");
+            let issued_to = state
+                .refresh_owner
+                .get(given)
+                .filter(|_| state.lenient_refresh);
+            let owner = state.users.iter().position(|u| {
+                !given.is_empty() && (u.refresh == given || issued_to == Some(&u.login))
+            });
+            match owner {
+                Some(u) => token_answer(&mut state, u, &client_id),
+                None => (
+                    400,
+                    r#"{"error":"Bad Request","status":400,"message":"Invalid refresh token"}"#
+                        .into(),
+                ),
+            }
+        }
+        _ => bad("unsupported"),
+    };
+    drop(state);
+    inner.changed.notify_all();
+    result
+}
+
+fn token_answer(state: &mut State, user: usize, client_id: &str) -> (u16, String) {
+    let (access, refresh) = state.issue(user, client_id);
+    let scopes = state.users[user].scopes.clone();
+    (
+        200,
+        serde_json::json!({"access_token": access, "expires_in": state.token_lifetime,
+            "refresh_token": refresh, "scope": scopes, "token_type": "bearer"})
+        .to_string(),
+    )
 }
 
 fn set_color(inner: &Inner, user_id: &str, hex: &str) -> (u16, String) {

@@ -8,12 +8,16 @@ pub mod bot;
 pub mod clock;
 pub mod color;
 pub mod config;
+pub mod device;
 #[cfg(feature = "fake-twitch")]
 pub mod fake;
 pub mod helix;
 pub mod http;
 pub mod irc;
 pub mod log;
+pub mod oauth;
 pub mod secret;
+pub mod time;
+pub mod tokens;
 pub mod transport;
 pub mod user;

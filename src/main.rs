@@ -14,7 +14,8 @@ use twitch_colorchanger::{config, log};
 #[derive(FromArgs)]
 #[argh(
     note = "Config file: --config PATH, else $TWITCH_CONF_FILE, else ./twitch_colorchanger.conf",
-    error_code(0, "stopped by SIGINT or SIGTERM"),
+    error_code(0, "stopped by SIGINT or SIGTERM; setup: every user authorised"),
+    error_code(1, "no user could be authorised (the messages say why)"),
     error_code(2, "bad command line, config file or environment variable")
 )]
 struct Cli {
@@ -25,6 +26,24 @@ struct Cli {
     /// print the version, git commit and target, and exit
     #[argh(switch, short = 'V')]
     version: bool,
+
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Setup(Setup),
+}
+
+/// Authorise every user that needs it (device-code flow), save the tokens, and exit.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "setup")]
+struct Setup {
+    /// path of the JSON config file
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -65,7 +84,12 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     log::init(log::Settings::from_env());
-    let path = config::resolve_path(cli.config, std::env::var("TWITCH_CONF_FILE").ok());
+    let setup = matches!(cli.command, Some(Command::Setup(_)));
+    let flag = match cli.command {
+        Some(Command::Setup(s)) => s.config.or(cli.config),
+        None => cli.config,
+    };
+    let path = config::resolve_path(flag, std::env::var("TWITCH_CONF_FILE").ok());
     let endpoints = match Endpoints::from_env(|k| std::env::var(k).ok()) {
         Ok(e) => e,
         Err(e) => {
@@ -74,6 +98,9 @@ fn main() -> ExitCode {
         }
     };
     let mut signals = signals;
+    if setup {
+        return run_setup(signals, path, endpoints);
+    }
     let stopped = smol::block_on(smol::future::or(
         async {
             let sig = signals.next().await;
@@ -90,9 +117,55 @@ fn main() -> ExitCode {
             twitch_colorchanger::log!(Info, None, None, "{name} received: shutting down");
             ExitCode::SUCCESS
         }
+        Err(e @ app::StartError::NoUserLeft) => {
+            twitch_colorchanger::log!(Error, None, None, "{e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             twitch_colorchanger::log!(Error, None, None, "{e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn run_setup(mut signals: async_signal::Signals, path: PathBuf, endpoints: Endpoints) -> ExitCode {
+    let outcome = smol::block_on(smol::future::or(
+        async {
+            signals.next().await;
+            None
+        },
+        async { Some(app::setup(path, endpoints).await) },
+    ));
+    match outcome {
+        None => {
+            twitch_colorchanger::log!(Info, None, None, "setup interrupted");
+            ExitCode::from(1)
+        }
+        Some(Err(e)) => {
+            twitch_colorchanger::log!(Error, None, None, "{e}");
+            ExitCode::from(2)
+        }
+        Some(Ok(results)) => {
+            let mut failed = 0;
+            for (user, result) in results {
+                match result {
+                    Ok(()) => twitch_colorchanger::log!(
+                        Info,
+                        Some(&user),
+                        None,
+                        "setup: authorised, tokens saved"
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        twitch_colorchanger::log!(Error, Some(&user), None, "setup failed: {e}");
+                    }
+                }
+            }
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -16,9 +16,13 @@ use crate::backoff::Backoff;
 use crate::bot::{BotEvent, Change, ColorBot, Outcome};
 use crate::clock::{timeout_at, Clock};
 use crate::config::{self, UserConfig};
+use crate::device::Prompter;
 use crate::helix::{ApiError, Credentials, Helix};
 use crate::irc::{self, CloseReason, Event, Session};
 use crate::log;
+use crate::oauth::OAuth;
+use crate::secret::Secret;
+use crate::tokens::TokenKeeper;
 use crate::transport::{Endpoint, Transport};
 
 /// A connection that stayed logged in this long resets the reconnect backoff.
@@ -35,6 +39,12 @@ pub struct Shared {
     pub transport: Arc<dyn Transport>,
     /// Helix, with its pooled HTTP client.
     pub helix: Helix,
+    /// OAuth (tokens), sharing that client.
+    pub oauth: Arc<OAuth>,
+    /// Shows device codes to the person.
+    pub prompter: Arc<dyn Prompter>,
+    /// How many device codes to try before giving up on a user; `None`: forever (unattended).
+    pub auth_attempts: Option<u32>,
     /// Where chat is.
     pub irc: Endpoint,
     /// The config file, for persisting changes.
@@ -43,10 +53,20 @@ pub struct Shared {
 
 type ChangeFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
-/// Runs one user until the process ends. Never returns early: every failure is logged
-/// and retried with backoff, so one user's trouble never stops another.
+/// Runs one user until the process ends. Every failure is logged and retried with backoff,
+/// so one user's trouble never stops another; returns only if the user could not be
+/// authorised within the allowed attempts.
 pub async fn run(shared: Arc<Shared>, user: UserConfig) {
+    let keeper = Arc::new(TokenKeeper::new(
+        &user,
+        shared.config_path.clone(),
+        shared.oauth.clone(),
+        shared.clock.clone(),
+        shared.prompter.clone(),
+    ));
+    let attempts = shared.auth_attempts;
     let mut task = UserTask {
+        keeper: keeper.clone(),
         rng: WyRand::new(),
         bot: ColorBot::new(user.is_prime_or_turbo, user.enabled, None),
         user_id: String::new(),
@@ -56,11 +76,24 @@ pub async fn run(shared: Arc<Shared>, user: UserConfig) {
         user,
     };
     task.log_start();
-    task.identify().await;
-    task.run_connections().await;
+    if let Err(e) = keeper.ready(attempts).await {
+        log!(
+            Error,
+            task.name(),
+            None,
+            "{e}; giving up on this user (the others keep running)"
+        );
+        return;
+    }
+    future::or(keeper.maintain(attempts), async {
+        task.identify().await;
+        task.run_connections().await
+    })
+    .await;
 }
 
 struct UserTask {
+    keeper: Arc<TokenKeeper>,
     shared: Arc<Shared>,
     user: UserConfig,
     user_id: String,
@@ -110,9 +143,9 @@ impl UserTask {
         );
     }
 
-    fn creds(&self) -> Credentials<'_> {
+    fn creds<'a>(&'a self, token: &'a Secret) -> Credentials<'a> {
         Credentials {
-            token: &self.user.access_token,
+            token,
             client_id: &self.user.client_id,
         }
     }
@@ -121,7 +154,8 @@ impl UserTask {
     async fn identify(&mut self) {
         let mut backoff = Backoff::default();
         loop {
-            match self.shared.helix.get_user(self.creds()).await {
+            let token = self.keeper.access();
+            match self.shared.helix.get_user(self.creds(&token)).await {
                 Ok(me) => {
                     if !me.login.eq_ignore_ascii_case(&self.user.username) {
                         log!(Warn, self.name(), None, "the access token belongs to {:?}, not to this user; its colors are the ones that will change", me.login);
@@ -129,6 +163,7 @@ impl UserTask {
                     self.user_id = me.id;
                     break;
                 }
+                Err(e) if is_unauthorized(&e) && self.keeper.refresh(&token).await.is_ok() => {}
                 Err(e) => {
                     if is_unauthorized(&e) {
                         backoff.saturate();
@@ -146,10 +181,11 @@ impl UserTask {
                 }
             }
         }
+        let token = self.keeper.access();
         match self
             .shared
             .helix
-            .get_color(self.creds(), &self.user_id)
+            .get_color(self.creds(&token), &self.user_id)
             .await
         {
             Ok(color) => {
@@ -182,19 +218,30 @@ impl UserTask {
         let mut backoff = Backoff::default();
         loop {
             let started = self.shared.clock.now();
-            let (end, ready_at) = self.connection().await;
+            let token = self.keeper.access();
+            let (mut end, ready_at) = self.connection(&token).await;
             let healthy =
                 ready_at.is_some_and(|at| self.shared.clock.now().duration_since(at) >= HEALTHY);
             if healthy {
                 backoff.reset();
             }
-            if matches!(end, ConnEnd::Closed(CloseReason::AuthFailed(_))) {
-                backoff.saturate();
+            if let ConnEnd::Closed(CloseReason::AuthFailed(text)) = &end {
+                match self.keeper.refresh(&token).await {
+                    Ok(_) => {
+                        end = ConnEnd::Io(format!(
+                            "chat login refused ({text}); retrying with the refreshed token"
+                        ))
+                    }
+                    Err(e) => {
+                        log!(Error, self.name(), None, "cannot refresh the token: {e}");
+                        backoff.saturate();
+                    }
+                }
             }
             let wait = backoff.next_delay(self.jitter());
             let lived = self.shared.clock.now().duration_since(started).as_secs();
             match &end {
-                ConnEnd::Closed(CloseReason::AuthFailed(text)) => log!(Error, self.name(), None, "chat login refused ({text}): the access token is invalid or expired; put a fresh token in the config. Retrying in {}s", wait.as_secs()),
+                ConnEnd::Closed(CloseReason::AuthFailed(text)) => log!(Error, self.name(), None, "chat login refused ({text}) and the token could not be renewed; retrying in {}s", wait.as_secs()),
                 end => log!(Warn, self.name(), None, "chat connection ended after {lived}s: {end}; reconnecting in {:.1}s", wait.as_secs_f64()),
             }
             self.wait_serving_changes(wait).await;
@@ -230,7 +277,7 @@ impl UserTask {
     }
 
     /// One IRC connection, from connect to close. Returns how it ended and when it became ready.
-    async fn connection(&mut self) -> (ConnEnd, Option<Instant>) {
+    async fn connection(&mut self, token: &Secret) -> (ConnEnd, Option<Instant>) {
         let shared = self.shared.clone();
         let clock = &*shared.clock;
         log!(Debug, self.name(), None, "connecting to {}", shared.irc);
@@ -243,12 +290,8 @@ impl UserTask {
                 )
             }
         };
-        let mut session = Session::new(
-            clock.now(),
-            &self.user.username,
-            &self.user.access_token,
-            &self.user.channels,
-        );
+        let mut session =
+            Session::new(clock.now(), &self.user.username, token, &self.user.channels);
         let mut ready_at = None;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -360,7 +403,7 @@ impl UserTask {
 
     fn start_change(&mut self, change: Change) {
         let shared = self.shared.clone();
-        let token = self.user.access_token.clone();
+        let keeper = self.keeper.clone();
         let client_id = self.user.client_id.clone();
         let user_id = self.user_id.clone();
         log!(Debug, self.name(), None, "setting color {}", change.color);
@@ -373,11 +416,25 @@ impl UserTask {
                     .min(MAX_RATE_WAIT);
                 clock.sleep_until(clock.now() + wait).await;
             }
-            let creds = Credentials {
-                token: &token,
-                client_id: &client_id,
+            let put = |token: Secret| {
+                let (shared, client_id, user_id, color) =
+                    (&shared, &client_id, &user_id, &change.color);
+                async move {
+                    let creds = Credentials {
+                        token: &token,
+                        client_id,
+                    };
+                    (shared.helix.put_color(creds, user_id, color).await, token)
+                }
             };
-            match shared.helix.put_color(creds, &user_id, &change.color).await {
+            let (mut result, token) = put(keeper.access()).await;
+            // 401: refresh (one refresh per user, however many callers) and retry once.
+            if matches!(result, Err(ApiError::Status { status: 401, .. })) {
+                if let Ok(fresh) = keeper.refresh(&token).await {
+                    result = put(fresh).await.0;
+                }
+            }
+            match result {
                 Ok(_) => Outcome::Done,
                 Err(ApiError::Status {
                     status: 400,
@@ -416,7 +473,7 @@ impl UserTask {
                 BotEvent::FallbackFailed { hex_error, named_error } => log!(Error, self.name(), chan, "color not changed: hex color refused ({hex_error}) and named color refused too ({named_error})"),
                 BotEvent::RateLimited => log!(Warn, self.name(), chan, "rate limited by Twitch; retrying once the bucket refills"),
                 BotEvent::Failed(why) => log!(Error, self.name(), chan, "color not changed: {why}"),
-                BotEvent::Unauthorized(why) => log!(Error, self.name(), chan, "color not changed: Twitch refused the access token ({why}); put a fresh token in the config"),
+                BotEvent::Unauthorized(why) => log!(Error, self.name(), chan, "color not changed: Twitch refused the access token ({why}) and it could not be renewed"),
             }
         }
         if let Some(change) = next {

@@ -6,9 +6,11 @@ use std::time::Duration;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use twitch_colorchanger::clock::{Clock, VirtualClock};
 use twitch_colorchanger::config::UserConfig;
+use twitch_colorchanger::device::LogPrompter;
 use twitch_colorchanger::helix::Helix;
 use twitch_colorchanger::http::HttpClient;
 use twitch_colorchanger::irc::{IDLE_BEFORE_PING, PONG_TIMEOUT};
+use twitch_colorchanger::oauth::OAuth;
 use twitch_colorchanger::secret::Secret;
 use twitch_colorchanger::transport::{Duplex, Endpoint, MemoryTransport, Transport};
 use twitch_colorchanger::user::{self, Shared};
@@ -82,6 +84,9 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
     let shared = Arc::new(Shared {
         clock: dyn_clock,
         transport,
+        oauth: Arc::new(OAuth::new(http.clone(), endpoint("auth"), "/oauth2".into())),
+        prompter: Arc::new(LogPrompter),
+        auth_attempts: Some(1),
         helix: Helix::new(http, endpoint("api"), "/helix".into()),
         irc: endpoint("irc"),
         config_path: "/nonexistent/never-written.conf".into(),
@@ -95,10 +100,19 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         channels: vec!["lumenwave".into()],
         is_prime_or_turbo: true,
         enabled: true,
+        token_expiry: None,
     };
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
         let _bot = ex.spawn(user::run(shared, user));
+
+        // OAuth: the token is validated before anything else
+        let (ep, mut auth) = accepted.recv().await.unwrap();
+        assert_eq!(ep, endpoint("auth"));
+        let req = read_http_request(&mut auth).await;
+        assert!(req.starts_with("GET /oauth2/validate HTTP/1.1"), "{req}");
+        assert!(req.contains("authorization: OAuth tok\n"), "{req}");
+        respond(&mut auth, "200 OK", r#"{"client_id":"cid","login":"hueshift_bot","scopes":["chat:read","user:manage:chat_color"],"user_id":"81234567","expires_in":14000}"#).await;
 
         // Helix: who am I, and my color
         let (ep, mut api) = accepted.recv().await.unwrap();

@@ -1,194 +1,16 @@
 //! End-to-end: the real binary against the fake Twitch on 127.0.0.1 (TLS IRC + HTTPS Helix).
-//!
-//! By default the binary is the one cargo built. `scripts/verify-release.sh` runs the same
-//! tests against a release binary of another architecture: `TCC_BIN=path` and
-//! `TCC_RUNNER="qemu-aarch64-static"` (any command line that runs the binary).
+
+mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::{json, Value};
 use twitch_colorchanger::color;
 use twitch_colorchanger::fake::FakeTwitch;
-
-const WAIT: Duration = Duration::from_secs(15);
-const TOKEN_A: &str = "tokaaaaaaaaaaaaaaaaaaaaaaaaaaa1";
-const TOKEN_B: &str = "tokbbbbbbbbbbbbbbbbbbbbbbbbbbb2";
-const REFRESH: &str = "refreshrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr9";
-const SECRET: &str = "secretssssssssssssssssssssssss";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tcc-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn user_entry(login: &str, token: &str, channels: &[&str], prime: bool) -> Value {
-    json!({
-        "username": login,
-        "access_token": token,
-        "refresh_token": REFRESH,
-        "client_id": "fakeclientid0000000000000000000",
-        "client_secret": SECRET,
-        "channels": channels,
-        "is_prime_or_turbo": prime,
-        "enabled": true,
-        "custom_note": "kept as is"
-    })
-}
-
-fn write_config(dir: &Path, users: Vec<Value>) -> PathBuf {
-    let path = dir.join("twitch_colorchanger.conf");
-    let doc = json!({ "users": users, "unknown_top_level": [1, 2, 3] });
-    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-    path
-}
-
-/// The bot's command: the binary cargo built, or `TCC_BIN` run through `TCC_RUNNER`.
-fn bot_command() -> Command {
-    let Some(bin) = std::env::var_os("TCC_BIN").filter(|b| !b.is_empty()) else {
-        return Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"));
-    };
-    let runner = std::env::var("TCC_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    match words.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words).arg(bin);
-            cmd
-        }
-        None => Command::new(bin),
-    }
-}
-
-/// The bot as a child process, its stderr collected line by line.
-struct Bot {
-    child: Child,
-    log: Arc<(Mutex<String>, Condvar)>,
-}
-
-impl Bot {
-    fn start(fake: &FakeTwitch, config: &Path) -> Bot {
-        Bot::start_with(fake, config, &[])
-    }
-
-    fn start_with(fake: &FakeTwitch, config: &Path, env: &[(&str, &str)]) -> Bot {
-        let mut child = bot_command()
-            .arg("--config")
-            .arg(config)
-            .env("TWITCH_IRC_URL", fake.irc_url())
-            .env("TWITCH_API_URL", fake.api_url())
-            .env("TWITCH_AUTH_URL", fake.auth_url())
-            .env("TWITCH_CA_FILE", fake.ca_file())
-            .env("DEBUG", "true")
-            .env("NO_COLOR", "1")
-            .env_remove("TWITCH_CONF_FILE")
-            .env_remove("LOG_FORMAT")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let (text, cv) = &*sink;
-                let mut text = text.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-                cv.notify_all();
-            }
-        });
-        Bot { child, log }
-    }
-
-    fn output(&self) -> String {
-        self.log.0.lock().unwrap().clone()
-    }
-
-    /// Waits until the log holds `needle` at least `times` times.
-    fn wait_log(&self, needle: &str, times: usize) -> bool {
-        let deadline = Instant::now() + WAIT;
-        let (text, cv) = &*self.log;
-        let mut text = text.lock().unwrap();
-        while text.matches(needle).count() < times {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            text = cv.wait_timeout(text, left).unwrap().0;
-        }
-        true
-    }
-
-    /// Sends SIGTERM and returns the exit status and how long the exit took.
-    fn terminate(mut self) -> (ExitStatus, Duration, String) {
-        let start = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = wait_exit(&mut self.child, Duration::from_secs(5));
-        let elapsed = start.elapsed();
-        // let the reader thread drain what is left
-        self.wait_log("shutting down", 1);
-        (status, elapsed, self.output())
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the bot did not exit within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn assert_no_secrets(output: &str) {
-    for secret in [TOKEN_A, TOKEN_B, REFRESH, SECRET] {
-        assert!(
-            !output.contains(secret),
-            "a secret leaked into the output:\n{output}"
-        );
-    }
-}
-
-fn joined(fake: &FakeTwitch, login: &str, channels: &[&str]) -> bool {
-    fake.wait(WAIT, |s| {
-        let j = s.joined(login);
-        channels.iter().all(|c| j.contains(*c))
-    })
-}
-
-/// A PING the bot must answer; since it handles lines in order, once the PONG is back every
-/// line sent before the PING has been acted on.
-fn sync(fake: &FakeTwitch, login: &str, tag: &str) {
-    fake.broadcast(&format!("PING :{tag}"));
-    let pong = format!("PONG :{tag}");
-    assert!(fake
-        .wait(WAIT, |s| s.irc.iter().any(|c| c.login.as_deref()
-            == Some(login)
-            && c.lines.contains(&pong))));
-}
 
 #[test]
 fn own_message_changes_color_and_others_do_not() {
@@ -422,28 +244,28 @@ fn rate_limited_change_is_retried_once() {
 }
 
 #[test]
-fn refused_token_is_reported_without_leaking_it() {
+fn a_refused_token_leads_to_the_device_flow_without_holding_up_others() {
     let dir = temp_dir("badtoken");
     let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("bad_user", "2", "", true); // its config token and refresh token are unknown
     fake.add_user("good_user", "1", TOKEN_B, true);
     let config = write_config(
         &dir,
         vec![
-            user_entry("bad_user", TOKEN_A, &["chan"], true), // unknown to the fake
+            user_entry("bad_user", TOKEN_A, &["chan"], true),
             user_entry("good_user", TOKEN_B, &["chan"], true),
         ],
     );
     let bot = Bot::start(&fake, &config);
-    // the other user is not held up
     assert!(joined(&fake, "good_user", &["chan"]));
     assert!(
-        bot.wait_log(
-            "[bad_user] cannot look up the user id: HTTP 401: Invalid OAuth token",
-            1
-        ),
+        bot.wait_log("[bad_user] ACTION REQUIRED: authorise twitch-colorchanger for bad_user: open https://www.twitch.tv/activate", 1),
         "{}",
         bot.output()
     );
+    assert!(bot
+        .output()
+        .contains("Twitch refused the refresh token (Invalid refresh token)"));
     fake.privmsg("chan", "good_user", "1", "hi");
     assert!(fake.wait(WAIT, |s| s.changes("1").len() == 1));
     let (status, _, output) = bot.terminate();

@@ -1,0 +1,374 @@
+//! Twitch's OAuth endpoints (id.twitch.tv/oauth2): device-code grant, refresh, validate.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::http::{encode_component, HttpClient, HttpError};
+use crate::secret::Secret;
+use crate::transport::Endpoint;
+
+/// The scopes the bot asks for: read chat, change the color, and read chat over EventSub.
+pub const SCOPES: [&str; 3] = ["chat:read", "user:manage:chat_color", "user:read:chat"];
+/// The scope without which the bot cannot work.
+pub const REQUIRED_SCOPE: &str = "user:manage:chat_color";
+
+/// A started device-code authorisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCode {
+    /// Polled with; not shown to the person.
+    pub device_code: Secret,
+    /// The code the person confirms.
+    pub user_code: String,
+    /// Where the person goes (already holds the code).
+    pub verification_uri: String,
+    /// Seconds until the code expires.
+    pub expires_in: u64,
+    /// Seconds to wait between polls.
+    pub interval: u64,
+}
+
+/// Tokens from a grant or a refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSet {
+    /// The new access token.
+    pub access_token: Secret,
+    /// The new refresh token (the old one is now void).
+    pub refresh_token: Secret,
+    /// Seconds the access token lives, if Twitch said.
+    pub expires_in: Option<u64>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+/// What `/validate` says of a token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Validation {
+    /// The app it belongs to.
+    pub client_id: String,
+    /// The account's login.
+    #[serde(default)]
+    pub login: String,
+    /// The account's id.
+    #[serde(default)]
+    pub user_id: String,
+    /// Granted scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Seconds left.
+    pub expires_in: u64,
+}
+
+/// A failed OAuth call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// No HTTP answer from `peer`.
+    Http {
+        /// Who did not answer.
+        peer: String,
+        /// What went wrong.
+        error: HttpError,
+    },
+    /// The person has not approved yet (keep polling).
+    Pending,
+    /// Polling too fast (wait longer).
+    SlowDown,
+    /// The device code expired or is unknown.
+    Expired,
+    /// The person declined.
+    Denied,
+    /// The token or refresh token is not valid (any more).
+    InvalidToken(String),
+    /// Any other refusal, with status and Twitch's message.
+    Refused(u16, String),
+    /// A 2xx answer that is not what Twitch documents.
+    BadBody(String),
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OAuthError::Http { peer, error } => write!(f, "{peer}: {error}"),
+            OAuthError::Pending => f.write_str("authorisation pending"),
+            OAuthError::SlowDown => f.write_str("polling too fast"),
+            OAuthError::Expired => f.write_str("the code expired"),
+            OAuthError::Denied => f.write_str("authorisation was declined"),
+            OAuthError::InvalidToken(m) => write!(f, "token refused: {m}"),
+            OAuthError::Refused(status, m) => write!(f, "HTTP {status}: {m}"),
+            OAuthError::BadBody(m) => write!(f, "unexpected answer: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for OAuthError {}
+
+/// An app's credentials.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// Client id.
+    pub id: &'a str,
+    /// Client secret, empty for a public client.
+    pub secret: &'a Secret,
+}
+
+#[derive(Deserialize)]
+struct DeviceBody {
+    device_code: String,
+    user_code: String,
+    verification_uri: String,
+    expires_in: u64,
+    #[serde(default = "five")]
+    interval: u64,
+}
+
+fn five() -> u64 {
+    5
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: String,
+    expires_in: Option<u64>,
+    #[serde(default, deserialize_with = "scope_list")]
+    scope: Vec<String>,
+}
+
+/// `scope` is documented as an array but one doc example shows a string.
+fn scope_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scope {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Option::<Scope>::deserialize(d)? {
+        Some(Scope::List(v)) => v,
+        Some(Scope::One(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        None => Vec::new(),
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    message: Option<String>,
+    error: Option<String>,
+}
+
+/// The OAuth service at a base URL (`https://id.twitch.tv/oauth2` unless overridden).
+pub struct OAuth {
+    http: Arc<HttpClient>,
+    endpoint: Endpoint,
+    base_path: String,
+}
+
+impl OAuth {
+    /// OAuth at `endpoint` + `base_path`.
+    pub fn new(http: Arc<HttpClient>, endpoint: Endpoint, base_path: String) -> OAuth {
+        OAuth {
+            http,
+            endpoint,
+            base_path,
+        }
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.endpoint.tls { "https" } else { "http" };
+        format!(
+            "{scheme}://{}:{}{}",
+            self.endpoint.host, self.endpoint.port, self.base_path
+        )
+    }
+
+    /// Starts the device-code flow.
+    pub async fn device_code(&self, client_id: &str) -> Result<DeviceCode, OAuthError> {
+        let form = form(&[("client_id", client_id), ("scopes", &SCOPES.join(" "))]);
+        let (status, body) = self.post("/device", form).await?;
+        if status != 200 {
+            return Err(refusal(status, &body));
+        }
+        let b: DeviceBody = json(&body)?;
+        Ok(DeviceCode {
+            device_code: Secret::new(b.device_code),
+            user_code: b.user_code,
+            verification_uri: b.verification_uri,
+            expires_in: b.expires_in,
+            interval: b.interval.max(1),
+        })
+    }
+
+    /// Polls once for the tokens of an approved device code.
+    pub async fn poll_device(
+        &self,
+        client: Client<'_>,
+        device_code: &Secret,
+    ) -> Result<TokenSet, OAuthError> {
+        let scopes = SCOPES.join(" ");
+        let mut fields = vec![
+            ("client_id", client.id),
+            ("scopes", scopes.as_str()),
+            ("device_code", device_code.expose()),
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ];
+        if !client.secret.is_empty() {
+            fields.push(("client_secret", client.secret.expose()));
+        }
+        let (status, body) = self.post("/token", form(&fields)).await?;
+        if status == 200 {
+            return token_set(&body);
+        }
+        let message = message(&body).to_ascii_lowercase();
+        Err(if message.contains("authorization_pending") {
+            OAuthError::Pending
+        } else if message.contains("slow_down") {
+            OAuthError::SlowDown
+        } else if message.contains("invalid device code") || message.contains("expired") {
+            OAuthError::Expired
+        } else if message.contains("denied") {
+            OAuthError::Denied
+        } else {
+            refusal(status, &body)
+        })
+    }
+
+    /// Trades a refresh token for a new pair.
+    pub async fn refresh(
+        &self,
+        client: Client<'_>,
+        refresh_token: &Secret,
+    ) -> Result<TokenSet, OAuthError> {
+        let mut fields = vec![
+            ("client_id", client.id),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ];
+        if !client.secret.is_empty() {
+            fields.push(("client_secret", client.secret.expose()));
+        }
+        let (status, body) = self.post("/token", form(&fields)).await?;
+        match status {
+            200 => token_set(&body),
+            400 if message(&body).eq_ignore_ascii_case("invalid refresh token") => {
+                Err(OAuthError::InvalidToken(message(&body)))
+            }
+            401 => Err(OAuthError::InvalidToken(message(&body))),
+            _ => Err(refusal(status, &body)),
+        }
+    }
+
+    /// Asks Twitch what it thinks of an access token.
+    pub async fn validate(&self, access_token: &Secret) -> Result<Validation, OAuthError> {
+        let token = access_token.expose();
+        let token = token.strip_prefix("oauth:").unwrap_or(token);
+        let req = http::Request::get(format!("{}/validate", self.base_path))
+            .header("Authorization", format!("OAuth {token}"))
+            .body(Vec::new())
+            .map_err(|_| {
+                OAuthError::BadBody("access token has characters not allowed in a header".into())
+            })?;
+        let (status, body) = self.send(req).await?;
+        match status {
+            200 => json(&body),
+            401 => Err(OAuthError::InvalidToken(message(&body))),
+            _ => Err(refusal(status, &body)),
+        }
+    }
+
+    async fn post(&self, path: &str, body: String) -> Result<(u16, Vec<u8>), OAuthError> {
+        let req = http::Request::post(format!("{}{path}", self.base_path))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .body(body.into_bytes())
+            .map_err(|e| OAuthError::BadBody(e.to_string()))?;
+        self.send(req).await
+    }
+
+    async fn send(&self, req: http::Request<Vec<u8>>) -> Result<(u16, Vec<u8>), OAuthError> {
+        let response =
+            self.http
+                .send(&self.endpoint, req)
+                .await
+                .map_err(|error| OAuthError::Http {
+                    peer: self.url(),
+                    error,
+                })?;
+        Ok((response.status().as_u16(), response.into_body()))
+    }
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode_component(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OAuthError> {
+    serde_json::from_slice(body).map_err(|e| OAuthError::BadBody(e.to_string()))
+}
+
+fn token_set(body: &[u8]) -> Result<TokenSet, OAuthError> {
+    let b: TokenBody = json(body)?;
+    if b.access_token.is_empty() || b.refresh_token.is_empty() {
+        return Err(OAuthError::BadBody(
+            "answer lacks access_token or refresh_token".into(),
+        ));
+    }
+    Ok(TokenSet {
+        access_token: Secret::new(b.access_token),
+        refresh_token: Secret::new(b.refresh_token),
+        expires_in: b.expires_in,
+        scopes: b.scope,
+    })
+}
+
+fn message(body: &[u8]) -> String {
+    let b: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    b.message
+        .or(b.error)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
+}
+
+fn refusal(status: u16, body: &[u8]) -> OAuthError {
+    OAuthError::Refused(status, message(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_token_answers_with_array_or_string_scope() {
+        let t = token_set(br#"{"access_token":"a","expires_in":14124,"refresh_token":"r","scope":["user:manage:chat_color"],"token_type":"bearer"}"#).unwrap();
+        assert_eq!(t.expires_in, Some(14124));
+        assert_eq!(t.scopes, ["user:manage:chat_color"]);
+        let t = token_set(br#"{"access_token":"a","refresh_token":"r","scope":"chat:read user:manage:chat_color","token_type":"bearer"}"#).unwrap();
+        assert_eq!(t.scopes, ["chat:read", "user:manage:chat_color"]);
+        assert!(token_set(br#"{"access_token":"a"}"#).is_err());
+        assert!(!format!("{t:?}").contains("\"a\""));
+    }
+
+    #[test]
+    fn form_values_are_percent_encoded() {
+        assert_eq!(
+            form(&[
+                ("refresh_token", "a%b/c=d"),
+                ("scopes", "chat:read user:manage:chat_color")
+            ]),
+            "refresh_token=a%25b%2Fc%3Dd&scopes=chat%3Aread%20user%3Amanage%3Achat_color"
+        );
+    }
+
+    #[test]
+    fn reads_twitch_error_messages() {
+        assert_eq!(
+            message(br#"{"status":400,"message":"authorization_pending"}"#),
+            "authorization_pending"
+        );
+        assert_eq!(message(br#"{"error":"slow_down"}"#), "slow_down");
+    }
+}
