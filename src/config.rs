@@ -315,7 +315,13 @@ pub fn update_user(
     username: &str,
     edit: impl FnOnce(&mut Map<String, Value>),
 ) -> Result<(), ConfigError> {
-    let mut root = read_json(path)?;
+    let mut root = read_json(path).map_err(|e| match e {
+        ConfigError::Missing(p) => ConfigError::Io(
+            p,
+            io::Error::new(io::ErrorKind::NotFound, "the config file is gone"),
+        ),
+        e => e,
+    })?;
     let entry = root
         .get_mut("users")
         .and_then(Value::as_array_mut)

@@ -806,6 +806,20 @@ fn route(inner: &Inner, req: &Request) -> (u16, String) {
         });
         return (status, body);
     }
+    let (status, body) = helix(inner, req);
+    if req.method == "PUT" && req.path == "/helix/chat/color" {
+        inner.update(|s| {
+            s.puts.push(ColorPut {
+                user_id: req.query("user_id").unwrap_or("").to_owned(),
+                color: req.query("color").unwrap_or("").to_owned(),
+                status,
+            })
+        });
+    }
+    (status, body)
+}
+
+fn helix(inner: &Inner, req: &Request) -> (u16, String) {
     let bearer = req
         .header("authorization")
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -852,7 +866,6 @@ fn route(inner: &Inner, req: &Request) -> (u16, String) {
                     }
                 }
             };
-            inner.update(|s| s.puts.push(ColorPut { user_id, color, status }));
             (status, body)
         }
         _ => error(404, "Not Found", "no such endpoint in the fake"),

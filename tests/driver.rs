@@ -178,3 +178,159 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         assert!(accepted.recv().await.is_ok());
     }));
 }
+
+/// Lets the other tasks run until `done` holds (bounded); whether it does.
+async fn settles(done: impl Fn() -> bool) -> bool {
+    for _ in 0..10_000 {
+        if done() {
+            return true;
+        }
+        smol::future::yield_now().await;
+    }
+    done()
+}
+
+/// Serves one HTTP request on `conn` with `body`; returns the request head.
+async fn serve_one(conn: &mut Duplex, status: &str, body: &str) -> String {
+    let req = read_http_request(conn).await;
+    respond(conn, status, body).await;
+    req
+}
+
+#[test]
+fn tokens_are_validated_hourly_and_refreshed_before_expiry_on_virtual_time() {
+    use twitch_colorchanger::tokens::{TokenKeeper, REFRESH_AHEAD, VALIDATE_EVERY};
+    let dir = std::env::temp_dir().join(format!("tcc-driver-tokens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.conf");
+    std::fs::write(&config, r#"{"users":[{"username":"hueshift_bot","access_token":"tok","refresh_token":"ref1","client_id":"cid","channels":["a"]}]}"#).unwrap();
+    let user = twitch_colorchanger::config::load(&config)
+        .unwrap()
+        .users
+        .remove(0);
+
+    let clock = VirtualClock::new();
+    let (transport, accepted) = MemoryTransport::new();
+    let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let http = Arc::new(HttpClient::new(
+        Arc::new(transport),
+        dyn_clock.clone(),
+        Duration::from_secs(15),
+    ));
+    let oauth = Arc::new(OAuth::new(http, endpoint("auth"), "/oauth2".into()));
+    let keeper = TokenKeeper::new(
+        &user,
+        config.clone(),
+        oauth,
+        dyn_clock,
+        Arc::new(LogPrompter),
+    );
+    let valid = |expires_in: u64| {
+        format!(
+            r#"{{"client_id":"cid","login":"hueshift_bot","scopes":["user:manage:chat_color"],"user_id":"1","expires_in":{expires_in}}}"#
+        )
+    };
+
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let keeper = &keeper;
+        let _maintain = ex.spawn(async move {
+            keeper.ready(Some(1)).await.unwrap();
+            keeper.maintain(Some(1)).await;
+        });
+        let (_, mut auth) = accepted.recv().await.unwrap();
+        // at start: validate; the token has 2 h 5 min left
+        let req = serve_one(&mut auth, "200 OK", &valid(7500)).await;
+        assert!(req.starts_with("GET /oauth2/validate"), "{req}");
+
+        // an hour later: validate again (nothing else happened in between)
+        assert_eq!(advance_to_next_sleep(&clock).await, VALIDATE_EVERY);
+        let req = serve_one(&mut auth, "200 OK", &valid(3900)).await;
+        assert!(req.starts_with("GET /oauth2/validate"), "{req}");
+
+        // 3900 s left: refresh 10 minutes before the end, before the next hourly validation
+        assert_eq!(advance_to_next_sleep(&clock).await, Duration::from_secs(3900) - REFRESH_AHEAD);
+        let req = serve_one(&mut auth, "200 OK", r#"{"access_token":"tok2","refresh_token":"ref2","expires_in":14400,"scope":["user:manage:chat_color"],"token_type":"bearer"}"#).await;
+        assert!(req.starts_with("POST /oauth2/token"), "{req}");
+        assert!(settles(|| keeper.access().expose() == "tok2").await);
+
+        // saved before use, with the expiry; the next check is the hourly validation
+        let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        assert_eq!(saved["users"][0]["access_token"], "tok2");
+        assert_eq!(saved["users"][0]["refresh_token"], "ref2");
+        assert!(saved["users"][0]["token_expiry"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(advance_to_next_sleep(&clock).await, VALIDATE_EVERY);
+        let req = serve_one(&mut auth, "200 OK", &valid(10800)).await;
+        assert!(req.contains("authorization: OAuth tok2\n"), "{req}");
+    }));
+}
+
+#[test]
+fn concurrent_refreshes_of_one_user_make_one_request() {
+    use twitch_colorchanger::tokens::TokenKeeper;
+    let dir = std::env::temp_dir().join(format!("tcc-driver-single-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.conf");
+    std::fs::write(&config, r#"{"users":[{"username":"hueshift_bot","access_token":"tok","refresh_token":"ref1","client_id":"cid","channels":["a"]}]}"#).unwrap();
+    let user = twitch_colorchanger::config::load(&config)
+        .unwrap()
+        .users
+        .remove(0);
+    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new());
+    let (transport, accepted) = MemoryTransport::new();
+    let http = Arc::new(HttpClient::new(
+        Arc::new(transport),
+        clock.clone(),
+        Duration::from_secs(15),
+    ));
+    let oauth = Arc::new(OAuth::new(http, endpoint("auth"), "/oauth2".into()));
+    let keeper = TokenKeeper::new(&user, config, oauth, clock, Arc::new(LogPrompter));
+    let stale = keeper.access();
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let first = ex.spawn(keeper.refresh(&stale));
+        let second = ex.spawn(keeper.refresh(&stale));
+        let (_, mut auth) = accepted.recv().await.unwrap();
+        let req = serve_one(&mut auth, "200 OK", r#"{"access_token":"tok2","refresh_token":"ref2","expires_in":14400,"scope":[],"token_type":"bearer"}"#).await;
+        assert!(req.starts_with("POST /oauth2/token"));
+        // only one answer was ever written: a second request would leave its caller waiting
+        assert_eq!(first.await.unwrap().expose(), "tok2");
+        assert_eq!(second.await.unwrap().expose(), "tok2");
+        assert!(accepted.is_empty());
+    }));
+}
+
+#[test]
+fn a_failed_save_keeps_the_new_tokens_in_memory() {
+    use twitch_colorchanger::tokens::TokenKeeper;
+    let dir = std::env::temp_dir().join(format!("tcc-driver-nosave-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.conf");
+    std::fs::write(&config, r#"{"users":[{"username":"hueshift_bot","access_token":"tok","refresh_token":"ref1","client_id":"cid","channels":["a"]}]}"#).unwrap();
+    let user = twitch_colorchanger::config::load(&config)
+        .unwrap()
+        .users
+        .remove(0);
+    std::fs::remove_dir_all(&dir).unwrap(); // the config cannot be written any more
+    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new());
+    let (transport, accepted) = MemoryTransport::new();
+    let http = Arc::new(HttpClient::new(
+        Arc::new(transport),
+        clock.clone(),
+        Duration::from_secs(15),
+    ));
+    let oauth = Arc::new(OAuth::new(http, endpoint("auth"), "/oauth2".into()));
+    let keeper = TokenKeeper::new(&user, config, oauth, clock, Arc::new(LogPrompter));
+    let stale = keeper.access();
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let refresh = ex.spawn(keeper.refresh(&stale));
+        let (_, mut auth) = accepted.recv().await.unwrap();
+        serve_one(&mut auth, "200 OK", r#"{"access_token":"tok2","refresh_token":"ref2","expires_in":14400,"scope":[],"token_type":"bearer"}"#).await;
+        assert_eq!(refresh.await.unwrap().expose(), "tok2");
+        assert_eq!(keeper.access().expose(), "tok2");
+    }));
+}

@@ -76,9 +76,14 @@ impl Bot {
     }
 
     pub fn start_with(fake: &FakeTwitch, config: &Path, env: &[(&str, &str)]) -> Bot {
-        let mut child = bot_command()
-            .arg("--config")
-            .arg(config)
+        let mut cmd = bot_command();
+        cmd.arg("--config").arg(config).envs(env.iter().copied());
+        Bot::spawn(fake, cmd)
+    }
+
+    /// Runs `cmd` (from [`bot_command`], with its arguments) pointed at the fake.
+    pub fn spawn(fake: &FakeTwitch, mut cmd: Command) -> Bot {
+        let mut child = cmd
             .env("TWITCH_IRC_URL", fake.irc_url())
             .env("TWITCH_API_URL", fake.api_url())
             .env("TWITCH_AUTH_URL", fake.auth_url())
@@ -86,10 +91,8 @@ impl Bot {
             .env("DEBUG", "true")
             .env("NO_COLOR", "1")
             .env_remove("TWITCH_CONF_FILE")
-            .env_remove("LOG_FORMAT")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the binary starts");

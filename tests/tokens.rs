@@ -1,0 +1,451 @@
+//! Unattended tokens, end to end: the real binary against the fake Twitch's OAuth endpoints.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use twitch_colorchanger::fake::FakeTwitch;
+
+const CLIENT: &str = "fakeclientid0000000000000000000";
+
+fn config_user(path: &Path, index: usize) -> Value {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    doc["users"][index].clone()
+}
+
+/// Waits for a device code to be handed out, checks the person was told about it, approves it.
+fn approve_when_asked(fake: &FakeTwitch, bot: &Bot, login: &str) {
+    approve_as(fake, bot, login, login)
+}
+
+/// The same, approving as `approver` (logged in to Twitch as that account).
+fn approve_as(fake: &FakeTwitch, bot: &Bot, login: &str, approver: &str) {
+    assert!(
+        fake.wait(WAIT, |s| s
+            .devices
+            .iter()
+            .any(|d| d.approved.is_none() && !d.spent)),
+        "{}",
+        bot.output()
+    );
+    let user_code = fake.state().devices.last().unwrap().user_code.clone();
+    assert!(
+        bot.wait_log(&format!("ACTION REQUIRED: authorise twitch-colorchanger for {login}: open https://www.twitch.tv/activate?public=true&device-code={user_code} and enter code {user_code} (valid 30 minutes)"), 1),
+        "{}",
+        bot.output()
+    );
+    assert!(fake.approve_device(approver));
+}
+
+fn no_device_codes_in(fake: &FakeTwitch, output: &str) {
+    for device in &fake.state().devices {
+        assert!(
+            !output.contains(&device.device_code),
+            "device code leaked:\n{output}"
+        );
+    }
+    for (access, refresh) in &fake.state().issued {
+        assert!(
+            !output.contains(access) && !output.contains(refresh),
+            "token leaked:\n{output}"
+        );
+    }
+}
+
+#[test]
+fn first_start_with_only_a_client_id_authorises_saves_and_changes_colors() {
+    let dir = temp_dir("firststart");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_client(CLIENT, None);
+    fake.add_user("new_user", "55", "", true);
+    let config = dir.join("twitch_colorchanger.conf");
+    std::fs::write(
+        &config,
+        json!({"users": [{"username": "new_user", "client_id": CLIENT, "channels": ["chan"], "own_note": 1}]}).to_string(),
+    )
+    .unwrap();
+    let bot = Bot::start(&fake, &config);
+    approve_when_asked(&fake, &bot, "new_user");
+    assert!(joined(&fake, "new_user", &["chan"]), "{}", bot.output());
+
+    // the pair Twitch issued is in the file, with its expiry, next to what was there
+    let (access, refresh) = fake.state().issued.last().cloned().unwrap();
+    let saved = config_user(&config, 0);
+    assert_eq!(
+        (
+            saved["access_token"].as_str(),
+            saved["refresh_token"].as_str()
+        ),
+        (Some(access.as_str()), Some(refresh.as_str()))
+    );
+    let expiry =
+        twitch_colorchanger::time::parse_rfc3339(saved["token_expiry"].as_str().unwrap()).unwrap();
+    let left = expiry.duration_since(std::time::SystemTime::now()).unwrap();
+    assert!(
+        left > Duration::from_secs(14_000) && left <= Duration::from_secs(14_400),
+        "{left:?}"
+    );
+    assert_eq!(saved["own_note"], 1);
+
+    fake.privmsg("chan", "new_user", "55", "first message");
+    assert!(
+        fake.wait(WAIT, |s| s.changes("55").len() == 1),
+        "{}",
+        bot.output()
+    );
+    // a public client never sends a secret; the device request asked for the bot's scopes
+    assert!(fake.state().oauth.iter().all(|c| !c.sent_secret));
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    no_device_codes_in(&fake, &output);
+}
+
+#[test]
+fn expired_access_token_is_refreshed_saved_and_the_change_retried() {
+    let dir = temp_dir("expired");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_client(CLIENT, Some(SECRET)); // confidential: refreshing needs the secret
+    fake.add_user("hueshift_bot", "81234567", TOKEN_A, true);
+    fake.set_refresh_token("hueshift_bot", REFRESH);
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]));
+
+    fake.expire_access_token("hueshift_bot");
+    fake.privmsg("chan", "hueshift_bot", "81234567", "hi");
+    assert!(
+        fake.wait(WAIT, |s| s.changes("81234567").len() == 1),
+        "{}",
+        bot.output()
+    );
+    let puts = fake.state().puts.clone();
+    assert_eq!(
+        (puts[0].status, puts[1].status),
+        (401, 204),
+        "401, refresh, retried once"
+    );
+    assert_eq!(puts[0].color, puts[1].color);
+
+    let state = fake.state();
+    let refreshes: Vec<_> = state
+        .oauth
+        .iter()
+        .filter(|c| c.grant_type.as_deref() == Some("refresh_token"))
+        .collect();
+    assert_eq!(refreshes.len(), 1, "one refresh");
+    assert!(
+        refreshes[0].sent_secret && refreshes[0].status == 200,
+        "confidential client sends its secret"
+    );
+    let (access, refresh) = state.issued.last().cloned().unwrap();
+    drop(state);
+    let saved = config_user(&config, 0);
+    assert_eq!(
+        (
+            saved["access_token"].as_str(),
+            saved["refresh_token"].as_str()
+        ),
+        (Some(access.as_str()), Some(refresh.as_str()))
+    );
+    assert_eq!(
+        saved["client_secret"], SECRET,
+        "the rest of the entry is unchanged"
+    );
+
+    // the IRC connection uses the new token at its next connect
+    fake.drop_all();
+    assert!(
+        fake.wait(WAIT, |s| s.logins("hueshift_bot") == 2),
+        "{}",
+        bot.output()
+    );
+    let pass = format!("PASS oauth:{access}");
+    assert!(fake.state().irc.last().unwrap().lines.contains(&pass));
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    assert!(output.contains("access token refreshed"), "{output}");
+    assert_no_secrets(&output);
+    no_device_codes_in(&fake, &output);
+}
+
+#[test]
+fn a_refused_refresh_token_falls_back_to_the_device_flow() {
+    let dir = temp_dir("badrefresh");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_client(CLIENT, None);
+    fake.add_user("hueshift_bot", "81234567", TOKEN_A, false);
+    fake.set_refresh_token("hueshift_bot", "a-refresh-token-twitch-has-rotated-away");
+    fake.expire_access_token("hueshift_bot");
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], false)],
+    );
+    let bot = Bot::start(&fake, &config);
+    approve_when_asked(&fake, &bot, "hueshift_bot");
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    fake.privmsg("chan", "hueshift_bot", "81234567", "back");
+    assert!(fake.wait(WAIT, |s| s.changes("81234567").len() == 1));
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    assert!(
+        output.contains("Twitch refused the refresh token (Invalid refresh token)"),
+        "{output}"
+    );
+    assert_no_secrets(&output);
+    no_device_codes_in(&fake, &output);
+}
+
+#[test]
+fn a_token_of_another_account_or_without_the_scope_is_a_clear_error() {
+    let dir = temp_dir("wrongtoken");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("someone_else", "9", TOKEN_A, true);
+    fake.add_user("scopeless", "8", TOKEN_B, true);
+    fake.update(|s| s.users[1].scopes = vec!["chat:read".into()]);
+    fake.add_user("alice_user", "7", "", true);
+    let config = write_config(
+        &dir,
+        vec![
+            user_entry("alice_user", TOKEN_A, &["chan"], true),
+            user_entry("scopeless", TOKEN_B, &["chan"], true),
+        ],
+    );
+    let bot = Bot::start(&fake, &config);
+    assert!(
+        bot.wait_log(
+            "[alice_user] the access token belongs to \"someone_else\", not to \"alice_user\"",
+            1
+        ),
+        "{}",
+        bot.output()
+    );
+    assert!(bot.wait_log("[scopeless] the access token lacks the user:manage:chat_color scope (it has: chat:read)", 1), "{}", bot.output());
+    // both are sent to the device flow rather than started with a token that cannot work
+    assert!(bot.wait_log("ACTION REQUIRED", 2));
+    assert_eq!(fake.state().logins("someone_else"), 0);
+    drop(bot);
+}
+
+#[test]
+fn setup_authorises_users_that_need_it_and_exits() {
+    let dir = temp_dir("setup");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_client(CLIENT, None);
+    fake.add_user("first_user", "1", "", true);
+    fake.add_user("second_user", "2", TOKEN_B, true); // already fine: left alone
+    let config = dir.join("twitch_colorchanger.conf");
+    std::fs::write(
+        &config,
+        json!({"users": [
+            {"username": "first_user", "client_id": CLIENT, "channels": ["a"]},
+            {"username": "second_user", "client_id": CLIENT, "access_token": TOKEN_B, "channels": ["b"]}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = bot_command();
+    cmd.args(["setup", "--config"]).arg(&config);
+    let bot = Bot::spawn(&fake, cmd);
+    approve_when_asked(&fake, &bot, "first_user");
+    let mut bot = bot;
+    let status = wait_exit(&mut bot.child, WAIT);
+    assert_eq!(status.code(), Some(0), "{}", bot.output());
+    let (access, _) = fake.state().issued.last().cloned().unwrap();
+    assert_eq!(config_user(&config, 0)["access_token"], access.as_str());
+    assert_eq!(config_user(&config, 1)["access_token"], TOKEN_B);
+    assert_eq!(
+        fake.state().devices.len(),
+        1,
+        "no code for the user that was fine"
+    );
+    assert!(bot.wait_log("[first_user] setup: authorised, tokens saved", 1));
+    no_device_codes_in(&fake, &bot.output());
+}
+
+#[test]
+fn setup_gives_up_after_three_declined_codes_and_says_so() {
+    let dir = temp_dir("setupdeny");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("shy_user", "1", "", true);
+    let config = dir.join("twitch_colorchanger.conf");
+    std::fs::write(
+        &config,
+        json!({"users": [{"username": "shy_user", "client_id": CLIENT, "channels": ["a"]}]})
+            .to_string(),
+    )
+    .unwrap();
+    let mut cmd = bot_command();
+    cmd.args(["setup", "--config"]).arg(&config);
+    let mut bot = Bot::spawn(&fake, cmd);
+    for round in 1..=3 {
+        assert!(
+            fake.wait(WAIT, |s| s.devices.len() == round
+                && !s.devices[round - 1].denied),
+            "{}",
+            bot.output()
+        );
+        assert!(fake.deny_device());
+    }
+    let status = wait_exit(&mut bot.child, WAIT);
+    assert_eq!(status.code(), Some(1), "{}", bot.output());
+    assert!(bot.wait_log("[shy_user] setup failed: authorisation failed 3 times, last: the authorisation was declined", 1), "{}", bot.output());
+}
+
+#[test]
+fn approving_with_the_wrong_account_is_refused_and_asked_again() {
+    let dir = temp_dir("wrongaccount");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("right_user", "1", "", true);
+    fake.add_user("wrong_user", "2", "", true);
+    let config = dir.join("twitch_colorchanger.conf");
+    std::fs::write(
+        &config,
+        json!({"users": [{"username": "right_user", "client_id": CLIENT, "channels": ["a"]}]})
+            .to_string(),
+    )
+    .unwrap();
+    let bot = Bot::start(&fake, &config);
+    approve_as(&fake, &bot, "right_user", "wrong_user");
+    assert!(
+        bot.wait_log(
+            "Twitch account \"wrong_user\" approved the code, but this entry is for \"right_user\"",
+            1
+        ),
+        "{}",
+        bot.output()
+    );
+    assert!(
+        config_user(&config, 0).get("access_token").is_none(),
+        "the wrong account's token is not saved"
+    );
+    drop(bot);
+}
+
+/// The child side of the SIGKILL test: refreshes and saves in a loop, for ever.
+#[test]
+#[ignore = "child process of refresh_survives_sigkill_at_any_moment"]
+fn refresh_loop_child() {
+    use std::sync::Arc;
+    use twitch_colorchanger::{clock, config, device, http, oauth, tokens, transport};
+    let Ok(path) = std::env::var("TCC_CHILD_CONFIG") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    let cfg = config::load(&path).unwrap();
+    let (auth, auth_path) =
+        transport::parse_url(&std::env::var("TWITCH_AUTH_URL").unwrap()).unwrap();
+    let ca = std::env::var("TWITCH_CA_FILE").unwrap();
+    let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+    let tls = transport::tls_config(Some(Path::new(&ca))).unwrap();
+    let net: Arc<dyn transport::Transport> =
+        Arc::new(transport::NetTransport::new(tls, clock.clone()));
+    let client = Arc::new(http::HttpClient::new(
+        net,
+        clock.clone(),
+        Duration::from_secs(10),
+    ));
+    let oauth = Arc::new(oauth::OAuth::new(client, auth, auth_path));
+    let keeper = tokens::TokenKeeper::new(
+        &cfg.users[0],
+        path,
+        oauth,
+        clock,
+        Arc::new(device::LogPrompter),
+    );
+    smol::block_on(async {
+        loop {
+            let stale = keeper.access();
+            keeper
+                .refresh(&stale)
+                .await
+                .expect("the fake accepts every refresh");
+        }
+    });
+}
+
+#[test]
+fn refresh_survives_sigkill_at_any_moment() {
+    let dir = temp_dir("sigkill");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.update(|s| s.lenient_refresh = true); // a pair lost to a kill must not stop the next child
+    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
+    fake.set_refresh_token("hueshift_bot", REFRESH);
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let kills = 40;
+    let mut seen_new = 0;
+    for _ in 0..kills {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "refresh_loop_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TCC_CHILD_CONFIG", &config)
+            .env("TWITCH_AUTH_URL", fake.auth_url())
+            .env("TWITCH_CA_FILE", fake.ca_file())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // let it refresh a few times, then kill it somewhere in the middle of whatever it does
+        let issued_before = fake.state().issued.len();
+        assert!(
+            fake.wait(WAIT, |s| s.issued.len() >= issued_before + 3),
+            "the child makes progress"
+        );
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let pause = Instant::now() + Duration::from_micros(seed % 20_000);
+        while Instant::now() < pause {
+            std::hint::spin_loop();
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let text = std::fs::read_to_string(&config).unwrap();
+        let doc: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("config unreadable after a kill ({e}):\n{text}"));
+        let user = &doc["users"][0];
+        let pair = (
+            user["access_token"].as_str().unwrap().to_owned(),
+            user["refresh_token"].as_str().unwrap().to_owned(),
+        );
+        let state = fake.state();
+        let known =
+            pair == (TOKEN_A.to_owned(), REFRESH.to_owned()) || state.issued.contains(&pair);
+        assert!(
+            known,
+            "after a kill the file holds a pair Twitch never issued together: {pair:?}"
+        );
+        if pair.0 != TOKEN_A {
+            seen_new += 1;
+        }
+        assert_eq!(user["username"], "hueshift_bot");
+        assert_eq!(user["client_secret"], SECRET);
+    }
+    assert!(
+        seen_new > kills / 2,
+        "the children saved new pairs ({seen_new} of {kills})"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    // a kill between writing and renaming may leave a temp file; it never replaces the config
+    assert!(leftovers.len() <= kills, "{leftovers:?}");
+}
