@@ -2,16 +2,18 @@
 """An independent Twitch look-alike for a manual acceptance run (Python stdlib only).
 
 It shares no code with the bot or its Rust fake: TLS IRC on one port, HTTPS Helix on another,
-a CA and server certificate made with the `openssl` command. It writes a config and prints the
-environment to run the bot with, then plays a short script: own message, someone else's
-message, a dropped connection, RECONNECT, a PING, a refused hex color. It prints what it saw
-and exits 0 only if the bot behaved.
+a CA and server certificate made with the `openssl` command. It writes a config and runs the
+bot against it, then plays a script and exits 0 only if the bot behaved:
 
-    python3 scripts/independent-twitch.py target/release/twitch-colorchanger
+    python3 scripts/independent-twitch.py BINARY             # chat: messages, drops, RECONNECT, PING, hex refused
+    python3 scripts/independent-twitch.py BINARY --first-run # a config with only a client id: device flow first
+    python3 scripts/independent-twitch.py BINARY --serve     # just serve; approves device codes after 10 s (try it by hand)
 """
 import json, os, socket, ssl, subprocess, sys, tempfile, threading, time, urllib.parse
 
-LOGIN, USER_ID, TOKEN, CLIENT = "newuser_42", "4242", "indeptoken0123456789abcdefghij", "indepclient"
+LOGIN, USER_ID, CLIENT = "newuser_42", "4242", "indepclient"
+TOKEN = "indeptoken0123456789abcdefghij"  # the current access token; rotated by the OAuth side
+tokens = {"access": TOKEN, "refresh": "indeprefresh0", "n": 0, "device": None, "approved": False, "polls": 0}
 NAMED = {"blue", "blue_violet", "cadet_blue", "chocolate", "coral", "dodger_blue", "firebrick",
          "golden_rod", "green", "hot_pink", "orange_red", "red", "sea_green", "spring_green",
          "yellow_green"}
@@ -66,7 +68,7 @@ def irc_client(conn):
                 note("irc", line)
                 cmd = line.split(" ")
                 if cmd[0] == "PASS":
-                    ok = line == "PASS oauth:" + TOKEN
+                    ok = line == "PASS oauth:" + tokens["access"]
                 elif cmd[0] == "NICK":
                     nick = cmd[1]
                     if ok and nick == LOGIN:
@@ -114,13 +116,18 @@ def http_client(conn):
                     break
                 k, v = h.split(":", 1)
                 headers[k.strip().lower()] = v.strip()
+            form = {}
             if int(headers.get("content-length", "0")):
-                f.read(int(headers["content-length"]))
+                form = dict(urllib.parse.parse_qsl(f.read(int(headers["content-length"])).decode()))
             url = urllib.parse.urlsplit(target)
             q = dict(urllib.parse.parse_qsl(url.query))
             status, body = 200, b""
-            if headers.get("authorization") != "Bearer " + TOKEN or headers.get("client-id") != CLIENT:
+            if url.path.startswith("/oauth2/"):
+                status, body = oauth(url.path, headers, form)
+            elif headers.get("authorization") != "Bearer " + tokens["access"] or headers.get("client-id") != CLIENT:
                 status, body = 401, b'{"error":"Unauthorized","status":401,"message":"Invalid OAuth token"}'
+                if url.path == "/helix/chat/color" and method == "PUT":
+                    note("puts", (q.get("color", ""), 401))
             elif url.path == "/helix/users":
                 body = json.dumps({"data": [{"id": USER_ID, "login": LOGIN}]}).encode()
             elif url.path == "/helix/chat/color" and method == "GET":
@@ -142,6 +149,45 @@ def http_client(conn):
         return
 
 
+def oauth(path, headers, form):
+    """Device code, token (device grant and refresh, rotating), validate: Twitch's shapes."""
+    def js(status, obj):
+        return status, json.dumps(obj).encode()
+    with lock:
+        if path == "/oauth2/validate":
+            if headers.get("authorization") == "OAuth " + tokens["access"]:
+                return js(200, {"client_id": CLIENT, "login": LOGIN, "user_id": USER_ID, "expires_in": 14000,
+                                "scopes": ["chat:read", "user:manage:chat_color", "user:read:chat"]})
+            return js(401, {"status": 401, "message": "invalid access token"})
+        if form.get("client_id") != CLIENT:
+            return js(400, {"status": 400, "message": "invalid client"})
+        if path == "/oauth2/device":
+            note_scopes = form.get("scopes", "")
+            tokens["device"], tokens["approved"], tokens["polls"] = "dev" + str(time.time()), False, 0
+            seen.setdefault("scopes", []).append(note_scopes)
+            return js(200, {"device_code": tokens["device"], "expires_in": 1800, "interval": 1, "user_code": "WXYZ2345",
+                            "verification_uri": "https://www.twitch.tv/activate?public=true&device-code=WXYZ2345"})
+        grant = form.get("grant_type")
+        if path == "/oauth2/token" and grant == "urn:ietf:params:oauth:grant-type:device_code":
+            if form.get("device_code") != tokens["device"]:
+                return js(400, {"status": 400, "message": "invalid device code"})
+            tokens["polls"] += 1
+            if not tokens["approved"]:
+                return js(400, {"status": 400, "message": "authorization_pending"})
+            tokens["device"] = None
+        elif path == "/oauth2/token" and grant == "refresh_token":
+            if form.get("refresh_token") != tokens["refresh"]:
+                return js(400, {"error": "Bad Request", "status": 400, "message": "Invalid refresh token"})
+        else:
+            return js(400, {"status": 400, "message": "unsupported"})
+        tokens["n"] += 1
+        tokens["access"] = "indepaccess%024d" % tokens["n"]
+        tokens["refresh"] = "indeprefresh%043d" % tokens["n"]
+        lock.notify_all()
+        return js(200, {"access_token": tokens["access"], "refresh_token": tokens["refresh"], "expires_in": 14000,
+                        "scope": ["chat:read", "user:manage:chat_color", "user:read:chat"], "token_type": "bearer"})
+
+
 def broadcast(line):
     with lock:
         conns = list(seen["conns"])
@@ -153,7 +199,9 @@ def broadcast(line):
 
 
 def main():
-    binary = sys.argv[1] if len(sys.argv) > 1 else "target/release/twitch-colorchanger"
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    mode = next((a for a in sys.argv[1:] if a.startswith("--")), "--chat")
+    binary = args[0] if args else "target/release/twitch-colorchanger"
     d = tempfile.mkdtemp(prefix="indep-twitch-")
     make_certs(d)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -167,14 +215,27 @@ def main():
         threading.Thread(target=serve, args=(s, ctx, handler), daemon=True).start()
     irc_port, api_port = socks[0].getsockname()[1], socks[1].getsockname()[1]
     conf = os.path.join(d, "twitch_colorchanger.conf")
+    entry = {"username": LOGIN, "client_id": CLIENT, "channels": ["#MyChannel"], "note": "keep me"}
+    if mode == "--chat":
+        entry.update({"access_token": TOKEN, "refresh_token": tokens["refresh"], "client_secret": "",
+                      "is_prime_or_turbo": True})
     with open(conf, "w") as f:
-        json.dump({"users": [{"username": LOGIN, "access_token": TOKEN, "refresh_token": "",
-                              "client_id": CLIENT, "client_secret": "", "channels": ["#MyChannel"],
-                              "is_prime_or_turbo": True, "note": "keep me"}]}, f, indent=2)
+        json.dump({"users": [entry]}, f, indent=2)
     env = dict(os.environ, TWITCH_IRC_URL=f"tls://127.0.0.1:{irc_port}",
                TWITCH_API_URL=f"https://127.0.0.1:{api_port}/helix",
+               TWITCH_AUTH_URL=f"https://127.0.0.1:{api_port}/oauth2",
                TWITCH_CA_FILE=os.path.join(d, "ca.pem"), NO_COLOR="1")
-    print(f"config {conf}; TWITCH_IRC_URL={env['TWITCH_IRC_URL']} TWITCH_API_URL={env['TWITCH_API_URL']}")
+    exports = " ".join(f"{k}={env[k]}" for k in ("TWITCH_IRC_URL", "TWITCH_API_URL", "TWITCH_AUTH_URL", "TWITCH_CA_FILE"))
+    print(f"config {conf}\n{exports}", flush=True)
+    if mode == "--serve":
+        while True:
+            if wait(lambda: tokens["device"] is not None and not tokens["approved"], 3600):
+                time.sleep(10)  # a person would need a moment too
+                with lock:
+                    tokens["approved"] = True
+                print("approved the device code", flush=True)
+    if mode == "--first-run":
+        return first_run(binary, conf, env)
     bot = subprocess.Popen([binary, "--config", conf], env=env, stderr=subprocess.PIPE, text=True)
     out = []
     threading.Thread(target=lambda: out.extend(bot.stderr), daemon=True).start()
@@ -200,7 +261,10 @@ def main():
     check("reconnects after a drop", wait(lambda: seen["logins"] == 2))
     broadcast(":tmi.twitch.tv RECONNECT")
     check("reconnects after RECONNECT", wait(lambda: seen["logins"] == 3, 20))
-    check("rejoins", wait(lambda: seen["irc"].count("JOIN #mychannel") == 3))
+    def joined_after_last_login():
+        nicks = [i for i, l in enumerate(seen["irc"]) if l.startswith("NICK ")]
+        return bool(nicks) and "JOIN #mychannel" in seen["irc"][nicks[-1]:]
+    check("rejoins on the new connection", wait(lambda: seen["logins"] == 3 and joined_after_last_login()))
     prime["value"] = False
     broadcast(own)
     check("hex refused -> named color", wait(lambda: len(seen["puts"]) == 3)
@@ -216,6 +280,58 @@ def main():
     time.sleep(0.1)
     check("SIGTERM -> exit 0 within 2 s", code == 0)
     check("token never printed", not any(TOKEN in line for line in out))
+    print("".join(out))
+    sys.exit(1 if failures else 0)
+
+
+def first_run(binary, conf, env):
+    bot = subprocess.Popen([binary, "--config", conf], env=env, stderr=subprocess.PIPE, text=True)
+    out = []
+    def reader():
+        for line in bot.stderr:
+            with lock:
+                out.append(line)
+                lock.notify_all()
+    threading.Thread(target=reader, daemon=True).start()
+    failures = []
+
+    def check(name, ok):
+        print(("ok   " if ok else "FAIL ") + name)
+        if not ok:
+            failures.append(name)
+
+    check("asks Twitch for a device code with the bot's scopes",
+          wait(lambda: tokens["device"] is not None)
+          and seen.get("scopes", [""])[0] == "chat:read user:manage:chat_color user:read:chat")
+    check("tells the person where to go and which code",
+          wait(lambda: any("ACTION REQUIRED" in l and "https://www.twitch.tv/activate" in l and "WXYZ2345" in l for l in out)))
+    check("polls while pending", wait(lambda: tokens["polls"] >= 2))
+    with lock:
+        tokens["approved"] = True
+    check("joins after approval", wait(lambda: "JOIN #mychannel" in seen["irc"]))
+    saved = json.load(open(conf))["users"][0]
+    check("saves the tokens, their expiry and keeps other fields",
+          saved.get("access_token") == tokens["access"] and saved.get("refresh_token") == tokens["refresh"]
+          and saved.get("token_expiry", "").endswith("Z") and saved.get("note") == "keep me")
+    broadcast(f"@user-id={USER_ID} :{LOGIN}!{LOGIN}@{LOGIN}.tmi.twitch.tv PRIVMSG #mychannel :first!")
+    check("changes the color", wait(lambda: len(seen["puts"]) == 1 and seen["puts"][0][1] == 204))
+    # the access token expires: the next change refreshes, saves the rotated pair and retries
+    with lock:
+        old = tokens["access"]
+        tokens["access"] = "revoked-by-test"
+    broadcast(f"@user-id={USER_ID} :{LOGIN}!{LOGIN}@{LOGIN}.tmi.twitch.tv PRIVMSG #mychannel :again")
+    check("refreshes after a 401 and retries the change",
+          wait(lambda: len(seen["puts"]) == 3 and seen["puts"][1][1] == 401 and seen["puts"][2][1] == 204))
+    saved = json.load(open(conf))["users"][0]
+    check("saves the rotated pair", saved.get("refresh_token") == tokens["refresh"] and saved.get("access_token") != old)
+    bot.send_signal(15)
+    try:
+        code = bot.wait(2)
+    except subprocess.TimeoutExpired:
+        code = None
+    time.sleep(0.1)
+    check("SIGTERM -> exit 0", code == 0)
+    check("no token printed", not any(t in l for l in out for t in (tokens["access"], tokens["refresh"], old)))
     print("".join(out))
     sys.exit(1 if failures else 0)
 
