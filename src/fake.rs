@@ -161,6 +161,13 @@ impl State {
             .collect()
     }
 
+    fn newest_pending_device(&mut self) -> Option<&mut FakeDevice> {
+        self.devices
+            .iter_mut()
+            .rev()
+            .find(|d| d.approved.is_none() && !d.denied && !d.spent)
+    }
+
     fn user_by_token(&self, token: &str) -> Option<&FakeUser> {
         self.users
             .iter()
@@ -325,37 +332,16 @@ impl FakeTwitch {
     /// Approves the newest pending device code as `login`; false if none is pending.
     pub fn approve_device(&self, login: &str) -> bool {
         self.inner.update(|s| {
-            match s
-                .devices
-                .iter_mut()
-                .rev()
-                .find(|d| d.approved.is_none() && !d.denied && !d.spent)
-            {
-                Some(d) => {
-                    d.approved = Some(login.to_owned());
-                    true
-                }
-                None => false,
-            }
+            s.newest_pending_device()
+                .map(|d| d.approved = Some(login.to_owned()))
+                .is_some()
         })
     }
 
     /// Declines the newest pending device code; false if none is pending.
     pub fn deny_device(&self) -> bool {
-        self.inner.update(|s| {
-            match s
-                .devices
-                .iter_mut()
-                .rev()
-                .find(|d| d.approved.is_none() && !d.denied && !d.spent)
-            {
-                Some(d) => {
-                    d.denied = true;
-                    true
-                }
-                None => false,
-            }
-        })
+        self.inner
+            .update(|s| s.newest_pending_device().map(|d| d.denied = true).is_some())
     }
 
     /// Locks and returns the state, to read what happened.

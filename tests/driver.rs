@@ -197,10 +197,19 @@ async fn serve_one(conn: &mut Duplex, status: &str, body: &str) -> String {
     req
 }
 
-#[test]
-fn tokens_are_validated_hourly_and_refreshed_before_expiry_on_virtual_time() {
-    use twitch_colorchanger::tokens::{TokenKeeper, REFRESH_AHEAD, VALIDATE_EVERY};
-    let dir = std::env::temp_dir().join(format!("tcc-driver-tokens-{}", std::process::id()));
+/// A token keeper for `hueshift_bot` (token `tok`, refresh `ref1`) on a virtual clock and
+/// in-memory connections, with its config file. `lose_config` deletes the file's directory
+/// before the keeper ever writes.
+fn keeper_fixture(
+    name: &str,
+    lose_config: bool,
+) -> (
+    VirtualClock,
+    async_channel::Receiver<(Endpoint, Duplex)>,
+    twitch_colorchanger::tokens::TokenKeeper,
+    std::path::PathBuf,
+) {
+    let dir = std::env::temp_dir().join(format!("tcc-driver-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("c.conf");
@@ -209,23 +218,34 @@ fn tokens_are_validated_hourly_and_refreshed_before_expiry_on_virtual_time() {
         .unwrap()
         .users
         .remove(0);
-
+    if lose_config {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     let clock = VirtualClock::new();
-    let (transport, accepted) = MemoryTransport::new();
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let (transport, accepted) = MemoryTransport::new();
     let http = Arc::new(HttpClient::new(
         Arc::new(transport),
         dyn_clock.clone(),
         Duration::from_secs(15),
     ));
     let oauth = Arc::new(OAuth::new(http, endpoint("auth"), "/oauth2".into()));
-    let keeper = TokenKeeper::new(
+    let keeper = twitch_colorchanger::tokens::TokenKeeper::new(
         &user,
         config.clone(),
         oauth,
         dyn_clock,
         Arc::new(LogPrompter),
     );
+    (clock, accepted, keeper, config)
+}
+
+const NEW_PAIR: &str = r#"{"access_token":"tok2","refresh_token":"ref2","expires_in":14400,"scope":[],"token_type":"bearer"}"#;
+
+#[test]
+fn tokens_are_validated_hourly_and_refreshed_before_expiry_on_virtual_time() {
+    use twitch_colorchanger::tokens::{REFRESH_AHEAD, VALIDATE_EVERY};
+    let (clock, accepted, keeper, config) = keeper_fixture("schedule", false);
     let valid = |expires_in: u64| {
         format!(
             r#"{{"client_id":"cid","login":"hueshift_bot","scopes":["user:manage:chat_color"],"user_id":"1","expires_in":{expires_in}}}"#
@@ -268,32 +288,14 @@ fn tokens_are_validated_hourly_and_refreshed_before_expiry_on_virtual_time() {
 
 #[test]
 fn concurrent_refreshes_of_one_user_make_one_request() {
-    use twitch_colorchanger::tokens::TokenKeeper;
-    let dir = std::env::temp_dir().join(format!("tcc-driver-single-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("c.conf");
-    std::fs::write(&config, r#"{"users":[{"username":"hueshift_bot","access_token":"tok","refresh_token":"ref1","client_id":"cid","channels":["a"]}]}"#).unwrap();
-    let user = twitch_colorchanger::config::load(&config)
-        .unwrap()
-        .users
-        .remove(0);
-    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new());
-    let (transport, accepted) = MemoryTransport::new();
-    let http = Arc::new(HttpClient::new(
-        Arc::new(transport),
-        clock.clone(),
-        Duration::from_secs(15),
-    ));
-    let oauth = Arc::new(OAuth::new(http, endpoint("auth"), "/oauth2".into()));
-    let keeper = TokenKeeper::new(&user, config, oauth, clock, Arc::new(LogPrompter));
+    let (_clock, accepted, keeper, _) = keeper_fixture("single", false);
     let stale = keeper.access();
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
         let first = ex.spawn(keeper.refresh(&stale));
         let second = ex.spawn(keeper.refresh(&stale));
         let (_, mut auth) = accepted.recv().await.unwrap();
-        let req = serve_one(&mut auth, "200 OK", r#"{"access_token":"tok2","refresh_token":"ref2","expires_in":14400,"scope":[],"token_type":"bearer"}"#).await;
+        let req = serve_one(&mut auth, "200 OK", NEW_PAIR).await;
         assert!(req.starts_with("POST /oauth2/token"));
         // only one answer was ever written: a second request would leave its caller waiting
         assert_eq!(first.await.unwrap().expose(), "tok2");
@@ -304,32 +306,13 @@ fn concurrent_refreshes_of_one_user_make_one_request() {
 
 #[test]
 fn a_failed_save_keeps_the_new_tokens_in_memory() {
-    use twitch_colorchanger::tokens::TokenKeeper;
-    let dir = std::env::temp_dir().join(format!("tcc-driver-nosave-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("c.conf");
-    std::fs::write(&config, r#"{"users":[{"username":"hueshift_bot","access_token":"tok","refresh_token":"ref1","client_id":"cid","channels":["a"]}]}"#).unwrap();
-    let user = twitch_colorchanger::config::load(&config)
-        .unwrap()
-        .users
-        .remove(0);
-    std::fs::remove_dir_all(&dir).unwrap(); // the config cannot be written any more
-    let clock: Arc<dyn Clock> = Arc::new(VirtualClock::new());
-    let (transport, accepted) = MemoryTransport::new();
-    let http = Arc::new(HttpClient::new(
-        Arc::new(transport),
-        clock.clone(),
-        Duration::from_secs(15),
-    ));
-    let oauth = Arc::new(OAuth::new(http, endpoint("auth"), "/oauth2".into()));
-    let keeper = TokenKeeper::new(&user, config, oauth, clock, Arc::new(LogPrompter));
+    let (_clock, accepted, keeper, _) = keeper_fixture("nosave", true); // the config cannot be written
     let stale = keeper.access();
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
         let refresh = ex.spawn(keeper.refresh(&stale));
         let (_, mut auth) = accepted.recv().await.unwrap();
-        serve_one(&mut auth, "200 OK", r#"{"access_token":"tok2","refresh_token":"ref2","expires_in":14400,"scope":[],"token_type":"bearer"}"#).await;
+        serve_one(&mut auth, "200 OK", NEW_PAIR).await;
         assert_eq!(refresh.await.unwrap().expose(), "tok2");
         assert_eq!(keeper.access().expose(), "tok2");
     }));
