@@ -371,6 +371,7 @@ fn sigterm_during_startup_exits_0_quickly() {
         .arg(&config)
         .env("TWITCH_API_URL", "https://127.0.0.1:9/helix")
         .env("TWITCH_IRC_URL", "tls://127.0.0.1:9")
+        .env("TWITCH_AUTH_URL", "https://127.0.0.1:9/oauth2")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .spawn()
@@ -509,6 +510,7 @@ fn scratch_root_smoke() {
         .env("TWITCH_CA_FILE", "/config/ca.pem")
         .env("TWITCH_IRC_URL", fake.irc_url())
         .env("TWITCH_API_URL", fake.api_url())
+        .env("TWITCH_AUTH_URL", fake.auth_url())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
