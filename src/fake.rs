@@ -480,38 +480,41 @@ async fn serve_all(
     irc: TcpListener,
     api: TcpListener,
 ) {
-    let irc_loop = async {
-        loop {
-            let Ok((tcp, _)) = irc.accept().await else {
-                continue;
-            };
-            let (inner, acceptor) = (inner.clone(), acceptor.clone());
-            ex.spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    irc_conn(inner, tls).await;
-                }
-            })
-            .detach();
-        }
-    };
-    let api_loop = async {
-        loop {
-            let Ok((tcp, _)) = api.accept().await else {
-                continue;
-            };
-            let (inner, acceptor) = (inner.clone(), acceptor.clone());
-            ex.spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    http_conn(inner, tls).await;
-                }
-            })
-            .detach();
-        }
-    };
-    future::or(irc_loop, api_loop).await
+    future::or(
+        accept_loop(ex, &irc, &inner, &acceptor, irc_conn),
+        accept_loop(ex, &api, &inner, &acceptor, http_conn),
+    )
+    .await
 }
 
-async fn irc_conn(inner: Arc<Inner>, stream: futures_rustls::server::TlsStream<TcpStream>) {
+type ServerTls = futures_rustls::server::TlsStream<TcpStream>;
+
+/// Accepts TLS connections on `listener` for ever, each served by `serve` on its own task.
+async fn accept_loop<F, Fut>(
+    ex: &smol::LocalExecutor<'_>,
+    listener: &TcpListener,
+    inner: &Arc<Inner>,
+    acceptor: &TlsAcceptor,
+    serve: F,
+) where
+    F: Fn(Arc<Inner>, ServerTls) -> Fut + Copy + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (inner, acceptor) = (inner.clone(), acceptor.clone());
+        ex.spawn(async move {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                serve(inner, tls).await;
+            }
+        })
+        .detach();
+    }
+}
+
+async fn irc_conn(inner: Arc<Inner>, stream: ServerTls) {
     let (tx, rx) = async_channel::unbounded();
     let id = inner.update(|s| {
         s.irc.push(IrcConn {
@@ -665,7 +668,7 @@ impl Request {
     }
 }
 
-async fn http_conn(inner: Arc<Inner>, stream: futures_rustls::server::TlsStream<TcpStream>) {
+async fn http_conn(inner: Arc<Inner>, stream: ServerTls) {
     let (reader, mut writer) = smol::io::split(stream);
     let mut reader = BufReader::new(reader);
     loop {

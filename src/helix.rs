@@ -134,13 +134,7 @@ impl Helix {
 
     /// The base URL, for messages.
     pub fn url(&self) -> String {
-        let scheme = if self.endpoint.tls { "https" } else { "http" };
-        let host = if self.endpoint.host.contains(':') {
-            format!("[{}]", self.endpoint.host)
-        } else {
-            self.endpoint.host.clone()
-        };
-        format!("{scheme}://{host}:{}{}", self.endpoint.port, self.base_path)
+        self.endpoint.http_url(&self.base_path)
     }
 
     /// The token's own user.

@@ -175,14 +175,6 @@ impl OAuth {
         }
     }
 
-    fn url(&self) -> String {
-        let scheme = if self.endpoint.tls { "https" } else { "http" };
-        format!(
-            "{scheme}://{}:{}{}",
-            self.endpoint.host, self.endpoint.port, self.base_path
-        )
-    }
-
     /// Starts the device-code flow.
     pub async fn device_code(&self, client_id: &str) -> Result<DeviceCode, OAuthError> {
         let form = form(&[("client_id", client_id), ("scopes", &SCOPES.join(" "))]);
@@ -292,7 +284,7 @@ impl OAuth {
                 .send(&self.endpoint, req)
                 .await
                 .map_err(|error| OAuthError::Http {
-                    peer: self.url(),
+                    peer: self.endpoint.http_url(&self.base_path),
                     error,
                 })?;
         Ok((response.status().as_u16(), response.into_body()))

@@ -42,14 +42,27 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl Endpoint {
+    /// The host as it goes in a URL or a `Host` header: IPv6 addresses in brackets.
+    pub fn url_host(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// `https://host:port{path}` (or `http://` without TLS), for messages.
+    pub fn http_url(&self, path: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}{path}", self.url_host(), self.port)
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "tls" } else { "tcp" };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
+        write!(f, "{scheme}://{}:{}", self.url_host(), self.port)
     }
 }
 
@@ -296,6 +309,9 @@ mod tests {
         let (ep, _) = parse_url("tcp://[::1]:6667").unwrap();
         assert_eq!(ep.host, "::1");
         assert_eq!(ep.to_string(), "tcp://[::1]:6667");
+        assert_eq!(ep.http_url("/oauth2"), "http://[::1]:6667/oauth2");
+        let (ep, path) = parse_url("https://id.twitch.tv/oauth2").unwrap();
+        assert_eq!(ep.http_url(&path), "https://id.twitch.tv:443/oauth2");
         assert!(parse_url("irc.chat.twitch.tv:6697").is_err());
         assert!(parse_url("tls://host").is_err());
         assert!(parse_url("ftp://host:1").is_err());

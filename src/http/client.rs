@@ -124,11 +124,7 @@ impl HttpClient {
 }
 
 fn host_header(endpoint: &Endpoint) -> String {
-    let host = if endpoint.host.contains(':') {
-        format!("[{}]", endpoint.host)
-    } else {
-        endpoint.host.clone()
-    };
+    let host = endpoint.url_host();
     let default_port = if endpoint.tls { 443 } else { 80 };
     if endpoint.port == default_port {
         host
