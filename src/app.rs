@@ -1,20 +1,26 @@
-//! Wiring for the binary: environment overrides, shared services, one task per user.
+//! Wiring for the binary: environment overrides, shared services, and the supervisor that
+//! holds one task per user, applies config edits live and keeps the status file.
 
 use std::fmt;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smol::future;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, ConfigError};
+use crate::config::{self, ConfigError, UserConfig};
 use crate::device;
 use crate::helix::Helix;
 use crate::http::HttpClient;
 use crate::log;
 use crate::oauth::OAuth;
+use crate::status;
 use crate::tokens::TokenKeeper;
 use crate::transport::{self, Endpoint, NetTransport, Transport};
-use crate::user::{self, Shared};
+use crate::user::{self, Control, Reporter, Shared};
+use crate::usercore::{Counters, Status};
+use crate::watch;
 
 /// Default chat endpoint.
 pub const DEFAULT_IRC_URL: &str = "tls://irc.chat.twitch.tv:6697";
@@ -133,10 +139,46 @@ fn services(
     }))
 }
 
-/// Loads the config, logs what it skipped, and runs every valid user until the process is
-/// stopped. Returns only on a start-up error, or when every user has given up.
-pub async fn run(config_path: PathBuf, endpoints: Endpoints) -> Result<(), StartError> {
-    let cfg = load(&config_path)?;
+/// Why the config should be read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The watcher saw the file change: apply it if its text differs.
+    Changed,
+    /// SIGHUP: read it now, and re-apply even if the text is the same.
+    Now,
+}
+
+/// Writes the environment's users (`TWITCH_USERNAME_<n>` …) into the config file, creating
+/// it when needed. Done before the first load, and never on reload.
+fn apply_env(config_path: &Path) -> Result<(), StartError> {
+    let env = config::env_users(|k| std::env::var(k).ok())
+        .map_err(|e| StartError::Env("USE_RANDOM_COLORS_<n>", e))?;
+    if config::apply_env(config_path, &env).map_err(StartError::Config)? {
+        log!(
+            Info,
+            None,
+            None,
+            "wrote {} user(s) from TWITCH_USERNAME_<n> environment variables into {}",
+            env.len(),
+            config_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Loads the config (with the environment's users), logs what it skipped, and runs every
+/// valid user until the process is stopped, applying edits of the config file as they come
+/// (and at once on `reloads`). Returns only on a start-up error, or when every user has
+/// given up.
+pub async fn run(
+    config_path: PathBuf,
+    endpoints: Endpoints,
+    reloads: async_channel::Receiver<Reload>,
+) -> Result<(), StartError> {
+    apply_env(&config_path)?;
+    let text = config::read_text(&config_path).map_err(StartError::Config)?;
+    let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
+    warn_skipped(&cfg);
     // Someone at a terminal gets a few device codes; an unattended bot keeps asking, slowly.
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let shared = services(&cfg, endpoints, interactive.then_some(3))?;
@@ -148,20 +190,524 @@ pub async fn run(config_path: PathBuf, endpoints: Endpoints) -> Result<(), Start
         cfg.users.len(),
         cfg.path.display()
     );
-    let executor = smol::LocalExecutor::new();
-    let tasks: Vec<_> = cfg
-        .users
-        .into_iter()
-        .map(|u| executor.spawn(user::run(shared.clone(), u)))
-        .collect();
+    let executor: smol::LocalExecutor<'static> = smol::LocalExecutor::new();
+    let (changed_tx, changed_rx) = async_channel::unbounded();
+    executor
+        .spawn(watch::run(cfg.path.clone(), changed_tx))
+        .detach();
+    let mut supervisor = Supervisor::new(&executor, shared, text);
     executor
         .run(async {
-            for task in tasks {
-                task.await;
+            for user in cfg.users {
+                supervisor.start(user, Counters::default());
             }
+            supervisor.run(reloads, changed_rx).await
+        })
+        .await
+}
+
+fn warn_skipped(cfg: &config::Config) {
+    for warning in &cfg.warnings {
+        log!(
+            Warn,
+            None,
+            None,
+            "{}: skipping {warning}",
+            cfg.path.display()
+        );
+    }
+}
+
+/// A user task that ended: its key, its generation, and why it gave up.
+type Ended = (String, u64, Option<String>);
+
+/// A running user, as the supervisor holds it.
+struct Running {
+    /// The settings it runs with (as last applied).
+    config: UserConfig,
+    keeper: Arc<TokenKeeper>,
+    control: async_channel::Sender<Control>,
+    status: Arc<Mutex<Option<Status>>>,
+    /// Which start this is, to tell a restarted user's end from its predecessor's.
+    generation: u64,
+    /// Set when the user gave up (no authorisation); its task has ended.
+    gave_up: Option<String>,
+    _task: smol::Task<()>,
+}
+
+/// Holds one task per user; starts, updates, restarts and stops them as the config
+/// changes; writes the status file.
+struct Supervisor<'a> {
+    executor: &'a smol::LocalExecutor<'static>,
+    shared: Arc<Shared>,
+    users: Vec<(String, Running)>,
+    generation: u64,
+    ended: (async_channel::Sender<Ended>, async_channel::Receiver<Ended>),
+    status_changed: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    /// The config text last applied (or found invalid).
+    applied: String,
+    missing: bool,
+    status_warned: bool,
+}
+
+impl<'a> Supervisor<'a> {
+    fn new(executor: &'a smol::LocalExecutor<'static>, shared: Arc<Shared>, text: String) -> Self {
+        Supervisor {
+            executor,
+            shared,
+            users: Vec::new(),
+            generation: 0,
+            ended: async_channel::unbounded(),
+            status_changed: async_channel::bounded(1),
+            applied: text,
+            missing: false,
+            status_warned: false,
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.users
+            .iter()
+            .position(|(key, _)| *key == name.to_ascii_lowercase())
+    }
+
+    fn start(&mut self, user: UserConfig, counters: Counters) {
+        let keeper = Arc::new(TokenKeeper::new(
+            &user,
+            self.shared.config_path.clone(),
+            self.shared.oauth.clone(),
+            self.shared.clock.clone(),
+            self.shared.prompter.clone(),
+        ));
+        let (control, control_rx) = async_channel::unbounded();
+        let status = Arc::new(Mutex::new(None));
+        let report = Reporter {
+            slot: status.clone(),
+            changed: self.status_changed.0.clone(),
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        let key = user.username.to_ascii_lowercase();
+        let ended = self.ended.0.clone();
+        let run = user::run(
+            self.shared.clone(),
+            user.clone(),
+            keeper.clone(),
+            control_rx,
+            report,
+            counters,
+        );
+        let name = key.clone();
+        let task = self.executor.spawn(async move {
+            let result = run.await;
+            let _ = ended.send((name, generation, result.err())).await;
+        });
+        let running = Running {
+            config: user,
+            keeper,
+            control,
+            status,
+            generation,
+            gave_up: None,
+            _task: task,
+        };
+        match self.find(&key) {
+            Some(i) => self.users[i] = (key, running),
+            None => self.users.push((key, running)),
+        }
+        let _ = self.status_changed.0.try_send(());
+    }
+
+    async fn run(
+        &mut self,
+        reloads: async_channel::Receiver<Reload>,
+        changed: async_channel::Receiver<()>,
+    ) -> Result<(), StartError> {
+        enum Wake {
+            Reload(Reload),
+            Ended(String, u64, Option<String>),
+            StatusChanged,
+            WriteStatus,
+        }
+        let clock = self.shared.clock.clone();
+        let mut next_write = clock.now();
+        let mut dirty_since: Option<Instant> = None;
+        loop {
+            let ended = self.ended.1.clone();
+            let status = self.status_changed.1.clone();
+            // a burst of status changes settles into one write
+            let write_at = dirty_since.map_or(next_write, |d| (d + STATUS_SETTLE).min(next_write));
+            let wake = future::or(
+                future::or(
+                    async {
+                        match reloads.recv().await {
+                            Ok(why) => Wake::Reload(why),
+                            Err(_) => future::pending().await,
+                        }
+                    },
+                    async {
+                        match changed.recv().await {
+                            Ok(()) => Wake::Reload(Reload::Changed),
+                            Err(_) => future::pending().await,
+                        }
+                    },
+                ),
+                future::or(
+                    async {
+                        match ended.recv().await {
+                            Ok((name, generation, why)) => Wake::Ended(name, generation, why),
+                            Err(_) => future::pending().await,
+                        }
+                    },
+                    future::or(
+                        async {
+                            let _ = status.recv().await;
+                            Wake::StatusChanged
+                        },
+                        async {
+                            clock.sleep_until(write_at).await;
+                            Wake::WriteStatus
+                        },
+                    ),
+                ),
+            )
+            .await;
+            match wake {
+                Wake::Reload(why) => self.reload(why).await,
+                Wake::Ended(name, generation, why) => {
+                    if let Some(i) = self.find(&name) {
+                        let running = &mut self.users[i].1;
+                        if running.generation == generation {
+                            running.gave_up = Some(why.unwrap_or_else(|| "stopped".into()));
+                        }
+                    }
+                    if !self.users.is_empty() && self.users.iter().all(|(_, r)| r.gave_up.is_some())
+                    {
+                        self.write_status().await;
+                        return Err(StartError::NoUserLeft);
+                    }
+                }
+                Wake::StatusChanged => {
+                    dirty_since.get_or_insert(clock.now());
+                }
+                Wake::WriteStatus => {
+                    dirty_since = None;
+                    self.write_status().await;
+                    next_write = clock.now() + status::WRITE_EVERY;
+                }
+            }
+        }
+    }
+
+    /// Reads the config file again and applies what changed.
+    async fn reload(&mut self, why: Reload) {
+        let path = self.shared.config_path.clone();
+        let read = {
+            let path = path.clone();
+            smol::unblock(move || config::read_text(&path)).await
+        };
+        let text = match read {
+            Ok(text) => text,
+            Err(ConfigError::Missing(_)) => {
+                if !self.missing {
+                    log!(Warn, None, None, "{}: the config file is gone; running on the last good config until it is back", path.display());
+                    self.missing = true;
+                }
+                return;
+            }
+            Err(e) => {
+                log!(Error, None, None, "{e}; keeping the last good config");
+                return;
+            }
+        };
+        if std::mem::take(&mut self.missing) {
+            log!(
+                Info,
+                None,
+                None,
+                "{}: the config file is back",
+                path.display()
+            );
+        }
+        if why == Reload::Changed && text == self.applied {
+            return;
+        }
+        if why == Reload::Changed && config::written_by_us(&path, text.as_bytes()) {
+            self.applied = text;
+            return;
+        }
+        self.applied = text.clone();
+        let cfg = match config::parse(&path, &text) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                log!(Error, None, None, "config not reloaded: {e}\nthe bot keeps running on the last good config; fix the file and save it again");
+                return;
+            }
+        };
+        log!(Info, None, None, "{}: config reloaded", path.display());
+        warn_skipped(&cfg);
+        self.apply(cfg.users);
+    }
+
+    /// Starts added users, stops removed ones, restarts those whose credentials the person
+    /// changed, and hands every other change to the running user; untouched users see nothing.
+    fn apply(&mut self, wanted: Vec<UserConfig>) {
+        let keys: Vec<String> = wanted
+            .iter()
+            .map(|u| u.username.to_ascii_lowercase())
+            .collect();
+        let before = self.users.len();
+        self.users.retain(|(key, running)| {
+            let keep = keys.contains(key);
+            if !keep {
+                log!(
+                    Info,
+                    Some(&running.config.username),
+                    None,
+                    "removed from the config: stopped"
+                );
+            }
+            keep
+        });
+        if self.users.len() != before {
+            let _ = self.status_changed.0.try_send(());
+        }
+        for user in wanted {
+            let Some(i) = self.find(&user.username) else {
+                log!(Info, Some(&user.username), None, "added to the config");
+                self.start(user, Counters::default());
+                continue;
+            };
+            let running = &mut self.users[i].1;
+            if running.gave_up.is_some() && running.config != user {
+                log!(
+                    Info,
+                    Some(&user.username),
+                    None,
+                    "config changed: starting this user again"
+                );
+                let counters = counters_of(running);
+                self.start(user, counters);
+            } else if credentials_changed(running, &user) {
+                log!(
+                    Info,
+                    Some(&user.username),
+                    None,
+                    "credentials changed in the config: restarting this user"
+                );
+                let counters = counters_of(running);
+                self.start(user, counters);
+            } else if running.config != user {
+                running.config = user.clone();
+                let _ = running.control.try_send(Control::Update(user));
+            }
+        }
+        // keep the config's order for the status file
+        self.users
+            .sort_by_key(|(key, _)| keys.iter().position(|k| k == key));
+    }
+
+    fn document(&self) -> status::Document {
+        let clock = &*self.shared.clock;
+        let (now, wall) = (clock.now(), clock.wall());
+        let wall_of = |at: Instant| wall.checked_sub(now.saturating_duration_since(at));
+        let users = self
+            .users
+            .iter()
+            .map(|(_, r)| {
+                let core = r.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let (state, enabled, channels, color, counters, down) = match core {
+                    Some(s) => (
+                        s.state.name(),
+                        s.enabled,
+                        s.joined,
+                        s.color,
+                        s.counters,
+                        s.chat_down_since,
+                    ),
+                    None => (
+                        "starting",
+                        r.config.enabled,
+                        Vec::new(),
+                        None,
+                        Counters::default(),
+                        Some(now),
+                    ),
+                };
+                let state = if r.gave_up.is_some() {
+                    "stopped"
+                } else if r.keeper.is_authorising() {
+                    "awaiting_authorisation"
+                } else {
+                    state
+                };
+                status::UserStatus {
+                    username: r.config.username.clone(),
+                    state: state.into(),
+                    enabled,
+                    channels,
+                    color,
+                    changes: counters.changes,
+                    messages: counters.messages,
+                    last_change_at: status::stamp(counters.last_change_at.and_then(wall_of)),
+                    last_error: r.gave_up.clone().or(counters.last_error),
+                    token_expires_at: status::stamp(r.keeper.expires_at()),
+                    chat_down_since: status::stamp(down.and_then(wall_of)),
+                }
+            })
+            .collect();
+        status::Document {
+            written_at: crate::time::format_rfc3339(wall),
+            pid: std::process::id(),
+            config: self.shared.config_path.display().to_string(),
+            users,
+        }
+    }
+
+    async fn write_status(&mut self) {
+        let doc = self.document();
+        let path = status::path_for(&self.shared.config_path);
+        let result = smol::unblock(move || {
+            let mut text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
+            text.push('\n');
+            config::write_atomic(&path, text.as_bytes())
         })
         .await;
-    Err(StartError::NoUserLeft)
+        match result {
+            Ok(()) => self.status_warned = false,
+            Err(e) if !self.status_warned => {
+                self.status_warned = true;
+                log!(Warn, None, None, "cannot write the status file {} ({e}); --health-check and status will not see this bot", status::path_for(&self.shared.config_path).display());
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Let a burst of status changes settle this long into one write.
+const STATUS_SETTLE: Duration = Duration::from_millis(100);
+
+fn counters_of(running: &Running) -> Counters {
+    running
+        .status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|s| s.counters.clone())
+        .unwrap_or_default()
+}
+
+/// The person changed what the user logs in with: the app, or a token that is neither the
+/// one the user started with nor the one it holds now (its own refreshes are saved to the
+/// file, so they look the same as what it holds).
+fn credentials_changed(running: &Running, user: &UserConfig) -> bool {
+    let old = &running.config;
+    let tokens = (user.access_token.clone(), user.refresh_token.clone());
+    user.client_id != old.client_id
+        || user.client_secret != old.client_secret
+        || (tokens != running.keeper.tokens()
+            && tokens != (old.access_token.clone(), old.refresh_token.clone()))
+}
+
+/// What `check` found: the text to print and whether the config can run as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// No problem at all.
+    pub ok: bool,
+    /// What would run, then every problem, one per line.
+    pub text: String,
+}
+
+/// `check`: validates the config file and the environment's users together (without
+/// writing anything) and the endpoint variables, listing every problem of every user.
+pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
+    let mut problems = Vec::new();
+    if let Err(e) = Endpoints::from_env(&var) {
+        problems.push(e.to_string());
+    }
+    let env = config::env_users(&var).unwrap_or_else(|e| {
+        problems.push(format!("environment variable {e}"));
+        Vec::new()
+    });
+    let mut running = Vec::new();
+    let root = match config::read_text(path) {
+        Ok(text) => config::parse_json(path, &text).map(Some),
+        Err(ConfigError::Missing(_)) if !env.is_empty() => Ok(None),
+        Err(e) => Err(e),
+    };
+    match root {
+        Err(e) => problems.push(e.to_string()),
+        Ok(root) => {
+            let mut root = root.unwrap_or_else(|| serde_json::json!({ "users": [] }));
+            config::merge_env(&mut root, &env);
+            match config::validate(path, &root) {
+                Ok(cfg) => {
+                    problems.extend(
+                        cfg.warnings
+                            .iter()
+                            .map(|w| format!("{}: {w}", path.display())),
+                    );
+                    running = cfg.users.iter().map(describe).collect();
+                }
+                Err(ConfigError::NoValidUsers(_, warnings)) => {
+                    problems.push(format!("{}: no valid user", path.display()));
+                    problems.extend(warnings.iter().map(|w| format!("{}: {w}", path.display())));
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+    }
+    let mut text = format!("config: {}", path.display());
+    if !env.is_empty() {
+        text.push_str(&format!(
+            " (with {} user(s) from TWITCH_USERNAME_<n>)",
+            env.len()
+        ));
+    }
+    text.push('\n');
+    if !running.is_empty() {
+        text.push_str("would run:\n");
+        for line in &running {
+            text.push_str(&format!("  {line}\n"));
+        }
+    }
+    if problems.is_empty() {
+        text.push_str("no problems found\n");
+    } else {
+        text.push_str(&format!("{} problem(s):\n", problems.len()));
+        for p in &problems {
+            text.push_str(&format!("  {p}\n"));
+        }
+    }
+    CheckReport {
+        ok: problems.is_empty(),
+        text,
+    }
+}
+
+fn describe(u: &UserConfig) -> String {
+    let channels: Vec<String> = u.channels.iter().map(|c| format!("#{c}")).collect();
+    format!(
+        "{}: channels {}; {}; automatic changes {}; {}; {} client",
+        u.username,
+        channels.join(", "),
+        if u.is_prime_or_turbo {
+            "random hex colors"
+        } else {
+            "named colors"
+        },
+        if u.enabled { "on" } else { "off" },
+        if u.access_token.is_empty() {
+            "no token yet (device-code flow at start)"
+        } else {
+            "token present (validated at start)"
+        },
+        if u.client_secret.is_empty() {
+            "public"
+        } else {
+            "confidential"
+        }
+    )
 }
 
 /// `setup`: makes sure every user has a valid token, running the device-code flow (for all

@@ -2,20 +2,20 @@
 //! color changes to make and events to log or persist out.
 
 use std::collections::VecDeque;
-use std::time::SystemTime;
+use std::time::Duration;
 
 use nanorand::Rng;
 
 use crate::color;
 
-/// A color change the driver should make: `PUT /chat/color` with `color`, not before
-/// `not_before` (wall-clock; set after a 429).
+/// A color change to make: `PUT /chat/color` with `color`, after waiting `after` (set
+/// after a 429).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The color to set.
     pub color: String,
-    /// Wait until then before sending.
-    pub not_before: Option<SystemTime>,
+    /// Wait this long before sending.
+    pub after: Option<Duration>,
 }
 
 /// How a PUT ended, as the bot needs to know it.
@@ -25,8 +25,8 @@ pub enum Outcome {
     Done,
     /// 400, with Twitch's message.
     Rejected(String),
-    /// 429; when the bucket refills, if Twitch said.
-    RateLimited(Option<SystemTime>),
+    /// 429; how long until the bucket refills, if Twitch said.
+    RateLimited(Option<Duration>),
     /// 401, with Twitch's message.
     Unauthorized(String),
     /// Anything else: network failure, 5xx, bad body.
@@ -70,6 +70,8 @@ struct InFlight {
     after_429: bool,
     /// Another own message came in meanwhile: change once more when done.
     pending: bool,
+    /// Asked for by name (`ccc`): no named fallback if Twitch refuses it.
+    explicit: bool,
 }
 
 /// One user's bot: which color is in use, whether hex colors work, what is in flight.
@@ -79,6 +81,8 @@ pub struct ColorBot {
     enabled: bool,
     current: Option<String>,
     in_flight: Option<InFlight>,
+    /// A color asked for by name while another change was in flight.
+    requested: Option<String>,
     events: VecDeque<BotEvent>,
 }
 
@@ -90,6 +94,7 @@ impl ColorBot {
             enabled,
             current,
             in_flight: None,
+            requested: None,
             events: VecDeque::new(),
         }
     }
@@ -107,18 +112,30 @@ impl ColorBot {
         Some(self.start(rng))
     }
 
+    /// The user asked for `color` (`ccc`): set it even while disabled. Returns the change to
+    /// start now; while one is in flight, it follows that one.
+    pub fn request(&mut self, color: String) -> Option<Change> {
+        if self.in_flight.is_some() {
+            self.requested = Some(color);
+            return None;
+        }
+        Some(self.begin(color, true))
+    }
+
     fn start(&mut self, rng: &mut impl Rng<8>) -> Change {
         let color = color::next(rng, self.prime_or_turbo, self.current.as_deref());
+        self.begin(color, false)
+    }
+
+    fn begin(&mut self, color: String, explicit: bool) -> Change {
         self.in_flight = Some(InFlight {
             color: color.clone(),
             fallback_from: None,
             after_429: false,
             pending: false,
+            explicit,
         });
-        Change {
-            color,
-            not_before: None,
-        }
+        Change { color, after: None }
     }
 
     /// The change in flight ended with `outcome`. Returns the next change to make, if any.
@@ -137,7 +154,9 @@ impl ColorBot {
                 }
             }
             Outcome::Rejected(message)
-                if flight.fallback_from.is_none() && color::is_hex(&flight.color) =>
+                if flight.fallback_from.is_none()
+                    && !flight.explicit
+                    && color::is_hex(&flight.color) =>
             {
                 let named = color::random_named(rng, self.current.as_deref()).to_owned();
                 self.in_flight = Some(InFlight {
@@ -145,10 +164,11 @@ impl ColorBot {
                     fallback_from: Some(message),
                     after_429: false,
                     pending: flight.pending,
+                    explicit: false,
                 });
                 return Some(Change {
                     color: named,
-                    not_before: None,
+                    after: None,
                 });
             }
             Outcome::Rejected(message) => match flight.fallback_from.take() {
@@ -165,7 +185,7 @@ impl ColorBot {
                 flight.after_429 = true;
                 let change = Change {
                     color: flight.color.clone(),
-                    not_before: reset,
+                    after: reset,
                 };
                 self.in_flight = Some(flight);
                 self.events.push_back(BotEvent::RateLimited);
@@ -176,11 +196,15 @@ impl ColorBot {
             )),
             Outcome::Unauthorized(message) => {
                 self.events.push_back(BotEvent::Unauthorized(message));
+                self.requested = None;
                 return None; // a pending change would be refused the same way
             }
             Outcome::Failed(message) => self.events.push_back(BotEvent::Failed(message)),
         }
-        if flight.pending {
+        if let Some(color) = self.requested.take() {
+            return Some(self.begin(color, true));
+        }
+        if flight.pending && self.enabled {
             return Some(self.start(rng));
         }
         None
@@ -189,6 +213,16 @@ impl ColorBot {
     /// Turns automatic changes on or off.
     pub fn set_enabled(&mut self, enabled: bool) {
         self.enabled = enabled;
+    }
+
+    /// Whether automatic changes are on.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Uses hex colors (`true`) or named ones from now on.
+    pub fn set_prime_or_turbo(&mut self, prime_or_turbo: bool) {
+        self.prime_or_turbo = prime_or_turbo;
     }
 
     /// True while a change is in flight.
@@ -227,7 +261,7 @@ mod tests {
         let mut bot = ColorBot::new(true, true, Some("#123456".into()));
         let change = bot.on_own_message(&mut rng).unwrap();
         assert!(color::is_hex(&change.color) && change.color != "#123456");
-        assert_eq!(change.not_before, None);
+        assert_eq!(change.after, None);
         assert_eq!(bot.on_outcome(Outcome::Done, &mut rng), None);
         assert_eq!(
             events(&mut bot),
@@ -300,7 +334,7 @@ mod tests {
         let mut rng = WyRand::new_seed(3);
         let mut bot = ColorBot::new(false, true, None);
         let first = bot.on_own_message(&mut rng).unwrap();
-        let reset = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_781_653_392);
+        let reset = Duration::from_secs(7);
         let retry = bot
             .on_outcome(Outcome::RateLimited(Some(reset)), &mut rng)
             .unwrap();
@@ -308,7 +342,7 @@ mod tests {
             retry,
             Change {
                 color: first.color,
-                not_before: Some(reset)
+                after: Some(reset)
             }
         );
         assert_eq!(
@@ -327,6 +361,27 @@ mod tests {
         assert_eq!(bot.on_own_message(&mut rng), None);
         bot.set_enabled(true);
         assert!(bot.on_own_message(&mut rng).is_some());
+    }
+
+    #[test]
+    fn a_requested_color_is_set_even_when_disabled_and_after_the_one_in_flight() {
+        let mut rng = WyRand::new_seed(3);
+        let mut bot = ColorBot::new(true, false, None);
+        let change = bot.request("#aabbcc".into()).unwrap();
+        assert_eq!(change.color, "#aabbcc");
+        // refused: no named fallback for a color the user chose
+        assert_eq!(
+            bot.on_outcome(Outcome::Rejected("no".into()), &mut rng),
+            None
+        );
+        assert!(matches!(events(&mut bot)[..], [BotEvent::Failed(_)]));
+        bot.set_enabled(true);
+        bot.on_own_message(&mut rng).unwrap();
+        assert_eq!(bot.request("red".into()), None);
+        let next = bot.on_outcome(Outcome::Done, &mut rng).unwrap();
+        assert_eq!(next.color, "red");
+        assert_eq!(bot.on_outcome(Outcome::Done, &mut rng), None);
+        assert_eq!(bot.current(), Some("red"));
     }
 
     #[test]

@@ -62,6 +62,39 @@ pub fn random_hex(rng: &mut impl Rng<8>, current: Option<&str>) -> String {
     }
 }
 
+/// A color a person typed (`ccc Sea_Green`, `ccc #A1B2C3`, `ccc abc`), as Helix takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Typed {
+    /// One of [`NAMED`], in lowercase.
+    Named(&'static str),
+    /// `#rrggbb`, lowercase; three digits are doubled (`abc` → `#aabbcc`).
+    Hex(String),
+}
+
+/// Reads a typed color: a named color in any case, or hex with or without `#`, 3 or 6 digits.
+pub fn parse_typed(text: &str) -> Option<Typed> {
+    if let Some((name, _)) = NAMED.iter().find(|(n, _)| n.eq_ignore_ascii_case(text)) {
+        return Some(Typed::Named(name));
+    }
+    let digits = text.strip_prefix('#').unwrap_or(text);
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digits = digits.to_ascii_lowercase();
+    match digits.len() {
+        6 => Some(Typed::Hex(format!("#{digits}"))),
+        3 => Some(Typed::Hex(digits.chars().fold(
+            String::from("#"),
+            |mut s, c| {
+                s.push(c);
+                s.push(c);
+                s
+            },
+        ))),
+        _ => None,
+    }
+}
+
 /// The next color for a user.
 pub fn next(rng: &mut impl Rng<8>, prime_or_turbo: bool, current: Option<&str>) -> String {
     if prime_or_turbo {
@@ -131,6 +164,17 @@ mod tests {
         assert!(is_hex(&next(&mut rng, true, None)));
         let named = next(&mut rng, false, None);
         assert!(NAMED.iter().any(|(n, _)| *n == named));
+    }
+
+    #[test]
+    fn reads_typed_colors_like_the_python_bot() {
+        assert_eq!(parse_typed("Sea_Green"), Some(Typed::Named("sea_green")));
+        assert_eq!(parse_typed("#A1B2C3"), Some(Typed::Hex("#a1b2c3".into())));
+        assert_eq!(parse_typed("a1b2c3"), Some(Typed::Hex("#a1b2c3".into())));
+        assert_eq!(parse_typed("ABC"), Some(Typed::Hex("#aabbcc".into())));
+        for bad in ["", "#", "abcd", "#ggg", "purple", "#a1b2c3d", "é"] {
+            assert_eq!(parse_typed(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
 
@@ -112,7 +113,17 @@ pub fn resolve_path(flag: Option<PathBuf>, env: Option<String>) -> PathBuf {
 /// Reads and validates the config file. Invalid users are skipped with a warning; no valid
 /// user at all is an error.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let root = read_json(path)?;
+    let text = read_text(path)?;
+    parse(path, &text)
+}
+
+/// Validates the text of a config file read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    validate(path, &parse_json(path, text)?)
+}
+
+/// Validates a parsed config document.
+pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
     let users = root.get("users").and_then(Value::as_array).ok_or_else(|| {
         ConfigError::Shape(
             path.to_owned(),
@@ -134,13 +145,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 ));
             }
             Ok(user) => valid.push(user),
-            Err(problem) => {
+            Err(problems) => {
                 let who = entry
                     .get("username")
                     .and_then(Value::as_str)
                     .map(|u| format!(" ({u})"))
                     .unwrap_or_default();
-                warnings.push(format!("users[{index}]{who}: {problem}"));
+                for problem in problems {
+                    warnings.push(format!("users[{index}]{who}: {problem}"));
+                }
             }
         }
     }
@@ -154,15 +167,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
+/// The file's text; a missing file is [`ConfigError::Missing`].
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ConfigError::Missing(path.to_owned())),
+        Err(e) => Err(ConfigError::Io(path.to_owned(), e)),
+    }
+}
+
 fn read_json(path: &Path) -> Result<Value, ConfigError> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ConfigError::Missing(path.to_owned()))
-        }
-        Err(e) => return Err(ConfigError::Io(path.to_owned(), e)),
-    };
-    serde_json::from_str(&text).map_err(|e| ConfigError::Json {
+    parse_json(path, &read_text(path)?)
+}
+
+/// Parses the text of a config file as JSON, errors pointing at `file:line:column`.
+pub fn parse_json(path: &Path, text: &str) -> Result<Value, ConfigError> {
+    serde_json::from_str(text).map_err(|e| ConfigError::Json {
         path: path.to_owned(),
         line: e.line(),
         column: e.column(),
@@ -178,61 +198,90 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn parse_user(entry: &Value) -> Result<UserConfig, String> {
-    let obj = entry.as_object().ok_or("expected an object")?;
-    let username = required_str(obj, "username")?;
-    if !(3..=25).contains(&username.len())
-        || !username
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+/// Every problem of one entry, so that `check` can list them all.
+fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
+    let obj = entry
+        .as_object()
+        .ok_or(vec!["expected an object".to_owned()])?;
+    let mut problems = Vec::new();
+    let mut note = |r: Result<String, String>| {
+        r.unwrap_or_else(|p| {
+            problems.push(p);
+            String::new()
+        })
+    };
+    let username = note(required_str(obj, "username"));
+    let access_token = note(optional_str(obj, "access_token"));
+    let client_id = note(required_str(obj, "client_id"));
+    let refresh_token = note(optional_str(obj, "refresh_token"));
+    let client_secret = note(optional_str(obj, "client_secret"));
+    if !username.is_empty()
+        && (!(3..=25).contains(&username.len())
+            || !username
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
     {
-        return Err(format!(
+        problems.push(format!(
             "field \"username\": {username:?} is not a Twitch login (3-25 letters, digits or _)"
         ));
     }
-    let access_token = optional_str(obj, "access_token")?;
-    let client_id = required_str(obj, "client_id")?;
-    let refresh_token = optional_str(obj, "refresh_token")?;
-    let client_secret = optional_str(obj, "client_secret")?;
     for (field, value) in [
+        ("username", username.as_str()),
         ("access_token", access_token.as_str()),
         ("client_id", client_id.as_str()),
         ("refresh_token", refresh_token.as_str()),
         ("client_secret", client_secret.as_str()),
     ] {
         if is_placeholder(value) {
-            return Err(format!(
-                "field {field:?} still holds the example placeholder; put the real value in"
+            // the value of a token field is not repeated: it might be a real secret after all
+            let shown = if field == "username" || field == "client_id" {
+                format!(" {value:?}")
+            } else {
+                String::new()
+            };
+            problems.push(format!(
+                "field {field:?} still holds the example placeholder{shown}; put the real value in"
             ));
         }
     }
-    let channels = match obj.get("channels") {
-        None | Some(Value::Null) => return Err("field \"channels\" is missing".into()),
+    let mut channels: Vec<String> = Vec::new();
+    match obj.get("channels") {
+        None | Some(Value::Null) => problems.push("field \"channels\" is missing".into()),
         Some(Value::Array(items)) => {
-            let mut channels: Vec<String> = Vec::new();
             for (i, item) in items.iter().enumerate() {
-                let name = item
-                    .as_str()
-                    .ok_or(format!("field \"channels\"[{i}] is not a string"))?;
+                let Some(name) = item.as_str() else {
+                    problems.push(format!("field \"channels\"[{i}] is not a string"));
+                    continue;
+                };
                 let name = normalise_channel(name);
                 if name.is_empty() {
                     continue;
                 }
                 if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    return Err(format!(
+                    problems.push(format!(
                         "field \"channels\"[{i}]: {name:?} is not a channel login"
                     ));
-                }
-                if !channels.contains(&name) {
+                } else if !channels.contains(&name) {
                     channels.push(name);
                 }
             }
-            channels
+            if channels.is_empty() && items.iter().all(|i| i.is_string()) {
+                problems
+                    .push("field \"channels\" is empty: name at least one channel to join".into());
+            }
         }
-        Some(_) => return Err("field \"channels\" must be a list of channel names".into()),
-    };
-    if channels.is_empty() {
-        return Err("field \"channels\" is empty: name at least one channel to join".into());
+        Some(_) => problems.push("field \"channels\" must be a list of channel names".into()),
+    }
+    let is_prime_or_turbo = optional_bool(obj, "is_prime_or_turbo", true).unwrap_or_else(|p| {
+        problems.push(p);
+        true
+    });
+    let enabled = optional_bool(obj, "enabled", true).unwrap_or_else(|p| {
+        problems.push(p);
+        true
+    });
+    if !problems.is_empty() {
+        return Err(problems);
     }
     Ok(UserConfig {
         username,
@@ -241,8 +290,8 @@ fn parse_user(entry: &Value) -> Result<UserConfig, String> {
         client_id,
         client_secret: Secret::new(client_secret),
         channels,
-        is_prime_or_turbo: optional_bool(obj, "is_prime_or_turbo", true)?,
-        enabled: optional_bool(obj, "enabled", true)?,
+        is_prime_or_turbo,
+        enabled,
         // An unreadable expiry only means "validate to find out".
         token_expiry: obj
             .get("token_expiry")
@@ -256,9 +305,15 @@ pub fn normalise_channel(name: &str) -> String {
     name.trim().trim_start_matches('#').to_ascii_lowercase()
 }
 
+/// The client id shown in README's example config.
+pub const EXAMPLE_CLIENT_ID: &str = "0123456789abcdefghijklmnopqrst";
+
 fn is_placeholder(value: &str) -> bool {
     let v = value.to_ascii_lowercase();
-    v.starts_with("your_") || v.ends_with("_here") || v.contains("placeholder")
+    v.starts_with("your_")
+        || v.ends_with("_here")
+        || v.contains("placeholder")
+        || v == EXAMPLE_CLIENT_ID
 }
 
 fn required_str(obj: &Map<String, Value>, field: &str) -> Result<String, String> {
@@ -315,6 +370,8 @@ pub fn update_user(
     username: &str,
     edit: impl FnOnce(&mut Map<String, Value>),
 ) -> Result<(), ConfigError> {
+    // One read-modify-write at a time: users save from the blocking pool's threads.
+    let _one_writer = lock(&OWN_WRITES);
     let mut root = read_json(path).map_err(|e| match e {
         ConfigError::Missing(p) => ConfigError::Io(
             p,
@@ -335,10 +392,167 @@ pub fn update_user(
         .and_then(Value::as_object_mut)
         .ok_or_else(|| ConfigError::UnknownUser(path.to_owned(), username.to_owned()))?;
     edit(entry);
-    let mut text = serde_json::to_string_pretty(&root)
+    write_document(path, &root, _one_writer)
+}
+
+/// What this process last wrote to each config file, so that a reload can tell its own
+/// writes from a person's edits. Its lock also keeps writes one at a time.
+static OWN_WRITES: Mutex<Vec<(PathBuf, Vec<u8>)>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_document(
+    path: &Path,
+    root: &Value,
+    mut own: MutexGuard<'_, Vec<(PathBuf, Vec<u8>)>>,
+) -> Result<(), ConfigError> {
+    let mut text = serde_json::to_string_pretty(root)
         .map_err(|e| ConfigError::Shape(path.to_owned(), e.to_string()))?;
     text.push('\n');
-    write_atomic(path, text.as_bytes()).map_err(|e| ConfigError::Io(path.to_owned(), e))
+    write_atomic(path, text.as_bytes()).map_err(|e| ConfigError::Io(path.to_owned(), e))?;
+    own.retain(|(p, _)| p != path);
+    own.push((path.to_owned(), text.into_bytes()));
+    Ok(())
+}
+
+/// True when `bytes` are exactly what this process last wrote to `path`.
+pub fn written_by_us(path: &Path, bytes: &[u8]) -> bool {
+    lock(&OWN_WRITES)
+        .iter()
+        .any(|(p, written)| p == path && written == bytes)
+}
+
+/// The users given by `TWITCH_USERNAME_<n>`, `TWITCH_ACCESS_TOKEN_<n>`,
+/// `TWITCH_REFRESH_TOKEN_<n>`, `TWITCH_CLIENT_ID_<n>`, `TWITCH_CLIENT_SECRET_<n>`,
+/// `TWITCH_CHANNELS_<n>` (comma-separated, default the username) and
+/// `USE_RANDOM_COLORS_<n>` (default true), for n = 1, 2, … until a username is missing;
+/// as config entries. An unreadable boolean names its variable.
+pub fn env_users(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Map<String, Value>>, String> {
+    let get = |name: String| {
+        var(&name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut users = Vec::new();
+    for n in 1.. {
+        let Some(username) = get(format!("TWITCH_USERNAME_{n}")) else {
+            break;
+        };
+        let mut entry = Map::new();
+        entry.insert("username".into(), username.clone().into());
+        for (field, name) in [
+            ("access_token", "TWITCH_ACCESS_TOKEN"),
+            ("refresh_token", "TWITCH_REFRESH_TOKEN"),
+            ("client_id", "TWITCH_CLIENT_ID"),
+            ("client_secret", "TWITCH_CLIENT_SECRET"),
+        ] {
+            if let Some(value) = get(format!("{name}_{n}")) {
+                entry.insert(field.into(), value.into());
+            }
+        }
+        let channels: Vec<Value> = match get(format!("TWITCH_CHANNELS_{n}")) {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(Value::from)
+                .collect(),
+            None => vec![username.into()],
+        };
+        entry.insert("channels".into(), channels.into());
+        let name = format!("USE_RANDOM_COLORS_{n}");
+        let random = match get(name.clone()).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => true,
+            Some("true" | "1" | "yes" | "on") => true,
+            Some("false" | "0" | "no" | "off") => false,
+            Some(other) => return Err(format!("{name}={other:?}: expected true or false")),
+        };
+        entry.insert("is_prime_or_turbo".into(), random.into());
+        users.push(entry);
+    }
+    Ok(users)
+}
+
+const TOKEN_FIELDS: [&str; 3] = ["access_token", "refresh_token", "token_expiry"];
+
+/// Merges environment users into a config document: a user missing from it is added; for
+/// a user in both, the document's tokens win (they are the newest) and the environment's
+/// other fields win. Returns whether anything changed.
+pub fn merge_env(root: &mut Value, env: &[Map<String, Value>]) -> bool {
+    if !root.is_object() {
+        return false;
+    }
+    let users = match root.get_mut("users") {
+        Some(Value::Array(users)) => users,
+        Some(_) => return false,
+        None => {
+            root["users"] = Value::Array(Vec::new());
+            match root.get_mut("users") {
+                Some(Value::Array(users)) => users,
+                _ => return false,
+            }
+        }
+    };
+    let mut changed = false;
+    for wanted in env {
+        let name = wanted.get("username").and_then(Value::as_str).unwrap_or("");
+        let existing = users.iter_mut().filter_map(Value::as_object_mut).find(|u| {
+            u.get("username")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+        });
+        match existing {
+            None => {
+                users.push(Value::Object(wanted.clone()));
+                changed = true;
+            }
+            Some(entry) => {
+                for (key, value) in wanted {
+                    let has_token = entry
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.trim().is_empty());
+                    if TOKEN_FIELDS.contains(&key.as_str()) && has_token {
+                        continue;
+                    }
+                    if key == "username" || entry.get(key) == Some(value) {
+                        continue;
+                    }
+                    entry.insert(key.clone(), value.clone());
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
+/// Writes the environment's users into the config file (see [`merge_env`]), creating the
+/// file (mode 0600) when there is none, so that rotated tokens survive a restart. Returns
+/// whether the file was written.
+pub fn apply_env(path: &Path, env: &[Map<String, Value>]) -> Result<bool, ConfigError> {
+    if env.is_empty() {
+        return Ok(false);
+    }
+    let own = lock(&OWN_WRITES);
+    let (mut root, created) = match read_json(path) {
+        Ok(root) => (root, false),
+        Err(ConfigError::Missing(_)) => (serde_json::json!({ "users": [] }), true),
+        Err(e) => return Err(e),
+    };
+    if !root.is_object() || !matches!(root.get("users"), None | Some(Value::Array(_))) {
+        return Err(ConfigError::Shape(
+            path.to_owned(),
+            "expected an object with a \"users\" array".into(),
+        ));
+    }
+    if !merge_env(&mut root, env) && !created {
+        return Ok(false);
+    }
+    write_document(path, &root, own)?;
+    Ok(true)
 }
 
 /// Writes `bytes` to `path` so that a crash at any moment leaves either the old or the new

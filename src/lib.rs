@@ -5,8 +5,10 @@
 pub mod app;
 pub mod backoff;
 pub mod bot;
+pub mod chat;
 pub mod clock;
 pub mod color;
+pub mod command;
 pub mod config;
 pub mod device;
 #[cfg(feature = "fake-twitch")]
@@ -17,7 +19,10 @@ pub mod irc;
 pub mod log;
 pub mod oauth;
 pub mod secret;
+pub mod status;
 pub mod time;
 pub mod tokens;
 pub mod transport;
 pub mod user;
+pub mod usercore;
+pub mod watch;

@@ -3,8 +3,9 @@
 //! Callers pass no secrets: tokens live in [`crate::secret::Secret`], which prints redacted.
 
 use std::fmt;
+use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 /// How severe a line is.
@@ -40,8 +41,10 @@ impl Level {
 }
 
 /// Output settings, read once from the environment.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
+    /// Also append JSON lines to this file (`LOG_FILE`).
+    pub file: Option<std::path::PathBuf>,
     /// Print debug lines.
     pub debug: bool,
     /// One JSON object per line.
@@ -61,6 +64,9 @@ impl Settings {
         let json = var("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json"));
         let no_color = var("NO_COLOR").is_some_and(|v| !v.is_empty());
         Settings {
+            file: var("LOG_FILE")
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from),
             debug,
             json,
             color: !json && !no_color && std::io::stderr().is_terminal(),
@@ -68,13 +74,43 @@ impl Settings {
     }
 }
 
-/// Sets the output settings (the first call wins).
+/// The open `LOG_FILE`, if any.
+static FILE: Mutex<Option<File>> = Mutex::new(None);
+
+/// Sets the output settings (the first call wins) and opens `LOG_FILE`.
 pub fn init(settings: Settings) {
     let _ = SETTINGS.set(settings);
+    reopen();
 }
 
-fn settings() -> Settings {
-    *SETTINGS.get_or_init(Settings::from_env)
+/// Opens `LOG_FILE` again (after logrotate moved it away: SIGHUP).
+pub fn reopen() {
+    let Some(path) = settings().file.clone() else {
+        return;
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let opened = options.open(&path);
+    let mut file = FILE.lock().unwrap_or_else(|p| p.into_inner());
+    match opened {
+        Ok(f) => *file = Some(f),
+        Err(e) => {
+            *file = None;
+            drop(file);
+            write(
+                Level::Error,
+                None,
+                None,
+                format_args!("cannot open LOG_FILE {}: {e}", path.display()),
+            );
+        }
+    }
+}
+
+fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(Settings::from_env)
 }
 
 /// True when debug lines are printed.
@@ -89,9 +125,9 @@ pub fn write(level: Level, user: Option<&str>, channel: Option<&str>, args: fmt:
         return;
     }
     let ts = rfc3339(SystemTime::now());
-    let line = if s.json {
+    let json = || {
         let mut obj = serde_json::Map::new();
-        obj.insert("ts".into(), ts.into());
+        obj.insert("ts".into(), ts.clone().into());
         obj.insert("level".into(), level.name().into());
         if let Some(u) = user {
             obj.insert("user".into(), u.into());
@@ -101,6 +137,14 @@ pub fn write(level: Level, user: Option<&str>, channel: Option<&str>, args: fmt:
         }
         obj.insert("msg".into(), args.to_string().into());
         serde_json::Value::Object(obj).to_string()
+    };
+    if s.file.is_some() {
+        if let Some(file) = FILE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _ = writeln!(file, "{}", json());
+        }
+    }
+    let line = if s.json {
+        json()
     } else {
         let mut out = String::new();
         let who = match (user, channel) {
@@ -134,6 +178,32 @@ macro_rules! log {
     ($level:ident, $user:expr, $chan:expr, $($arg:tt)+) => {
         $crate::log::write($crate::log::Level::$level, $user, $chan, format_args!($($arg)+))
     };
+}
+
+/// The most of a server-supplied string that goes into one log line.
+pub const MAX_SHOWN: usize = 300;
+
+/// Text from the network or a person, fit for a log line: control characters escaped
+/// (so it cannot forge lines or repaint a terminal) and at most [`MAX_SHOWN`] characters.
+pub fn capped(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_SHOWN {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`capped`], in double quotes.
+pub fn quoted(text: &str) -> String {
+    format!("\"{}\"", capped(text))
 }
 
 /// `2026-11-22T22:30:48Z` for a time (UTC, whole seconds).

@@ -1,21 +1,29 @@
-//! The `twitch-colorchanger` command: flags, signals, exit codes.
+//! The `twitch-colorchanger` command: flags, subcommands, signals, exit codes.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use argh::FromArgs;
+use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
 
-use twitch_colorchanger::app::{self, Endpoints};
-use twitch_colorchanger::{config, log};
+use twitch_colorchanger::app::{self, Endpoints, Reload};
+use twitch_colorchanger::{config, log, status};
 
 /// Changes your Twitch chat name color after every message you send.
 #[derive(FromArgs)]
 #[argh(
     note = "Config file: --config PATH, else $TWITCH_CONF_FILE, else ./twitch_colorchanger.conf",
-    error_code(0, "stopped by SIGINT or SIGTERM; setup: every user authorised"),
-    error_code(1, "no user could be authorised (the messages say why)"),
+    error_code(
+        0,
+        "stopped by SIGINT or SIGTERM; setup: every user authorised; healthy"
+    ),
+    error_code(
+        1,
+        "no user could be authorised; --health-check: unhealthy; status: no bot running"
+    ),
     error_code(2, "bad command line, config file or environment variable")
 )]
 struct Cli {
@@ -27,6 +35,10 @@ struct Cli {
     #[argh(switch, short = 'V')]
     version: bool,
 
+    /// exit 0 if the bot running for this config is healthy, else 1 with the reason
+    #[argh(switch)]
+    health_check: bool,
+
     #[argh(subcommand)]
     command: Option<Command>,
 }
@@ -35,6 +47,8 @@ struct Cli {
 #[argh(subcommand)]
 enum Command {
     Setup(Setup),
+    Check(Check),
+    Status(StatusCmd),
 }
 
 /// Authorise every user that needs it (device-code flow), save the tokens, and exit.
@@ -46,20 +60,40 @@ struct Setup {
     config: Option<PathBuf>,
 }
 
+/// Validate the config file and environment, list every problem, and show what would run.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check")]
+struct Check {
+    /// path of the JSON config file
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+/// Show what the running bot is doing, user by user.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "status")]
+struct StatusCmd {
+    /// path of the JSON config file
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+
+    /// print the status document as JSON
+    #[argh(switch)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
-    // Signals first, so that a stop during start-up is clean too.
-    let signals =
-        match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: cannot install signal handlers: {e}");
-                return ExitCode::from(1);
-            }
-        };
+    // Signals first, so that a stop during start-up is clean too, and SIGHUP never kills.
+    let signals = match Signals::new([Signal::Int, Signal::Term, Signal::Hup]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let args: Vec<String> = std::env::args().collect();
-    let name = "twitch-colorchanger";
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let cli = match Cli::from_args(&[name], &rest) {
+    let cli = match Cli::from_args(&["twitch-colorchanger"], &rest) {
         Ok(cli) => cli,
         Err(early) => {
             return match early.status {
@@ -68,7 +102,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(()) => {
-                    eprintln!("{}", early.output);
+                    eprintln!("{}\nTry --help.", early.output.trim_end());
                     ExitCode::from(2)
                 }
             };
@@ -83,13 +117,22 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    log::init(log::Settings::from_env());
-    let setup = matches!(cli.command, Some(Command::Setup(_)));
-    let flag = match cli.command {
-        Some(Command::Setup(s)) => s.config.or(cli.config),
-        None => cli.config,
+    let flag = match &cli.command {
+        Some(Command::Setup(c)) => c.config.clone(),
+        Some(Command::Check(c)) => c.config.clone(),
+        Some(Command::Status(c)) => c.config.clone(),
+        None => None,
     };
-    let path = config::resolve_path(flag, std::env::var("TWITCH_CONF_FILE").ok());
+    let path = config::resolve_path(flag.or(cli.config), std::env::var("TWITCH_CONF_FILE").ok());
+    if cli.health_check {
+        return health_check(&path);
+    }
+    match cli.command {
+        Some(Command::Status(c)) => return show_status(&path, c.json),
+        Some(Command::Check(_)) => return check(&path),
+        _ => {}
+    }
+    log::init(log::Settings::from_env());
     let endpoints = match Endpoints::from_env(|k| std::env::var(k).ok()) {
         Ok(e) => e,
         Err(e) => {
@@ -97,21 +140,39 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut signals = signals;
-    if setup {
+    if matches!(cli.command, Some(Command::Setup(_))) {
         return run_setup(signals, path, endpoints);
     }
+    run_bot(signals, path, endpoints)
+}
+
+fn run_bot(mut signals: Signals, path: PathBuf, endpoints: Endpoints) -> ExitCode {
+    let (reload_tx, reload_rx) = async_channel::unbounded();
     let stopped = smol::block_on(smol::future::or(
         async {
-            let sig = signals.next().await;
-            Ok(sig.and_then(Result::ok))
+            loop {
+                match signals.next().await {
+                    Some(Ok(Signal::Hup)) => {
+                        log::reopen();
+                        twitch_colorchanger::log!(
+                            Info,
+                            None,
+                            None,
+                            "SIGHUP: reloading the config and reopening the log file"
+                        );
+                        let _ = reload_tx.try_send(Reload::Now);
+                    }
+                    Some(Ok(sig)) => return Ok(Some(sig)),
+                    _ => return Ok(None),
+                }
+            }
         },
-        async { app::run(path, endpoints).await.map(|()| None) },
+        async { app::run(path, endpoints, reload_rx).await.map(|()| None) },
     ));
     match stopped {
         Ok(sig) => {
             let name = match sig {
-                Some(async_signal::Signal::Int) => "SIGINT",
+                Some(Signal::Int) => "SIGINT",
                 _ => "SIGTERM",
             };
             twitch_colorchanger::log!(Info, None, None, "{name} received: shutting down");
@@ -128,11 +189,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_setup(mut signals: async_signal::Signals, path: PathBuf, endpoints: Endpoints) -> ExitCode {
+fn run_setup(mut signals: Signals, path: PathBuf, endpoints: Endpoints) -> ExitCode {
     let outcome = smol::block_on(smol::future::or(
         async {
-            signals.next().await;
-            None
+            loop {
+                match signals.next().await {
+                    Some(Ok(Signal::Hup)) => continue,
+                    _ => return None,
+                }
+            }
         },
         async { Some(app::setup(path, endpoints).await) },
     ));
@@ -167,5 +232,67 @@ fn run_setup(mut signals: async_signal::Signals, path: PathBuf, endpoints: Endpo
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// `--health-check`: one line, exit 0 when healthy, 1 with the reason otherwise.
+fn health_check(config: &Path) -> ExitCode {
+    let verdict = status::read(config)
+        .and_then(|doc| status::health(&doc, SystemTime::now(), status::pid_alive(doc.pid)));
+    match verdict {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("unhealthy: {why}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `status [--json]`: the running bot's users, or why there is no running bot.
+fn show_status(config: &Path, json: bool) -> ExitCode {
+    let doc = match status::read(config) {
+        Ok(doc) => doc,
+        Err(why) => {
+            eprintln!("{why}");
+            return ExitCode::from(1);
+        }
+    };
+    if !status::pid_alive(doc.pid) {
+        eprintln!(
+            "no bot is running for {}: the last one (pid {}) wrote its status at {} and is gone",
+            config.display(),
+            doc.pid,
+            doc.written_at
+        );
+        return ExitCode::from(1);
+    }
+    if json {
+        match serde_json::to_string_pretty(&doc) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print!("{}", status::table(&doc, SystemTime::now()));
+    }
+    if let Err(why) = status::health(&doc, SystemTime::now(), true) {
+        eprintln!("warning: {why}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// `check`: the config file and the environment together, every problem listed.
+fn check(path: &Path) -> ExitCode {
+    let report = twitch_colorchanger::app::check(path, |k| std::env::var(k).ok());
+    print!("{}", report.text);
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }

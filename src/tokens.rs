@@ -3,8 +3,9 @@
 //! back to the device-code flow when nothing else works.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use smol::future;
 
@@ -102,6 +103,7 @@ struct State {
     access: Secret,
     refresh: Secret,
     schedule: Schedule,
+    expires_at: Option<SystemTime>,
 }
 
 /// One user's tokens and everything that keeps them valid.
@@ -116,6 +118,7 @@ pub struct TokenKeeper {
     state: Mutex<State>,
     refreshing: smol::lock::Mutex<()>,
     needs_auth: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    authorising: AtomicBool,
 }
 
 impl TokenKeeper {
@@ -139,9 +142,11 @@ impl TokenKeeper {
                 access: user.access_token.clone(),
                 refresh: user.refresh_token.clone(),
                 schedule: Schedule::default(),
+                expires_at: user.token_expiry,
             }),
             refreshing: smol::lock::Mutex::new(()),
             needs_auth: async_channel::bounded(1),
+            authorising: AtomicBool::new(false),
         }
     }
 
@@ -165,6 +170,22 @@ impl TokenKeeper {
         self.lock().access.clone()
     }
 
+    /// The pair in use (the one last saved): access and refresh token.
+    pub fn tokens(&self) -> (Secret, Secret) {
+        let state = self.lock();
+        (state.access.clone(), state.refresh.clone())
+    }
+
+    /// When the access token in use expires, as far as known.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.lock().expires_at
+    }
+
+    /// True while the device-code flow waits for the person.
+    pub fn is_authorising(&self) -> bool {
+        self.authorising.load(Ordering::Relaxed)
+    }
+
     /// Replaces `stale` (a token a caller saw refused) with a fresh one. Callers that come
     /// while a refresh is running wait for it and get its result; a token that was already
     /// replaced is not refreshed again.
@@ -183,7 +204,7 @@ impl TokenKeeper {
         match self.oauth.refresh(self.client(), &refresh_token).await {
             Ok(set) => {
                 log!(Info, self.name(), None, "access token refreshed");
-                Ok(self.adopt(set))
+                Ok(self.adopt(set).await)
             }
             Err(OAuthError::InvalidToken(why)) => {
                 self.signal_needs_auth();
@@ -197,17 +218,17 @@ impl TokenKeeper {
         }
     }
 
-    /// Saves a new pair, then makes it the one in use. Returns the new access token.
-    fn adopt(&self, set: TokenSet) -> Secret {
+    /// Saves a new pair (off the executor thread: the write waits for the disk), then makes
+    /// it the one in use. Returns the new access token.
+    async fn adopt(&self, set: TokenSet) -> Secret {
         let expires_in = set.expires_in.map(Duration::from_secs);
         let expiry = expires_in.map(|e| self.clock.wall() + e);
-        if let Err(e) = config::save_tokens(
-            &self.config_path,
-            &self.username,
-            &set.access_token,
-            &set.refresh_token,
-            expiry,
-        ) {
+        let (path, username) = (self.config_path.clone(), self.username.clone());
+        let (access, refresh) = (set.access_token.clone(), set.refresh_token.clone());
+        let saved =
+            smol::unblock(move || config::save_tokens(&path, &username, &access, &refresh, expiry))
+                .await;
+        if let Err(e) = saved {
             log!(Error, self.name(), None, "could not save the new tokens ({e}); they are kept in memory, but if the bot restarts before a later save succeeds this user must authorise again");
         } else {
             log!(
@@ -221,6 +242,7 @@ impl TokenKeeper {
         let mut state = self.lock();
         state.access = set.access_token.clone();
         state.refresh = set.refresh_token;
+        state.expires_at = expiry;
         state.schedule.renewed(self.clock.now(), expires_in);
         set.access_token
     }
@@ -255,9 +277,12 @@ impl TokenKeeper {
                     if !v.client_id.is_empty() && v.client_id != self.client_id {
                         log!(Warn, self.name(), None, "the access token was issued to client id {}, not the configured {}; Helix will refuse it", v.client_id, self.client_id);
                     }
-                    self.lock()
-                        .schedule
-                        .validated(self.clock.now(), Duration::from_secs(v.expires_in));
+                    {
+                        let mut state = self.lock();
+                        let expires_in = Duration::from_secs(v.expires_in);
+                        state.schedule.validated(self.clock.now(), expires_in);
+                        state.expires_at = Some(self.clock.wall() + expires_in);
+                    }
                     log!(
                         Debug,
                         self.name(),
@@ -295,6 +320,13 @@ impl TokenKeeper {
     /// bounds how many codes are issued (`None`: unattended, forever, with growing pauses).
     pub async fn authorize(&self, attempts: Option<u32>) -> Result<(), String> {
         let _one_at_a_time = self.refreshing.lock().await;
+        self.authorising.store(true, Ordering::Relaxed);
+        let result = self.authorize_locked(attempts).await;
+        self.authorising.store(false, Ordering::Relaxed);
+        result
+    }
+
+    async fn authorize_locked(&self, attempts: Option<u32>) -> Result<(), String> {
         let mut pause = Backoff::new(Duration::from_secs(60), Duration::from_secs(30 * 60));
         let mut attempt = 0;
         loop {
@@ -319,7 +351,7 @@ impl TokenKeeper {
                             expires_in: Some(v.expires_in),
                             ..set
                         };
-                        self.adopt(set);
+                        self.adopt(set).await;
                         self.lock().schedule.validated(self.clock.now(), expires_in);
                         log!(Info, self.name(), None, "authorised; tokens saved to {}", self.config_path.display());
                         while self.needs_auth.1.try_recv().is_ok() {}

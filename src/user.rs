@@ -1,34 +1,34 @@
-//! The async driver of one user: finds the user id and color, keeps an IRC connection up,
-//! and turns own messages into color changes. All decisions live in the sans-IO cores
-//! ([`crate::irc::Session`], [`crate::bot::ColorBot`]); this file only awaits.
+//! The async driver of one user, in the shape of quinn's `ConnectionDriver`: it performs
+//! what the sans-IO [`UserCore`] asks (Helix calls, chat connections, token refreshes,
+//! config writes), feeds back how each ended, shuttles chat bytes through the
+//! [`chat::Session`] and arms one timer. It decides nothing itself.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nanorand::{Rng, WyRand};
 use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::backoff::Backoff;
-use crate::bot::{BotEvent, Change, ColorBot, Outcome};
+use crate::chat::{self, Login};
 use crate::clock::{timeout_at, Clock};
-use crate::config::{self, UserConfig};
+use crate::config::{self, ConfigError, UserConfig};
 use crate::device::Prompter;
 use crate::helix::{ApiError, Credentials, Helix};
-use crate::irc::{self, CloseReason, Event, Session};
 use crate::log;
 use crate::oauth::OAuth;
 use crate::secret::Secret;
 use crate::tokens::TokenKeeper;
-use crate::transport::{Endpoint, Transport};
+use crate::transport::{BoxStream, Endpoint, Transport};
+use crate::usercore::{
+    Action, Counters, Failure, Field, Identity, Purpose, PutResult, Status, UserCore,
+};
 
-/// A connection that stayed logged in this long resets the reconnect backoff.
-const HEALTHY: Duration = Duration::from_secs(30);
-/// Longest wait for a rate-limit bucket to refill.
-const MAX_RATE_WAIT: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every user shares: time, network, Helix, the IRC endpoint and the config file.
@@ -51,12 +51,80 @@ pub struct Shared {
     pub config_path: PathBuf,
 }
 
-type ChangeFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+/// A message from the supervisor to a running user.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// The person edited this user's settings (same credentials).
+    Update(UserConfig),
+}
 
-/// Runs one user until the process ends. Every failure is logged and retried with backoff,
-/// so one user's trouble never stops another; returns only if the user could not be
-/// authorised within the allowed attempts.
-pub async fn run(shared: Arc<Shared>, user: UserConfig) {
+/// Where a user's driver publishes its status for the supervisor.
+#[derive(Clone)]
+pub struct Reporter {
+    /// The latest status; `None` until the core exists.
+    pub slot: Arc<Mutex<Option<Status>>>,
+    /// Nudged on every change, so that the status file is rewritten.
+    pub changed: async_channel::Sender<()>,
+}
+
+impl Reporter {
+    fn publish(&self, status: Status) {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref() != Some(&status) {
+            *slot = Some(status);
+            let _ = self.changed.try_send(());
+        }
+    }
+}
+
+/// Runs one user until it is stopped (the supervisor drops the task or the control
+/// channel). Every failure is logged and retried with backoff, so one user's trouble never
+/// stops another; returns an error only if the user could not be authorised within the
+/// allowed attempts.
+pub async fn run(
+    shared: Arc<Shared>,
+    user: UserConfig,
+    keeper: Arc<TokenKeeper>,
+    control: async_channel::Receiver<Control>,
+    report: Reporter,
+    counters: Counters,
+) -> Result<(), String> {
+    let seed = WyRand::new().generate::<u64>();
+    let core = UserCore::new(shared.clock.now(), &user, counters, seed);
+    report.publish(core.status());
+    let attempts = shared.auth_attempts;
+    if let Err(e) = keeper.ready(attempts).await {
+        log!(
+            Error,
+            Some(&user.username),
+            None,
+            "{e}; giving up on this user (the others keep running)"
+        );
+        return Err(e);
+    }
+    let driver = Driver {
+        shared,
+        username: user.username,
+        client_id: user.client_id,
+        keeper: keeper.clone(),
+        core,
+        chat: None,
+        ops: Ops::default(),
+        persists: VecDeque::new(),
+        report,
+    };
+    future::or(
+        async {
+            keeper.maintain(attempts).await;
+            Ok(())
+        },
+        driver.drive(control),
+    )
+    .await
+}
+
+/// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.
+pub async fn run_alone(shared: Arc<Shared>, user: UserConfig) -> Result<(), String> {
     let keeper = Arc::new(TokenKeeper::new(
         &user,
         shared.config_path.clone(),
@@ -64,461 +132,402 @@ pub async fn run(shared: Arc<Shared>, user: UserConfig) {
         shared.clock.clone(),
         shared.prompter.clone(),
     ));
-    let attempts = shared.auth_attempts;
-    let mut task = UserTask {
-        keeper: keeper.clone(),
-        rng: WyRand::new(),
-        bot: ColorBot::new(user.is_prime_or_turbo, user.enabled, None),
-        user_id: String::new(),
-        in_flight: None,
-        last_channel: None,
+    let (_control, control_rx) = async_channel::unbounded();
+    let report = Reporter {
+        slot: Arc::new(Mutex::new(None)),
+        changed: async_channel::bounded(1).0,
+    };
+    run(
         shared,
         user,
-    };
-    task.log_start();
-    if let Err(e) = keeper.ready(attempts).await {
-        log!(
-            Error,
-            task.name(),
-            None,
-            "{e}; giving up on this user (the others keep running)"
-        );
-        return;
-    }
-    future::or(keeper.maintain(attempts), async {
-        task.identify().await;
-        task.run_connections().await
-    })
-    .await;
+        keeper,
+        control_rx,
+        report,
+        Counters::default(),
+    )
+    .await
 }
 
-struct UserTask {
-    keeper: Arc<TokenKeeper>,
-    shared: Arc<Shared>,
-    user: UserConfig,
-    user_id: String,
-    bot: ColorBot,
-    in_flight: Option<ChangeFuture>,
-    last_channel: Option<String>,
-    rng: WyRand,
+type Op<T> = Option<Pin<Box<dyn Future<Output = T>>>>;
+
+/// The operations in flight, at most one of each kind, with the token each one used.
+#[derive(Default)]
+struct Ops {
+    lookup: Op<Result<Identity, Failure>>,
+    lookup_token: Secret,
+    put: Op<PutResult>,
+    put_token: Secret,
+    connect: Op<io::Result<BoxStream>>,
+    chat_token: Secret,
+    refresh: Op<(Purpose, Result<(), String>)>,
+    persist: Op<(Field, Result<(), ConfigError>)>,
+}
+
+/// A live chat connection: the protocol session and its byte stream.
+struct Conn {
+    session: chat::Session,
+    stream: BoxStream,
 }
 
 enum Wake {
-    Read(std::io::Result<usize>),
+    Control(Option<Control>),
+    Lookup(Result<Identity, Failure>),
+    Put(PutResult),
+    Connected(io::Result<BoxStream>),
+    Refreshed(Purpose, Result<(), String>),
+    Persisted(Field, Result<(), ConfigError>),
+    Read(io::Result<usize>),
     Timer,
-    Change(Outcome),
 }
 
-impl UserTask {
-    fn name(&self) -> Option<&str> {
-        Some(&self.user.username)
+struct Driver {
+    shared: Arc<Shared>,
+    username: String,
+    client_id: String,
+    keeper: Arc<TokenKeeper>,
+    core: UserCore,
+    chat: Option<Conn>,
+    ops: Ops,
+    persists: VecDeque<Field>,
+    report: Reporter,
+}
+
+async fn maybe<T>(op: &mut Op<T>) -> T {
+    match op {
+        Some(f) => f.await,
+        None => future::pending().await,
+    }
+}
+
+impl Driver {
+    fn who(&self) -> Option<&str> {
+        Some(&self.username)
     }
 
-    fn jitter(&mut self) -> f64 {
-        f64::from(self.rng.generate_range(0u32..1000)) / 1000.0
+    fn now(&self) -> Instant {
+        self.shared.clock.now()
     }
 
-    fn log_start(&self) {
-        let mode = if self.user.is_prime_or_turbo {
-            "random hex colors (Prime/Turbo)"
-        } else {
-            "named colors"
-        };
-        let auto = if self.user.enabled {
-            ""
-        } else {
-            "; automatic changes disabled (\"enabled\": false)"
-        };
-        log!(
-            Info,
-            self.name(),
-            None,
-            "starting: channels {}; {mode}{auto}",
-            self.user
-                .channels
-                .iter()
-                .map(|c| format!("#{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-
-    fn creds<'a>(&'a self, token: &'a Secret) -> Credentials<'a> {
-        Credentials {
-            token,
-            client_id: &self.user.client_id,
-        }
-    }
-
-    /// Finds the user id (retrying until it works) and the color in use.
-    async fn identify(&mut self) {
-        let mut backoff = Backoff::default();
-        loop {
-            let token = self.keeper.access();
-            match self.shared.helix.get_user(self.creds(&token)).await {
-                Ok(me) => {
-                    if !me.login.eq_ignore_ascii_case(&self.user.username) {
-                        log!(Warn, self.name(), None, "the access token belongs to {:?}, not to this user; its colors are the ones that will change", me.login);
-                    }
-                    self.user_id = me.id;
-                    break;
-                }
-                Err(e) if is_unauthorized(&e) && self.keeper.refresh(&token).await.is_ok() => {}
-                Err(e) => {
-                    if is_unauthorized(&e) {
-                        backoff.saturate();
-                    }
-                    let wait = backoff.next_delay(self.jitter());
-                    log!(
-                        Error,
-                        self.name(),
-                        None,
-                        "cannot look up the user id: {}; retrying in {:.1}s",
-                        describe(&e),
-                        wait.as_secs_f64()
-                    );
-                    self.sleep(wait).await;
-                }
-            }
-        }
-        let token = self.keeper.access();
-        match self
-            .shared
-            .helix
-            .get_color(self.creds(&token), &self.user_id)
-            .await
-        {
-            Ok(color) => {
-                log!(
-                    Debug,
-                    self.name(),
-                    None,
-                    "user id {}, current color {}",
-                    self.user_id,
-                    color.as_deref().unwrap_or("(never set)")
-                );
-                self.bot = ColorBot::new(self.user.is_prime_or_turbo, self.user.enabled, color);
-            }
-            Err(e) => log!(
-                Warn,
-                self.name(),
-                None,
-                "cannot read the current color ({}); the first change may repeat it",
-                describe(&e)
-            ),
-        }
-    }
-
-    async fn sleep(&self, wait: Duration) {
-        let clock = &self.shared.clock;
-        clock.sleep_until(clock.now() + wait).await;
-    }
-
-    async fn run_connections(&mut self) -> ! {
-        let mut backoff = Backoff::default();
-        loop {
-            let started = self.shared.clock.now();
-            let token = self.keeper.access();
-            let (mut end, ready_at) = self.connection(&token).await;
-            let healthy =
-                ready_at.is_some_and(|at| self.shared.clock.now().duration_since(at) >= HEALTHY);
-            if healthy {
-                backoff.reset();
-            }
-            if let ConnEnd::Closed(CloseReason::AuthFailed(text)) = &end {
-                match self.keeper.refresh(&token).await {
-                    Ok(_) => {
-                        end = ConnEnd::Io(format!(
-                            "chat login refused ({text}); retrying with the refreshed token"
-                        ))
-                    }
-                    Err(e) => {
-                        log!(Error, self.name(), None, "cannot refresh the token: {e}");
-                        backoff.saturate();
-                    }
-                }
-            }
-            let wait = backoff.next_delay(self.jitter());
-            let lived = self.shared.clock.now().duration_since(started).as_secs();
-            match &end {
-                ConnEnd::Closed(CloseReason::AuthFailed(text)) => log!(Error, self.name(), None, "chat login refused ({text}) and the token could not be renewed; retrying in {}s", wait.as_secs()),
-                end => log!(Warn, self.name(), None, "chat connection ended after {lived}s: {end}; reconnecting in {:.1}s", wait.as_secs_f64()),
-            }
-            self.wait_serving_changes(wait).await;
-        }
-    }
-
-    /// Sleeps, while still finishing a color change in flight.
-    async fn wait_serving_changes(&mut self, wait: Duration) {
-        let until = self.shared.clock.now() + wait;
-        loop {
-            let sleep = self.shared.clock.sleep_until(until);
-            let outcome = future::or(
-                async {
-                    sleep.await;
-                    None
-                },
-                async {
-                    match self.in_flight.as_mut() {
-                        Some(change) => Some(change.await),
-                        None => future::pending().await,
-                    }
-                },
-            )
-            .await;
-            match outcome {
-                Some(outcome) => {
-                    self.in_flight = None;
-                    self.finish_change(outcome);
-                }
-                None => return,
-            }
-        }
-    }
-
-    /// One IRC connection, from connect to close. Returns how it ended and when it became ready.
-    async fn connection(&mut self, token: &Secret) -> (ConnEnd, Option<Instant>) {
-        let shared = self.shared.clone();
-        let clock = &*shared.clock;
-        log!(Debug, self.name(), None, "connecting to {}", shared.irc);
-        let mut stream = match shared.transport.connect(&shared.irc).await {
-            Ok(s) => s,
-            Err(e) => {
-                return (
-                    ConnEnd::Io(format!("cannot connect to {}: {e}", shared.irc)),
-                    None,
-                )
-            }
-        };
-        let mut session =
-            Session::new(clock.now(), &self.user.username, token, &self.user.channels);
-        let mut ready_at = None;
+    async fn drive(mut self, control: async_channel::Receiver<Control>) -> Result<(), String> {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
-            while let Some(event) = session.poll_event() {
-                if let Event::Closed(reason) = event {
-                    return (ConnEnd::Closed(reason), ready_at);
-                }
-                if event == Event::Ready {
-                    ready_at = Some(clock.now());
-                }
-                self.on_irc_event(event);
+            self.settle();
+            if let Err(why) = self.transmit().await {
+                self.chat = None;
+                let now = self.now();
+                self.core.handle_disconnected(now, &why, false);
+                continue;
             }
-            while let Some(line) = session.poll_transmit() {
-                log!(Debug, self.name(), None, "> {}", irc::redact(&line));
-                let write = async {
-                    stream.write_all(line.as_bytes()).await?;
-                    stream.flush().await
-                };
-                match timeout_at(clock, clock.now() + WRITE_TIMEOUT, write).await {
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => return (ConnEnd::Io(format!("write failed: {e}")), ready_at),
-                    None => return (ConnEnd::Io("write timed out".into()), ready_at),
-                }
-            }
-            let deadline = session.poll_timeout();
-            let wake = {
-                let read = async { Wake::Read(stream.read(&mut buf).await) };
-                let timer = async {
-                    match deadline {
-                        Some(at) => clock.sleep_until(at).await,
-                        None => future::pending().await,
-                    }
-                    Wake::Timer
-                };
-                let change = async {
-                    match self.in_flight.as_mut() {
-                        Some(change) => Wake::Change(change.await),
-                        None => future::pending().await,
-                    }
-                };
-                future::or(read, future::or(timer, change)).await
-            };
+            self.start_persist();
+            self.report.publish(self.core.status());
+
+            let deadline = [
+                self.core.poll_timeout(),
+                self.chat.as_ref().and_then(|c| c.session.poll_timeout()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let clock = self.shared.clock.clone();
+            let ops = &mut self.ops;
+            let chat = &mut self.chat;
+            let wake = future::or(
+                async { Wake::Control(control.recv().await.ok()) },
+                future::or(
+                    async {
+                        future::or(
+                            async { Wake::Lookup(maybe(&mut ops.lookup).await) },
+                            future::or(
+                                async { Wake::Put(maybe(&mut ops.put).await) },
+                                future::or(
+                                    async { Wake::Connected(maybe(&mut ops.connect).await) },
+                                    future::or(
+                                        async {
+                                            let (p, r) = maybe(&mut ops.refresh).await;
+                                            Wake::Refreshed(p, r)
+                                        },
+                                        async {
+                                            let (f, r) = maybe(&mut ops.persist).await;
+                                            Wake::Persisted(f, r)
+                                        },
+                                    ),
+                                ),
+                            ),
+                        )
+                        .await
+                    },
+                    future::or(
+                        async {
+                            match chat {
+                                Some(conn) => Wake::Read(conn.stream.read(&mut buf).await),
+                                None => future::pending().await,
+                            }
+                        },
+                        async {
+                            match deadline {
+                                Some(at) => clock.sleep_until(at).await,
+                                None => future::pending().await,
+                            }
+                            Wake::Timer
+                        },
+                    ),
+                ),
+            )
+            .await;
+
+            let now = self.now();
             match wake {
-                Wake::Read(Ok(0)) => return (ConnEnd::Eof, ready_at),
-                Wake::Read(Ok(n)) => session.handle_input(clock.now(), &buf[..n]),
+                Wake::Control(None) => return Ok(()),
+                Wake::Control(Some(Control::Update(user))) => self.core.handle_config(&user),
+                Wake::Lookup(result) => {
+                    self.ops.lookup = None;
+                    self.core.handle_lookup(now, result);
+                }
+                Wake::Put(result) => {
+                    self.ops.put = None;
+                    self.core.handle_put(now, result);
+                }
+                Wake::Connected(result) => {
+                    self.ops.connect = None;
+                    self.connected(now, result);
+                }
+                Wake::Refreshed(purpose, result) => {
+                    self.ops.refresh = None;
+                    self.core.handle_refreshed(now, purpose, result);
+                }
+                Wake::Persisted(field, result) => {
+                    self.ops.persist = None;
+                    self.persisted(field, result);
+                }
+                Wake::Read(Ok(0)) => self.lost(now, "server closed the connection".into()),
                 // A peer that closes without TLS close_notify is still just a closed connection.
-                Wake::Read(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return (ConnEnd::Eof, ready_at)
+                Wake::Read(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.lost(now, "server closed the connection".into())
                 }
-                Wake::Read(Err(e)) => return (ConnEnd::Io(format!("read failed: {e}")), ready_at),
-                Wake::Timer => session.handle_timeout(clock.now()),
-                Wake::Change(outcome) => {
-                    self.in_flight = None;
-                    self.finish_change(outcome);
+                Wake::Read(Err(e)) => self.lost(now, format!("read failed: {e}")),
+                Wake::Read(Ok(n)) => {
+                    if let Some(conn) = &mut self.chat {
+                        conn.session.handle_input(now, &buf[..n]);
+                    }
+                }
+                Wake::Timer => {
+                    self.core.handle_timeout(now);
+                    if let Some(conn) = &mut self.chat {
+                        conn.session.handle_timeout(now);
+                    }
                 }
             }
         }
     }
 
-    fn on_irc_event(&mut self, event: Event) {
-        match event {
-            Event::Ready => log!(
-                Info,
-                self.name(),
-                None,
-                "connected to chat at {}",
-                self.shared.irc
-            ),
-            Event::Joined(chan) => log!(Info, self.name(), Some(&chan), "joined"),
-            Event::Parted(chan) => log!(
-                Warn,
-                self.name(),
-                Some(&chan),
-                "left the channel (parted or banned)"
-            ),
-            Event::Privmsg(msg) => {
-                let own = match (&msg.user_id, self.user_id.is_empty()) {
-                    (Some(id), false) => *id == self.user_id,
-                    _ => msg.login.eq_ignore_ascii_case(&self.user.username),
-                };
-                if !own {
-                    return;
-                }
-                log!(Debug, self.name(), Some(&msg.channel), "own message seen");
-                self.last_channel = Some(msg.channel);
-                if let Some(change) = self.bot.on_own_message(&mut self.rng) {
-                    self.start_change(change);
+    fn lost(&mut self, now: Instant, why: String) {
+        self.chat = None;
+        self.core.handle_disconnected(now, &why, false);
+    }
+
+    /// Performs the core's actions and hands it the chat session's events, until neither
+    /// has anything more.
+    fn settle(&mut self) {
+        loop {
+            let mut busy = false;
+            while let Some(action) = self.core.poll_action() {
+                busy = true;
+                self.perform(action);
+            }
+            if let Some(conn) = &mut self.chat {
+                while let Some(event) = conn.session.poll_event() {
+                    busy = true;
+                    let closed = matches!(event, chat::Event::Closed(_));
+                    self.core.handle_chat(self.shared.clock.now(), event);
+                    if closed {
+                        self.chat = None;
+                        break;
+                    }
                 }
             }
-            Event::Notice {
-                channel,
-                msg_id,
-                text,
-            } => {
-                let chan = (channel != "*").then_some(channel.as_str());
-                log!(
-                    Warn,
-                    self.name(),
-                    chan,
-                    "notice from Twitch: {text} ({})",
-                    msg_id.as_deref().unwrap_or("no msg-id")
-                );
+            if !busy {
+                return;
             }
-            Event::GlobalUserState { .. } => {}
-            Event::Dropped(why) => log!(Debug, self.name(), None, "ignored a chat line: {why}"),
-            Event::Closed(_) => {}
         }
     }
 
-    fn start_change(&mut self, change: Change) {
-        let shared = self.shared.clone();
-        let keeper = self.keeper.clone();
-        let client_id = self.user.client_id.clone();
-        let user_id = self.user_id.clone();
-        log!(Debug, self.name(), None, "setting color {}", change.color);
-        self.in_flight = Some(Box::pin(async move {
-            if let Some(at) = change.not_before {
-                let clock = &shared.clock;
-                let wait = at
-                    .duration_since(clock.wall())
-                    .unwrap_or_default()
-                    .min(MAX_RATE_WAIT);
-                clock.sleep_until(clock.now() + wait).await;
-            }
-            let put = |token: Secret| {
-                let (shared, client_id, user_id, color) =
-                    (&shared, &client_id, &user_id, &change.color);
-                async move {
-                    let creds = Credentials {
-                        token: &token,
-                        client_id,
-                    };
-                    (shared.helix.put_color(creds, user_id, color).await, token)
-                }
+    /// Writes what the chat session has to send; an error says why the connection is lost.
+    async fn transmit(&mut self) -> Result<(), String> {
+        let Some(conn) = &mut self.chat else {
+            return Ok(());
+        };
+        let clock = &*self.shared.clock;
+        while let Some(out) = conn.session.poll_transmit() {
+            log!(Debug, Some(&self.username), None, "> {}", out.shown);
+            let write = async {
+                conn.stream.write_all(&out.bytes).await?;
+                conn.stream.flush().await
             };
-            let (mut result, token) = put(keeper.access()).await;
-            // 401: refresh (one refresh per user, however many callers) and retry once.
-            if matches!(result, Err(ApiError::Status { status: 401, .. })) {
-                if let Ok(fresh) = keeper.refresh(&token).await {
-                    result = put(fresh).await.0;
-                }
-            }
-            match result {
-                Ok(_) => Outcome::Done,
-                Err(ApiError::Status {
-                    status: 400,
-                    message,
-                    ..
-                }) => Outcome::Rejected(message),
-                Err(ApiError::Status {
-                    status: 401,
-                    message,
-                    ..
-                }) => Outcome::Unauthorized(message),
-                Err(ApiError::Status {
-                    status: 429, rate, ..
-                }) => {
-                    let fallback = shared.clock.wall() + Duration::from_secs(1);
-                    Outcome::RateLimited(Some(rate.reset_at().unwrap_or(fallback)))
-                }
-                Err(e) => Outcome::Failed(e.to_string()),
-            }
-        }));
-    }
-
-    fn finish_change(&mut self, outcome: Outcome) {
-        let next = self.bot.on_outcome(outcome, &mut self.rng);
-        let chan = self.last_channel.clone();
-        let chan = chan.as_deref();
-        while let Some(event) = self.bot.poll_event() {
-            match event {
-                BotEvent::Changed { old, new } => {
-                    log!(Info, self.name(), chan, "color changed {} → {new}", old.as_deref().unwrap_or("(unknown)"))
-                }
-                BotEvent::PrimeLost => {
-                    log!(Warn, self.name(), None, "Twitch refused a hex color but took a named one: this account has no Turbo/Prime; using named colors from now on");
-                    self.persist_named_colors();
-                }
-                BotEvent::FallbackFailed { hex_error, named_error } => log!(Error, self.name(), chan, "color not changed: hex color refused ({hex_error}) and named color refused too ({named_error})"),
-                BotEvent::RateLimited => log!(Warn, self.name(), chan, "rate limited by Twitch; retrying once the bucket refills"),
-                BotEvent::Failed(why) => log!(Error, self.name(), chan, "color not changed: {why}"),
-                BotEvent::Unauthorized(why) => log!(Error, self.name(), chan, "color not changed: Twitch refused the access token ({why}) and it could not be renewed"),
+            match timeout_at(clock, clock.now() + WRITE_TIMEOUT, write).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(format!("write failed: {e}")),
+                None => return Err("write timed out".into()),
             }
         }
-        if let Some(change) = next {
-            self.start_change(change);
+        Ok(())
+    }
+
+    fn perform(&mut self, action: Action) {
+        let shared = self.shared.clone();
+        match action {
+            Action::LookUpUser => {
+                let token = self.keeper.access();
+                self.ops.lookup_token = token.clone();
+                let client_id = self.client_id.clone();
+                self.ops.lookup = Some(Box::pin(async move {
+                    look_up(&shared, &client_id, &token).await
+                }));
+            }
+            Action::Connect => {
+                log!(Debug, self.who(), None, "connecting to {}", shared.irc);
+                self.chat = None;
+                self.ops.chat_token = self.keeper.access();
+                self.ops.connect = Some(Box::pin(async move {
+                    shared.transport.connect(&shared.irc).await.map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot connect to {}: {e}", shared.irc))
+                    })
+                }));
+            }
+            Action::Join(channel) => {
+                if let Some(conn) = &mut self.chat {
+                    conn.session.join(shared.clock.now(), &channel);
+                }
+            }
+            Action::Part(channel) => {
+                if let Some(conn) = &mut self.chat {
+                    conn.session.part(&channel);
+                }
+            }
+            Action::SetColor(color) => {
+                let token = self.keeper.access();
+                self.ops.put_token = token.clone();
+                let user_id = self.core.user_id().unwrap_or_default().to_owned();
+                let client_id = self.client_id.clone();
+                self.ops.put = Some(Box::pin(async move {
+                    put_color(&shared, &client_id, &token, &user_id, &color).await
+                }));
+            }
+            Action::RefreshToken(purpose) => {
+                let stale = match purpose {
+                    Purpose::Lookup => self.ops.lookup_token.clone(),
+                    Purpose::Chat => self.ops.chat_token.clone(),
+                    Purpose::Color => self.ops.put_token.clone(),
+                };
+                let keeper = self.keeper.clone();
+                self.ops.refresh = Some(Box::pin(async move {
+                    let result = keeper.refresh(&stale).await;
+                    (purpose, result.map(|_| ()).map_err(|e| e.to_string()))
+                }));
+            }
+            Action::Persist(field) => self.persists.push_back(field),
         }
     }
 
-    fn persist_named_colors(&self) {
-        let path = self.shared.config_path.clone();
-        let username = self.user.username.clone();
-        let result = config::update_user(&path, &username, |entry| {
-            entry.insert("is_prime_or_turbo".into(), serde_json::Value::Bool(false));
-        });
+    fn connected(&mut self, now: Instant, result: io::Result<BoxStream>) {
         match result {
-            Ok(()) => log!(Info, self.name(), None, "saved \"is_prime_or_turbo\": false to {}", path.display()),
-            Err(e) => log!(Error, self.name(), None, "could not save \"is_prime_or_turbo\": false ({e}); the bot will try hex colors again after a restart"),
+            Ok(stream) => {
+                let login = Login {
+                    login: &self.username,
+                    user_id: self.core.user_id(),
+                    token: &self.ops.chat_token,
+                    channels: self.core.channels(),
+                };
+                self.chat = Some(Conn {
+                    session: chat::Session::irc(now, login),
+                    stream,
+                });
+            }
+            Err(e) => self.core.handle_disconnected(now, &e.to_string(), false),
+        }
+    }
+
+    /// Config writes leave the executor thread and run one at a time, in order.
+    fn start_persist(&mut self) {
+        if self.ops.persist.is_some() {
+            return;
+        }
+        let Some(field) = self.persists.pop_front() else {
+            return;
+        };
+        let path = self.shared.config_path.clone();
+        let username = self.username.clone();
+        let (key, value) = field_entry(field);
+        let task = smol::unblock(move || {
+            config::update_user(&path, &username, |entry| {
+                entry.insert(key.into(), serde_json::Value::Bool(value));
+            })
+        });
+        self.ops.persist = Some(Box::pin(async move { (field, task.await) }));
+    }
+
+    fn persisted(&self, field: Field, result: Result<(), ConfigError>) {
+        let (key, value) = field_entry(field);
+        let path = self.shared.config_path.display();
+        match (result, field) {
+            (Ok(()), _) => log!(Info, self.who(), None, "saved \"{key}\": {value} to {path}"),
+            (Err(e), Field::PrimeOrTurbo(_)) => log!(Error, self.who(), None, "could not save \"{key}\": {value} ({e}); the bot will try hex colors again after a restart"),
+            (Err(e), Field::Enabled(_)) => log!(Error, self.who(), None, "could not save \"{key}\": {value} ({e}); the setting holds until the bot restarts"),
         }
     }
 }
 
-/// How a connection ended.
-enum ConnEnd {
-    Closed(CloseReason),
-    Eof,
-    Io(String),
-}
-
-impl std::fmt::Display for ConnEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnEnd::Closed(reason) => write!(f, "{reason}"),
-            ConnEnd::Eof => f.write_str("server closed the connection"),
-            ConnEnd::Io(e) => f.write_str(e),
-        }
+fn field_entry(field: Field) -> (&'static str, bool) {
+    match field {
+        Field::Enabled(on) => ("enabled", on),
+        Field::PrimeOrTurbo(on) => ("is_prime_or_turbo", on),
     }
 }
 
-fn is_unauthorized(e: &ApiError) -> bool {
-    matches!(e, ApiError::Status { status: 401, .. })
+async fn look_up(shared: &Shared, client_id: &str, token: &Secret) -> Result<Identity, Failure> {
+    let creds = Credentials { token, client_id };
+    match shared.helix.get_user(creds).await {
+        Ok(me) => {
+            let color = shared
+                .helix
+                .get_color(creds, &me.id)
+                .await
+                .map_err(|e| e.to_string());
+            Ok(Identity {
+                id: me.id,
+                login: me.login,
+                color,
+            })
+        }
+        Err(ApiError::Status {
+            status: 401,
+            message,
+            ..
+        }) => Err(Failure::Unauthorized(message)),
+        Err(e) => Err(Failure::Other(e.to_string())),
+    }
 }
 
-fn describe(e: &ApiError) -> String {
-    if is_unauthorized(e) {
-        format!("{e} (the access token or client id was refused)")
-    } else {
-        e.to_string()
+async fn put_color(
+    shared: &Shared,
+    client_id: &str,
+    token: &Secret,
+    user_id: &str,
+    color: &str,
+) -> PutResult {
+    let creds = Credentials { token, client_id };
+    match shared.helix.put_color(creds, user_id, color).await {
+        Ok(_) => PutResult::Done,
+        Err(ApiError::Status {
+            status,
+            message,
+            rate,
+        }) => PutResult::Status {
+            status,
+            message,
+            retry_after: rate
+                .reset_at()
+                .map(|at| at.duration_since(shared.clock.wall()).unwrap_or_default()),
+        },
+        Err(e) => PutResult::Failed(e.to_string()),
     }
 }

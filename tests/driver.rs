@@ -104,7 +104,7 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
     };
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
-        let _bot = ex.spawn(user::run(shared, user));
+        let _bot = ex.spawn(user::run_alone(shared, user));
 
         // OAuth: the token is validated before anything else
         let (ep, mut auth) = accepted.recv().await.unwrap();

@@ -1,11 +1,11 @@
-//! One IRC connection's protocol state, free of I/O: bytes and `now` in; lines, events and
-//! the next deadline out.
+//! One IRC connection's protocol state, free of I/O: bytes and `now` in; lines, chat events
+//! and the next deadline out. It decides which messages are the user's own.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::message::Message;
-use crate::secret::Secret;
+use crate::chat::{CloseReason, Event, Login};
 
 /// No `001` within this long after connecting: the connection has failed.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,86 +28,6 @@ const AUTH_FAILURES: [&str; 5] = [
     "Invalid NICK",
 ];
 
-/// Something the connection's owner should know about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// `001` arrived: logged in.
-    Ready,
-    /// The server confirmed our JOIN of this channel.
-    Joined(String),
-    /// We left, or were removed from, this channel.
-    Parted(String),
-    /// A chat message.
-    Privmsg(Privmsg),
-    /// Our own account's state after login.
-    GlobalUserState {
-        /// The `user-id` tag.
-        user_id: Option<String>,
-        /// The `color` tag, `None` when empty.
-        color: Option<String>,
-    },
-    /// A NOTICE other than a login failure.
-    Notice {
-        /// `*` or the channel (without `#`).
-        channel: String,
-        /// The `msg-id` tag.
-        msg_id: Option<String>,
-        /// The human text.
-        text: String,
-    },
-    /// A line was not processed, with the reason (for debug logs).
-    Dropped(String),
-    /// The connection is over; the owner should close it.
-    Closed(CloseReason),
-}
-
-/// A chat message, with the tags the bot uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Privmsg {
-    /// Channel login, without `#`.
-    pub channel: String,
-    /// Sender login (from the source).
-    pub login: String,
-    /// Sender user id, from the `user-id` tag.
-    pub user_id: Option<String>,
-    /// The message text.
-    pub text: String,
-}
-
-/// Why a connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// The server refused the login, with its text.
-    AuthFailed(String),
-    /// The server asked us to reconnect.
-    Reconnect,
-    /// No `001` in time.
-    RegisterTimeout,
-    /// Our PING went unanswered.
-    PingTimeout,
-}
-
-impl std::fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CloseReason::AuthFailed(text) => write!(f, "authentication failed: {text}"),
-            CloseReason::Reconnect => f.write_str("server asked to reconnect"),
-            CloseReason::RegisterTimeout => write!(
-                f,
-                "no welcome (001) within {}s of connecting",
-                REGISTER_TIMEOUT.as_secs()
-            ),
-            CloseReason::PingTimeout => write!(
-                f,
-                "no answer to our PING within {}s",
-                PONG_TIMEOUT.as_secs()
-            ),
-        }
-    }
-}
-
 #[derive(Clone, Copy)]
 enum Timer {
     Register = 0,
@@ -119,6 +39,7 @@ enum Timer {
 /// The state of one IRC connection, from registration to close.
 pub struct Session {
     login: String,
+    user_id: Option<String>,
     ready: bool,
     closed: bool,
     inbuf: Vec<u8>,
@@ -132,25 +53,26 @@ pub struct Session {
 
 impl Session {
     /// Starts a session: queues CAP REQ, PASS and NICK, and arms the registration timer.
-    /// `channels` are logins without `#`; `token` may carry an `oauth:` prefix.
-    pub fn new(now: Instant, login: &str, token: &Secret, channels: &[String]) -> Session {
-        let login = login.to_ascii_lowercase();
-        let token = token.expose();
+    /// The token may carry an `oauth:` prefix.
+    pub fn new(now: Instant, login: Login<'_>) -> Session {
+        let token = login.token.expose();
         let token = token.strip_prefix("oauth:").unwrap_or(token);
+        let nick = login.login.to_ascii_lowercase();
         let mut session = Session {
             outbox: VecDeque::from([
                 "CAP REQ :twitch.tv/tags twitch.tv/commands".to_owned(),
                 format!("PASS oauth:{token}"),
-                format!("NICK {login}"),
+                format!("NICK {nick}"),
             ]),
-            login,
+            login: nick,
+            user_id: login.user_id.map(str::to_owned),
             ready: false,
             closed: false,
             inbuf: Vec::new(),
             discarding: false,
             events: VecDeque::new(),
             timers: [None; 4],
-            join_queue: channels.iter().cloned().collect(),
+            join_queue: login.channels.iter().cloned().collect(),
             join_log: VecDeque::new(),
         };
         session.set(Timer::Register, Some(now + REGISTER_TIMEOUT));
@@ -239,7 +161,8 @@ impl Session {
                     self.close(CloseReason::AuthFailed(text));
                 } else {
                     self.events.push_back(Event::Notice {
-                        channel: channel.trim_start_matches('#').to_owned(),
+                        channel: (channel != "*")
+                            .then(|| channel.trim_start_matches('#').to_owned()),
                         msg_id: msg.tag("msg-id").map(str::to_owned),
                         text,
                     });
@@ -251,7 +174,7 @@ impl Session {
                     self.events.push_back(if msg.command == "JOIN" {
                         Event::Joined(chan)
                     } else {
-                        Event::Parted(chan)
+                        Event::Left(chan)
                     });
                 }
             }
@@ -261,20 +184,18 @@ impl Session {
                         .push_back(Event::Dropped("PRIVMSG without channel or sender".into()));
                     return;
                 };
-                self.events.push_back(Event::Privmsg(Privmsg {
-                    channel: chan.trim_start_matches('#').to_owned(),
-                    login: login.to_owned(),
-                    user_id: msg.tag("user-id").map(str::to_owned),
-                    text: msg.param(1).unwrap_or("").to_owned(),
-                }));
+                // The user id is the sure test; the login serves until the id is known.
+                let own = match (&self.user_id, msg.tag("user-id")) {
+                    (Some(mine), Some(theirs)) => mine == theirs,
+                    _ => login.eq_ignore_ascii_case(&self.login),
+                };
+                if own {
+                    self.events.push_back(Event::OwnMessage {
+                        channel: chan.trim_start_matches('#').to_owned(),
+                        text: msg.param(1).unwrap_or("").to_owned(),
+                    });
+                }
             }
-            "GLOBALUSERSTATE" => self.events.push_back(Event::GlobalUserState {
-                user_id: msg.tag("user-id").map(str::to_owned),
-                color: msg
-                    .tag("color")
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_owned),
-            }),
             _ => {}
         }
     }
@@ -288,6 +209,30 @@ impl Session {
         self.closed = true;
         self.timers = [None; 4];
         self.events.push_back(Event::Closed(reason));
+    }
+
+    /// Joins `channel` (a login without `#`): at once if the pacing allows, else when it does.
+    /// Before login it waits for the welcome like the initial channels.
+    pub fn join(&mut self, now: Instant, channel: &str) {
+        if self.closed || self.join_queue.iter().any(|c| c == channel) {
+            return;
+        }
+        self.join_queue.push_back(channel.to_owned());
+        if self.ready {
+            self.flush_joins(now);
+        }
+    }
+
+    /// Leaves `channel`; a JOIN still waiting for its turn is simply not sent.
+    pub fn part(&mut self, channel: &str) {
+        if self.closed {
+            return;
+        }
+        let queued = self.join_queue.len();
+        self.join_queue.retain(|c| c != channel);
+        if self.ready && queued == self.join_queue.len() {
+            self.outbox.push_back(format!("PART #{channel}"));
+        }
     }
 
     fn flush_joins(&mut self, now: Instant) {
@@ -318,10 +263,10 @@ impl Session {
             return;
         }
         if self.due(Timer::Register, now) {
-            return self.close(CloseReason::RegisterTimeout);
+            return self.close(CloseReason::LoginTimeout);
         }
         if self.due(Timer::Pong, now) {
-            return self.close(CloseReason::PingTimeout);
+            return self.close(CloseReason::Timeout);
         }
         if self.due(Timer::Idle, now) {
             self.outbox.push_back("PING :tmi.twitch.tv".to_owned());
@@ -378,6 +323,7 @@ pub fn redact(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     fn t0() -> Instant {
         Instant::now()
@@ -393,7 +339,16 @@ mod tests {
 
     fn login(now: Instant, channels: &[&str]) -> Session {
         let chans: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
-        let mut s = Session::new(now, "HueShift_Bot", &Secret::new("oauth:tok123"), &chans);
+        let token = Secret::new("oauth:tok123");
+        let mut s = Session::new(
+            now,
+            Login {
+                login: "HueShift_Bot",
+                user_id: Some("81234567"),
+                token: &token,
+                channels: &chans,
+            },
+        );
         assert_eq!(
             drain(&mut s),
             [
@@ -470,7 +425,7 @@ mod tests {
         assert_eq!(drain(&mut s), ["PING :tmi.twitch.tv\r\n"]);
         assert_eq!(s.poll_timeout(), Some(t + IDLE_BEFORE_PING + PONG_TIMEOUT));
         s.handle_timeout(t + IDLE_BEFORE_PING + PONG_TIMEOUT);
-        assert_eq!(events(&mut s), [Event::Closed(CloseReason::PingTimeout)]);
+        assert_eq!(events(&mut s), [Event::Closed(CloseReason::Timeout)]);
         assert_eq!(s.poll_timeout(), None);
     }
 
@@ -493,10 +448,7 @@ mod tests {
         let t = t0();
         let mut s = login(t, &["a"]);
         s.handle_timeout(t + REGISTER_TIMEOUT);
-        assert_eq!(
-            events(&mut s),
-            [Event::Closed(CloseReason::RegisterTimeout)]
-        );
+        assert_eq!(events(&mut s), [Event::Closed(CloseReason::LoginTimeout)]);
     }
 
     #[test]
@@ -526,7 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn reports_privmsgs_split_across_reads() {
+    fn reports_own_messages_split_across_reads_and_ignores_others() {
         let t = t0();
         let mut s = login(t, &[]);
         let line = "@color=#1E90FF;user-id=81234567 :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #lumenwave :hi there\r\n";
@@ -536,13 +488,36 @@ mod tests {
         s.handle_input(t, b);
         assert_eq!(
             events(&mut s),
-            [Event::Privmsg(Privmsg {
+            [Event::OwnMessage {
                 channel: "lumenwave".into(),
-                login: "hueshift_bot".into(),
-                user_id: Some("81234567".into()),
                 text: "hi there".into(),
-            })]
+            }]
         );
+        // another chatter, and one whose login looks like ours but whose id is not
+        s.handle_input(
+            t,
+            b"@user-id=999 :someone!someone@someone.tmi.twitch.tv PRIVMSG #lumenwave :ccd\r\n",
+        );
+        s.handle_input(t, b"@user-id=998 :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #lumenwave :x\r\n");
+        assert_eq!(events(&mut s), []);
+    }
+
+    #[test]
+    fn joins_and_parts_on_the_live_connection() {
+        let t = t0();
+        let mut s = login(t, &["a"]);
+        s.join(t, "early"); // before the welcome: waits for it
+        assert!(drain(&mut s).is_empty());
+        s.handle_input(t, b":tmi.twitch.tv 001 hueshift_bot :Welcome\r\n");
+        assert_eq!(drain(&mut s), ["JOIN #a\r\n", "JOIN #early\r\n"]);
+        s.join(t, "b");
+        s.part("a");
+        assert_eq!(drain(&mut s), ["JOIN #b\r\n", "PART #a\r\n"]);
+        s.handle_input(
+            t,
+            b":hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PART #a\r\n",
+        );
+        assert_eq!(events(&mut s), [Event::Ready, Event::Left("a".into())]);
     }
 
     #[test]

@@ -1,0 +1,335 @@
+//! The status file the running bot keeps next to its config (`<config>.status.json`), and
+//! what `--health-check` and `status` read from it. Judging health is a plain function of
+//! the document, the time and whether the process lives, so tests need no bot.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{format_rfc3339, parse_rfc3339};
+
+/// The bot rewrites the file at least this often.
+pub const WRITE_EVERY: Duration = Duration::from_secs(30);
+/// An older file means the bot is stuck or gone.
+pub const FRESH: Duration = Duration::from_secs(90);
+/// A user with valid tokens may be without chat this long before the bot counts as unhealthy.
+pub const CHAT_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    /// When it was written (RFC 3339 UTC).
+    pub written_at: String,
+    /// The bot's process id.
+    pub pid: u32,
+    /// The config file it runs.
+    pub config: String,
+    /// One entry per user, in config order.
+    pub users: Vec<UserStatus>,
+}
+
+/// One user's line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserStatus {
+    /// Login as configured.
+    pub username: String,
+    /// `starting`, `connecting`, `connected`, `disabled` (connected, automatic changes
+    /// off), `reconnecting`, `awaiting_authorisation` or `stopped`.
+    pub state: String,
+    /// Automatic changes on.
+    pub enabled: bool,
+    /// Channels joined.
+    pub channels: Vec<String>,
+    /// The color in use, as far as known.
+    pub color: Option<String>,
+    /// Successful color changes since the bot started.
+    pub changes: u64,
+    /// Own chat messages seen since the bot started.
+    pub messages: u64,
+    /// When the last change succeeded.
+    pub last_change_at: Option<String>,
+    /// The last thing that went wrong.
+    pub last_error: Option<String>,
+    /// When the access token expires.
+    pub token_expires_at: Option<String>,
+    /// Since when the user has had no chat connection (`null` while connected).
+    pub chat_down_since: Option<String>,
+}
+
+/// `<config>.status.json`, beside the config file.
+pub fn path_for(config: &Path) -> PathBuf {
+    let mut name = config
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "twitch_colorchanger.conf".into());
+    name.push(".status.json");
+    config.with_file_name(name)
+}
+
+/// Reads the status file for `config`; the error says what a person should know.
+pub fn read(config: &Path) -> Result<Document, String> {
+    let path = path_for(config);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "no bot is running for {} (no status file {})",
+                config.display(),
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    serde_json::from_str(&text).map_err(|e| format!("{}: not a status file: {e}", path.display()))
+}
+
+/// Whether process `pid` exists (always true where `/proc` is not mounted).
+pub fn pid_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
+}
+
+fn age(at: &str, now: SystemTime) -> Option<Duration> {
+    parse_rfc3339(at).map(|t| now.duration_since(t).unwrap_or_default())
+}
+
+/// Says whether the bot that wrote `doc` is healthy at `now`: its process lives, the file is
+/// fresh, and every user that is not waiting for a person has had chat within the grace
+/// time. `Ok` carries a one-line summary, `Err` the reason.
+pub fn health(doc: &Document, now: SystemTime, alive: bool) -> Result<String, String> {
+    if !alive {
+        return Err(format!("the bot (pid {}) is not running", doc.pid));
+    }
+    match age(&doc.written_at, now) {
+        Some(old) if old <= FRESH => {}
+        Some(old) => {
+            return Err(format!(
+                "the status file is {}s old (the bot writes it every {}s): the bot is stuck",
+                old.as_secs(),
+                WRITE_EVERY.as_secs()
+            ))
+        }
+        None => return Err(format!("unreadable written_at {:?}", doc.written_at)),
+    }
+    for user in &doc.users {
+        if matches!(user.state.as_str(), "awaiting_authorisation" | "stopped") {
+            continue;
+        }
+        let Some(down) = user.chat_down_since.as_deref().and_then(|t| age(t, now)) else {
+            continue;
+        };
+        if down > CHAT_GRACE {
+            let why = user
+                .last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            return Err(format!(
+                "{} has had no chat connection for {} ({}){why}",
+                user.username,
+                ago(down).trim_end_matches(" ago"),
+                user.state
+            ));
+        }
+    }
+    let connected = doc
+        .users
+        .iter()
+        .filter(|u| matches!(u.state.as_str(), "connected" | "disabled"))
+        .count();
+    Ok(format!(
+        "healthy: pid {}, {connected} of {} user(s) in chat",
+        doc.pid,
+        doc.users.len()
+    ))
+}
+
+/// "12s ago", "3m ago", "2h ago", "4d ago".
+pub fn ago(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86_399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// "in 3h", for times ahead.
+fn until(d: Duration) -> String {
+    format!("in {}", ago(d).trim_end_matches(" ago"))
+}
+
+/// The table `status` prints.
+pub fn table(doc: &Document, now: SystemTime) -> String {
+    let headers = [
+        "USER",
+        "STATE",
+        "CHANNELS",
+        "COLOR",
+        "CHANGES",
+        "LAST",
+        "TOKEN",
+        "LAST ERROR",
+    ];
+    let mut rows: Vec<[String; 8]> = Vec::new();
+    for u in &doc.users {
+        let last = u
+            .last_change_at
+            .as_deref()
+            .and_then(|t| age(t, now))
+            .map(ago)
+            .unwrap_or_else(|| "-".into());
+        let token = match u.token_expires_at.as_deref().and_then(parse_rfc3339) {
+            Some(at) => match at.duration_since(now) {
+                Ok(left) => until(left),
+                Err(_) => "expired".into(),
+            },
+            None => "-".into(),
+        };
+        let channels = if u.channels.is_empty() {
+            "-".into()
+        } else {
+            u.channels
+                .iter()
+                .map(|c| format!("#{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        rows.push([
+            u.username.clone(),
+            u.state.clone(),
+            channels,
+            u.color.clone().unwrap_or_else(|| "-".into()),
+            u.changes.to_string(),
+            last,
+            token,
+            u.last_error.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    let written = age(&doc.written_at, now).map(ago).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "pid {}, config {}, status written {written}",
+        doc.pid, doc.config
+    );
+    out
+}
+
+/// RFC 3339 for an optional time.
+pub fn stamp(at: Option<SystemTime>) -> Option<String> {
+    at.map(format_rfc3339)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(now: SystemTime) -> Document {
+        Document {
+            written_at: format_rfc3339(now - Duration::from_secs(10)),
+            pid: 42,
+            config: "/config/twitch_colorchanger.conf".into(),
+            users: vec![UserStatus {
+                username: "hueshift_bot".into(),
+                state: "connected".into(),
+                enabled: true,
+                channels: vec!["lumenwave".into()],
+                color: Some("#1E90FF".into()),
+                changes: 3,
+                messages: 4,
+                last_change_at: Some(format_rfc3339(now - Duration::from_secs(180))),
+                last_error: None,
+                token_expires_at: Some(format_rfc3339(now + Duration::from_secs(3 * 3600 + 5))),
+                chat_down_since: None,
+            }],
+        }
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    #[test]
+    fn healthy_fresh_and_connected() {
+        assert_eq!(
+            health(&doc(now()), now(), true),
+            Ok("healthy: pid 42, 1 of 1 user(s) in chat".into())
+        );
+    }
+
+    #[test]
+    fn gone_stale_or_without_chat_is_unhealthy() {
+        let n = now();
+        assert_eq!(
+            health(&doc(n), n, false),
+            Err("the bot (pid 42) is not running".into())
+        );
+        let mut stale = doc(n);
+        stale.written_at = format_rfc3339(n - Duration::from_secs(91));
+        assert!(health(&stale, n, true).unwrap_err().contains("91s old"));
+        let mut lost = doc(n);
+        lost.users[0].state = "reconnecting".into();
+        lost.users[0].last_error = Some("chat: cannot connect".into());
+        lost.users[0].chat_down_since = Some(format_rfc3339(n - Duration::from_secs(299)));
+        assert!(health(&lost, n, true).is_ok());
+        lost.users[0].chat_down_since = Some(format_rfc3339(n - Duration::from_secs(301)));
+        assert_eq!(
+            health(&lost, n, true),
+            Err("hueshift_bot has had no chat connection for 5m (reconnecting); last error: chat: cannot connect".into())
+        );
+        // a user waiting for a person to authorise does not make the bot unhealthy
+        lost.users[0].state = "awaiting_authorisation".into();
+        assert!(health(&lost, n, true).is_ok());
+    }
+
+    #[test]
+    fn the_table_says_it_in_words() {
+        let text = table(&doc(now()), now());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "USER          STATE      CHANNELS    COLOR    CHANGES  LAST    TOKEN  LAST ERROR"
+        );
+        assert_eq!(
+            lines[1],
+            "hueshift_bot  connected  #lumenwave  #1E90FF  3        3m ago  in 3h  -"
+        );
+        assert!(lines[2].starts_with(
+            "pid 42, config /config/twitch_colorchanger.conf, status written 10s ago"
+        ));
+    }
+
+    #[test]
+    fn the_file_sits_beside_the_config() {
+        assert_eq!(
+            path_for(Path::new("/config/twitch_colorchanger.conf")),
+            Path::new("/config/twitch_colorchanger.conf.status.json")
+        );
+    }
+}

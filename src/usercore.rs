@@ -1,0 +1,1062 @@
+//! One user's decisions, free of I/O (in the shape of quinn-proto's `Connection`): chat
+//! events, Helix answers, token refreshes, config updates and chat commands go in with
+//! `now`; actions for the driver (look the user up, connect, join, part, set a color,
+//! refresh the token, persist a field) and one deadline come out. The driver in
+//! [`crate::user`] only performs the actions and reports how they ended.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use nanorand::{Rng, WyRand};
+
+use crate::backoff::Backoff;
+use crate::bot::{BotEvent, Change, ColorBot, Outcome};
+use crate::chat::{self, CloseReason};
+use crate::color::Typed;
+use crate::command::{self, Command};
+use crate::config::UserConfig;
+use crate::log;
+
+/// A chat connection that stayed logged in this long resets the reconnect backoff.
+pub const HEALTHY: Duration = Duration::from_secs(30);
+/// Longest wait for a rate-limit bucket to refill.
+pub const MAX_RATE_WAIT: Duration = Duration::from_secs(60);
+
+/// What the driver should do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Find the token owner's id and current color; report with [`UserCore::handle_lookup`].
+    LookUpUser,
+    /// Open a chat session with [`UserCore::channels`]; report its events with
+    /// [`UserCore::handle_chat`] and a lost connection with [`UserCore::handle_disconnected`].
+    Connect,
+    /// Join this channel on the live chat session.
+    Join(String),
+    /// Leave this channel on the live chat session.
+    Part(String),
+    /// `PUT /chat/color`; report with [`UserCore::handle_put`].
+    SetColor(String),
+    /// The token was refused: refresh it; report with [`UserCore::handle_refreshed`].
+    RefreshToken(Purpose),
+    /// Write this field to the user's entry in the config file.
+    Persist(Field),
+}
+
+/// What a token refresh is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The user lookup got 401.
+    Lookup,
+    /// Chat refused the login.
+    Chat,
+    /// The color change got 401.
+    Color,
+}
+
+/// A config field the bot changes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `"enabled"` (chat commands `ccd` / `cce`).
+    Enabled(bool),
+    /// `"is_prime_or_turbo"` (a hex color refused, a named one taken).
+    PrimeOrTurbo(bool),
+}
+
+/// The token owner, as Helix reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User id.
+    pub id: String,
+    /// Login.
+    pub login: String,
+    /// The color in use; `Err` with the reason when it could not be read.
+    pub color: Result<Option<String>, String>,
+}
+
+/// Why a Helix call failed, as far as the core needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// 401, with Twitch's message.
+    Unauthorized(String),
+    /// Anything else, described.
+    Other(String),
+}
+
+/// How a `PUT /chat/color` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutResult {
+    /// 204.
+    Done,
+    /// An error status, Twitch's message, and for 429 how long until the bucket refills.
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// Twitch's message.
+        message: String,
+        /// Until the rate-limit bucket refills, when Twitch said.
+        retry_after: Option<Duration>,
+    },
+    /// No answer (network, bad body), described.
+    Failed(String),
+}
+
+/// Where the user stands, for the status file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Looking up the user.
+    Starting,
+    /// Opening a chat connection.
+    Connecting,
+    /// In chat, changing colors.
+    Connected,
+    /// In chat, automatic changes off.
+    Disabled,
+    /// Chat lost; waiting to reconnect.
+    Reconnecting,
+}
+
+impl State {
+    /// The name used in the status file.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Connecting => "connecting",
+            State::Connected => "connected",
+            State::Disabled => "disabled",
+            State::Reconnecting => "reconnecting",
+        }
+    }
+}
+
+/// What survives a restart of the user (a reload that changed its credentials).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Successful color changes.
+    pub changes: u64,
+    /// Own chat messages seen.
+    pub messages: u64,
+    /// When the last change succeeded.
+    pub last_change_at: Option<Instant>,
+    /// The last thing that went wrong.
+    pub last_error: Option<String>,
+}
+
+/// A snapshot for status reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Where the user stands.
+    pub state: State,
+    /// Automatic changes on.
+    pub enabled: bool,
+    /// Hex colors in use.
+    pub prime_or_turbo: bool,
+    /// Channels joined (confirmed by the server), sorted.
+    pub joined: Vec<String>,
+    /// The color in use, as far as known.
+    pub color: Option<String>,
+    /// Counters.
+    pub counters: Counters,
+    /// Since when chat has been down (`None` while connected).
+    pub chat_down_since: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chat {
+    /// No user id yet: not connecting.
+    Idle,
+    /// A session is being opened or is logging in.
+    Connecting,
+    /// Logged in since then.
+    Ready(Instant),
+    /// Waiting for the reconnect timer.
+    Waiting,
+    /// Waiting for a token refresh before reconnecting.
+    Refreshing,
+}
+
+#[derive(Clone, Copy)]
+enum Timer {
+    /// Look the user up again, or reconnect.
+    Retry = 0,
+    /// Send the color change held back by a 429.
+    Change = 1,
+}
+
+/// One user's state: chat, color changes, commands, counters.
+pub struct UserCore {
+    name: String,
+    channels: Vec<String>,
+    bot: ColorBot,
+    rng: WyRand,
+    identity: Option<Identity>,
+    chat: Chat,
+    joined: BTreeSet<String>,
+    backoff: Backoff,
+    lookup_refreshed: bool,
+    /// The color being PUT, and whether it was already retried after a refresh.
+    putting: Option<(String, bool)>,
+    /// A color held back by a 429, sent when [`Timer::Change`] fires.
+    held: Option<String>,
+    last_channel: Option<String>,
+    timers: [Option<Instant>; 2],
+    actions: VecDeque<Action>,
+    counters: Counters,
+    chat_down_since: Option<Instant>,
+}
+
+impl UserCore {
+    /// A core for `user`, carrying `counters` over from an earlier run, seeded for tests.
+    pub fn new(now: Instant, user: &UserConfig, counters: Counters, seed: u64) -> UserCore {
+        let core = UserCore {
+            name: user.username.clone(),
+            channels: user.channels.clone(),
+            bot: ColorBot::new(user.is_prime_or_turbo, user.enabled, None),
+            rng: WyRand::new_seed(seed),
+            identity: None,
+            chat: Chat::Idle,
+            joined: BTreeSet::new(),
+            backoff: Backoff::default(),
+            lookup_refreshed: false,
+            putting: None,
+            held: None,
+            last_channel: None,
+            timers: [None; 2],
+            actions: VecDeque::from([Action::LookUpUser]),
+            counters,
+            chat_down_since: Some(now),
+        };
+        core.log_start();
+        core
+    }
+
+    fn who(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    fn jitter(&mut self) -> f64 {
+        f64::from(self.rng.generate_range(0u32..1000)) / 1000.0
+    }
+
+    fn log_start(&self) {
+        let mode = if self.bot.prime_or_turbo() {
+            "random hex colors (Prime/Turbo)"
+        } else {
+            "named colors"
+        };
+        let auto = if self.bot.enabled() {
+            ""
+        } else {
+            "; automatic changes disabled (\"enabled\": false)"
+        };
+        log!(
+            Info,
+            self.who(),
+            None,
+            "starting: channels {}; {mode}{auto}",
+            hashed(&self.channels)
+        );
+    }
+
+    /// The channels to join when connecting.
+    pub fn channels(&self) -> &[String] {
+        &self.channels
+    }
+
+    /// The user id, once looked up.
+    pub fn user_id(&self) -> Option<&str> {
+        self.identity.as_ref().map(|i| i.id.as_str())
+    }
+
+    fn set(&mut self, timer: Timer, at: Option<Instant>) {
+        self.timers[timer as usize] = at;
+    }
+
+    fn due(&self, timer: Timer, now: Instant) -> bool {
+        self.timers[timer as usize].is_some_and(|t| t <= now)
+    }
+
+    fn error(&mut self, why: String) {
+        self.counters.last_error = Some(why);
+    }
+
+    /// The user lookup ended.
+    pub fn handle_lookup(&mut self, now: Instant, result: Result<Identity, Failure>) {
+        match result {
+            Ok(identity) => {
+                if !identity.login.eq_ignore_ascii_case(&self.name) {
+                    log!(Warn, self.who(), None, "the access token belongs to {}, not to this user; its colors are the ones that will change", log::quoted(&identity.login));
+                }
+                let color = match &identity.color {
+                    Ok(color) => {
+                        log!(
+                            Debug,
+                            self.who(),
+                            None,
+                            "user id {}, current color {}",
+                            identity.id,
+                            color.as_deref().unwrap_or("(never set)")
+                        );
+                        color.clone()
+                    }
+                    Err(why) => {
+                        log!(
+                            Warn,
+                            self.who(),
+                            None,
+                            "cannot read the current color ({why}); the first change may repeat it"
+                        );
+                        None
+                    }
+                };
+                self.bot = ColorBot::new(self.bot.prime_or_turbo(), self.bot.enabled(), color);
+                self.identity = Some(identity);
+                self.backoff.reset();
+                self.connect();
+            }
+            Err(Failure::Unauthorized(_)) if !self.lookup_refreshed => {
+                self.lookup_refreshed = true;
+                self.actions
+                    .push_back(Action::RefreshToken(Purpose::Lookup));
+            }
+            Err(failure) => {
+                let why = match failure {
+                    Failure::Unauthorized(m) => {
+                        self.backoff.saturate();
+                        format!("HTTP 401: {m} (the access token or client id was refused)")
+                    }
+                    Failure::Other(m) => m,
+                };
+                self.retry_lookup(now, why);
+            }
+        }
+    }
+
+    fn retry_lookup(&mut self, now: Instant, why: String) {
+        let jitter = self.jitter();
+        let wait = self.backoff.next_delay(jitter);
+        log!(
+            Error,
+            self.who(),
+            None,
+            "cannot look up the user id: {why}; retrying in {:.1}s",
+            wait.as_secs_f64()
+        );
+        self.error(format!("cannot look up the user id: {why}"));
+        self.set(Timer::Retry, Some(now + wait));
+    }
+
+    fn connect(&mut self) {
+        self.chat = Chat::Connecting;
+        self.actions.push_back(Action::Connect);
+    }
+
+    /// A token refresh asked for with [`Action::RefreshToken`] ended.
+    pub fn handle_refreshed(&mut self, now: Instant, purpose: Purpose, result: Result<(), String>) {
+        match (purpose, result) {
+            (Purpose::Lookup, Ok(())) => self.actions.push_back(Action::LookUpUser),
+            (Purpose::Lookup, Err(why)) => {
+                self.backoff.saturate();
+                self.retry_lookup(now, format!("the token was refused and not renewed: {why}"));
+            }
+            (Purpose::Chat, Ok(())) => self.reconnect_later(now),
+            (Purpose::Chat, Err(why)) => {
+                log!(Error, self.who(), None, "cannot refresh the token: {why}");
+                self.error(format!(
+                    "chat login refused and the token not renewed: {why}"
+                ));
+                self.backoff.saturate();
+                self.reconnect_later(now);
+            }
+            (Purpose::Color, Ok(())) => {
+                if let Some((color, retried)) = &mut self.putting {
+                    *retried = true;
+                    let color = color.clone();
+                    self.actions.push_back(Action::SetColor(color));
+                }
+            }
+            (Purpose::Color, Err(why)) => {
+                self.putting = None;
+                self.finish(now, Outcome::Unauthorized(why));
+            }
+        }
+    }
+
+    /// An event from the chat session.
+    pub fn handle_chat(&mut self, now: Instant, event: chat::Event) {
+        match event {
+            chat::Event::Ready => {
+                self.chat = Chat::Ready(now);
+                self.chat_down_since = None;
+                log!(Info, self.who(), None, "connected to chat");
+            }
+            chat::Event::Joined(chan) => {
+                log!(Info, self.who(), Some(&chan), "joined");
+                self.joined.insert(chan);
+            }
+            chat::Event::Left(chan) => {
+                if self.channels.contains(&chan) {
+                    log!(
+                        Warn,
+                        self.who(),
+                        Some(&chan),
+                        "left the channel (parted or banned)"
+                    );
+                } else {
+                    log!(Info, self.who(), Some(&chan), "left");
+                }
+                self.joined.remove(&chan);
+            }
+            chat::Event::OwnMessage { channel, text } => self.own_message(now, channel, &text),
+            chat::Event::Notice {
+                channel,
+                msg_id,
+                text,
+            } => log!(
+                Warn,
+                self.who(),
+                channel.as_deref(),
+                "notice from Twitch: {} ({})",
+                log::quoted(&text),
+                log::quoted(msg_id.as_deref().unwrap_or("no msg-id"))
+            ),
+            chat::Event::Dropped(why) => {
+                log!(Debug, self.who(), None, "ignored chat input: {why}")
+            }
+            chat::Event::Closed(CloseReason::AuthFailed(text)) => {
+                self.chat_lost(now);
+                log!(
+                    Warn,
+                    self.who(),
+                    None,
+                    "chat login refused ({}); refreshing the token",
+                    log::quoted(&text)
+                );
+                self.chat = Chat::Refreshing;
+                self.actions.push_back(Action::RefreshToken(Purpose::Chat));
+            }
+            chat::Event::Closed(reason) => {
+                let routine = reason == CloseReason::Reconnect;
+                self.handle_disconnected(now, &reason.to_string(), routine)
+            }
+        }
+    }
+
+    fn chat_lost(&mut self, now: Instant) {
+        if let Chat::Ready(since) = self.chat {
+            if now.duration_since(since) >= HEALTHY {
+                self.backoff.reset();
+            }
+        }
+        self.joined.clear();
+        self.chat_down_since.get_or_insert(now);
+    }
+
+    /// The chat connection failed or ended (`routine`: the server asked for it).
+    pub fn handle_disconnected(&mut self, now: Instant, why: &str, routine: bool) {
+        if matches!(self.chat, Chat::Idle | Chat::Waiting | Chat::Refreshing) {
+            return;
+        }
+        let lived = match self.chat {
+            Chat::Ready(since) => format!(" after {}s", now.duration_since(since).as_secs()),
+            _ => String::new(),
+        };
+        self.chat_lost(now);
+        if !routine {
+            self.error(format!("chat: {why}"));
+        }
+        let jitter = self.jitter();
+        let wait = self.backoff.next_delay(jitter);
+        log!(
+            Warn,
+            self.who(),
+            None,
+            "chat connection ended{lived}: {why}; reconnecting in {:.1}s",
+            wait.as_secs_f64()
+        );
+        self.chat = Chat::Waiting;
+        self.set(Timer::Retry, Some(now + wait));
+    }
+
+    fn reconnect_later(&mut self, now: Instant) {
+        let jitter = self.jitter();
+        let wait = self.backoff.next_delay(jitter);
+        log!(
+            Info,
+            self.who(),
+            None,
+            "reconnecting to chat in {:.1}s",
+            wait.as_secs_f64()
+        );
+        self.chat = Chat::Waiting;
+        self.set(Timer::Retry, Some(now + wait));
+    }
+
+    fn own_message(&mut self, now: Instant, channel: String, text: &str) {
+        self.counters.messages += 1;
+        log!(Debug, self.who(), Some(&channel), "own message seen");
+        self.last_channel = Some(channel);
+        let chan = self.last_channel.clone();
+        let chan = chan.as_deref();
+        let change = match command::parse(text) {
+            None => self.bot.on_own_message(&mut self.rng),
+            Some(cmd @ (Command::Disable | Command::Enable)) => {
+                let enabled = cmd == Command::Enable;
+                let (word, what) = if enabled {
+                    ("cce", "enabled")
+                } else {
+                    ("ccd", "disabled")
+                };
+                log!(
+                    Info,
+                    self.who(),
+                    chan,
+                    "{word}: automatic color changes {what}"
+                );
+                self.bot.set_enabled(enabled);
+                self.actions
+                    .push_back(Action::Persist(Field::Enabled(enabled)));
+                None
+            }
+            Some(Command::SetColor(Typed::Hex(hex))) if !self.bot.prime_or_turbo() => {
+                log!(Info, self.who(), chan, "ccc {hex}: hex colors need Turbo or Prime (\"is_prime_or_turbo\" is false); use a named color");
+                None
+            }
+            Some(Command::SetColor(typed)) => {
+                let color = match typed {
+                    Typed::Named(name) => name.to_owned(),
+                    Typed::Hex(hex) => hex,
+                };
+                log!(Info, self.who(), chan, "ccc: setting color {color}");
+                self.bot.request(color)
+            }
+            Some(Command::Invalid(why)) => {
+                log!(Info, self.who(), chan, "{why}; ignored");
+                None
+            }
+        };
+        if let Some(change) = change {
+            self.start_change(now, change);
+        }
+    }
+
+    fn start_change(&mut self, now: Instant, change: Change) {
+        match change.after {
+            Some(wait) if !wait.is_zero() => {
+                self.held = Some(change.color);
+                self.set(Timer::Change, Some(now + wait.min(MAX_RATE_WAIT)));
+            }
+            _ => {
+                log!(Debug, self.who(), None, "setting color {}", change.color);
+                self.putting = Some((change.color.clone(), false));
+                self.actions.push_back(Action::SetColor(change.color));
+            }
+        }
+    }
+
+    /// The color change asked for with [`Action::SetColor`] ended.
+    pub fn handle_put(&mut self, now: Instant, result: PutResult) {
+        let retried = match &self.putting {
+            Some((_, retried)) => *retried,
+            None => return,
+        };
+        let outcome = match result {
+            PutResult::Done => Outcome::Done,
+            PutResult::Status { status: 401, .. } if !retried => {
+                self.actions.push_back(Action::RefreshToken(Purpose::Color));
+                return;
+            }
+            PutResult::Status {
+                status: 400,
+                message,
+                ..
+            } => Outcome::Rejected(message),
+            PutResult::Status {
+                status: 401,
+                message,
+                ..
+            } => Outcome::Unauthorized(message),
+            PutResult::Status {
+                status: 429,
+                retry_after,
+                ..
+            } => Outcome::RateLimited(Some(retry_after.unwrap_or(Duration::from_secs(1)))),
+            PutResult::Status {
+                status, message, ..
+            } => Outcome::Failed(format!("HTTP {status}: {message}")),
+            PutResult::Failed(why) => Outcome::Failed(why),
+        };
+        self.putting = None;
+        self.finish(now, outcome);
+    }
+
+    fn finish(&mut self, now: Instant, outcome: Outcome) {
+        let next = self.bot.on_outcome(outcome, &mut self.rng);
+        let chan = self.last_channel.clone();
+        let chan = chan.as_deref();
+        while let Some(event) = self.bot.poll_event() {
+            match event {
+                BotEvent::Changed { old, new } => {
+                    self.counters.changes += 1;
+                    self.counters.last_change_at = Some(now);
+                    log!(
+                        Info,
+                        self.who(),
+                        chan,
+                        "color changed {} → {new}",
+                        old.as_deref().unwrap_or("(unknown)")
+                    );
+                }
+                BotEvent::PrimeLost => {
+                    log!(Warn, self.who(), None, "Twitch refused a hex color but took a named one: this account has no Turbo/Prime; using named colors from now on");
+                    self.actions
+                        .push_back(Action::Persist(Field::PrimeOrTurbo(false)));
+                }
+                BotEvent::FallbackFailed {
+                    hex_error,
+                    named_error,
+                } => {
+                    let why = format!(
+                        "hex color refused ({}) and named color refused too ({})",
+                        log::quoted(&hex_error),
+                        log::quoted(&named_error)
+                    );
+                    log!(Error, self.who(), chan, "color not changed: {why}");
+                    self.error(why);
+                }
+                BotEvent::RateLimited => log!(
+                    Warn,
+                    self.who(),
+                    chan,
+                    "rate limited by Twitch; retrying once the bucket refills"
+                ),
+                BotEvent::Failed(why) => {
+                    let why = log::capped(&why);
+                    log!(Error, self.who(), chan, "color not changed: {why}");
+                    self.error(why);
+                }
+                BotEvent::Unauthorized(why) => {
+                    let why = format!(
+                        "Twitch refused the access token ({}) and it could not be renewed",
+                        log::quoted(&why)
+                    );
+                    log!(Error, self.who(), chan, "color not changed: {why}");
+                    self.error(why);
+                }
+            }
+        }
+        if let Some(change) = next {
+            self.start_change(now, change);
+        }
+    }
+
+    /// The person edited this user's settings (channels, `enabled`, `is_prime_or_turbo`):
+    /// applied in place, joining and leaving channels on the live session.
+    pub fn handle_config(&mut self, user: &UserConfig) {
+        let added: Vec<String> = user
+            .channels
+            .iter()
+            .filter(|c| !self.channels.contains(c))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|c| !user.channels.contains(c))
+            .cloned()
+            .collect();
+        if !added.is_empty() || !removed.is_empty() {
+            log!(
+                Info,
+                self.who(),
+                None,
+                "channels now {} (joining {}, leaving {})",
+                hashed(&user.channels),
+                or_none(&added),
+                or_none(&removed)
+            );
+            self.channels = user.channels.clone();
+            if matches!(self.chat, Chat::Connecting | Chat::Ready(_)) {
+                self.actions.extend(added.into_iter().map(Action::Join));
+                self.actions.extend(removed.into_iter().map(Action::Part));
+            }
+        }
+        if user.enabled != self.bot.enabled() {
+            self.bot.set_enabled(user.enabled);
+            let what = if user.enabled { "enabled" } else { "disabled" };
+            log!(
+                Info,
+                self.who(),
+                None,
+                "automatic color changes {what} (config file)"
+            );
+        }
+        if user.is_prime_or_turbo != self.bot.prime_or_turbo() {
+            self.bot.set_prime_or_turbo(user.is_prime_or_turbo);
+            let what = if user.is_prime_or_turbo {
+                "random hex colors"
+            } else {
+                "named colors"
+            };
+            log!(Info, self.who(), None, "using {what} (config file)");
+        }
+    }
+
+    /// Handles every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.due(Timer::Retry, now) {
+            self.set(Timer::Retry, None);
+            if self.identity.is_none() {
+                self.lookup_refreshed = false;
+                self.actions.push_back(Action::LookUpUser);
+            } else {
+                self.connect();
+            }
+        }
+        if self.due(Timer::Change, now) {
+            self.set(Timer::Change, None);
+            if let Some(color) = self.held.take() {
+                self.start_change(now, Change { color, after: None });
+            }
+        }
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`UserCore::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// Where the user stands.
+    pub fn status(&self) -> Status {
+        let state = match self.chat {
+            Chat::Idle if self.identity.is_none() => State::Starting,
+            Chat::Idle | Chat::Connecting => State::Connecting,
+            Chat::Ready(_) if self.bot.enabled() => State::Connected,
+            Chat::Ready(_) => State::Disabled,
+            Chat::Waiting | Chat::Refreshing => State::Reconnecting,
+        };
+        Status {
+            state,
+            enabled: self.bot.enabled(),
+            prime_or_turbo: self.bot.prime_or_turbo(),
+            joined: self.joined.iter().cloned().collect(),
+            color: self.bot.current().map(str::to_owned),
+            counters: self.counters.clone(),
+            chat_down_since: self.chat_down_since,
+        }
+    }
+}
+
+fn hashed(channels: &[String]) -> String {
+    channels
+        .iter()
+        .map(|c| format!("#{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn or_none(channels: &[String]) -> String {
+    if channels.is_empty() {
+        "none".into()
+    } else {
+        hashed(channels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::color;
+    use crate::secret::Secret;
+
+    fn user(channels: &[&str], prime: bool) -> UserConfig {
+        UserConfig {
+            username: "HueShift_Bot".into(),
+            access_token: Secret::new("t"),
+            refresh_token: Secret::default(),
+            client_id: "cid".into(),
+            client_secret: Secret::default(),
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            is_prime_or_turbo: prime,
+            enabled: true,
+            token_expiry: None,
+        }
+    }
+
+    fn actions(core: &mut UserCore) -> Vec<Action> {
+        std::iter::from_fn(|| core.poll_action()).collect()
+    }
+
+    fn me() -> Identity {
+        Identity {
+            id: "81234567".into(),
+            login: "hueshift_bot".into(),
+            color: Ok(Some("#1E90FF".into())),
+        }
+    }
+
+    /// A core that has looked itself up and is in chat.
+    fn ready(t: Instant, channels: &[&str], prime: bool) -> UserCore {
+        let mut core = UserCore::new(t, &user(channels, prime), Counters::default(), 7);
+        assert_eq!(actions(&mut core), [Action::LookUpUser]);
+        core.handle_lookup(t, Ok(me()));
+        assert_eq!(actions(&mut core), [Action::Connect]);
+        assert_eq!(core.status().state, State::Connecting);
+        core.handle_chat(t, chat::Event::Ready);
+        for c in channels {
+            core.handle_chat(t, chat::Event::Joined(c.to_string()));
+        }
+        core
+    }
+
+    fn say(core: &mut UserCore, t: Instant, text: &str) {
+        core.handle_chat(
+            t,
+            chat::Event::OwnMessage {
+                channel: "lumenwave".into(),
+                text: text.into(),
+            },
+        );
+    }
+
+    fn set_color(action: &Action) -> &str {
+        match action {
+            Action::SetColor(c) => c,
+            other => panic!("expected SetColor, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn own_message_sets_a_new_color_and_counts() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], true);
+        assert_eq!(core.status().state, State::Connected);
+        say(&mut core, t, "hello");
+        let acts = actions(&mut core);
+        let color = set_color(&acts[0]).to_owned();
+        assert!(color::is_hex(&color) && !color::same(&color, "#1E90FF"));
+        core.handle_put(t + Duration::from_millis(5), PutResult::Done);
+        let s = core.status();
+        assert_eq!(s.color.as_deref(), Some(color.as_str()));
+        assert_eq!((s.counters.changes, s.counters.messages), (1, 1), "{s:?}");
+        assert_eq!(
+            s.counters.last_change_at,
+            Some(t + Duration::from_millis(5))
+        );
+        assert_eq!(s.joined, ["lumenwave"]);
+    }
+
+    #[test]
+    fn a_401_refreshes_the_token_and_retries_once() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], false);
+        say(&mut core, t, "hi");
+        let color = set_color(&actions(&mut core)[0]).to_owned();
+        let refused = PutResult::Status {
+            status: 401,
+            message: "Invalid OAuth token".into(),
+            retry_after: None,
+        };
+        core.handle_put(t, refused.clone());
+        assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Color)]);
+        core.handle_refreshed(t, Purpose::Color, Ok(()));
+        assert_eq!(actions(&mut core), [Action::SetColor(color)]);
+        // refused again: given up, not refreshed in a loop
+        core.handle_put(t, refused);
+        assert_eq!(actions(&mut core), []);
+        assert!(core
+            .status()
+            .counters
+            .last_error
+            .unwrap()
+            .contains("could not be renewed"));
+    }
+
+    #[test]
+    fn a_429_waits_for_the_bucket_on_the_clock() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], false);
+        say(&mut core, t, "hi");
+        let color = set_color(&actions(&mut core)[0]).to_owned();
+        core.handle_put(
+            t,
+            PutResult::Status {
+                status: 429,
+                message: "Too Many Requests".into(),
+                retry_after: Some(Duration::from_secs(7)),
+            },
+        );
+        assert_eq!(actions(&mut core), []);
+        assert_eq!(core.poll_timeout(), Some(t + Duration::from_secs(7)));
+        core.handle_timeout(t + Duration::from_secs(6));
+        assert_eq!(actions(&mut core), []);
+        core.handle_timeout(t + Duration::from_secs(7));
+        assert_eq!(actions(&mut core), [Action::SetColor(color)]);
+    }
+
+    #[test]
+    fn chat_commands_switch_persist_and_set_colors() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], false);
+        say(&mut core, t, " CCD ");
+        assert_eq!(actions(&mut core), [Action::Persist(Field::Enabled(false))]);
+        assert_eq!(core.status().state, State::Disabled);
+        say(&mut core, t, "now nothing changes");
+        assert_eq!(actions(&mut core), []);
+        // ccc works while disabled; hex is refused without Turbo/Prime; junk is ignored
+        say(&mut core, t, "ccc Sea_Green");
+        assert_eq!(actions(&mut core), [Action::SetColor("sea_green".into())]);
+        core.handle_put(t, PutResult::Done);
+        for ignored in ["ccc #a1b2c3", "ccc", "ccc red blue", "ccc purple"] {
+            say(&mut core, t, ignored);
+            assert_eq!(actions(&mut core), [], "{ignored}");
+        }
+        say(&mut core, t, "cce");
+        assert_eq!(actions(&mut core), [Action::Persist(Field::Enabled(true))]);
+        say(&mut core, t, "cccombo");
+        assert!(matches!(actions(&mut core)[..], [Action::SetColor(_)]));
+        assert_eq!(core.status().counters.messages, 9);
+    }
+
+    #[test]
+    fn prime_users_may_ask_for_hex() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], true);
+        say(&mut core, t, "ccc abc");
+        assert_eq!(actions(&mut core), [Action::SetColor("#aabbcc".into())]);
+    }
+
+    #[test]
+    fn a_refused_hex_color_persists_named_colors() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], true);
+        say(&mut core, t, "x");
+        actions(&mut core);
+        let rejected = PutResult::Status {
+            status: 400,
+            message: "invalid color".into(),
+            retry_after: None,
+        };
+        core.handle_put(t, rejected);
+        let named = set_color(&actions(&mut core)[0]).to_owned();
+        assert!(!color::is_hex(&named));
+        core.handle_put(t, PutResult::Done);
+        assert_eq!(
+            actions(&mut core),
+            [Action::Persist(Field::PrimeOrTurbo(false))]
+        );
+        assert!(!core.status().prime_or_turbo);
+    }
+
+    #[test]
+    fn lost_chat_reconnects_with_backoff_reset_after_a_healthy_connection() {
+        let t = Instant::now();
+        let mut core = ready(t, &["a"], true);
+        core.handle_disconnected(t + Duration::from_secs(5), "read failed", false);
+        assert_eq!(core.status().state, State::Reconnecting);
+        assert_eq!(
+            core.status().chat_down_since,
+            Some(t + Duration::from_secs(5))
+        );
+        let first = core.poll_timeout().unwrap() - (t + Duration::from_secs(5));
+        assert!(first <= Duration::from_secs(1), "{first:?}");
+        let t1 = t + Duration::from_secs(6);
+        core.handle_timeout(t1);
+        assert_eq!(actions(&mut core), [Action::Connect]);
+        // a connect failure: the next wait is longer
+        core.handle_disconnected(t1, "cannot connect", false);
+        let second = core.poll_timeout().unwrap() - t1;
+        assert!(second >= Duration::from_secs(1), "{second:?}");
+        core.handle_timeout(t1 + second);
+        actions(&mut core);
+        // a connection that stayed up 30 s resets the backoff
+        let t2 = t1 + second;
+        core.handle_chat(t2, chat::Event::Ready);
+        assert_eq!(core.status().chat_down_since, None);
+        let t3 = t2 + HEALTHY;
+        core.handle_chat(t3, chat::Event::Closed(CloseReason::Reconnect));
+        assert!(core.poll_timeout().unwrap() - t3 <= Duration::from_secs(1));
+        assert_eq!(
+            core.status().counters.last_error.as_deref(),
+            Some("chat: cannot connect")
+        );
+    }
+
+    #[test]
+    fn refused_chat_login_refreshes_then_reconnects() {
+        let t = Instant::now();
+        let mut core = ready(t, &["a"], true);
+        core.handle_chat(
+            t,
+            chat::Event::Closed(CloseReason::AuthFailed(
+                "Login authentication failed".into(),
+            )),
+        );
+        assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Chat)]);
+        assert_eq!(core.poll_timeout(), None);
+        core.handle_refreshed(t, Purpose::Chat, Err("refused".into()));
+        // a failed refresh waits the longest backoff step before trying again
+        assert!(core.poll_timeout().unwrap() - t >= Duration::from_secs(90));
+    }
+
+    #[test]
+    fn lookup_failures_retry_and_a_401_refreshes_once() {
+        let t = Instant::now();
+        let mut core = UserCore::new(t, &user(&["a"], true), Counters::default(), 1);
+        actions(&mut core);
+        assert_eq!(core.status().state, State::Starting);
+        core.handle_lookup(t, Err(Failure::Unauthorized("Invalid OAuth token".into())));
+        assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Lookup)]);
+        core.handle_refreshed(t, Purpose::Lookup, Ok(()));
+        assert_eq!(actions(&mut core), [Action::LookUpUser]);
+        core.handle_lookup(t, Err(Failure::Other("HTTP 503: down".into())));
+        let at = core.poll_timeout().unwrap();
+        core.handle_timeout(at);
+        assert_eq!(actions(&mut core), [Action::LookUpUser]);
+        core.handle_lookup(at, Ok(me()));
+        assert_eq!(actions(&mut core), [Action::Connect]);
+    }
+
+    #[test]
+    fn config_edits_join_and_part_on_the_live_session_and_apply_flags() {
+        let t = Instant::now();
+        let mut core = ready(t, &["a", "b"], true);
+        let mut edited = user(&["b", "c"], false);
+        edited.enabled = false;
+        core.handle_config(&edited);
+        assert_eq!(
+            actions(&mut core),
+            [Action::Join("c".into()), Action::Part("a".into())]
+        );
+        let s = core.status();
+        assert!(!s.enabled && !s.prime_or_turbo);
+        assert_eq!(core.channels(), ["b", "c"]);
+        // the same config again changes nothing
+        core.handle_config(&edited);
+        assert_eq!(actions(&mut core), []);
+        // while chat is down the list is only remembered for the next connection
+        core.handle_disconnected(t, "gone", false);
+        core.handle_config(&user(&["d"], false));
+        assert_eq!(actions(&mut core), []);
+        assert_eq!(core.channels(), ["d"]);
+    }
+
+    #[test]
+    fn counters_carry_over() {
+        let t = Instant::now();
+        let carried = Counters {
+            changes: 4,
+            messages: 9,
+            last_change_at: Some(t),
+            last_error: None,
+        };
+        let core = UserCore::new(t, &user(&["a"], true), carried.clone(), 1);
+        assert_eq!(core.status().counters, carried);
+    }
+}
