@@ -79,7 +79,10 @@ impl Endpoints {
             transport::parse_url(&value).map_err(|e| StartError::Env(name, e.to_string()))
         };
         let (irc, path) = get("TWITCH_IRC_URL", DEFAULT_IRC_URL)?;
-        if !path.is_empty() {
+        let scheme = var("TWITCH_IRC_URL")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !path.is_empty() || scheme.starts_with("http") {
             return Err(StartError::Env(
                 "TWITCH_IRC_URL",
                 "expected tls://host:port or tcp://host:port, without a path".into(),
@@ -433,14 +436,28 @@ impl<'a> Supervisor<'a> {
             return;
         }
         if why == Reload::Changed && config::written_by_us(&path, text.as_bytes()) {
+            log!(
+                Debug,
+                None,
+                None,
+                "{}: changed by the bot itself; nothing to reload",
+                path.display()
+            );
             self.applied = text;
             return;
         }
         self.applied = text.clone();
         let cfg = match config::parse(&path, &text) {
             Ok(cfg) => cfg,
+            Err(ConfigError::NoValidUsers(p, problems)) => {
+                log!(Error, None, None, "config not reloaded: {}: no valid user; the bot keeps running on the last good config", p.display());
+                for problem in problems {
+                    log!(Error, None, None, "{}: {problem}", p.display());
+                }
+                return;
+            }
             Err(e) => {
-                log!(Error, None, None, "config not reloaded: {e}\nthe bot keeps running on the last good config; fix the file and save it again");
+                log!(Error, None, None, "config not reloaded: {e}; the bot keeps running on the last good config (fix the file and save it again)");
                 return;
             }
         };

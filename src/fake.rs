@@ -152,6 +152,13 @@ impl State {
             .count()
     }
 
+    /// The open connections logged in as `login`, by id.
+    pub fn open_conns(&self, login: &str) -> Vec<usize> {
+        (0..self.irc.len())
+            .filter(|&i| self.irc[i].open && self.irc[i].login.as_deref() == Some(login))
+            .collect()
+    }
+
     /// Successful color changes of a user id.
     pub fn changes(&self, user_id: &str) -> Vec<String> {
         self.puts
@@ -625,11 +632,15 @@ fn irc_reply(inner: &Inner, id: usize, line: &str, pass: &mut String) -> Vec<Str
             out
         }
         "PART" => {
+            let nick = inner.lock().irc[id].login.clone().unwrap_or_default();
+            let mut out = vec![];
             for chan in msg.param(0).unwrap_or("").split(',') {
                 let chan = chan.trim_start_matches('#').to_owned();
-                inner.update(|s| s.irc[id].channels.remove(&chan));
+                if inner.update(|s| s.irc[id].channels.remove(&chan)) {
+                    out.push(format!(":{nick}!{nick}@{nick}.tmi.twitch.tv PART #{chan}"));
+                }
             }
-            vec![]
+            out
         }
         "PING" => vec![format!(
             ":tmi.twitch.tv PONG tmi.twitch.tv :{}",

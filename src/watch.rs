@@ -4,7 +4,7 @@
 //! file is polled. The watcher only says "look again"; the supervisor reads the file and
 //! decides whether anything changed.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -58,11 +58,11 @@ fn directories(path: &Path) -> Vec<PathBuf> {
 }
 
 /// Whether an event about `name` (in a watched directory) may concern the config file.
-fn relevant(name: Option<&OsStr>, names: &[&OsStr]) -> bool {
+fn relevant(name: Option<&OsStr>, names: &[OsString]) -> bool {
     match name {
         // the directory itself was moved or deleted
         None => true,
-        Some(n) => names.contains(&n) || n.as_encoded_bytes().starts_with(b".."),
+        Some(n) => names.iter().any(|m| m == n) || n.as_encoded_bytes().starts_with(b".."),
     }
 }
 
@@ -81,12 +81,13 @@ async fn watch(path: &Path, changed: &async_channel::Sender<()>) -> io::Result<(
         inotify.watches().add(&dir, mask)?;
     }
     let target = std::fs::canonicalize(path).ok();
-    let names: Vec<&OsStr> = [
+    let mut names: Vec<OsString> = [
         path.file_name(),
         target.as_deref().and_then(Path::file_name),
     ]
     .into_iter()
     .flatten()
+    .map(OsStr::to_owned)
     .collect();
     // Readiness through a duplicate of the descriptor; the events are read from `inotify`.
     let ready = Async::new(inotify.as_fd().try_clone_to_owned()?)?;
@@ -114,6 +115,17 @@ async fn watch(path: &Path, changed: &async_channel::Sender<()>) -> io::Result<(
             }
             drain(&mut inotify, &mut buf, &names)?;
         }
+        // A symlink swap may have moved the target: watch where it points now too.
+        if let Ok(target) = std::fs::canonicalize(path) {
+            for dir in directories(path) {
+                let _ = inotify.watches().add(&dir, mask);
+            }
+            if let Some(name) = target.file_name() {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
         if changed.send(()).await.is_err() {
             return Ok(());
         }
@@ -121,7 +133,7 @@ async fn watch(path: &Path, changed: &async_channel::Sender<()>) -> io::Result<(
 }
 
 /// Reads every pending event; true if one may concern the file.
-fn drain(inotify: &mut Inotify, buf: &mut [u8], names: &[&OsStr]) -> io::Result<bool> {
+fn drain(inotify: &mut Inotify, buf: &mut [u8], names: &[OsString]) -> io::Result<bool> {
     let mut any = false;
     loop {
         match inotify.read_events(buf) {
@@ -147,7 +159,7 @@ mod tests {
 
     #[test]
     fn only_the_file_and_kubernetes_links_matter() {
-        let names = [OsStr::new("twitch_colorchanger.conf")];
+        let names = ["twitch_colorchanger.conf".into()];
         assert!(relevant(
             Some(OsStr::new("twitch_colorchanger.conf")),
             &names
