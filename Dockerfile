@@ -39,8 +39,9 @@ COPY --from=pick --chown=65532:65532 /config /config
 ENV TWITCH_CONF_FILE=/config/twitch_colorchanger.conf
 VOLUME ["/config"]
 USER 65532:65532
-# Exec form only: a scratch image has no shell. Enabled once --health-check exists:
-# HEALTHCHECK --interval=60s --timeout=10s CMD ["/twitch-colorchanger", "--health-check"]
+# Exec form only: a scratch image has no shell. Reads /config/…status.json, which the bot
+# rewrites every 30 s: exit 1 if the bot is gone, stuck, or a user has had no chat for 5 min.
+HEALTHCHECK --interval=60s --timeout=10s --start-period=30s CMD ["/twitch-colorchanger", "--health-check"]
 ENTRYPOINT ["/twitch-colorchanger"]
 
 FROM rust:1-alpine AS source-build
@@ -64,6 +65,7 @@ COPY --from=source-build --chown=65532:65532 /config /config
 ENV TWITCH_CONF_FILE=/config/twitch_colorchanger.conf
 VOLUME ["/config"]
 USER 65532:65532
+HEALTHCHECK --interval=60s --timeout=10s --start-period=30s CMD ["/twitch-colorchanger", "--health-check"]
 ENTRYPOINT ["/twitch-colorchanger"]
 
 # The default target: the prebuilt image.

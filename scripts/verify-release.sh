@@ -3,7 +3,7 @@
 #   - statically linked, no ELF interpreter, no dynamic section (file + readelf);
 #   - size against the 2.5 MiB budget;
 #   - `--version` under qemu user emulation;
-#   - the end-to-end suites (tests/e2e.rs, tests/tokens.rs) run against that binary under qemu,
+#   - the end-to-end suites (tests/e2e.rs, tests/tokens.rs, tests/live.rs) run against that binary under qemu,
 #     talking TLS to the fake Twitch on 127.0.0.1: every target must change a color;
 # and for x86_64 the scratch check: the binary alone in an empty root (no libc, no CA store,
 # no /tmp), as a numeric non-root user, changes a color and writes its config.
@@ -50,7 +50,7 @@ runner() {
 }
 
 echo "== building the end-to-end tests (host)"
-cargo test --locked --release --test e2e --test tokens --no-run 2>&1 | tail -n 2
+cargo test --locked --release --test e2e --test tokens --test live --no-run 2>&1 | tail -n 2
 
 failed=0
 report=()
@@ -74,7 +74,7 @@ for t in "${targets[@]}"; do
         ver="FAILED"
     fi
     e2e=ok
-    if ! TCC_BIN="$PWD/$bin" TCC_RUNNER="$run" cargo test --locked --release --test e2e --test tokens -- --test-threads=2 >"dist/e2e-$t.log" 2>&1; then
+    if ! TCC_BIN="$PWD/$bin" TCC_RUNNER="$run" cargo test --locked --release --test e2e --test tokens --test live -- --test-threads=2 >"dist/e2e-$t.log" 2>&1; then
         e2e="FAILED (dist/e2e-$t.log)"
     fi
     grep -E '^test result' "dist/e2e-$t.log" | sed 's/^/   /'
