@@ -435,7 +435,11 @@ impl<'a> Supervisor<'a> {
         if why == Reload::Changed && text == self.applied {
             return;
         }
-        if why == Reload::Changed && config::written_by_us(&path, text.as_bytes()) {
+        // The bot's own write: a token save, ccd/cce, named colors. It is still applied (an edit
+        // the person made just before is in it, since saves re-read the file), quietly: what
+        // the bot wrote matches what its users already run with, so nothing else happens.
+        let own = config::written_by_us(&path, text.as_bytes());
+        if own {
             log!(
                 Debug,
                 None,
@@ -443,8 +447,6 @@ impl<'a> Supervisor<'a> {
                 "{}: changed by the bot itself; nothing to reload",
                 path.display()
             );
-            self.applied = text;
-            return;
         }
         self.applied = text.clone();
         let cfg = match config::parse(&path, &text) {
@@ -461,14 +463,16 @@ impl<'a> Supervisor<'a> {
                 return;
             }
         };
-        log!(Info, None, None, "{}: config reloaded", path.display());
-        warn_skipped(&cfg);
-        self.apply(cfg.users);
+        if !own {
+            log!(Info, None, None, "{}: config reloaded", path.display());
+            warn_skipped(&cfg);
+        }
+        self.apply(cfg.users, own);
     }
 
     /// Starts added users, stops removed ones, restarts those whose credentials the person
     /// changed, and hands every other change to the running user; untouched users see nothing.
-    fn apply(&mut self, wanted: Vec<UserConfig>) {
+    fn apply(&mut self, wanted: Vec<UserConfig>, own: bool) {
         let keys: Vec<String> = wanted
             .iter()
             .map(|u| u.username.to_ascii_lowercase())
@@ -505,7 +509,7 @@ impl<'a> Supervisor<'a> {
                 );
                 let counters = counters_of(running);
                 self.start(user, counters);
-            } else if credentials_changed(running, &user) {
+            } else if credentials_changed(running, &user, own) {
                 log!(
                     Info,
                     Some(&user.username),
@@ -616,13 +620,15 @@ fn counters_of(running: &Running) -> Counters {
 
 /// The person changed what the user logs in with: the app, or a token that is neither the
 /// one the user started with nor the one it holds now (its own refreshes are saved to the
-/// file, so they look the same as what it holds).
-fn credentials_changed(running: &Running, user: &UserConfig) -> bool {
+/// file, so they look the same as what it holds). In a file the bot wrote itself, tokens
+/// are the bot's (possibly one rotation behind what it holds), never a person's.
+fn credentials_changed(running: &Running, user: &UserConfig, own: bool) -> bool {
     let old = &running.config;
     let tokens = (user.access_token.clone(), user.refresh_token.clone());
     user.client_id != old.client_id
         || user.client_secret != old.client_secret
-        || (tokens != running.keeper.tokens()
+        || (!own
+            && tokens != running.keeper.tokens()
             && tokens != (old.access_token.clone(), old.refresh_token.clone()))
 }
 

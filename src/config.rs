@@ -412,12 +412,24 @@ fn write_document(
         .map_err(|e| ConfigError::Shape(path.to_owned(), e.to_string()))?;
     text.push('\n');
     write_atomic(path, text.as_bytes()).map_err(|e| ConfigError::Io(path.to_owned(), e))?;
-    own.retain(|(p, _)| p != path);
-    own.push((path.to_owned(), text.into_bytes()));
+    // a few recent writes, so a reload that reads one write while the next lands still knows it
+    if let Some(i) = own
+        .iter()
+        .enumerate()
+        .filter(|(_, (p, _))| p == path)
+        .map(|(i, _)| i)
+        .nth(OWN_WRITES_KEPT - 1)
+    {
+        own.remove(i);
+    }
+    own.insert(0, (path.to_owned(), text.into_bytes()));
     Ok(())
 }
 
-/// True when `bytes` are exactly what this process last wrote to `path`.
+/// How many of its recent writes per file the process remembers.
+const OWN_WRITES_KEPT: usize = 4;
+
+/// True when `bytes` are exactly what this process recently wrote to `path`.
 pub fn written_by_us(path: &Path, bytes: &[u8]) -> bool {
     lock(&OWN_WRITES)
         .iter()

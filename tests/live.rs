@@ -799,3 +799,26 @@ fn check_lists_every_problem_and_what_would_run() {
         "check writes nothing"
     );
 }
+
+#[test]
+fn an_edit_saved_just_before_the_bots_own_write_still_applies() {
+    let dir = temp_dir("live-merged");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("alpha_user", "111", TOKEN_A, true);
+    let config = write_config(
+        &dir,
+        vec![user_entry("alpha_user", TOKEN_A, &["a_chan"], true)],
+    );
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "alpha_user", &["a_chan"]));
+    // the person adds a channel; within the debounce the bot saves "enabled" (ccd), re-reading
+    // the file first, so the file then holds both: it must not be dismissed as the bot's own
+    edit_in_place(&config, |doc| channels(doc, 0, &["a_chan", "b_chan"]));
+    fake.privmsg("a_chan", "alpha_user", "111", "ccd");
+    assert!(joined(&fake, "alpha_user", &["b_chan"]), "{}", bot.output());
+    assert!(bot.wait_log("saved \"enabled\": false", 1));
+    let doc = read_config(&config);
+    assert_eq!(doc["users"][0]["enabled"], json!(false));
+    assert_eq!(doc["users"][0]["channels"], json!(["a_chan", "b_chan"]));
+    assert_eq!(fake.state().logins("alpha_user"), 1);
+}
