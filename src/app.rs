@@ -500,22 +500,15 @@ impl<'a> Supervisor<'a> {
                 continue;
             };
             let running = &mut self.users[i].1;
-            if running.gave_up.is_some() && running.config != user {
-                log!(
-                    Info,
-                    Some(&user.username),
-                    None,
-                    "config changed: starting this user again"
-                );
-                let counters = counters_of(running);
-                self.start(user, counters);
+            let restart = if running.gave_up.is_some() && running.config != user {
+                Some("config changed: starting this user again")
             } else if credentials_changed(running, &user, own) {
-                log!(
-                    Info,
-                    Some(&user.username),
-                    None,
-                    "credentials changed in the config: restarting this user"
-                );
+                Some("credentials changed in the config: restarting this user")
+            } else {
+                None
+            };
+            if let Some(why) = restart {
+                log!(Info, Some(&user.username), None, "{why}");
                 let counters = counters_of(running);
                 self.start(user, counters);
             } else if running.config != user {

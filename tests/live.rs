@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -80,6 +80,21 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The fake Twitch knowing `alpha_user` (id 111, Prime), and the bot running for it in
+/// `channels`, joined.
+fn alpha(name: &str, channels: &[&str]) -> (FakeTwitch, PathBuf, Bot) {
+    let dir = temp_dir(name);
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("alpha_user", "111", TOKEN_A, true);
+    let config = write_config(
+        &dir,
+        vec![user_entry("alpha_user", TOKEN_A, channels, true)],
+    );
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "alpha_user", channels), "{}", bot.output());
+    (fake, config, bot)
+}
+
 fn status_doc(config: &Path) -> Option<Document> {
     let text = std::fs::read_to_string(status::path_for(config)).ok()?;
     serde_json::from_str(&text).ok()
@@ -141,20 +156,7 @@ fn added_and_removed_users_start_and_stop_without_touching_the_others() {
 
 #[test]
 fn channel_edits_join_and_part_on_the_same_connection() {
-    let dir = temp_dir("live-channels");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("alpha_user", "111", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry(
-            "alpha_user",
-            TOKEN_A,
-            &["a_chan", "b_chan"],
-            true,
-        )],
-    );
-    let bot = Bot::start(&fake, &config);
-    assert!(joined(&fake, "alpha_user", &["a_chan", "b_chan"]));
+    let (fake, config, bot) = alpha("live-channels", &["a_chan", "b_chan"]);
     let conn = fake.state().open_conns("alpha_user")[0];
 
     edit_in_place(&config, |doc| channels(doc, 0, &["b_chan", "#C_Chan"]));
@@ -181,15 +183,7 @@ fn channel_edits_join_and_part_on_the_same_connection() {
 
 #[test]
 fn an_invalid_edit_keeps_the_last_good_config_and_a_later_fix_applies() {
-    let dir = temp_dir("live-invalid");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("alpha_user", "111", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry("alpha_user", TOKEN_A, &["a_chan"], true)],
-    );
-    let bot = Bot::start(&fake, &config);
-    assert!(joined(&fake, "alpha_user", &["a_chan"]));
+    let (fake, config, bot) = alpha("live-invalid", &["a_chan"]);
 
     std::fs::write(
         &config,
@@ -365,15 +359,7 @@ fn the_bots_own_writes_do_not_reload_and_edited_credentials_restart_only_that_us
 
 #[test]
 fn enabled_toggled_in_the_file_applies_in_place() {
-    let dir = temp_dir("live-enabled");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("alpha_user", "111", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry("alpha_user", TOKEN_A, &["chan"], true)],
-    );
-    let bot = Bot::start(&fake, &config);
-    assert!(joined(&fake, "alpha_user", &["chan"]));
+    let (fake, config, bot) = alpha("live-enabled", &["chan"]);
     edit_in_place(&config, |doc| doc["users"][0]["enabled"] = json!(false));
     assert!(
         bot.wait_log("automatic color changes disabled (config file)", 1),
@@ -802,15 +788,7 @@ fn check_lists_every_problem_and_what_would_run() {
 
 #[test]
 fn an_edit_saved_just_before_the_bots_own_write_still_applies() {
-    let dir = temp_dir("live-merged");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("alpha_user", "111", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry("alpha_user", TOKEN_A, &["a_chan"], true)],
-    );
-    let bot = Bot::start(&fake, &config);
-    assert!(joined(&fake, "alpha_user", &["a_chan"]));
+    let (fake, config, bot) = alpha("live-merged", &["a_chan"]);
     // the person adds a channel; within the debounce the bot saves "enabled" (ccd), re-reading
     // the file first, so the file then holds both: it must not be dismissed as the bot's own
     edit_in_place(&config, |doc| channels(doc, 0, &["a_chan", "b_chan"]));
