@@ -99,20 +99,6 @@ impl Endpoints {
     }
 }
 
-fn load(config_path: &std::path::Path) -> Result<config::Config, StartError> {
-    let cfg = config::load(config_path).map_err(StartError::Config)?;
-    for warning in &cfg.warnings {
-        log!(
-            Warn,
-            None,
-            None,
-            "{}: skipping {warning}",
-            cfg.path.display()
-        );
-    }
-    Ok(cfg)
-}
-
 /// The services every user shares, over the real network and clock.
 fn services(
     cfg: &config::Config,
@@ -178,8 +164,7 @@ pub async fn run(
     endpoints: Endpoints,
     reloads: async_channel::Receiver<Reload>,
 ) -> Result<(), StartError> {
-    apply_env(&config_path)?;
-    let text = config::read_text(&config_path).map_err(StartError::Config)?;
+    let (text, leftovers) = read_at_start(&config_path).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
     // Someone at a terminal gets a few device codes; an unattended bot keeps asking, slowly.
@@ -199,14 +184,34 @@ pub async fn run(
         .spawn(watch::run(cfg.path.clone(), changed_tx))
         .detach();
     let mut supervisor = Supervisor::new(&executor, shared, text);
+    supervisor.leftovers = leftovers;
     executor
         .run(async {
             for user in cfg.users {
                 supervisor.start(user, Counters::default());
             }
+            supervisor.leftovers.clear();
             supervisor.run(reloads, changed_rx).await
         })
         .await
+}
+
+/// The start-up reads, off the executor thread so that SIGTERM is heard even when the file
+/// hangs (a stale network mount): leftover temp files of an interrupted save are collected
+/// (their tokens may be the only copy of a rotated pair) and removed, the environment's
+/// users are written in, and the file is read.
+async fn read_at_start(path: &Path) -> Result<(String, Vec<serde_json::Value>), StartError> {
+    let path = path.to_owned();
+    smol::unblock(move || {
+        let leftovers = config::sweep_temp_files(&path);
+        if !leftovers.is_empty() {
+            log!(Warn, None, None, "{}: found {} complete copy(ies) left by an interrupted save; their tokens are kept as a fallback", path.display(), leftovers.len());
+        }
+        apply_env(&path)?;
+        let text = config::read_text(&path).map_err(StartError::Config)?;
+        Ok((text, leftovers))
+    })
+    .await
 }
 
 fn warn_skipped(cfg: &config::Config) {
@@ -251,6 +256,8 @@ struct Supervisor<'a> {
     applied: String,
     missing: bool,
     status_warned: bool,
+    /// Documents an interrupted save left behind, read at start-up (see [`read_at_start`]).
+    leftovers: Vec<serde_json::Value>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -265,6 +272,7 @@ impl<'a> Supervisor<'a> {
             applied: text,
             missing: false,
             status_warned: false,
+            leftovers: Vec::new(),
         }
     }
 
@@ -275,13 +283,18 @@ impl<'a> Supervisor<'a> {
     }
 
     fn start(&mut self, user: UserConfig, counters: Counters) {
-        let keeper = Arc::new(TokenKeeper::new(
-            &user,
-            self.shared.config_path.clone(),
-            self.shared.oauth.clone(),
-            self.shared.clock.clone(),
-            self.shared.prompter.clone(),
-        ));
+        let spares =
+            config::spare_refresh_tokens(&self.leftovers, &user.username, &user.refresh_token);
+        let keeper = Arc::new(
+            TokenKeeper::new(
+                &user,
+                self.shared.config_path.clone(),
+                self.shared.oauth.clone(),
+                self.shared.clock.clone(),
+                self.shared.prompter.clone(),
+            )
+            .with_spares(spares),
+        );
         let (control, control_rx) = async_channel::unbounded();
         let status = Arc::new(Mutex::new(None));
         let report = Reporter {
@@ -733,7 +746,9 @@ pub async fn setup(
     endpoints: Endpoints,
 ) -> Result<Vec<(String, Result<(), String>)>, StartError> {
     const ATTEMPTS: u32 = 3;
-    let cfg = load(&config_path)?;
+    let (text, leftovers) = read_at_start(&config_path).await?;
+    let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
+    warn_skipped(&cfg);
     let shared = services(&cfg, endpoints, Some(ATTEMPTS))?;
     let executor = smol::LocalExecutor::new();
     let tasks: Vec<_> = cfg
@@ -746,7 +761,12 @@ pub async fn setup(
                 shared.oauth.clone(),
                 shared.clock.clone(),
                 shared.prompter.clone(),
-            );
+            )
+            .with_spares(config::spare_refresh_tokens(
+                &leftovers,
+                &u.username,
+                &u.refresh_token,
+            ));
             let name = u.username.clone();
             executor.spawn(async move { (name, keeper.ready(Some(ATTEMPTS)).await) })
         })

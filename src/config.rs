@@ -169,10 +169,45 @@ pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
 
 /// The file's text; a missing file is [`ConfigError::Missing`].
 pub fn read_text(path: &Path) -> Result<String, ConfigError> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(text),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ConfigError::Missing(path.to_owned())),
-        Err(e) => Err(ConfigError::Io(path.to_owned(), e)),
+    let io_error = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => ConfigError::Missing(path.to_owned()),
+        _ => ConfigError::Io(path.to_owned(), e),
+    };
+    // A FIFO would block `open` until someone writes to it: look before opening.
+    let kind = fs::metadata(path).map_err(io_error)?.file_type();
+    if !kind.is_file() {
+        return Err(ConfigError::Io(
+            path.to_owned(),
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "not a regular file ({}): give the path of the JSON config file",
+                    kind_name(kind)
+                ),
+            ),
+        ));
+    }
+    fs::read_to_string(path).map_err(io_error)
+}
+
+fn kind_name(kind: fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
     }
 }
 
@@ -182,6 +217,8 @@ fn read_json(path: &Path) -> Result<Value, ConfigError> {
 
 /// Parses the text of a config file as JSON, errors pointing at `file:line:column`.
 pub fn parse_json(path: &Path, text: &str) -> Result<Value, ConfigError> {
+    // Windows editors like to start UTF-8 files with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     serde_json::from_str(text).map_err(|e| ConfigError::Json {
         path: path.to_owned(),
         line: e.line(),
@@ -568,30 +605,37 @@ pub fn apply_env(path: &Path, env: &[Map<String, Value>]) -> Result<bool, Config
 }
 
 /// Writes `bytes` to `path` so that a crash at any moment leaves either the old or the new
-/// file: temp file in the same directory (mode 0600), fsync, rename, fsync the directory.
+/// file: a fresh temp file beside it, fsync, rename over it, fsync the directory.
+/// - A symlink is written through: its target is replaced and the link kept.
+/// - The temp file is created exclusively (`O_CREAT|O_EXCL`, so a planted file or symlink
+///   makes it pick another random name) with mode 0600, then given the original file's
+///   owner, group and mode (less any bits for others) before it takes its place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
+    let target = match fs::canonicalize(path) {
+        Ok(target) => target,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => path.to_owned(),
+        Err(e) => return Err(e),
     };
-    let name = path.file_name().ok_or_else(|| {
+    let dir = parent_dir(&target);
+    let name = target.file_name().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, "config path has no file name")
     })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let original = fs::metadata(&target).ok();
+    let (tmp, mut file) = create_temp(&dir, &name.to_string_lossy())?;
     let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
+        #[cfg(unix)]
+        if let Some(meta) = &original {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            if meta.uid() != file.metadata()?.uid() || meta.gid() != file.metadata()?.gid() {
+                std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))?;
+            }
+            // tokens are never for everyone: others lose their bits
+            file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7770))?;
+        }
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, path)?;
+        fs::rename(&tmp, &target)?;
         #[cfg(unix)]
         fs::File::open(&dir)?.sync_all()?;
         Ok(())
@@ -600,6 +644,106 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The temp-file prefix for a file `name`: `.NAME.tmp.`.
+fn temp_prefix(name: &str) -> String {
+    format!(".{name}.tmp.")
+}
+
+/// Creates `.NAME.tmp.<pid>.<random>` in `dir`, exclusively, mode 0600.
+fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, fs::File)> {
+    use nanorand::Rng;
+    let mut rng = nanorand::WyRand::new();
+    let mut last = None;
+    for _ in 0..16 {
+        let tmp = dir.join(format!(
+            "{}{}.{:016x}",
+            temp_prefix(name),
+            std::process::id(),
+            rng.generate::<u64>()
+        ));
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("cannot create a temp file")))
+}
+
+/// The refresh tokens for `username` in `docs` (leftover temp files, newest first) that
+/// differ from `current`, without repeats.
+pub fn spare_refresh_tokens(docs: &[Value], username: &str, current: &Secret) -> Vec<Secret> {
+    let mut spares: Vec<Secret> = Vec::new();
+    for doc in docs {
+        let Some(users) = doc.get("users").and_then(Value::as_array) else {
+            continue;
+        };
+        for user in users {
+            let name = user.get("username").and_then(Value::as_str).unwrap_or("");
+            let refresh = user
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let refresh = Secret::new(refresh.trim());
+            if name.trim().eq_ignore_ascii_case(username)
+                && !refresh.is_empty()
+                && refresh != *current
+                && !spares.contains(&refresh)
+            {
+                spares.push(refresh);
+            }
+        }
+    }
+    spares
+}
+
+/// Removes the temp files an interrupted write of the config at `path` left behind
+/// (`.NAME.tmp.*` beside its target), returning the complete JSON documents among them,
+/// newest first: a process killed between writing one and renaming it may have left the
+/// only copy of a rotated token pair there.
+pub fn sweep_temp_files(path: &Path) -> Vec<Value> {
+    let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let prefix = temp_prefix(&name);
+    let Ok(entries) = fs::read_dir(parent_dir(&target)) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if meta.is_file() {
+            if let Some(doc) = fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .filter(Value::is_object)
+            {
+                found.push((meta.modified().ok(), doc));
+            }
+        }
+        let _ = fs::remove_file(entry.path());
+    }
+    found.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    found.into_iter().map(|(_, doc)| doc).collect()
 }
 
 #[cfg(test)]
@@ -734,10 +878,11 @@ mod tests {
         assert!(text.find("\"username\"").unwrap() < text.find("\"future_field\"").unwrap());
         #[cfg(unix)]
         {
+            // written 0644 by the test: owner and group keep their bits, others lose theirs
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(
                 fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
+                0o640
             );
         }
         assert!(
@@ -748,6 +893,145 @@ mod tests {
             update_user(&path, "nobody", |_| {}),
             Err(ConfigError::UnknownUser(..))
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_config_is_written_through_to_its_target() {
+        let dir = temp_dir("symlink");
+        fs::create_dir_all(dir.join("real")).unwrap();
+        fs::write(dir.join("real/c.conf"), GOOD).unwrap();
+        std::os::unix::fs::symlink("real/c.conf", dir.join("c.conf")).unwrap();
+        let link = dir.join("c.conf");
+        save_tokens(
+            &link,
+            "hueshift_bot",
+            &Secret::new("new_access"),
+            &Secret::new("new_refresh"),
+            None,
+        )
+        .unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the link survives"
+        );
+        let target: Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("real/c.conf")).unwrap()).unwrap();
+        assert_eq!(target["users"][0]["refresh_token"], "new_refresh");
+        assert_eq!(
+            fs::read_dir(dir.join("real")).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_symlink_or_stale_temp_file_cannot_catch_the_tokens() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("planted");
+        let path = dir.join("c.conf");
+        fs::write(&path, GOOD).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        // the old, predictable temp names: a symlink to a file of the attacker's, and a 0644 file
+        let victim = dir.join("victim");
+        std::os::unix::fs::symlink(
+            &victim,
+            dir.join(format!(".c.conf.tmp{}", std::process::id())),
+        )
+        .unwrap();
+        let stale = dir.join(format!(".c.conf.tmp.{}.0", std::process::id()));
+        fs::write(&stale, "x").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
+        save_tokens(
+            &path,
+            "hueshift_bot",
+            &Secret::new("a2"),
+            &Secret::new("r2"),
+            None,
+        )
+        .unwrap();
+        assert!(!victim.exists(), "nothing written through a planted link");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            load(&path).unwrap().users[0].refresh_token,
+            Secret::new("r2")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn owner_group_and_mode_are_kept() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = temp_dir("owner");
+        let path = dir.join("c.conf");
+        fs::write(&path, GOOD).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let root = fs::metadata(&path).unwrap().uid() == 0;
+        if root {
+            std::os::unix::fs::chown(&path, Some(65532), Some(65533)).unwrap();
+        }
+        save_tokens(
+            &path,
+            "hueshift_bot",
+            &Secret::new("a2"),
+            &Secret::new("r2"),
+            None,
+        )
+        .unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+        if root {
+            assert_eq!((meta.uid(), meta.gid()), (65532, 65533));
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_or_directory_is_refused_without_blocking_and_a_bom_is_fine() {
+        let dir = temp_dir("fifo");
+        let fifo = dir.join("fifo.conf");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let err = load(&fifo).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: not a regular file (a FIFO): give the path of the JSON config file",
+                fifo.display()
+            )
+        );
+        let err = load(&dir).unwrap_err().to_string();
+        assert!(err.contains("not a regular file (a directory)"), "{err}");
+        let bom = dir.join("bom.conf");
+        fs::write(&bom, format!("\u{feff}{GOOD}")).unwrap();
+        assert_eq!(load(&bom).unwrap().users.len(), 1);
+    }
+
+    #[test]
+    fn leftover_temp_files_are_read_and_removed() {
+        let dir = temp_dir("leftover");
+        let path = dir.join("c.conf");
+        fs::write(&path, GOOD).unwrap();
+        let complete = dir.join(".c.conf.tmp.99999.1234");
+        fs::write(&complete, GOOD.replace("\"r1\"", "\"r_newer\"")).unwrap();
+        let torn = dir.join(".c.conf.tmp.99999.5678");
+        fs::write(&torn, &GOOD[..40]).unwrap();
+        let other = dir.join(".other.tmp.1.2");
+        fs::write(&other, "keep").unwrap();
+        let found = sweep_temp_files(&path);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["users"][0]["refresh_token"], "r_newer");
+        assert!(!complete.exists() && !torn.exists() && other.exists());
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub struct TokenKeeper {
     refreshing: smol::lock::Mutex<()>,
     needs_auth: (async_channel::Sender<()>, async_channel::Receiver<()>),
     authorising: AtomicBool,
+    /// Refresh tokens an interrupted save left behind, to try when Twitch refuses ours.
+    spares: Mutex<Vec<Secret>>,
 }
 
 impl TokenKeeper {
@@ -147,7 +149,17 @@ impl TokenKeeper {
             refreshing: smol::lock::Mutex::new(()),
             needs_auth: async_channel::bounded(1),
             authorising: AtomicBool::new(false),
+            spares: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Refresh tokens found in leftover temp files of the config (newest first): a process
+    /// killed after Twitch rotated the pair but before the rename left them there. They are
+    /// tried, once each, before Twitch's refusal of our refresh token sends the person to the
+    /// device flow.
+    pub fn with_spares(self, spares: Vec<Secret>) -> TokenKeeper {
+        *self.spares.lock().unwrap_or_else(|p| p.into_inner()) = spares;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -207,6 +219,12 @@ impl TokenKeeper {
                 Ok(self.adopt(set).await)
             }
             Err(OAuthError::InvalidToken(why)) => {
+                while let Some(spare) = self.next_spare() {
+                    if let Ok(set) = self.oauth.refresh(self.client(), &spare).await {
+                        log!(Warn, self.name(), None, "Twitch refused the saved refresh token, but took the newer one an interrupted save had left beside the config: recovered");
+                        return Ok(self.adopt(set).await);
+                    }
+                }
                 self.signal_needs_auth();
                 Err(TokenError::NeedsAuthorization(format!(
                     "Twitch refused the refresh token ({why})"
@@ -245,6 +263,11 @@ impl TokenKeeper {
         state.expires_at = expiry;
         state.schedule.renewed(self.clock.now(), expires_in);
         set.access_token
+    }
+
+    fn next_spare(&self) -> Option<Secret> {
+        let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+        (!spares.is_empty()).then(|| spares.remove(0))
     }
 
     fn signal_needs_auth(&self) {

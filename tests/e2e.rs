@@ -538,3 +538,32 @@ fn scratch_root_smoke() {
     assert!(status.success(), "{status:?}\n{output}");
     assert_no_secrets(&output);
 }
+
+#[test]
+fn a_fifo_config_is_refused_at_once_with_a_clear_message() {
+    let dir = temp_dir("fifo");
+    let fifo = dir.join("twitch_colorchanger.conf");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut child = bot_command()
+        .arg("--config")
+        .arg(&fifo)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains(&format!(
+            "{}: not a regular file (a FIFO): give the path of the JSON config file",
+            fifo.display()
+        )),
+        "{err}"
+    );
+}

@@ -449,3 +449,43 @@ fn refresh_survives_sigkill_at_any_moment() {
     // a kill between writing and renaming may leave a temp file; it never replaces the config
     assert!(leftovers.len() <= kills, "{leftovers:?}");
 }
+
+#[test]
+fn a_pair_left_in_a_temp_file_by_an_interrupted_save_is_recovered() {
+    // A process was killed after Twitch rotated the pair and the new config was written to
+    // its temp file, but before the rename: the file holds the revoked refresh token.
+    let dir = temp_dir("leftover");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
+    let newer = "refreshnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn7";
+    fake.set_refresh_token("hueshift_bot", newer);
+    fake.expire_access_token("hueshift_bot");
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    let mut left = config_user(&config, 0);
+    left["refresh_token"] = json!(newer);
+    let temp = dir.join(".twitch_colorchanger.conf.tmp.4242.00000000deadbeef");
+    std::fs::write(&temp, json!({ "users": [left] }).to_string()).unwrap();
+    let torn = dir.join(".twitch_colorchanger.conf.tmp.4242.00000000feedface");
+    std::fs::write(&torn, "{\"users\": [{\"username\": \"hue").unwrap();
+
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    assert!(fake.state().devices.is_empty(), "no device flow needed");
+    let saved = config_user(&config, 0);
+    assert!(
+        fake.state()
+            .issued
+            .iter()
+            .any(|(_, r)| saved["refresh_token"] == *r),
+        "the newly issued pair is saved: {saved}"
+    );
+    assert!(!temp.exists() && !torn.exists(), "leftovers removed");
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    assert!(output.contains("interrupted save"), "{output}");
+    no_device_codes_in(&fake, &output);
+    assert!(!output.contains(newer));
+}
