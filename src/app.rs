@@ -768,7 +768,17 @@ pub async fn setup(
                 &u.refresh_token,
             ));
             let name = u.username.clone();
-            executor.spawn(async move { (name, keeper.ready(Some(ATTEMPTS)).await) })
+            executor.spawn(async move {
+                let result = keeper.ready(Some(ATTEMPTS)).await.and_then(|()| {
+                    match keeper.unsaved() {
+                        None => Ok(()),
+                        Some(e) => Err(format!(
+                            "authorised, but the tokens could not be saved ({e}); fix that and run setup again"
+                        )),
+                    }
+                });
+                (name, result)
+            })
         })
         .collect();
     Ok(executor

@@ -104,7 +104,21 @@ struct State {
     refresh: Secret,
     schedule: Schedule,
     expires_at: Option<SystemTime>,
+    /// The pair in use is not in the file: why, and when to try saving it again.
+    unsaved: Option<Unsaved>,
 }
+
+struct Unsaved {
+    error: String,
+    retry_at: Instant,
+    backoff: Backoff,
+    failures: u32,
+}
+
+/// First retry of a failed save after this long, doubling up to [`SAVE_RETRY_MAX`].
+pub const SAVE_RETRY_FIRST: Duration = Duration::from_secs(5);
+/// The longest pause between retries of a failed save.
+pub const SAVE_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// One user's tokens and everything that keeps them valid.
 pub struct TokenKeeper {
@@ -145,6 +159,7 @@ impl TokenKeeper {
                 refresh: user.refresh_token.clone(),
                 schedule: Schedule::default(),
                 expires_at: user.token_expiry,
+                unsaved: None,
             }),
             refreshing: smol::lock::Mutex::new(()),
             needs_auth: async_channel::bounded(1),
@@ -241,28 +256,102 @@ impl TokenKeeper {
     async fn adopt(&self, set: TokenSet) -> Secret {
         let expires_in = set.expires_in.map(Duration::from_secs);
         let expiry = expires_in.map(|e| self.clock.wall() + e);
-        let (path, username) = (self.config_path.clone(), self.username.clone());
-        let (access, refresh) = (set.access_token.clone(), set.refresh_token.clone());
-        let saved =
-            smol::unblock(move || config::save_tokens(&path, &username, &access, &refresh, expiry))
-                .await;
-        if let Err(e) = saved {
-            log!(Error, self.name(), None, "could not save the new tokens ({e}); they are kept in memory, but if the bot restarts before a later save succeeds this user must authorise again");
-        } else {
-            log!(
-                Debug,
-                self.name(),
-                None,
-                "new tokens saved to {}",
-                self.config_path.display()
-            );
-        }
+        let saved = self
+            .save(&set.access_token, &set.refresh_token, expiry)
+            .await;
         let mut state = self.lock();
         state.access = set.access_token.clone();
         state.refresh = set.refresh_token;
         state.expires_at = expiry;
         state.schedule.renewed(self.clock.now(), expires_in);
+        match saved {
+            Ok(()) => {
+                state.unsaved = None;
+                log!(
+                    Debug,
+                    self.name(),
+                    None,
+                    "new tokens saved to {}",
+                    self.config_path.display()
+                );
+            }
+            Err(error) => {
+                let mut backoff = Backoff::new(SAVE_RETRY_FIRST, SAVE_RETRY_MAX);
+                let wait = backoff.next_delay(1.0);
+                log!(Error, self.name(), None, "could not save the new tokens ({error}); they are kept in memory and the save is retried in {}s, but if the bot stops before a save succeeds this user must authorise again", wait.as_secs());
+                state.unsaved = Some(Unsaved {
+                    error,
+                    retry_at: self.clock.now() + wait,
+                    backoff,
+                    failures: 1,
+                });
+            }
+        }
         set.access_token
+    }
+
+    /// Writes a pair to the config file, off the executor thread.
+    async fn save(
+        &self,
+        access: &Secret,
+        refresh: &Secret,
+        expiry: Option<SystemTime>,
+    ) -> Result<(), String> {
+        let (path, username) = (self.config_path.clone(), self.username.clone());
+        let (access, refresh) = (access.clone(), refresh.clone());
+        smol::unblock(move || config::save_tokens(&path, &username, &access, &refresh, expiry))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Why the pair in use is not saved, if it is not.
+    pub fn unsaved(&self) -> Option<String> {
+        self.lock().unsaved.as_ref().map(|u| u.error.clone())
+    }
+
+    /// Tries again to save the pair in use, after a failed save.
+    async fn retry_save(&self) {
+        let (access, refresh, expiry) = {
+            let state = self.lock();
+            (
+                state.access.clone(),
+                state.refresh.clone(),
+                state.expires_at,
+            )
+        };
+        let result = self.save(&access, &refresh, expiry).await;
+        let mut state = self.lock();
+        let still_current = state.access == access && state.refresh == refresh;
+        let Some(unsaved) = state.unsaved.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(()) if still_current => {
+                log!(
+                    Info,
+                    self.name(),
+                    None,
+                    "the tokens are saved to {} now (after {} failed attempt(s))",
+                    self.config_path.display(),
+                    unsaved.failures
+                );
+                state.unsaved = None;
+            }
+            Ok(()) => {}
+            Err(error) => {
+                unsaved.failures += 1;
+                let wait = unsaved.backoff.next_delay(1.0);
+                unsaved.retry_at = self.clock.now() + wait;
+                log!(
+                    Warn,
+                    self.name(),
+                    None,
+                    "still cannot save the tokens ({error}); trying again in {}s",
+                    wait.as_secs()
+                );
+                unsaved.error = error;
+            }
+        }
     }
 
     fn next_spare(&self) -> Option<Secret> {
@@ -376,7 +465,10 @@ impl TokenKeeper {
                         };
                         self.adopt(set).await;
                         self.lock().schedule.validated(self.clock.now(), expires_in);
-                        log!(Info, self.name(), None, "authorised; tokens saved to {}", self.config_path.display());
+                        match self.unsaved() {
+                            None => log!(Info, self.name(), None, "authorised; tokens saved to {}", self.config_path.display()),
+                            Some(e) => log!(Error, self.name(), None, "authorised, but the tokens could not be saved to {} ({e}): keep the bot running until a save succeeds, or this user must authorise again", self.config_path.display()),
+                        }
                         while self.needs_auth.1.try_recv().is_ok() {}
                         return Ok(());
                     }
@@ -448,7 +540,12 @@ impl TokenKeeper {
     pub async fn maintain(&self, attempts: Option<u32>) {
         let mut backoff = Backoff::default();
         loop {
-            let deadline = self.lock().schedule.poll_timeout();
+            let (deadline, save_at) = {
+                let state = self.lock();
+                let save_at = state.unsaved.as_ref().map(|u| u.retry_at);
+                let schedule = state.schedule.poll_timeout();
+                (schedule.into_iter().chain(save_at).min(), save_at)
+            };
             let woken_for_auth = future::or(
                 async {
                     match deadline {
@@ -463,6 +560,10 @@ impl TokenKeeper {
                 },
             )
             .await;
+            if !woken_for_auth && save_at.is_some_and(|at| at <= self.clock.now()) {
+                self.retry_save().await;
+                continue;
+            }
             let result = if woken_for_auth {
                 Err(TokenError::NeedsAuthorization(
                     "Twitch refused the refresh token".into(),

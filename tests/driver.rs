@@ -317,3 +317,35 @@ fn a_failed_save_keeps_the_new_tokens_in_memory() {
         assert_eq!(keeper.access().expose(), "tok2");
     }));
 }
+
+#[test]
+fn a_failed_save_is_retried_with_backoff_until_it_works() {
+    use twitch_colorchanger::tokens::SAVE_RETRY_FIRST;
+    let (clock, accepted, keeper, config) = keeper_fixture("resave", true); // the directory is gone
+    let stale = keeper.access();
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let keeper = &keeper;
+        let _task = ex.spawn(async move {
+            keeper.refresh(&stale).await.unwrap();
+            keeper.maintain(Some(1)).await;
+        });
+        let (_, mut auth) = accepted.recv().await.unwrap();
+        serve_one(&mut auth, "200 OK", NEW_PAIR).await;
+        assert!(settles(|| keeper.unsaved().is_some()).await);
+        // still not writable at the first retry: the next one waits twice as long
+        assert_eq!(advance_to_next_sleep(&clock).await, SAVE_RETRY_FIRST);
+        assert_eq!(advance_to_next_sleep(&clock).await, SAVE_RETRY_FIRST * 2);
+        // that retry has failed once the keeper sleeps again
+        assert!(settles(|| clock.next_deadline().is_some()).await);
+        // the disk is back
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(&config, r#"{"users":[{"username":"hueshift_bot","access_token":"tok","refresh_token":"ref1","client_id":"cid","channels":["a"]}]}"#).unwrap();
+        assert_eq!(advance_to_next_sleep(&clock).await, SAVE_RETRY_FIRST * 4);
+        assert!(settles(|| keeper.unsaved().is_none()).await);
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        assert_eq!(saved["users"][0]["refresh_token"], "ref2");
+        assert_eq!(keeper.access().expose(), "tok2");
+    }));
+}

@@ -489,3 +489,47 @@ fn a_pair_left_in_a_temp_file_by_an_interrupted_save_is_recovered() {
     no_device_codes_in(&fake, &output);
     assert!(!output.contains(newer));
 }
+
+#[test]
+fn setup_that_cannot_save_says_so_and_exits_1() {
+    let dir = temp_dir("setupnosave");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_client(CLIENT, None);
+    fake.add_user("first_user", "1", "", true);
+    let config = dir.join("twitch_colorchanger.conf");
+    std::fs::write(
+        &config,
+        json!({"users": [{"username": "first_user", "client_id": CLIENT, "channels": ["a"]}]})
+            .to_string(),
+    )
+    .unwrap();
+    let mut cmd = bot_command();
+    cmd.args(["setup", "--config"]).arg(&config);
+    let bot = Bot::spawn(&fake, cmd);
+    // while the person approves, the file goes away (a wrong mount, a cleanup script)
+    assert!(
+        fake.wait(WAIT, |s| !s.devices.is_empty()),
+        "{}",
+        bot.output()
+    );
+    std::fs::remove_file(&config).unwrap();
+    approve_when_asked(&fake, &bot, "first_user");
+    let mut bot = bot;
+    let status = wait_exit(&mut bot.child, WAIT);
+    assert_eq!(status.code(), Some(1), "{}", bot.output());
+    let output = bot.output();
+    assert!(
+        output.contains("[first_user] authorised, but the tokens could not be saved to"),
+        "{output}"
+    );
+    assert!(
+        output.contains("[first_user] setup failed: authorised, but the tokens could not be saved"),
+        "{output}"
+    );
+    assert!(!output.contains("tokens saved to"), "{output}");
+    assert!(
+        !output.contains("setup: authorised, tokens saved"),
+        "{output}"
+    );
+    no_device_codes_in(&fake, &output);
+}
