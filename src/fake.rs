@@ -129,6 +129,8 @@ pub struct State {
     pub token_lifetime: u64,
     /// Accept any refresh token ever issued to the user, not only the latest (rotation off).
     pub lenient_refresh: bool,
+    /// Answer `/oauth2/token` requests this much later (the pair is rotated at once).
+    pub token_delay: Duration,
     serial: u64,
     refresh_owner: HashMap<String, String>,
     senders: HashMap<usize, async_channel::Sender<Cmd>>,
@@ -692,6 +694,11 @@ async fn http_conn(inner: Arc<Inner>, stream: ServerTls) {
                 .push(format!("{} {}?{}", req.method, req.path, q.join("&")))
         });
         let (status, body) = route(&inner, &req);
+        // the answer is decided (a refresh has rotated the pair); it may take a while to arrive
+        let delay = inner.lock().token_delay;
+        if req.path.ends_with("/token") && !delay.is_zero() {
+            smol::Timer::after(delay).await;
+        }
         let reset = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

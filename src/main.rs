@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use argh::FromArgs;
 use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
 
 use twitch_colorchanger::app::{self, Endpoints, Reload};
-use twitch_colorchanger::{config, log, status};
+use twitch_colorchanger::{config, log, status, tokens};
 
 /// Changes your Twitch chat name color after every message you send.
 #[derive(FromArgs)]
@@ -146,35 +146,65 @@ fn main() -> ExitCode {
     run_bot(signals, path, endpoints)
 }
 
+/// The longest a stop waits for a token refresh in flight to be answered and saved.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 fn run_bot(mut signals: Signals, path: PathBuf, endpoints: Endpoints) -> ExitCode {
     let (reload_tx, reload_rx) = async_channel::unbounded();
-    let stopped = smol::block_on(smol::future::or(
-        async {
-            loop {
-                match signals.next().await {
-                    Some(Ok(Signal::Hup)) => {
-                        log::reopen();
-                        twitch_colorchanger::log!(
-                            Info,
-                            None,
-                            None,
-                            "SIGHUP: reloading the config and reopening the log file"
-                        );
-                        let _ = reload_tx.try_send(Reload::Now);
+    let stopped = smol::block_on(async {
+        let mut bot = std::pin::pin!(app::run(path, endpoints, reload_rx));
+        let stop = smol::future::or(
+            async {
+                loop {
+                    match signals.next().await {
+                        Some(Ok(Signal::Hup)) => {
+                            log::reopen();
+                            twitch_colorchanger::log!(
+                                Info,
+                                None,
+                                None,
+                                "SIGHUP: reloading the config and reopening the log file"
+                            );
+                            let _ = reload_tx.try_send(Reload::Now);
+                        }
+                        Some(Ok(sig)) => return Ok(Some(sig)),
+                        _ => return Ok(None),
                     }
-                    Some(Ok(sig)) => return Ok(Some(sig)),
-                    _ => return Ok(None),
                 }
+            },
+            async { bot.as_mut().await.map(|()| None) },
+        )
+        .await;
+        if let Ok(sig) = &stop {
+            // Twitch may have rotated the pair already: let the answer arrive and be saved.
+            if tokens::refreshes_in_flight() > 0 {
+                let name = signal_name(*sig);
+                twitch_colorchanger::log!(
+                    Info,
+                    None,
+                    None,
+                    "{name} received: waiting (at most {}s) for a token refresh to be saved",
+                    STOP_GRACE.as_secs()
+                );
+                let deadline = Instant::now() + STOP_GRACE;
+                smol::future::or(
+                    async {
+                        let _ = bot.as_mut().await;
+                    },
+                    async {
+                        while tokens::refreshes_in_flight() > 0 && Instant::now() < deadline {
+                            smol::Timer::after(Duration::from_millis(10)).await;
+                        }
+                    },
+                )
+                .await;
             }
-        },
-        async { app::run(path, endpoints, reload_rx).await.map(|()| None) },
-    ));
+        }
+        stop
+    });
     match stopped {
         Ok(sig) => {
-            let name = match sig {
-                Some(Signal::Int) => "SIGINT",
-                _ => "SIGTERM",
-            };
+            let name = signal_name(sig);
             twitch_colorchanger::log!(Info, None, None, "{name} received: shutting down");
             ExitCode::SUCCESS
         }
@@ -186,6 +216,13 @@ fn run_bot(mut signals: Signals, path: PathBuf, endpoints: Endpoints) -> ExitCod
             twitch_colorchanger::log!(Error, None, None, "{e}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn signal_name(sig: Option<Signal>) -> &'static str {
+    match sig {
+        Some(Signal::Int) => "SIGINT",
+        _ => "SIGTERM",
     }
 }
 

@@ -3,7 +3,7 @@
 //! back to the device-code flow when nothing else works.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -113,6 +113,31 @@ struct Unsaved {
     retry_at: Instant,
     backoff: Backoff,
     failures: u32,
+}
+
+/// Refreshes between their request and the save of their answer, in this process.
+static REFRESHES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one refresh in flight while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        REFRESHES.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        REFRESHES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How many token refreshes are between their request and the save of their answer: a
+/// stop now could lose a pair Twitch has already rotated.
+pub fn refreshes_in_flight() -> usize {
+    REFRESHES.load(Ordering::SeqCst)
 }
 
 /// First retry of a failed save after this long, doubling up to [`SAVE_RETRY_MAX`].
@@ -228,6 +253,7 @@ impl TokenKeeper {
         if refresh_token.is_empty() {
             return Err(TokenError::NeedsAuthorization("no refresh token".into()));
         }
+        let _in_flight = InFlight::enter();
         match self.oauth.refresh(self.client(), &refresh_token).await {
             Ok(set) => {
                 log!(Info, self.name(), None, "access token refreshed");

@@ -533,3 +533,42 @@ fn setup_that_cannot_save_says_so_and_exits_1() {
     );
     no_device_codes_in(&fake, &output);
 }
+
+#[test]
+fn sigterm_during_a_refresh_waits_for_the_answer_and_saves_it() {
+    let dir = temp_dir("termrefresh");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
+    fake.set_refresh_token("hueshift_bot", REFRESH);
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    // Twitch rotates the pair at once but its answer is slow to arrive
+    fake.update(|s| s.token_delay = Duration::from_millis(700));
+    fake.expire_access_token("hueshift_bot");
+    fake.privmsg("chan", "hueshift_bot", "1", "hi");
+    assert!(
+        fake.wait(WAIT, |s| s
+            .oauth
+            .iter()
+            .any(|c| c.grant_type.as_deref() == Some("refresh_token"))),
+        "{}",
+        bot.output()
+    );
+    let (status, took, output) = bot.terminate();
+    assert!(status.success(), "{output}");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    let (_, refresh) = fake.state().issued.last().cloned().unwrap();
+    assert_eq!(
+        config_user(&config, 0)["refresh_token"],
+        refresh.as_str(),
+        "the rotated pair is saved:\n{output}"
+    );
+    assert!(
+        output.contains("waiting (at most 2s) for a token refresh to be saved"),
+        "{output}"
+    );
+}
