@@ -220,19 +220,19 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> 
     serde_json::from_slice(body).map_err(|e| ApiError::BadBody(e.to_string()))
 }
 
-/// Twitch's `message` (or `error`) from an error body, else the body's start.
-fn error_message(body: &[u8]) -> String {
+/// Twitch's `message` (or `error`) from an error body of Helix or OAuth, else the body's
+/// start; escaped and capped for logs ([`crate::log::capped`]), since a server chooses it.
+pub(crate) fn error_message(body: &[u8]) -> String {
     if let Ok(ErrorBody { message, error }) = serde_json::from_slice::<ErrorBody>(body) {
         if let Some(m) = message.or(error) {
-            return m;
+            return crate::log::capped(&m);
         }
     }
-    let text = String::from_utf8_lossy(body);
-    let text: String = text.chars().take(200).collect();
+    let text = String::from_utf8_lossy(&body[..body.len().min(4 * crate::log::MAX_SHOWN)]);
     if text.trim().is_empty() {
         "(empty body)".into()
     } else {
-        text
+        crate::log::capped(&text)
     }
 }
 
@@ -279,5 +279,14 @@ mod tests {
         );
         assert_eq!(error_message(b"<html>oops</html>"), "<html>oops</html>");
         assert_eq!(error_message(b""), "(empty body)");
+        // a server cannot forge log lines, repaint the terminal or flood the log
+        let huge = format!(
+            r#"{{"message":"\u001b[2Jfake\r\n2026-01-01T00:00:00Z INFO  forged{}"}}"#,
+            "x".repeat(900 * 1024)
+        );
+        let shown = error_message(huge.as_bytes());
+        assert!(shown.starts_with("\\u{1b}[2Jfake\\r\\n2026"), "{shown}");
+        assert!(!shown.chars().any(char::is_control));
+        assert!(shown.chars().count() <= crate::log::MAX_SHOWN + 1);
     }
 }

@@ -187,16 +187,19 @@ pub const MAX_SHOWN: usize = 300;
 /// (so it cannot forge lines or repaint a terminal) and at most [`MAX_SHOWN`] characters.
 pub fn capped(text: &str) -> String {
     let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == MAX_SHOWN {
+    let mut shown = 0;
+    for c in text.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.into()
+        };
+        shown += piece.chars().count();
+        if shown > MAX_SHOWN {
             out.push('…');
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+        out.push_str(&piece);
     }
     out
 }

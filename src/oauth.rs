@@ -152,12 +152,6 @@ fn scope_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::
     })
 }
 
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    message: Option<String>,
-    error: Option<String>,
-}
-
 /// The OAuth service at a base URL (`https://id.twitch.tv/oauth2` unless overridden).
 pub struct OAuth {
     http: Arc<HttpClient>,
@@ -319,10 +313,7 @@ fn token_set(body: &[u8]) -> Result<TokenSet, OAuthError> {
 }
 
 fn message(body: &[u8]) -> String {
-    let b: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    b.message
-        .or(b.error)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
+    crate::helix::error_message(body)
 }
 
 fn refusal(status: u16, body: &[u8]) -> OAuthError {

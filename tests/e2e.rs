@@ -567,3 +567,37 @@ fn a_fifo_config_is_refused_at_once_with_a_clear_message() {
         "{err}"
     );
 }
+
+#[test]
+fn server_text_reaches_the_log_escaped_and_capped() {
+    let dir = temp_dir("forged");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "81234567", TOKEN_A, true);
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]));
+    let forged = format!(
+        "\u{1b}[2J\r\n2026-01-01T00:00:00Z INFO  [hueshift_bot] forged line{}",
+        "x".repeat(900 * 1024)
+    );
+    let body = json!({"error": "Internal Server Error", "status": 500, "message": forged});
+    fake.update(|s| s.put_script.push_back((500, body.to_string())));
+    fake.broadcast(":tmi.twitch.tv NOTICE #chan :\u{1b}]0;title\u{7} notice");
+    fake.privmsg("chan", "hueshift_bot", "81234567", "hi");
+    assert!(
+        bot.wait_log("color not changed: HTTP 500", 1),
+        "{}",
+        bot.output()
+    );
+    let (_, _, output) = bot.terminate();
+    assert!(
+        !output.contains('\u{1b}') && !output.contains('\u{7}'),
+        "raw control characters"
+    );
+    assert!(!output.contains("\n2026-01-01T00:00:00Z"), "a forged line");
+    let longest = output.lines().map(str::len).max().unwrap();
+    assert!(longest < 1000, "a log line of {longest} bytes");
+}

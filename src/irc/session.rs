@@ -85,12 +85,13 @@ impl Session {
         if self.closed {
             return;
         }
-        self.set(Timer::Idle, Some(now + IDLE_BEFORE_PING));
-        self.set(Timer::Pong, None);
         let mut rest = bytes;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             let (head, tail) = rest.split_at(pos);
             rest = &tail[1..];
+            // Only complete lines show the server alive: a byte now and then is not enough.
+            self.set(Timer::Idle, Some(now + IDLE_BEFORE_PING));
+            self.set(Timer::Pong, None);
             if self.discarding {
                 self.discarding = false;
                 self.inbuf.clear();
@@ -441,6 +442,27 @@ mod tests {
             b":tmi.twitch.tv PONG tmi.twitch.tv :tmi.twitch.tv\r\n",
         );
         assert_eq!(s.poll_timeout(), Some(later + IDLE_BEFORE_PING));
+    }
+
+    #[test]
+    fn a_server_trickling_bytes_without_a_line_end_is_dead() {
+        let t = t0();
+        let mut s = login(t, &[]);
+        s.handle_input(t, b":tmi.twitch.tv 001 hueshift_bot :Welcome\r\n");
+        events(&mut s);
+        let mut now = t;
+        for _ in 0..(IDLE_BEFORE_PING.as_secs() / 5) {
+            now += Duration::from_secs(5);
+            s.handle_input(now, b"x");
+            s.handle_timeout(now);
+        }
+        assert_eq!(drain(&mut s), ["PING :tmi.twitch.tv\r\n"]);
+        for _ in 0..(PONG_TIMEOUT.as_secs() / 5) {
+            now += Duration::from_secs(5);
+            s.handle_input(now, b"x");
+            s.handle_timeout(now);
+        }
+        assert_eq!(events(&mut s), [Event::Closed(CloseReason::Timeout)]);
     }
 
     #[test]
