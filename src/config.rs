@@ -281,6 +281,13 @@ fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
             ));
         }
     }
+    for (field, value) in [("client_id", &client_id), ("client_secret", &client_secret)] {
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            problems.push(format!(
+                "field {field:?} holds characters an app credential never has (a space or a line break?)"
+            ));
+        }
+    }
     let mut channels: Vec<String> = Vec::new();
     match obj.get("channels") {
         None | Some(Value::Null) => problems.push("field \"channels\" is missing".into()),
@@ -1032,6 +1039,27 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0]["users"][0]["refresh_token"], "r_newer");
         assert!(!complete.exists() && !torn.exists() && other.exists());
+    }
+
+    #[test]
+    fn app_credentials_with_spaces_or_line_breaks_are_named() {
+        let dir = temp_dir("creds");
+        let path = dir.join("c.conf");
+        fs::write(&path, r#"{"users":[{"username":"abc","client_id":"ab cd","client_secret":"x\r\ny","channels":["a"]}]}"#).unwrap();
+        let Err(ConfigError::NoValidUsers(_, problems)) = load(&path) else {
+            panic!("expected no valid user");
+        };
+        assert_eq!(
+            problems,
+            [
+                "users[0] (abc): field \"client_id\" holds characters an app credential never has (a space or a line break?)",
+                "users[0] (abc): field \"client_secret\" holds characters an app credential never has (a space or a line break?)",
+            ]
+        );
+        assert!(
+            !format!("{problems:?}").contains("x\r\ny"),
+            "the secret is not repeated"
+        );
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct State {
     pub lenient_refresh: bool,
     /// Answer `/oauth2/token` requests this much later (the pair is rotated at once).
     pub token_delay: Duration,
+    /// Logins whose chat login fails whatever the token (a suspended account, say).
+    pub irc_refused: BTreeSet<String>,
     serial: u64,
     refresh_owner: HashMap<String, String>,
     senders: HashMap<usize, async_channel::Sender<Cmd>>,
@@ -599,8 +601,9 @@ fn irc_reply(inner: &Inner, id: usize, line: &str, pass: &mut String) -> Vec<Str
             let nick = msg.param(0).unwrap_or("").to_owned();
             let token = pass.strip_prefix("oauth:").unwrap_or("");
             let user = inner.lock().user_by_token(token).cloned();
+            let refused = inner.lock().irc_refused.contains(&nick);
             match user {
-                Some(u) if u.login == nick => {
+                Some(u) if u.login == nick && !refused => {
                     inner.update(|s| s.irc[id].login = Some(nick.clone()));
                     let color = u.color.unwrap_or_default();
                     vec![

@@ -81,11 +81,14 @@ impl Schedule {
 
 /// Why no valid token could be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenError {
     /// The user must authorise again (device flow); the reason.
     NeedsAuthorization(String),
     /// Twitch could not be asked right now; try later.
     Transient(String),
+    /// Twitch says the token is valid: whatever refused it did so for another reason.
+    StillValid(String),
 }
 
 impl std::fmt::Display for TokenError {
@@ -94,7 +97,7 @@ impl std::fmt::Display for TokenError {
             TokenError::NeedsAuthorization(why) => {
                 write!(f, "{why}; the user must authorise again")
             }
-            TokenError::Transient(why) => f.write_str(why),
+            TokenError::Transient(why) | TokenError::StillValid(why) => f.write_str(why),
         }
     }
 }
@@ -113,6 +116,17 @@ struct Unsaved {
     retry_at: Instant,
     backoff: Backoff,
     failures: u32,
+}
+
+/// `token`, or an empty one if it holds bytes no token has (a line break would even let it
+/// inject into the IRC PASS line or an HTTP header): then the bot refreshes, or runs the
+/// device flow, and says why.
+fn usable(username: &str, field: &str, token: &Secret) -> Secret {
+    if token.expose().bytes().all(|b| b.is_ascii_graphic()) {
+        return token.clone();
+    }
+    log!(Warn, Some(username), None, "field {field:?} in the config holds characters no token has (a space or a line break?); not using it");
+    Secret::default()
 }
 
 /// Refreshes between their request and the save of their answer, in this process.
@@ -180,8 +194,8 @@ impl TokenKeeper {
             clock,
             prompter,
             state: Mutex::new(State {
-                access: user.access_token.clone(),
-                refresh: user.refresh_token.clone(),
+                access: usable(&user.username, "access_token", &user.access_token),
+                refresh: usable(&user.username, "refresh_token", &user.refresh_token),
                 schedule: Schedule::default(),
                 expires_at: user.token_expiry,
                 unsaved: None,
@@ -389,14 +403,48 @@ impl TokenKeeper {
         let _ = self.needs_auth.0.try_send(());
     }
 
+    /// The token was refused by a service that does not say why (a chat login): asks Twitch
+    /// whether it is valid first, and refreshes it only if Twitch says it is not, so that a
+    /// refusal for another reason never rotates the pair again and again.
+    pub async fn renew_refused(&self, stale: &Secret) -> Result<Secret, TokenError> {
+        if self.access() != *stale {
+            return Ok(self.access()); // renewed meanwhile
+        }
+        match self.oauth.validate(stale).await {
+            Ok(v) if !v.scopes.iter().any(|s| s == "chat:read") => Err(TokenError::StillValid(format!(
+                "the access token is valid but lacks the chat:read scope that chat needs (it has: {}); authorise again with the device flow (twitch-colorchanger setup after removing access_token)",
+                v.scopes.join(" ")
+            ))),
+            Ok(v) => Err(TokenError::StillValid(format!(
+                "Twitch says the access token is valid (account {}, {} more minutes), so chat refused the login for another reason (a suspended account, or Twitch trouble); not renewing it",
+                crate::log::quoted(&v.login),
+                v.expires_in / 60
+            ))),
+            Err(OAuthError::InvalidToken(_)) => self.refresh(stale).await,
+            Err(e) => Err(TokenError::Transient(format!(
+                "cannot validate the access token: {e}"
+            ))),
+        }
+    }
+
     /// Validates the token in use (refreshing it if Twitch refuses it) and checks that it is
     /// this user's and has the scope the bot needs.
     pub async fn check(&self) -> Result<Validation, TokenError> {
         let mut access = self.access();
-        if access.is_empty() {
-            return Err(TokenError::NeedsAuthorization("no access token yet".into()));
-        }
         let mut refreshed = false;
+        if access.is_empty() {
+            if self.lock().refresh.is_empty() {
+                return Err(TokenError::NeedsAuthorization("no access token yet".into()));
+            }
+            log!(
+                Info,
+                self.name(),
+                None,
+                "no usable access token: refreshing"
+            );
+            access = self.refresh(&access).await?;
+            refreshed = true;
+        }
         loop {
             match self.oauth.validate(&access).await {
                 Ok(v) => {
@@ -546,7 +594,7 @@ impl TokenKeeper {
                     self.authorize(attempts).await?;
                     return Ok(());
                 }
-                Err(TokenError::Transient(why)) => {
+                Err(TokenError::Transient(why) | TokenError::StillValid(why)) => {
                     let wait = backoff.next_delay(0.75);
                     log!(
                         Error,
@@ -607,7 +655,7 @@ impl TokenKeeper {
             };
             match result {
                 Ok(()) => backoff.reset(),
-                Err(TokenError::Transient(why)) => {
+                Err(TokenError::Transient(why) | TokenError::StillValid(why)) => {
                     let wait = backoff.next_delay(0.75);
                     log!(
                         Error,

@@ -23,10 +23,10 @@ use crate::helix::{ApiError, Credentials, Helix};
 use crate::log;
 use crate::oauth::OAuth;
 use crate::secret::Secret;
-use crate::tokens::TokenKeeper;
+use crate::tokens::{TokenError, TokenKeeper};
 use crate::transport::{BoxStream, Endpoint, Transport};
 use crate::usercore::{
-    Action, Counters, Failure, Field, Identity, Purpose, PutResult, Status, UserCore,
+    Action, Counters, Failure, Field, Identity, Purpose, PutResult, RenewError, Status, UserCore,
 };
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,7 +159,7 @@ struct Ops {
     put_token: Secret,
     connect: Op<io::Result<BoxStream>>,
     chat_token: Secret,
-    refresh: Op<(Purpose, Result<(), String>)>,
+    refresh: Op<(Purpose, Result<(), RenewError>)>,
     persist: Op<(Field, Result<(), ConfigError>)>,
 }
 
@@ -174,7 +174,7 @@ enum Wake {
     Lookup(Result<Identity, Failure>),
     Put(PutResult),
     Connected(io::Result<BoxStream>),
-    Refreshed(Purpose, Result<(), String>),
+    Refreshed(Purpose, Result<(), RenewError>),
     Persisted(Field, Result<(), ConfigError>),
     Read(io::Result<usize>),
     Timer,
@@ -420,8 +420,17 @@ impl Driver {
                 };
                 let keeper = self.keeper.clone();
                 self.ops.refresh = Some(Box::pin(async move {
-                    let result = keeper.refresh(&stale).await;
-                    (purpose, result.map(|_| ()).map_err(|e| e.to_string()))
+                    // chat does not say why it refused a login: ask Twitch about the token first
+                    let result = match purpose {
+                        Purpose::Chat => keeper.renew_refused(&stale).await,
+                        Purpose::Lookup | Purpose::Color => keeper.refresh(&stale).await,
+                    };
+                    let result = result.map(|_| ()).map_err(|e| match e {
+                        TokenError::NeedsAuthorization(why) => RenewError::Refused(why),
+                        TokenError::StillValid(why) => RenewError::StillValid(why),
+                        e => RenewError::Unavailable(e.to_string()),
+                    });
+                    (purpose, result)
                 }));
             }
             Action::Persist(field) => self.persists.push_back(field),

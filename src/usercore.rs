@@ -22,6 +22,31 @@ pub const HEALTHY: Duration = Duration::from_secs(30);
 /// Longest wait for a rate-limit bucket to refill.
 pub const MAX_RATE_WAIT: Duration = Duration::from_secs(60);
 
+/// After a renewed token was refused all the same, a 401 does not renew it again for this long.
+pub const NO_RENEWAL_AFTER_USELESS: Duration = Duration::from_secs(600);
+
+/// Why a token could not be renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RenewError {
+    /// Twitch refused the refresh token: the person must authorise again.
+    Refused(String),
+    /// Twitch could not be asked (network, 5xx); the token keeper retries with backoff.
+    Unavailable(String),
+    /// Twitch says the token is valid: whatever refused it had another reason.
+    StillValid(String),
+}
+
+impl std::fmt::Display for RenewError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RenewError::Refused(why) => write!(f, "it could not be renewed ({why})"),
+            RenewError::Unavailable(why) => write!(f, "it cannot be renewed right now ({why})"),
+            RenewError::StillValid(why) => f.write_str(why),
+        }
+    }
+}
+
 /// What the driver should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -203,6 +228,8 @@ pub struct UserCore {
     actions: VecDeque<Action>,
     counters: Counters,
     chat_down_since: Option<Instant>,
+    /// When a renewed token was refused all the same (see [`NO_RENEWAL_AFTER_USELESS`]).
+    useless_renewal: Option<Instant>,
 }
 
 impl UserCore {
@@ -225,6 +252,7 @@ impl UserCore {
             actions: VecDeque::from([Action::LookUpUser]),
             counters,
             chat_down_since: Some(now),
+            useless_renewal: None,
         };
         core.log_start();
         core
@@ -352,20 +380,28 @@ impl UserCore {
     }
 
     /// A token refresh asked for with [`Action::RefreshToken`] ended.
-    pub fn handle_refreshed(&mut self, now: Instant, purpose: Purpose, result: Result<(), String>) {
+    pub fn handle_refreshed(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        result: Result<(), RenewError>,
+    ) {
         match (purpose, result) {
             (Purpose::Lookup, Ok(())) => self.actions.push_back(Action::LookUpUser),
-            (Purpose::Lookup, Err(why)) => {
-                self.backoff.saturate();
-                self.retry_lookup(now, format!("the token was refused and not renewed: {why}"));
+            (Purpose::Lookup, Err(e)) => {
+                if !matches!(e, RenewError::Unavailable(_)) {
+                    self.backoff.saturate();
+                }
+                self.retry_lookup(now, format!("the token was refused: {e}"));
             }
             (Purpose::Chat, Ok(())) => self.reconnect_later(now),
-            (Purpose::Chat, Err(why)) => {
-                log!(Error, self.who(), None, "cannot refresh the token: {why}");
-                self.error(format!(
-                    "chat login refused and the token not renewed: {why}"
-                ));
-                self.backoff.saturate();
+            (Purpose::Chat, Err(e)) => {
+                let why = format!("chat login refused: {e}");
+                log!(Error, self.who(), None, "{why}");
+                self.error(why);
+                if !matches!(e, RenewError::Unavailable(_)) {
+                    self.backoff.saturate();
+                }
                 self.reconnect_later(now);
             }
             (Purpose::Color, Ok(())) => {
@@ -375,9 +411,18 @@ impl UserCore {
                     self.actions.push_back(Action::SetColor(color));
                 }
             }
-            (Purpose::Color, Err(why)) => {
+            (Purpose::Color, Err(RenewError::Unavailable(why))) => {
                 self.putting = None;
-                self.finish(now, Outcome::Unauthorized(why));
+                self.finish(
+                    now,
+                    Outcome::Failed(format!(
+                        "the token was refused and cannot be renewed right now ({why})"
+                    )),
+                );
+            }
+            (Purpose::Color, Err(e)) => {
+                self.putting = None;
+                self.finish(now, Outcome::Unauthorized(e.to_string()));
             }
         }
     }
@@ -560,22 +605,35 @@ impl UserCore {
             Some((_, retried)) => *retried,
             None => return,
         };
+        // A token Twitch refused even just after a renewal is not renewed again for a while:
+        // the cause is elsewhere (a scope, the client id), and each renewal rotates the pair.
+        let renewal_helps = self
+            .useless_renewal
+            .is_none_or(|at| now.duration_since(at) >= NO_RENEWAL_AFTER_USELESS);
         let outcome = match result {
             PutResult::Done => Outcome::Done,
-            PutResult::Status { status: 401, .. } if !retried => {
+            PutResult::Status { status: 401, .. } if !retried && renewal_helps => {
                 self.actions.push_back(Action::RefreshToken(Purpose::Color));
                 return;
+            }
+            PutResult::Status {
+                status: 401,
+                message,
+                ..
+            } => {
+                if retried {
+                    self.useless_renewal = Some(now);
+                }
+                Outcome::Unauthorized(format!(
+                    "{} even with a freshly renewed token: a missing scope, or a client id that does not match the token",
+                    log::quoted(&message)
+                ))
             }
             PutResult::Status {
                 status: 400,
                 message,
                 ..
             } => Outcome::Rejected(message),
-            PutResult::Status {
-                status: 401,
-                message,
-                ..
-            } => Outcome::Unauthorized(message),
             PutResult::Status {
                 status: 429,
                 retry_after,
@@ -636,10 +694,7 @@ impl UserCore {
                     self.error(why);
                 }
                 BotEvent::Unauthorized(why) => {
-                    let why = format!(
-                        "Twitch refused the access token ({}) and it could not be renewed",
-                        log::quoted(&why)
-                    );
+                    let why = format!("Twitch refused the access token: {why}");
                     log!(Error, self.who(), chan, "color not changed: {why}");
                     self.error(why);
                 }
@@ -868,14 +923,106 @@ mod tests {
         core.handle_refreshed(t, Purpose::Color, Ok(()));
         assert_eq!(actions(&mut core), [Action::SetColor(color)]);
         // refused again: given up, not refreshed in a loop
-        core.handle_put(t, refused);
+        core.handle_put(t, refused.clone());
         assert_eq!(actions(&mut core), []);
         assert!(core
             .status()
             .counters
             .last_error
             .unwrap()
-            .contains("could not be renewed"));
+            .contains("even with a freshly renewed token"));
+        // a renewal Twitch refuses is said as such
+        let mut core = ready(t, &["lumenwave"], false);
+        say(&mut core, t, "hi");
+        actions(&mut core);
+        core.handle_put(t, refused);
+        actions(&mut core);
+        core.handle_refreshed(
+            t,
+            Purpose::Color,
+            Err(RenewError::Refused("Invalid refresh token".into())),
+        );
+        assert_eq!(
+            core.status().counters.last_error.unwrap(),
+            "Twitch refused the access token: it could not be renewed (Invalid refresh token)"
+        );
+    }
+
+    #[test]
+    fn a_token_refused_even_after_renewal_is_not_renewed_again_for_a_while() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], false);
+        let refused = || PutResult::Status {
+            status: 401,
+            message: "Missing scope: user:manage:chat_color".into(),
+            retry_after: None,
+        };
+        say(&mut core, t, "hi");
+        actions(&mut core);
+        core.handle_put(t, refused());
+        assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Color)]);
+        core.handle_refreshed(t, Purpose::Color, Ok(()));
+        actions(&mut core);
+        core.handle_put(t, refused());
+        let error = core.status().counters.last_error.unwrap();
+        assert!(
+            error.contains("Missing scope") && error.contains("even with a freshly renewed token"),
+            "{error}"
+        );
+        assert!(!error.contains("could not be renewed"), "{error}");
+        // the next message: no renewal, the same honest error
+        let t1 = t + Duration::from_secs(60);
+        say(&mut core, t1, "again");
+        actions(&mut core);
+        core.handle_put(t1, refused());
+        assert_eq!(actions(&mut core), []);
+        // ten minutes later a renewal is worth one more try
+        let t2 = t + NO_RENEWAL_AFTER_USELESS;
+        say(&mut core, t2, "later");
+        actions(&mut core);
+        core.handle_put(t2, refused());
+        assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Color)]);
+    }
+
+    #[test]
+    fn an_unreachable_token_endpoint_is_not_called_a_refusal() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], false);
+        say(&mut core, t, "hi");
+        actions(&mut core);
+        core.handle_put(
+            t,
+            PutResult::Status {
+                status: 401,
+                message: "Invalid OAuth token".into(),
+                retry_after: None,
+            },
+        );
+        actions(&mut core);
+        core.handle_refreshed(
+            t,
+            Purpose::Color,
+            Err(RenewError::Unavailable("HTTP 503: upstream down".into())),
+        );
+        let error = core.status().counters.last_error.unwrap();
+        assert_eq!(
+            error,
+            "the token was refused and cannot be renewed right now (HTTP 503: upstream down)"
+        );
+        // chat: an outage is not a refusal either, so the backoff is not pushed to its cap
+        core.handle_chat(
+            t,
+            chat::Event::Closed(CloseReason::AuthFailed(
+                "Login authentication failed".into(),
+            )),
+        );
+        actions(&mut core);
+        core.handle_refreshed(
+            t,
+            Purpose::Chat,
+            Err(RenewError::Unavailable("timeout".into())),
+        );
+        assert!(core.poll_timeout().unwrap() - t <= Duration::from_secs(2));
     }
 
     #[test]
@@ -1000,7 +1147,13 @@ mod tests {
         );
         assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Chat)]);
         assert_eq!(core.poll_timeout(), None);
-        core.handle_refreshed(t, Purpose::Chat, Err("refused".into()));
+        core.handle_refreshed(
+            t,
+            Purpose::Chat,
+            Err(RenewError::StillValid(
+                "valid, refused for another reason".into(),
+            )),
+        );
         // a failed refresh waits the longest backoff step before trying again
         assert!(core.poll_timeout().unwrap() - t >= Duration::from_secs(90));
     }

@@ -572,3 +572,84 @@ fn sigterm_during_a_refresh_waits_for_the_answer_and_saves_it() {
         "{output}"
     );
 }
+
+#[test]
+fn a_refused_chat_login_with_a_valid_token_does_not_rotate_it() {
+    let dir = temp_dir("chatrefused");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
+    fake.set_refresh_token("hueshift_bot", REFRESH);
+    fake.update(|s| s.irc_refused.insert("hueshift_bot".into()));
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    let bot = Bot::start(&fake, &config);
+    assert!(
+        bot.wait_log(
+            "chat login refused: Twitch says the access token is valid",
+            1
+        ),
+        "{}",
+        bot.output()
+    );
+    let state = fake.state();
+    let refreshes = state
+        .oauth
+        .iter()
+        .filter(|c| c.grant_type.as_deref() == Some("refresh_token"))
+        .count();
+    assert_eq!(refreshes, 0, "a valid token is not rotated");
+    let validations = state
+        .oauth
+        .iter()
+        .filter(|c| c.path.ends_with("/validate"))
+        .count();
+    assert_eq!(validations, 2, "validated at start and after the refusal");
+    drop(state);
+    assert_eq!(config_user(&config, 0)["refresh_token"], REFRESH);
+    // the wait before the next try is the longest step, not a quick loop
+    let output = bot.output();
+    let wait: f64 = output
+        .split("reconnecting to chat in ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a reconnect delay");
+    assert!(wait >= 90.0, "{output}");
+}
+
+#[test]
+fn an_access_token_with_a_line_break_is_not_used_and_the_refresh_token_is() {
+    let dir = temp_dir("crlf");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
+    fake.set_refresh_token("hueshift_bot", REFRESH);
+    let mut entry = user_entry(
+        "hueshift_bot",
+        "tok\r\nPRIVMSG #chan :injected",
+        &["chan"],
+        true,
+    );
+    entry["refresh_token"] = json!(REFRESH);
+    let config = write_config(&dir, vec![entry]);
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    let output = bot.output();
+    assert!(
+        output.contains("field \"access_token\" in the config holds characters no token has"),
+        "{output}"
+    );
+    assert!(
+        fake.state().devices.is_empty(),
+        "the refresh token was enough"
+    );
+    assert!(!fake
+        .state()
+        .irc
+        .iter()
+        .any(|c| c.lines.iter().any(|l| l.contains("injected"))));
+    let (access, refresh) = fake.state().issued.last().cloned().unwrap();
+    assert_eq!(config_user(&config, 0)["access_token"], access.as_str());
+    assert_eq!(config_user(&config, 0)["refresh_token"], refresh.as_str());
+}
