@@ -169,6 +169,8 @@ pub async fn run(
     warn_skipped(&cfg);
     // Someone at a terminal gets a few device codes; an unattended bot keeps asking, slowly.
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    warn_plain_text(&endpoints);
+    warn_readable(&config_path);
     let shared = services(&cfg, endpoints, interactive.then_some(3))?;
     log!(
         Info,
@@ -212,6 +214,30 @@ async fn read_at_start(path: &Path) -> Result<(String, Vec<serde_json::Value>), 
         Ok((text, leftovers))
     })
     .await
+}
+
+/// Plain-text endpoints carry the tokens in the clear: allowed (tests, a local proxy), said.
+fn warn_plain_text(endpoints: &Endpoints) {
+    for (name, endpoint) in [
+        ("TWITCH_IRC_URL", &endpoints.irc),
+        ("TWITCH_API_URL", &endpoints.api.0),
+        ("TWITCH_AUTH_URL", &endpoints.auth.0),
+    ] {
+        if !endpoint.tls {
+            log!(Warn, None, None, "{name} is plain text ({endpoint}): tokens travel unencrypted; use it only on a trusted network");
+        }
+    }
+}
+
+/// A config others may read exposes the tokens in it.
+fn warn_readable(path: &Path) {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            log!(Warn, None, None, "{} is readable by every user of this machine and holds your tokens: chmod 600 it (the bot's next save removes that permission)", path.display());
+        }
+    }
 }
 
 fn warn_skipped(cfg: &config::Config) {

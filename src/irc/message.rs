@@ -34,6 +34,10 @@ pub enum ParseError {
     MissingCommand,
     /// The line has tags or a source but nothing after them.
     Truncated,
+    /// The command is not a word or a numeric (letters and digits only).
+    BadCommand,
+    /// A CR, LF or NUL inside the line: not one IRC message.
+    BadCharacter,
 }
 
 impl fmt::Display for ParseError {
@@ -41,6 +45,8 @@ impl fmt::Display for ParseError {
         match self {
             ParseError::MissingCommand => f.write_str("IRC line has no command"),
             ParseError::Truncated => f.write_str("IRC line ends after its tags or source"),
+            ParseError::BadCommand => f.write_str("IRC command is not letters or digits"),
+            ParseError::BadCharacter => f.write_str("IRC line holds a CR, LF or NUL"),
         }
     }
 }
@@ -61,12 +67,18 @@ impl Message {
     /// Parses one line; a trailing CR/LF is ignored.
     pub fn parse(line: &str) -> Result<Message, ParseError> {
         let mut rest = line.trim_end_matches(['\r', '\n']);
+        if rest.contains(['\r', '\n', '\0']) {
+            return Err(ParseError::BadCharacter);
+        }
         let mut msg = Message::default();
 
         if let Some(after) = rest.strip_prefix('@') {
             let (tags, tail) = after.split_once(' ').ok_or(ParseError::Truncated)?;
             for item in tags.split(';').filter(|t| !t.is_empty()) {
                 let (key, value) = item.split_once('=').unwrap_or((item, ""));
+                if key.is_empty() {
+                    continue; // "=x": no key, nothing to keep (found by fuzzing)
+                }
                 let value = unescape_tag(value);
                 match msg.tags.iter_mut().find(|(k, _)| k == key) {
                     Some(slot) => slot.1 = value,
@@ -86,6 +98,10 @@ impl Message {
         let (command, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
         if command.is_empty() {
             return Err(ParseError::MissingCommand);
+        }
+        // (found by fuzzing: " @x" parsed with the command "@x", which encodes as tags)
+        if !command.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ParseError::BadCommand);
         }
         msg.command = command.to_owned();
 
@@ -245,6 +261,25 @@ mod tests {
             Message::parse("@a=b :src "),
             Err(ParseError::MissingCommand)
         );
+    }
+
+    #[test]
+    fn rejects_commands_that_are_not_words_found_by_fuzzing() {
+        // fuzz/fuzz_targets/irc_line.rs: " @\0" parsed with command "@\0", encoded as "@\0",
+        // which is a line of tags: the round trip broke
+        assert_eq!(Message::parse(" @x"), Err(ParseError::BadCommand));
+        assert_eq!(Message::parse(" @\0"), Err(ParseError::BadCharacter));
+        // "@<<b<<;= b" kept a tag with no key, which encodes as nothing
+        assert_eq!(
+            Message::parse("@<<b<<;= b").unwrap().tags,
+            owned(&[("<<b<<", "")])
+        );
+        assert_eq!(Message::parse(" :x"), Err(ParseError::Truncated));
+        assert_eq!(Message::parse("PRIV#MSG a"), Err(ParseError::BadCommand));
+        assert!(Message::parse(" PING :x").is_ok());
+        // "2b b b\n " parsed with a last parameter "b\n", which encodes as a line end
+        assert_eq!(Message::parse("2b b b\n "), Err(ParseError::BadCharacter));
+        assert_eq!(Message::parse("PING :a\rb"), Err(ParseError::BadCharacter));
     }
 
     #[test]

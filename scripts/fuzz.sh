@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs every fuzz target in fuzz/ for SECONDS each (default 60) with cargo-fuzz (libFuzzer +
+# AddressSanitizer), on the stable toolchain with RUSTC_BOOTSTRAP=1 (no nightly needed), and
+# prints the executions per target. Exits non-zero if a target finds a crash; its input is
+# then in fuzz/artifacts/<target>/ (turn it into a regression test, fix, run again).
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+shift || true
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "== installing cargo-fuzz from crates.io"
+    cargo install --locked cargo-fuzz --version 0.13.2
+fi
+export RUSTC_BOOTSTRAP=1
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    mapfile -t targets < <(cd fuzz && cargo fuzz list)
+fi
+echo "== building the fuzz targets"
+(cd fuzz && cargo fuzz build 2>&1 | tail -n 1)
+failed=0
+printf '| target | seconds | executions | exec/s | corpus |\n|---|---|---|---|---|\n' >fuzz/last-run.md
+for t in "${targets[@]}"; do
+    mkdir -p "fuzz/corpus/$t"
+    # seeds: the public IRC vectors for the IRC targets, the README's config for the loader
+    case "$t" in
+        irc_line | chat_session)
+            python3 - "fuzz/corpus/$t" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+for i, t in enumerate(json.load(open("tests/data/irc-parser-tests/msg-split.json"))["tests"]):
+    with open(os.path.join(out, f"seed-{i}"), "w") as f:
+        f.write(t["input"] + "\r\n")
+PY
+            ;;
+        config) cp scripts/docker-compose.yml "fuzz/corpus/$t/seed-compose" 2>/dev/null || true ;;
+    esac
+    log="fuzz/$t.log"
+    if (cd fuzz && cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -print_final_stats=1) >"$log" 2>&1; then
+        runs=$(grep -m1 -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')
+        rate=$(( runs / seconds )) 2>/dev/null || rate='?'
+        corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
+        printf '| %s | %s | %s | %s | %s |\n' "$t" "$seconds" "$runs" "$rate" "$corpus" | tee -a fuzz/last-run.md
+    else
+        failed=1
+        echo "!! $t found a crash: see $log and fuzz/artifacts/$t/"
+        grep -m3 -E 'panicked|ERROR' "$log" || true
+    fi
+done
+exit $failed
