@@ -653,3 +653,79 @@ fn an_access_token_with_a_line_break_is_not_used_and_the_refresh_token_is() {
     assert_eq!(config_user(&config, 0)["access_token"], access.as_str());
     assert_eq!(config_user(&config, 0)["refresh_token"], refresh.as_str());
 }
+
+#[test]
+fn no_token_secret_or_device_code_appears_in_any_output_over_the_whole_lifecycle() {
+    let dir = temp_dir("secrets");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_client(CLIENT, Some(SECRET)); // confidential: the secret is sent on every refresh
+    fake.add_user("new_user", "55", "", true);
+    let config = dir.join("twitch_colorchanger.conf");
+    std::fs::write(
+        &config,
+        json!({"users": [{"username": "new_user", "client_id": CLIENT, "client_secret": SECRET, "channels": ["chan"]}]})
+            .to_string(),
+    )
+    .unwrap();
+    let json_debug = [("LOG_FORMAT", "json"), ("DEBUG", "true")];
+    let mut outputs = Vec::new();
+
+    // setup: the device flow
+    let mut cmd = bot_command();
+    cmd.args(["setup", "--config"])
+        .arg(&config)
+        .envs(json_debug);
+    let mut setup = Bot::spawn(&fake, cmd);
+    approve_when_asked(&fake, &setup, "new_user");
+    assert_eq!(
+        wait_exit(&mut setup.child, WAIT).code(),
+        Some(0),
+        "{}",
+        setup.output()
+    );
+    assert!(setup.wait_log("setup: authorised, tokens saved", 1));
+    outputs.push(setup.output());
+
+    // the bot: a refresh after a 401, then a refused refresh and the device flow again
+    let bot = Bot::start_with(&fake, &config, &json_debug);
+    assert!(joined(&fake, "new_user", &["chan"]), "{}", bot.output());
+    fake.expire_access_token("new_user");
+    fake.privmsg("chan", "new_user", "55", "one");
+    assert!(
+        fake.wait(WAIT, |s| s.changes("55").len() == 1),
+        "{}",
+        bot.output()
+    );
+    fake.expire_access_token("new_user");
+    fake.set_refresh_token(
+        "new_user",
+        "refreshnobodyhasnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn0",
+    );
+    fake.privmsg("chan", "new_user", "55", "two");
+    approve_when_asked(&fake, &bot, "new_user");
+    fake.privmsg("chan", "new_user", "55", "three");
+    assert!(
+        fake.wait(WAIT, |s| s.changes("55").len() >= 2),
+        "{}",
+        bot.output()
+    );
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    outputs.push(output);
+    outputs.push(std::fs::read_to_string(twitch_colorchanger::status::path_for(&config)).unwrap());
+
+    assert!(
+        fake.state().issued.len() >= 3,
+        "setup, refresh and the second device flow issued pairs"
+    );
+    for output in &outputs {
+        assert_no_secrets(output);
+        no_device_codes_in(&fake, output);
+        for line in output
+            .lines()
+            .filter(|l| l.starts_with('{') && l.contains("\"level\""))
+        {
+            serde_json::from_str::<Value>(line).unwrap();
+        }
+    }
+}
