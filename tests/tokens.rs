@@ -609,6 +609,7 @@ fn a_refused_chat_login_with_a_valid_token_does_not_rotate_it() {
     drop(state);
     assert_eq!(config_user(&config, 0)["refresh_token"], REFRESH);
     // the wait before the next try is the longest step, not a quick loop
+    assert!(bot.wait_log("reconnecting to chat in ", 1));
     let output = bot.output();
     let wait: f64 = output
         .split("reconnecting to chat in ")

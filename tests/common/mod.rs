@@ -82,14 +82,22 @@ impl Bot {
     }
 
     /// Runs `cmd` (from [`bot_command`], with its arguments) pointed at the fake.
+    /// Variables the test set on `cmd` win over these defaults.
     pub fn spawn(fake: &FakeTwitch, mut cmd: Command) -> Bot {
+        let defaults = [
+            ("TWITCH_IRC_URL", fake.irc_url()),
+            ("TWITCH_API_URL", fake.api_url()),
+            ("TWITCH_AUTH_URL", fake.auth_url()),
+            ("TWITCH_CA_FILE", fake.ca_file().display().to_string()),
+            ("DEBUG", "true".into()),
+            ("NO_COLOR", "1".into()),
+        ];
+        for (key, value) in defaults {
+            if !cmd.get_envs().any(|(k, _)| k == key) {
+                cmd.env(key, value);
+            }
+        }
         let mut child = cmd
-            .env("TWITCH_IRC_URL", fake.irc_url())
-            .env("TWITCH_API_URL", fake.api_url())
-            .env("TWITCH_AUTH_URL", fake.auth_url())
-            .env("TWITCH_CA_FILE", fake.ca_file())
-            .env("DEBUG", "true")
-            .env("NO_COLOR", "1")
             .env_remove("TWITCH_CONF_FILE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
