@@ -47,6 +47,8 @@ pub struct Settings {
     pub file: Option<std::path::PathBuf>,
     /// Print debug lines.
     pub debug: bool,
+    /// Lines below this level are not printed (tests that make millions of events).
+    pub quiet_below: Level,
     /// One JSON object per line.
     pub json: bool,
     /// ANSI colors.
@@ -68,6 +70,7 @@ impl Settings {
                 .filter(|v| !v.is_empty())
                 .map(std::path::PathBuf::from),
             debug,
+            quiet_below: Level::Debug,
             json,
             color: !json && !no_color && std::io::stderr().is_terminal(),
         }
@@ -121,7 +124,7 @@ pub fn debug_enabled() -> bool {
 /// Writes one line.
 pub fn write(level: Level, user: Option<&str>, channel: Option<&str>, args: fmt::Arguments<'_>) {
     let s = settings();
-    if level == Level::Debug && !s.debug {
+    if (level == Level::Debug && !s.debug) || level < s.quiet_below {
         return;
     }
     let ts = rfc3339(SystemTime::now());
