@@ -642,6 +642,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         }
         file.sync_all()?;
         drop(file);
+        #[cfg(feature = "fake-twitch")]
+        crate::fake::pause_before_rename();
         fs::rename(&tmp, &target)?;
         #[cfg(unix)]
         fs::File::open(&dir)?.sync_all()?;

@@ -338,6 +338,7 @@ fn refresh_loop_child() {
         return;
     };
     let path = std::path::PathBuf::from(path);
+    let leftovers = config::sweep_temp_files(&path); // as the bot does at start-up
     let cfg = config::load(&path).unwrap();
     let (auth, auth_path) =
         transport::parse_url(&std::env::var("TWITCH_AUTH_URL").unwrap()).unwrap();
@@ -358,7 +359,12 @@ fn refresh_loop_child() {
         oauth,
         clock,
         Arc::new(device::LogPrompter),
-    );
+    )
+    .with_spares(config::spare_refresh_tokens(
+        &leftovers,
+        &cfg.users[0].username,
+        &cfg.users[0].refresh_token,
+    ));
     smol::block_on(async {
         loop {
             let stale = keeper.access();
@@ -368,6 +374,87 @@ fn refresh_loop_child() {
                 .expect("the fake accepts every refresh");
         }
     });
+}
+
+#[test]
+fn a_kill_between_save_and_rename_never_locks_the_user_out() {
+    // strict rotation: each refresh token works once, as Twitch's do
+    let dir = temp_dir("sigkill-window");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
+    fake.set_refresh_token("hueshift_bot", REFRESH);
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    let marker = dir.join("paused");
+    let kills = 8;
+    for kill in 0..=kills {
+        let _ = std::fs::remove_file(&marker);
+        let issued_before = fake.state().issued.len();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "refresh_loop_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TCC_CHILD_CONFIG", &config)
+        .env("TWITCH_AUTH_URL", fake.auth_url())
+        .env("TWITCH_CA_FILE", fake.ca_file())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if kill < kills {
+            // Twitch has rotated, the new pair is fsynced in the temp file, the rename is next
+            cmd.env("TCC_PAUSE_BEFORE_RENAME", &marker);
+        }
+        let mut child = cmd.spawn().unwrap();
+        if kill < kills {
+            assert!(
+                fake.wait(WAIT, |s| s.issued.len() > issued_before && marker.exists()),
+                "kill {kill}: the child could not refresh: the user is locked out"
+            );
+            child.kill().unwrap();
+            child.wait().unwrap();
+            // the config still holds the pair Twitch has just revoked
+            assert_ne!(
+                config_user(&config, 0)["refresh_token"],
+                fake.state().issued.last().unwrap().1.as_str()
+            );
+        } else {
+            assert!(
+                fake.wait(WAIT, |s| s.issued.len() >= issued_before + 3),
+                "the last child could not refresh: the user is locked out"
+            );
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+    let pair = (
+        config_user(&config, 0)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        config_user(&config, 0)["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let state = fake.state();
+    assert!(
+        state.issued.contains(&pair),
+        "the file holds a pair Twitch issued: {pair:?}"
+    );
+    let refused = state
+        .oauth
+        .iter()
+        .filter(|c| c.grant_type.as_deref() == Some("refresh_token") && c.status != 200)
+        .count();
+    assert_eq!(
+        refused, kills,
+        "exactly one refused (revoked) token per kill, each recovered"
+    );
 }
 
 #[test]
