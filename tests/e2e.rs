@@ -601,3 +601,72 @@ fn server_text_reaches_the_log_escaped_and_capped() {
     let longest = output.lines().map(str::len).max().unwrap();
     assert!(longest < 1000, "a log line of {longest} bytes");
 }
+
+/// The real binary against the fake on the real clock for `TCC_SOAK_SECONDS` (default 600):
+/// three users, a message from each every 2 s, a RECONNECT every minute, a config edit every
+/// two minutes. Prints RSS at the start and the end. Run: `scripts/soak.sh [SECONDS]`.
+#[test]
+#[ignore = "takes minutes of real time; run by scripts/soak.sh"]
+fn real_clock_soak() {
+    let seconds: u64 = std::env::var("TCC_SOAK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let dir = temp_dir("soak");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    let logins = ["soak_alpha", "soak_beta", "soak_gamma"];
+    let tokens = [TOKEN_A, TOKEN_B, "tokcccccccccccccccccccccccccccc3"];
+    for (i, login) in logins.iter().enumerate() {
+        fake.add_user(login, &i.to_string(), tokens[i], i != 1);
+    }
+    let entries = |extra: &str| {
+        logins
+            .iter()
+            .enumerate()
+            .map(|(i, l)| user_entry(l, tokens[i], &["common", extra], i != 1))
+            .collect::<Vec<_>>()
+    };
+    let config = write_config(&dir, entries("first"));
+    let bot = Bot::start_with(&fake, &config, &[("DEBUG", "false")]);
+    for login in logins {
+        assert!(joined(&fake, login, &["common"]), "{}", bot.output());
+    }
+    let rss = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let pid = bot.child.id();
+    let start_rss = rss(pid);
+    let start = Instant::now();
+    let mut tick = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        std::thread::sleep(Duration::from_secs(2)); // the load's own pace, not a wait for the bot
+        tick += 1;
+        for (i, login) in logins.iter().enumerate() {
+            fake.privmsg("common", login, &i.to_string(), "soak");
+        }
+        if tick % 30 == 0 {
+            fake.reconnect_all();
+        }
+        if tick % 60 == 0 {
+            let doc = json!({ "users": entries(&format!("extra_{tick}")) });
+            std::fs::write(&config, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        }
+    }
+    let changes: usize = (0..3)
+        .map(|i| fake.state().changes(&i.to_string()).len())
+        .sum();
+    println!(
+        "soak: {seconds}s real time, 3 users, {} messages sent, {changes} color changes, {} logins, VmRSS start {start_rss} kB, end {} kB",
+        tick * 3,
+        logins.iter().map(|l| fake.state().logins(l)).sum::<usize>(),
+        rss(pid)
+    );
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    assert_no_secrets(&output);
+}
