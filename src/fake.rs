@@ -247,7 +247,12 @@ pub struct FakeTwitch {
 impl FakeTwitch {
     /// Starts the servers on free loopback ports and writes the CA to `dir/fake-ca.pem`.
     pub fn start(dir: &Path) -> std::io::Result<FakeTwitch> {
-        let (acceptor, ca_pem) = tls_acceptor().map_err(std::io::Error::other)?;
+        FakeTwitch::start_as(dir, &["127.0.0.1", "localhost"])
+    }
+
+    /// The same, with a server certificate for `names` only (a wrong name, for tests).
+    pub fn start_as(dir: &Path, names: &[&str]) -> std::io::Result<FakeTwitch> {
+        let (acceptor, ca_pem) = tls_acceptor(names).map_err(std::io::Error::other)?;
         let ca_file = dir.join("fake-ca.pem");
         std::fs::write(&ca_file, ca_pem)?;
         let inner = Arc::new(Inner {
@@ -458,7 +463,7 @@ impl Drop for FakeTwitch {
     }
 }
 
-fn tls_acceptor() -> Result<(TlsAcceptor, String), String> {
+fn tls_acceptor(names: &[&str]) -> Result<(TlsAcceptor, String), String> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
@@ -474,8 +479,8 @@ fn tls_acceptor() -> Result<(TlsAcceptor, String), String> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let key = KeyPair::generate().map_err(err)?;
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .map_err(err)?;
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut params = CertificateParams::new(names).map_err(err)?;
     params
         .distinguished_name
         .push(DnType::CommonName, "fake twitch");

@@ -1048,6 +1048,23 @@ mod tests {
     }
 
     #[test]
+    fn a_429_without_a_reset_header_waits_a_second() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], false);
+        say(&mut core, t, "hi");
+        actions(&mut core);
+        core.handle_put(
+            t,
+            PutResult::Status {
+                status: 429,
+                message: "Too Many Requests".into(),
+                retry_after: None,
+            },
+        );
+        assert_eq!(core.poll_timeout(), Some(t + Duration::from_secs(1)));
+    }
+
+    #[test]
     fn chat_commands_switch_persist_and_set_colors() {
         let t = Instant::now();
         let mut core = ready(t, &["lumenwave"], false);

@@ -72,6 +72,14 @@ fn own_message_changes_color_and_others_do_not() {
         "{output}"
     );
     assert!(output.contains("color changed #1E90FF → "), "{output}");
+    // the test's config is 0644: said once, at start
+    assert_eq!(
+        output
+            .matches("is readable by every user of this machine")
+            .count(),
+        1
+    );
+    assert!(!output.contains("plain text"), "all endpoints are TLS here");
     assert_no_secrets(&output);
 }
 
