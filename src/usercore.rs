@@ -510,8 +510,7 @@ impl UserCore {
         if !routine {
             self.error(format!("chat: {why}"));
         }
-        let jitter = self.jitter();
-        let wait = self.backoff.next_delay(jitter);
+        let wait = self.wait_to_reconnect(now);
         log!(
             Warn,
             self.who(),
@@ -519,13 +518,10 @@ impl UserCore {
             "chat connection ended{lived}: {why}; reconnecting in {:.1}s",
             wait.as_secs_f64()
         );
-        self.chat = Chat::Waiting;
-        self.set(Timer::Retry, Some(now + wait));
     }
 
     fn reconnect_later(&mut self, now: Instant) {
-        let jitter = self.jitter();
-        let wait = self.backoff.next_delay(jitter);
+        let wait = self.wait_to_reconnect(now);
         log!(
             Info,
             self.who(),
@@ -533,8 +529,15 @@ impl UserCore {
             "reconnecting to chat in {:.1}s",
             wait.as_secs_f64()
         );
+    }
+
+    /// Arms the reconnect timer at the next backoff step; returns the wait.
+    fn wait_to_reconnect(&mut self, now: Instant) -> Duration {
+        let jitter = self.jitter();
+        let wait = self.backoff.next_delay(jitter);
         self.chat = Chat::Waiting;
         self.set(Timer::Retry, Some(now + wait));
+        wait
     }
 
     fn own_message(&mut self, now: Instant, channel: String, text: &str) {

@@ -199,13 +199,7 @@ fn garbage_instead_of_http_is_malformed() {
 
 #[test]
 fn a_refused_chat_connection_is_retried_with_growing_pauses() {
-    let dir = temp_dir("fault-refused");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
-    );
+    let (fake, _, config) = hueshift("fault-refused");
     // a port nobody listens on
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -237,13 +231,7 @@ fn reconnect_delays(output: &str) -> Vec<f64> {
 
 #[test]
 fn a_reconnect_storm_is_met_with_backoff() {
-    let dir = temp_dir("fault-storm");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
-    );
+    let (fake, _, config) = hueshift("fault-storm");
     let bot = Bot::start(&fake, &config);
     for n in 1..=3 {
         assert!(
@@ -269,13 +257,7 @@ fn a_reconnect_storm_is_met_with_backoff() {
 
 #[test]
 fn an_unknown_certificate_authority_is_refused_and_nothing_is_sent_in_clear() {
-    let dir = temp_dir("fault-ca");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
-    );
+    let (fake, _, config) = hueshift("fault-ca");
     // trust another fake's CA only: the chat server's certificate is unknown
     let other_dir = temp_dir("fault-ca-other");
     let other = FakeTwitch::start(&other_dir).unwrap();
@@ -320,13 +302,7 @@ fn a_certificate_for_another_name_is_refused_and_nothing_is_sent_in_clear() {
 
 #[test]
 fn a_1_mib_line_and_10000_foreign_messages_change_nothing() {
-    let dir = temp_dir("fault-lines");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
-    );
+    let (fake, _, config) = hueshift("fault-lines");
     let bot = Bot::start(&fake, &config);
     assert!(joined(&fake, "hueshift_bot", &["chan"]));
     fake.broadcast(&format!("PRIVMSG #chan :{}", "x".repeat(1 << 20)));

@@ -379,14 +379,7 @@ fn refresh_loop_child() {
 #[test]
 fn a_kill_between_save_and_rename_never_locks_the_user_out() {
     // strict rotation: each refresh token works once, as Twitch's do
-    let dir = temp_dir("sigkill-window");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
-    fake.set_refresh_token("hueshift_bot", REFRESH);
-    let config = write_config(
-        &dir,
-        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
-    );
+    let (fake, dir, config) = hueshift("sigkill-window");
     let marker = dir.join("paused");
     let kills = 8;
     for kill in 0..=kills {
@@ -623,14 +616,7 @@ fn setup_that_cannot_save_says_so_and_exits_1() {
 
 #[test]
 fn sigterm_during_a_refresh_waits_for_the_answer_and_saves_it() {
-    let dir = temp_dir("termrefresh");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
-    fake.set_refresh_token("hueshift_bot", REFRESH);
-    let config = write_config(
-        &dir,
-        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
-    );
+    let (fake, _, config) = hueshift("termrefresh");
     let bot = Bot::start(&fake, &config);
     assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
     // Twitch rotates the pair at once but its answer is slow to arrive

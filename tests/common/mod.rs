@@ -199,3 +199,17 @@ pub fn sync(fake: &FakeTwitch, login: &str, tag: &str) {
             == Some(login)
             && c.lines.contains(&pong))));
 }
+
+/// The fake Twitch knowing `hueshift_bot` (id 1, Prime, access token [`TOKEN_A`], refresh
+/// token [`REFRESH`]), and a config for it in `chan`.
+pub fn hueshift(name: &str) -> (FakeTwitch, PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
+    fake.set_refresh_token("hueshift_bot", REFRESH);
+    let config = write_config(
+        &dir,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    (fake, dir, config)
+}
