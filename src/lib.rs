@@ -26,3 +26,4 @@ pub mod transport;
 pub mod user;
 pub mod usercore;
 pub mod watch;
+pub mod ws;
