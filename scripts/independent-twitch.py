@@ -9,6 +9,9 @@ bot against it, then plays a script and exits 0 only if the bot behaved:
     python3 scripts/independent-twitch.py BINARY --first-run # a config with only a client id: device flow first
     python3 scripts/independent-twitch.py BINARY --serve     # just serve; approves device codes after 10 s (try it by hand)
 """
+import atexit
+import shutil
+import signal
 import json, os, socket, ssl, subprocess, sys, tempfile, threading, time, urllib.parse
 
 LOGIN, USER_ID, CLIENT = "newuser_42", "4242", "indepclient"
@@ -203,6 +206,9 @@ def main():
     mode = next((a for a in sys.argv[1:] if a.startswith("--")), "--chat")
     binary = args[0] if args else "target/release/twitch-colorchanger"
     d = tempfile.mkdtemp(prefix="indep-twitch-")
+    # the directory holds a CA key and tokens: never leave it behind
+    atexit.register(shutil.rmtree, d, True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     make_certs(d)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(d, "srv.pem"), os.path.join(d, "srv.key"))

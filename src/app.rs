@@ -72,26 +72,41 @@ impl Endpoints {
     /// Reads `TWITCH_IRC_URL`, `TWITCH_API_URL`, `TWITCH_AUTH_URL` and `TWITCH_CA_FILE`
     /// through `var`, with Twitch's real endpoints as defaults.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Endpoints, StartError> {
-        let get = |name: &'static str, default: &str| {
+        // each variable names the schemes it takes, so that a wrong one is told what fits
+        let get = |name: &'static str, default: &str, schemes: [&str; 2], form: &str| {
             let value = var(name)
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| default.to_owned());
+            let scheme = value.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            if !scheme.is_some_and(|s| schemes.contains(&s.as_str())) {
+                return Err(StartError::Env(name, format!("{value:?}: expected {form}")));
+            }
             transport::parse_url(&value).map_err(|e| StartError::Env(name, e.to_string()))
         };
-        let (irc, path) = get("TWITCH_IRC_URL", DEFAULT_IRC_URL)?;
-        let scheme = var("TWITCH_IRC_URL")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if !path.is_empty() || scheme.starts_with("http") {
+        let irc_form =
+            "tls://host:port (or tcp://host:port for a local test server), without a path";
+        let http_form = "https://host[:port]/path (or http:// for a local test server)";
+        let (irc, path) = get("TWITCH_IRC_URL", DEFAULT_IRC_URL, ["tls", "tcp"], irc_form)?;
+        if !path.is_empty() {
             return Err(StartError::Env(
                 "TWITCH_IRC_URL",
-                "expected tls://host:port or tcp://host:port, without a path".into(),
+                format!("expected {irc_form}"),
             ));
         }
         Ok(Endpoints {
             irc,
-            api: get("TWITCH_API_URL", DEFAULT_API_URL)?,
-            auth: get("TWITCH_AUTH_URL", DEFAULT_AUTH_URL)?,
+            api: get(
+                "TWITCH_API_URL",
+                DEFAULT_API_URL,
+                ["https", "http"],
+                http_form,
+            )?,
+            auth: get(
+                "TWITCH_AUTH_URL",
+                DEFAULT_AUTH_URL,
+                ["https", "http"],
+                http_form,
+            )?,
             ca_file: var("TWITCH_CA_FILE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
@@ -676,7 +691,7 @@ pub struct CheckReport {
 /// `check`: validates the config file and the environment's users together (without
 /// writing anything) and the endpoint variables, listing every problem of every user.
 pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
-    let mut problems = Vec::new();
+    let mut problems = log::env_problems(&var);
     if let Err(e) = Endpoints::from_env(&var) {
         problems.push(e.to_string());
     }
@@ -816,4 +831,38 @@ pub async fn setup(
             results
         })
         .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(vars: &[(&str, &str)]) -> Result<Endpoints, String> {
+        Endpoints::from_env(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_url_variable_says_which_schemes_it_takes() {
+        assert!(endpoints(&[]).is_ok());
+        assert_eq!(
+            endpoints(&[("TWITCH_API_URL", "ftp://x")]).unwrap_err(),
+            "environment variable TWITCH_API_URL: \"ftp://x\": expected https://host[:port]/path (or http:// for a local test server)"
+        );
+        assert_eq!(
+            endpoints(&[("TWITCH_IRC_URL", "http://x")]).unwrap_err(),
+            "environment variable TWITCH_IRC_URL: \"http://x\": expected tls://host:port (or tcp://host:port for a local test server), without a path"
+        );
+        assert!(endpoints(&[("TWITCH_AUTH_URL", "tls://x:1")])
+            .unwrap_err()
+            .contains("expected https://"));
+        assert!(endpoints(&[("TWITCH_IRC_URL", "tls://x:1/path")])
+            .unwrap_err()
+            .contains("without a path"));
+        assert!(endpoints(&[("TWITCH_IRC_URL", "tcp://127.0.0.1:6667")]).is_ok());
+    }
 }

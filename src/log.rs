@@ -40,6 +40,30 @@ impl Level {
     }
 }
 
+/// What is wrong with `DEBUG` and `LOG_FORMAT`, one line each (the bot then uses the
+/// default, and says so).
+pub fn env_problems(var: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(v) = var("DEBUG").filter(|v| !v.is_empty()) {
+        if !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on" | "0" | "false" | "no" | "off"
+        ) {
+            problems.push(format!(
+                "environment variable DEBUG={v:?}: expected true or false (debug lines stay off)"
+            ));
+        }
+    }
+    if let Some(v) = var("LOG_FORMAT").filter(|v| !v.is_empty()) {
+        if !matches!(v.to_ascii_lowercase().as_str(), "text" | "json") {
+            problems.push(format!(
+                "environment variable LOG_FORMAT={v:?}: expected text or json (using text)"
+            ));
+        }
+    }
+    problems
+}
+
 /// Output settings, read once from the environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -61,8 +85,9 @@ impl Settings {
     /// From `DEBUG`, `LOG_FORMAT` and `NO_COLOR`, with colors only when stderr is a terminal.
     pub fn from_env() -> Settings {
         let var = |k: &str| std::env::var(k).ok();
-        let debug = var("DEBUG")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+        let debug = var("DEBUG").is_some_and(|v| {
+            matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+        });
         let json = var("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json"));
         let no_color = var("NO_COLOR").is_some_and(|v| !v.is_empty());
         Settings {

@@ -133,6 +133,9 @@ fn main() -> ExitCode {
         _ => {}
     }
     log::init(log::Settings::from_env());
+    for problem in log::env_problems(|k| std::env::var(k).ok()) {
+        twitch_colorchanger::log!(Warn, None, None, "{problem}");
+    }
     let endpoints = match Endpoints::from_env(|k| std::env::var(k).ok()) {
         Ok(e) => e,
         Err(e) => {

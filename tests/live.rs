@@ -739,7 +739,11 @@ fn check_lists_every_problem_and_what_would_run() {
     .unwrap();
     let out = cli(
         &["check", "--config", conf],
-        &[("TWITCH_IRC_URL", "http://x")],
+        &[
+            ("TWITCH_IRC_URL", "http://x"),
+            ("LOG_FORMAT", "xml"),
+            ("DEBUG", "maybe"),
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let report = text(&out);
@@ -749,8 +753,10 @@ fn check_lists_every_problem_and_what_would_run() {
         "users[1] (your_username_1): field \"client_id\" still holds the example placeholder \"0123456789abcdefghijklmnopqrst\"",
         "users[1] (your_username_1): field \"channels\" is empty",
         "users[1] (your_username_1): field \"enabled\" must be true or false",
-        "environment variable TWITCH_IRC_URL",
-        "5 problem(s):",
+        "environment variable TWITCH_IRC_URL: \"http://x\": expected tls://host:port",
+        "environment variable LOG_FORMAT=\"xml\": expected text or json (using text)",
+        "environment variable DEBUG=\"maybe\": expected true or false",
+        "7 problem(s):",
     ] {
         assert!(report.contains(want), "missing {want:?} in:\n{report}");
     }
