@@ -88,7 +88,8 @@ impl Prompter for TerminalPrompter {
     }
 }
 
-/// The prompt block: who, where, which code, how long, and a QR code of the URL.
+/// The prompt block: a QR code of the URL, then who, where, which code and how long, last,
+/// so that on a small terminal (80×24) the link and the code are what stays on the screen.
 pub fn terminal_prompt(username: &str, code: &DeviceCode, left: Duration) -> String {
     let lines = [
         format!("Authorise twitch-colorchanger for Twitch account {username}"),
@@ -98,19 +99,18 @@ pub fn terminal_prompt(username: &str, code: &DeviceCode, left: Duration) -> Str
         format!("  3. Click Authorize (logged in as {username})"),
         String::new(),
         format!(
-            "The code expires in {} minutes. Or scan:",
+            "The code expires in {} minutes. The QR code above opens the same link.",
             left.as_secs().div_ceil(60)
         ),
     ];
     let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) + 2;
-    let mut out = String::new();
-    out.push_str(&format!("\n╔{}╗\n", "═".repeat(width)));
+    let mut out = String::from("\n");
+    out.push_str(&qr(&code.verification_uri));
+    out.push_str(&format!("╔{}╗\n", "═".repeat(width)));
     for line in &lines {
         out.push_str(&format!("║ {line:<w$} ║\n", w = width - 2));
     }
     out.push_str(&format!("╚{}╝\n", "═".repeat(width)));
-    out.push_str(&qr(&code.verification_uri));
-    out.push('\n');
     out
 }
 
@@ -225,6 +225,12 @@ mod tests {
         let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('║')).collect();
         let widths: Vec<usize> = rows.iter().map(|l| l.chars().count()).collect();
         assert!(widths.windows(2).all(|w| w[0] == w[1]), "box rows line up");
+        assert!(widths[0] <= 80, "fits an 80-column terminal");
+        // the link and the code come last, so an 80×24 terminal keeps them on screen
+        let lines: Vec<&str> = text.lines().collect();
+        let link = lines.iter().position(|l| l.contains("1. Open")).unwrap();
+        assert!(lines.len() - link <= 8, "{text}");
+        assert!(lines[1].starts_with('█'), "the QR code first");
     }
 
     #[test]
