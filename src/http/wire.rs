@@ -67,6 +67,9 @@ pub struct Parsed {
     pub response: http::Response<Vec<u8>>,
     /// False when the server closes (or asked to close) the connection.
     pub keep_alive: bool,
+    /// After `101 Switching Protocols` (a WebSocket handshake): the bytes that followed the
+    /// head in what was fed so far; they belong to the new protocol.
+    pub upgraded: Option<Vec<u8>>,
 }
 
 /// Collects response bytes until a whole response is there.
@@ -198,6 +201,16 @@ impl ResponseParser {
 
         let body_start = head_end + 4;
         let rest = &self.buf[body_start..];
+        if status == http::StatusCode::SWITCHING_PROTOCOLS {
+            let response = builder
+                .body(Vec::new())
+                .map_err(|e| HttpError::Malformed(e.to_string()))?;
+            return Ok(Some(Parsed {
+                response,
+                keep_alive: false,
+                upgraded: Some(rest.to_vec()),
+            }));
+        }
         let (body, keep_alive) = match framing {
             Framing::Empty => (Vec::new(), !close),
             Framing::Length(n) => {
@@ -226,6 +239,7 @@ impl ResponseParser {
         Ok(Some(Parsed {
             response,
             keep_alive,
+            upgraded: None,
         }))
     }
 }
@@ -383,6 +397,34 @@ mod tests {
             p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
             Err(HttpError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_101_hands_over_the_bytes_that_follow_its_head() {
+        let mut p = ResponseParser::new(false);
+        let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let mut bytes = head.as_bytes().to_vec();
+        bytes.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+        let parsed = p.feed(&bytes).unwrap().unwrap();
+        assert_eq!(parsed.response.status(), 101);
+        assert!(!parsed.keep_alive);
+        assert_eq!(
+            parsed.upgraded.as_deref(),
+            Some(&[0x81, 0x02, b'h', b'i'][..])
+        );
+        assert_eq!(
+            parsed.response.headers()["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        // the head alone: nothing of the new protocol yet
+        let mut p = ResponseParser::new(false);
+        let parsed = p.feed(head.as_bytes()).unwrap().unwrap();
+        assert_eq!(parsed.upgraded, Some(Vec::new()));
+        // any other answer has no upgrade
+        assert_eq!(
+            parse_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").upgraded,
+            None
+        );
     }
 
     #[test]
