@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod secret;
 pub mod status;
 pub mod time;
+pub mod timer;
 pub mod tokens;
 pub mod transport;
 pub mod user;

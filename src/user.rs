@@ -210,8 +210,11 @@ impl Driver {
 
     async fn drive(mut self, control: async_channel::Receiver<Control>) -> Result<(), String> {
         let mut buf = vec![0u8; 16 * 1024];
+        // Chat input the core never saw (other people's messages, PINGs) changes no status:
+        // only then is the status snapshot (a few allocations) skipped.
+        let mut chat_input_only = false;
         loop {
-            self.settle();
+            let core_busy = self.settle();
             if let Err(why) = self.transmit().await {
                 self.chat = None;
                 let now = self.now();
@@ -219,7 +222,9 @@ impl Driver {
                 continue;
             }
             self.start_persist();
-            self.report.publish(self.core.status());
+            if core_busy || !chat_input_only {
+                self.report.publish(self.core.status());
+            }
 
             let deadline = [
                 self.core.poll_timeout(),
@@ -276,6 +281,7 @@ impl Driver {
             .await;
 
             let now = self.now();
+            chat_input_only = matches!(wake, Wake::Read(Ok(n)) if n > 0);
             match wake {
                 Wake::Control(None) => return Ok(()),
                 Wake::Control(Some(Control::Update(user))) => self.core.handle_config(&user),
@@ -326,8 +332,9 @@ impl Driver {
     }
 
     /// Performs the core's actions and hands it the chat session's events, until neither
-    /// has anything more.
-    fn settle(&mut self) {
+    /// has anything more. Returns whether there was anything.
+    fn settle(&mut self) -> bool {
+        let mut any = false;
         loop {
             let mut busy = false;
             while let Some(action) = self.core.poll_action() {
@@ -346,8 +353,9 @@ impl Driver {
                 }
             }
             if !busy {
-                return;
+                return any;
             }
+            any = true;
         }
     }
 

@@ -16,6 +16,7 @@ use crate::color::Typed;
 use crate::command::{self, Command};
 use crate::config::UserConfig;
 use crate::log;
+use crate::timer::Timers;
 
 /// A chat connection that stayed logged in this long resets the reconnect backoff.
 pub const HEALTHY: Duration = Duration::from_secs(30);
@@ -224,7 +225,7 @@ pub struct UserCore {
     /// A color held back by a 429, sent when [`Timer::Change`] fires.
     held: Option<String>,
     last_channel: Option<String>,
-    timers: [Option<Instant>; 2],
+    timers: Timers<2>,
     actions: VecDeque<Action>,
     counters: Counters,
     chat_down_since: Option<Instant>,
@@ -248,7 +249,7 @@ impl UserCore {
             putting: None,
             held: None,
             last_channel: None,
-            timers: [None; 2],
+            timers: Timers::default(),
             actions: VecDeque::from([Action::LookUpUser]),
             counters,
             chat_down_since: Some(now),
@@ -297,11 +298,11 @@ impl UserCore {
     }
 
     fn set(&mut self, timer: Timer, at: Option<Instant>) {
-        self.timers[timer as usize] = at;
+        self.timers.set(timer as usize, at);
     }
 
     fn due(&self, timer: Timer, now: Instant) -> bool {
-        self.timers[timer as usize].is_some_and(|t| t <= now)
+        self.timers.is_due(timer as usize, now)
     }
 
     fn error(&mut self, why: String) {
@@ -787,7 +788,7 @@ impl UserCore {
     /// When [`UserCore::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        self.timers.next()
     }
 
     /// Where the user stands.

@@ -578,13 +578,7 @@ fn a_fifo_config_is_refused_at_once_with_a_clear_message() {
 
 #[test]
 fn server_text_reaches_the_log_escaped_and_capped() {
-    let dir = temp_dir("forged");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("hueshift_bot", "81234567", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
-    );
+    let (fake, _, config) = hueshift("forged");
     let bot = Bot::start(&fake, &config);
     assert!(joined(&fake, "hueshift_bot", &["chan"]));
     let forged = format!(
@@ -594,7 +588,7 @@ fn server_text_reaches_the_log_escaped_and_capped() {
     let body = json!({"error": "Internal Server Error", "status": 500, "message": forged});
     fake.update(|s| s.put_script.push_back((500, body.to_string())));
     fake.broadcast(":tmi.twitch.tv NOTICE #chan :\u{1b}]0;title\u{7} notice");
-    fake.privmsg("chan", "hueshift_bot", "81234567", "hi");
+    fake.privmsg("chan", "hueshift_bot", "1", "hi");
     assert!(
         bot.wait_log("color not changed: HTTP 500", 1),
         "{}",

@@ -328,6 +328,24 @@ fn approving_with_the_wrong_account_is_refused_and_asked_again() {
     drop(bot);
 }
 
+/// This test binary, running only [`refresh_loop_child`] on `config` against `fake`.
+fn refresh_child(fake: &FakeTwitch, config: &Path) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "refresh_loop_child",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("TCC_CHILD_CONFIG", config)
+    .env("TWITCH_AUTH_URL", fake.auth_url())
+    .env("TWITCH_CA_FILE", fake.ca_file())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
+}
+
 /// The child side of the SIGKILL test: refreshes and saves in a loop, for ever.
 #[test]
 #[ignore = "child process of refresh_survives_sigkill_at_any_moment"]
@@ -385,19 +403,7 @@ fn a_kill_between_save_and_rename_never_locks_the_user_out() {
     for kill in 0..=kills {
         let _ = std::fs::remove_file(&marker);
         let issued_before = fake.state().issued.len();
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "refresh_loop_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("TCC_CHILD_CONFIG", &config)
-        .env("TWITCH_AUTH_URL", fake.auth_url())
-        .env("TWITCH_CA_FILE", fake.ca_file())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        let mut cmd = refresh_child(&fake, &config);
         if kill < kills {
             // Twitch has rotated, the new pair is fsynced in the temp file, the rename is next
             cmd.env("TCC_PAUSE_BEFORE_RENAME", &marker);
@@ -465,21 +471,7 @@ fn refresh_survives_sigkill_at_any_moment() {
     let kills = 40;
     let mut seen_new = 0;
     for _ in 0..kills {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "refresh_loop_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("TCC_CHILD_CONFIG", &config)
-            .env("TWITCH_AUTH_URL", fake.auth_url())
-            .env("TWITCH_CA_FILE", fake.ca_file())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = refresh_child(&fake, &config).spawn().unwrap();
         // let it refresh a few times, then kill it somewhere in the middle of whatever it does
         let issued_before = fake.state().issued.len();
         assert!(

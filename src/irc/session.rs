@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::message::Message;
 use crate::chat::{CloseReason, Event, Login};
+use crate::timer::Timers;
 
 /// No `001` within this long after connecting: the connection has failed.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +47,7 @@ pub struct Session {
     discarding: bool,
     outbox: VecDeque<String>,
     events: VecDeque<Event>,
-    timers: [Option<Instant>; 4],
+    timers: Timers<4>,
     join_queue: VecDeque<String>,
     join_log: VecDeque<Instant>,
 }
@@ -71,7 +72,7 @@ impl Session {
             inbuf: Vec::new(),
             discarding: false,
             events: VecDeque::new(),
-            timers: [None; 4],
+            timers: Timers::default(),
             join_queue: login.channels.iter().cloned().collect(),
             join_log: VecDeque::new(),
         };
@@ -208,7 +209,7 @@ impl Session {
 
     fn close(&mut self, reason: CloseReason) {
         self.closed = true;
-        self.timers = [None; 4];
+        self.timers.clear();
         self.events.push_back(Event::Closed(reason));
     }
 
@@ -280,11 +281,11 @@ impl Session {
     }
 
     fn due(&self, timer: Timer, now: Instant) -> bool {
-        self.timers[timer as usize].is_some_and(|t| t <= now)
+        self.timers.is_due(timer as usize, now)
     }
 
     fn set(&mut self, timer: Timer, at: Option<Instant>) {
-        self.timers[timer as usize] = at;
+        self.timers.set(timer as usize, at);
     }
 
     /// The next line to write, with its CRLF. PASS lines hold the token: never log them
@@ -303,7 +304,7 @@ impl Session {
 
     /// When [`Session::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        self.timers.next()
     }
 
     /// True once logged in (`001` seen).
