@@ -1,0 +1,510 @@
+//! A fake Twitch on 127.0.0.1 for tests (and later a `demo`): IRC over TLS and HTTPS Helix,
+//! with a CA made at start-up. It records what it receives and can deliver chat messages,
+//! PING, RECONNECT and dropped connections on demand. Built only with the `fake-twitch` feature.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_net::{TcpListener, TcpStream};
+use futures_rustls::TlsAcceptor;
+use smol::future;
+
+mod helix;
+mod http;
+mod irc;
+mod oauth;
+mod tls;
+
+use self::http::http_conn;
+use self::irc::irc_conn;
+use self::tls::tls_acceptor;
+
+/// A test hook in the config writer (only in builds with the `fake-twitch` feature): with
+/// `TCC_PAUSE_BEFORE_RENAME=PATH` set, a save writes PATH and waits after its temp file is
+/// complete and before the rename, so that a test can kill the process in exactly that window.
+pub fn pause_before_rename() {
+    if let Some(marker) = std::env::var_os("TCC_PAUSE_BEFORE_RENAME") {
+        let _ = std::fs::write(marker, b"paused");
+        std::thread::sleep(Duration::from_secs(30));
+    }
+}
+
+/// An account the fake knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeUser {
+    /// Lowercase login.
+    pub login: String,
+    /// User id.
+    pub id: String,
+    /// The access token it accepts.
+    pub token: String,
+    /// Whether hex colors are allowed.
+    pub prime: bool,
+    /// Current color as `#RRGGBB`, if set.
+    pub color: Option<String>,
+    /// The refresh token it accepts.
+    pub refresh: String,
+    /// Scopes its tokens carry.
+    pub scopes: Vec<String>,
+    /// The access token has expired (refused everywhere until refreshed).
+    pub expired: bool,
+    /// The app its tokens were last issued to.
+    pub client_id: String,
+}
+
+/// A registered app; `secret` makes it confidential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeClient {
+    /// Client id.
+    pub id: String,
+    /// Client secret, for confidential clients.
+    pub secret: Option<String>,
+}
+
+/// A device code handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeDevice {
+    /// The secret polling code.
+    pub device_code: String,
+    /// The code the person sees.
+    pub user_code: String,
+    /// Who asked.
+    pub client_id: String,
+    /// The login that approved it.
+    pub approved: Option<String>,
+    /// Declined by the person.
+    pub denied: bool,
+    /// Used up or expired.
+    pub spent: bool,
+}
+
+/// One OAuth request as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthCall {
+    /// `/oauth2/device`, `/oauth2/token` or `/oauth2/validate`.
+    pub path: String,
+    /// `grant_type` of token requests.
+    pub grant_type: Option<String>,
+    /// `client_id` sent.
+    pub client_id: Option<String>,
+    /// Whether a `client_secret` was sent.
+    pub sent_secret: bool,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// One `PUT /helix/chat/color` as received, with the status it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColorPut {
+    /// The `user_id` query value.
+    pub user_id: String,
+    /// The `color` query value, percent-decoded.
+    pub color: String,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// One IRC client connection.
+#[derive(Debug, Clone, Default)]
+pub struct IrcConn {
+    /// The login given with NICK, once authenticated.
+    pub login: Option<String>,
+    /// Channels joined, without `#`.
+    pub channels: BTreeSet<String>,
+    /// Every line received, in order (PASS lines included, as sent).
+    pub lines: Vec<String>,
+    /// Still open.
+    pub open: bool,
+}
+
+/// Everything the fake has seen and knows; read it with [`FakeTwitch::state`].
+#[derive(Debug, Default)]
+pub struct State {
+    /// Known accounts.
+    pub users: Vec<FakeUser>,
+    /// IRC connections ever accepted, by id (in order of arrival).
+    pub irc: Vec<IrcConn>,
+    /// Color changes received.
+    pub puts: Vec<ColorPut>,
+    /// Every Helix request line received (`METHOD /path?query`).
+    pub requests: Vec<String>,
+    /// Answers for the next color PUTs instead of the normal handling: (status, body).
+    pub put_script: VecDeque<(u16, String)>,
+    /// Registered apps; while empty, any client id is accepted as a public client.
+    pub clients: Vec<FakeClient>,
+    /// Device codes handed out.
+    pub devices: Vec<FakeDevice>,
+    /// OAuth requests received.
+    pub oauth: Vec<OAuthCall>,
+    /// Every (access, refresh) pair issued, in order.
+    pub issued: Vec<(String, String)>,
+    /// `expires_in` of new access tokens (default 14400).
+    pub token_lifetime: u64,
+    /// Accept any refresh token ever issued to the user, not only the latest (rotation off).
+    pub lenient_refresh: bool,
+    /// Answer `/oauth2/token` requests this much later (the pair is rotated at once).
+    pub token_delay: Duration,
+    /// Logins whose chat login fails whatever the token (a suspended account, say).
+    pub irc_refused: BTreeSet<String>,
+    serial: u64,
+    refresh_owner: HashMap<String, String>,
+    senders: HashMap<usize, async_channel::Sender<Cmd>>,
+}
+
+impl State {
+    /// Channels the user has joined on any open connection.
+    pub fn joined(&self, login: &str) -> BTreeSet<String> {
+        self.irc
+            .iter()
+            .filter(|c| c.open && c.login.as_deref() == Some(login))
+            .flat_map(|c| c.channels.iter().cloned())
+            .collect()
+    }
+
+    /// How many connections this login has authenticated on, ever.
+    pub fn logins(&self, login: &str) -> usize {
+        self.irc
+            .iter()
+            .filter(|c| c.login.as_deref() == Some(login))
+            .count()
+    }
+
+    /// The open connections logged in as `login`, by id.
+    pub fn open_conns(&self, login: &str) -> Vec<usize> {
+        (0..self.irc.len())
+            .filter(|&i| self.irc[i].open && self.irc[i].login.as_deref() == Some(login))
+            .collect()
+    }
+
+    /// Successful color changes of a user id.
+    pub fn changes(&self, user_id: &str) -> Vec<String> {
+        self.puts
+            .iter()
+            .filter(|p| p.user_id == user_id && p.status == 204)
+            .map(|p| p.color.clone())
+            .collect()
+    }
+
+    fn newest_pending_device(&mut self) -> Option<&mut FakeDevice> {
+        self.devices
+            .iter_mut()
+            .rev()
+            .find(|d| d.approved.is_none() && !d.denied && !d.spent)
+    }
+
+    fn user_by_token(&self, token: &str) -> Option<&FakeUser> {
+        self.users
+            .iter()
+            .find(|u| !token.is_empty() && u.token == token && !u.expired)
+    }
+
+    /// Issues a new pair to the user at `index` for `client_id`: the old access and refresh
+    /// tokens stop working.
+    fn issue(&mut self, index: usize, client_id: &str) -> (String, String) {
+        self.serial += 1;
+        let access = format!("access{:024}", self.serial);
+        let refresh = format!("refresh{:043}", self.serial);
+        let user = &mut self.users[index];
+        user.token = access.clone();
+        user.refresh = refresh.clone();
+        user.expired = false;
+        user.client_id = client_id.to_owned();
+        self.refresh_owner
+            .insert(refresh.clone(), user.login.clone());
+        self.issued.push((access.clone(), refresh.clone()));
+        (access, refresh)
+    }
+}
+
+enum Cmd {
+    Line(String),
+    Close,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let out = f(&mut self.lock());
+        self.changed.notify_all();
+        out
+    }
+}
+
+/// A running fake Twitch. Dropping it stops the servers.
+pub struct FakeTwitch {
+    inner: Arc<Inner>,
+    irc_port: u16,
+    api_port: u16,
+    ca_file: PathBuf,
+    stop: Option<async_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeTwitch {
+    /// Starts the servers on free loopback ports and writes the CA to `dir/fake-ca.pem`.
+    pub fn start(dir: &Path) -> std::io::Result<FakeTwitch> {
+        FakeTwitch::start_as(dir, &["127.0.0.1", "localhost"])
+    }
+
+    /// The same, with a server certificate for `names` only (a wrong name, for tests).
+    pub fn start_as(dir: &Path, names: &[&str]) -> std::io::Result<FakeTwitch> {
+        let (acceptor, ca_pem) = tls_acceptor(names).map_err(std::io::Error::other)?;
+        let ca_file = dir.join("fake-ca.pem");
+        std::fs::write(&ca_file, ca_pem)?;
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                token_lifetime: 14_400,
+                ..State::default()
+            }),
+            changed: Condvar::new(),
+        });
+        let irc = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let api = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let irc_port = irc.local_addr()?.port();
+        let api_port = api.local_addr()?.port();
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let server_inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("fake-twitch".into())
+            .spawn(move || {
+                let ex = smol::LocalExecutor::new();
+                let serve = serve_all(&ex, server_inner, acceptor, irc, api);
+                smol::block_on(ex.run(future::or(serve, async {
+                    let _ = stop_rx.recv().await;
+                })));
+            })?;
+        Ok(FakeTwitch {
+            inner,
+            irc_port,
+            api_port,
+            ca_file,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `tls://127.0.0.1:PORT` for `TWITCH_IRC_URL`.
+    pub fn irc_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.irc_port)
+    }
+
+    /// `https://127.0.0.1:PORT/helix` for `TWITCH_API_URL`.
+    pub fn api_url(&self) -> String {
+        format!("https://127.0.0.1:{}/helix", self.api_port)
+    }
+
+    /// `https://127.0.0.1:PORT/oauth2` for `TWITCH_AUTH_URL`.
+    pub fn auth_url(&self) -> String {
+        format!("https://127.0.0.1:{}/oauth2", self.api_port)
+    }
+
+    /// The PEM file of the CA that signed the servers' certificate, for `TWITCH_CA_FILE`.
+    pub fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+
+    /// Adds an account whose access token is `token` (empty: none yet).
+    pub fn add_user(&self, login: &str, id: &str, token: &str, prime: bool) {
+        self.inner.update(|s| {
+            s.users.push(FakeUser {
+                login: login.to_ascii_lowercase(),
+                id: id.to_owned(),
+                token: token.to_owned(),
+                prime,
+                color: None,
+                refresh: String::new(),
+                scopes: crate::oauth::SCOPES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+                expired: false,
+                client_id: String::new(),
+            })
+        });
+    }
+
+    /// Registers an app; with a secret it is confidential.
+    pub fn add_client(&self, id: &str, secret: Option<&str>) {
+        self.inner.update(|s| {
+            s.clients.push(FakeClient {
+                id: id.to_owned(),
+                secret: secret.map(str::to_owned),
+            })
+        });
+    }
+
+    /// Sets the refresh token the user's next refresh must present.
+    pub fn set_refresh_token(&self, login: &str, refresh: &str) {
+        self.inner.update(|s| {
+            if let Some(u) = s.users.iter_mut().find(|u| u.login == login) {
+                u.refresh = refresh.to_owned();
+            }
+        });
+    }
+
+    /// Makes the user's access token expire now.
+    pub fn expire_access_token(&self, login: &str) {
+        self.inner.update(|s| {
+            if let Some(u) = s.users.iter_mut().find(|u| u.login == login) {
+                u.expired = true;
+            }
+        });
+    }
+
+    /// Approves the newest pending device code as `login`; false if none is pending.
+    pub fn approve_device(&self, login: &str) -> bool {
+        self.inner.update(|s| {
+            s.newest_pending_device()
+                .map(|d| d.approved = Some(login.to_owned()))
+                .is_some()
+        })
+    }
+
+    /// Declines the newest pending device code; false if none is pending.
+    pub fn deny_device(&self) -> bool {
+        self.inner
+            .update(|s| s.newest_pending_device().map(|d| d.denied = true).is_some())
+    }
+
+    /// Locks and returns the state, to read what happened.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.lock()
+    }
+
+    /// Changes the state (for scripting answers).
+    pub fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        self.inner.update(f)
+    }
+
+    /// Waits until `done` holds, at most `timeout`; returns whether it does. Wakes on every
+    /// change of state, and at least every 50 ms for conditions outside it (files).
+    pub fn wait(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.inner.lock();
+        loop {
+            if done(&state) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .inner
+                .changed
+                .wait_timeout(state, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Delivers a chat message from `login` to every connection that joined `channel`.
+    pub fn privmsg(&self, channel: &str, login: &str, user_id: &str, text: &str) -> usize {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let line = format!(
+            "@badge-info=;badges=;color=#1E90FF;display-name={login};emotes=;first-msg=0;flags=;id=9b2f4c1e-7a3d-4e8b-b1c2-{ts:012};mod=0;returning-chatter=0;room-id=55500123;subscriber=0;tmi-sent-ts={ts};turbo=0;user-id={user_id};user-type= :{login}!{login}@{login}.tmi.twitch.tv PRIVMSG #{channel} :{text}"
+        );
+        self.send_where(|c| c.channels.contains(channel), Cmd::Line, &line)
+    }
+
+    /// Sends a raw line to every open, logged-in connection.
+    pub fn broadcast(&self, line: &str) -> usize {
+        self.send_where(|c| c.login.is_some(), Cmd::Line, line)
+    }
+
+    /// Sends `:tmi.twitch.tv RECONNECT` to every connection, then closes them.
+    pub fn reconnect_all(&self) -> usize {
+        let n = self.broadcast(":tmi.twitch.tv RECONNECT");
+        self.drop_all();
+        n
+    }
+
+    /// Closes every IRC connection without a word.
+    pub fn drop_all(&self) -> usize {
+        self.send_where(|_| true, |_| Cmd::Close, "")
+    }
+
+    fn send_where(
+        &self,
+        filter: impl Fn(&IrcConn) -> bool,
+        cmd: impl Fn(String) -> Cmd,
+        line: &str,
+    ) -> usize {
+        let state = self.inner.lock();
+        let mut sent = 0;
+        for (id, conn) in state.irc.iter().enumerate() {
+            if conn.open && filter(conn) {
+                if let Some(tx) = state.senders.get(&id) {
+                    if tx.try_send(cmd(line.to_owned())).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+        }
+        sent
+    }
+}
+
+impl Drop for FakeTwitch {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.try_send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve_all(
+    ex: &smol::LocalExecutor<'_>,
+    inner: Arc<Inner>,
+    acceptor: TlsAcceptor,
+    irc: TcpListener,
+    api: TcpListener,
+) {
+    future::or(
+        accept_loop(ex, &irc, &inner, &acceptor, irc_conn),
+        accept_loop(ex, &api, &inner, &acceptor, http_conn),
+    )
+    .await
+}
+
+type ServerTls = futures_rustls::server::TlsStream<TcpStream>;
+
+/// Accepts TLS connections on `listener` for ever, each served by `serve` on its own task.
+async fn accept_loop<F, Fut>(
+    ex: &smol::LocalExecutor<'_>,
+    listener: &TcpListener,
+    inner: &Arc<Inner>,
+    acceptor: &TlsAcceptor,
+    serve: F,
+) where
+    F: Fn(Arc<Inner>, ServerTls) -> Fut + Copy + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (inner, acceptor) = (inner.clone(), acceptor.clone());
+        ex.spawn(async move {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                serve(inner, tls).await;
+            }
+        })
+        .detach();
+    }
+}
