@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use smol::future;
 
+use crate::chat::Transport as ChatTransport;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, ConfigError, UserConfig};
 use crate::device;
@@ -21,6 +22,7 @@ use crate::transport::{self, Endpoint, NetTransport, Transport};
 use crate::user::{self, Control, Reporter, Shared};
 use crate::usercore::{Counters, Status};
 use crate::watch;
+use crate::ws;
 
 /// Default chat endpoint.
 pub const DEFAULT_IRC_URL: &str = "tls://irc.chat.twitch.tv:6697";
@@ -28,6 +30,8 @@ pub const DEFAULT_IRC_URL: &str = "tls://irc.chat.twitch.tv:6697";
 pub const DEFAULT_API_URL: &str = "https://api.twitch.tv/helix";
 /// Default OAuth base URL.
 pub const DEFAULT_AUTH_URL: &str = "https://id.twitch.tv/oauth2";
+/// Default EventSub WebSocket URL.
+pub const DEFAULT_EVENTSUB_URL: &str = "wss://eventsub.wss.twitch.tv/ws";
 
 /// Endpoints and trust settings, from `TWITCH_*` environment variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +42,10 @@ pub struct Endpoints {
     pub api: (Endpoint, String),
     /// OAuth host and base path.
     pub auth: (Endpoint, String),
+    /// EventSub WebSocket host and request target.
+    pub eventsub: (Endpoint, String),
+    /// The chat transport of users whose entry does not say (`TWITCH_CHAT_TRANSPORT`).
+    pub chat_transport: ChatTransport,
     /// A PEM bundle trusted in addition to the built-in roots.
     pub ca_file: Option<PathBuf>,
 }
@@ -50,6 +58,8 @@ pub enum StartError {
     Config(ConfigError),
     /// An environment variable is invalid: its name and what is wrong.
     Env(&'static str, String),
+    /// A numbered user variable (`TWITCH_*_<n>`) is invalid: `NAME=value: what is wrong`.
+    EnvUser(String),
     /// Every user stopped (none could be authorised).
     NoUserLeft,
 }
@@ -59,6 +69,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::Config(e) => write!(f, "{e}"),
             StartError::Env(name, e) => write!(f, "environment variable {name}: {e}"),
+            StartError::EnvUser(e) => write!(f, "environment variable {e}"),
             StartError::NoUserLeft => {
                 f.write_str("no user is running any more (see the errors above)")
             }
@@ -69,8 +80,9 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl Endpoints {
-    /// Reads `TWITCH_IRC_URL`, `TWITCH_API_URL`, `TWITCH_AUTH_URL` and `TWITCH_CA_FILE`
-    /// through `var`, with Twitch's real endpoints as defaults.
+    /// Reads `TWITCH_IRC_URL`, `TWITCH_API_URL`, `TWITCH_AUTH_URL`, `TWITCH_EVENTSUB_URL`,
+    /// `TWITCH_CA_FILE` and `TWITCH_CHAT_TRANSPORT` through `var`, with Twitch's real
+    /// endpoints and IRC as defaults.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Endpoints, StartError> {
         // each variable names the schemes it takes, so that a wrong one is told what fits
         let get = |name: &'static str, default: &str, schemes: [&str; 2], form: &str| {
@@ -93,7 +105,30 @@ impl Endpoints {
                 format!("expected {irc_form}"),
             ));
         }
+        let eventsub_url = var("TWITCH_EVENTSUB_URL")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_EVENTSUB_URL.to_owned());
+        let eventsub = ws::parse_url(&eventsub_url).map_err(|e| {
+            StartError::Env(
+                "TWITCH_EVENTSUB_URL",
+                format!(
+                    "{}; expected wss://host[:port]/path (or ws:// for a local test server)",
+                    e
+                ),
+            )
+        })?;
+        let chat_transport = match var("TWITCH_CHAT_TRANSPORT").filter(|v| !v.trim().is_empty()) {
+            None => ChatTransport::Irc,
+            Some(value) => ChatTransport::parse(&value).ok_or_else(|| {
+                StartError::Env(
+                    "TWITCH_CHAT_TRANSPORT",
+                    format!("{value:?}: expected irc or eventsub"),
+                )
+            })?,
+        };
         Ok(Endpoints {
+            eventsub,
+            chat_transport,
             irc,
             api: get(
                 "TWITCH_API_URL",
@@ -139,6 +174,9 @@ fn services(
         auth_attempts,
         helix: Helix::new(http, api_endpoint, api_path),
         irc: endpoints.irc,
+        eventsub: endpoints.eventsub,
+        default_transport: endpoints.chat_transport,
+        broadcasters: Mutex::default(),
         config_path: cfg.path.clone(),
     }))
 }
@@ -156,7 +194,7 @@ pub enum Reload {
 /// it when needed. Done before the first load, and never on reload.
 fn apply_env(config_path: &Path) -> Result<(), StartError> {
     let env = config::env_users(|k| std::env::var(k).ok())
-        .map_err(|e| StartError::Env("USE_RANDOM_COLORS_<n>", e))?;
+        .map_err(StartError::EnvUser)?;
     if config::apply_env(config_path, &env).map_err(StartError::Config)? {
         log!(
             Info,
@@ -241,6 +279,9 @@ fn warn_plain_text(endpoints: &Endpoints) {
         if !endpoint.tls {
             log!(Warn, None, None, "{name} is plain text ({endpoint}): tokens travel unencrypted; use it only on a trusted network");
         }
+    }
+    if !endpoints.eventsub.0.tls {
+        log!(Warn, None, None, "TWITCH_EVENTSUB_URL is plain text ({}): chat messages travel unencrypted; use it only on a trusted network", endpoints.eventsub.0);
     }
 }
 
@@ -584,6 +625,14 @@ impl<'a> Supervisor<'a> {
             .iter()
             .map(|(_, r)| {
                 let core = r.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let transport = core.as_ref().map_or_else(
+                    || {
+                        r.config
+                            .chat_transport
+                            .unwrap_or(self.shared.default_transport)
+                    },
+                    |s| s.transport,
+                );
                 let (state, enabled, channels, color, counters, down) = match core {
                     Some(s) => (
                         s.state.name(),
@@ -621,6 +670,7 @@ impl<'a> Supervisor<'a> {
                     last_error: r.gave_up.clone().or(counters.last_error),
                     token_expires_at: status::stamp(r.keeper.expires_at()),
                     chat_down_since: status::stamp(down.and_then(wall_of)),
+                    transport: transport.name().into(),
                 }
             })
             .collect();

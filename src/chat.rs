@@ -1,13 +1,74 @@
 //! The chat boundary: what the bot needs from a chat connection, whichever protocol carries
 //! it. Each protocol session is a sans-IO state machine (bytes and `now` in; bytes, events
-//! and a deadline out); [`Session`] is the enum the driver holds, so a second transport
-//! plugs in beside IRC without the user core knowing which one is in use.
+//! and a deadline out); [`Session`] is the enum the driver holds, so EventSub plugs in
+//! beside IRC without the user core knowing which one is in use.
+//!
+//! A session may use more than one connection at a time (EventSub's `session_reconnect`
+//! keeps the old socket until the new one is welcomed), so bytes carry a [`Link`] number,
+//! and a session may ask the driver for a connection or a Helix call ([`Order`]).
 
 use std::fmt;
 use std::time::Instant;
 
+use crate::eventsub;
 use crate::irc;
 use crate::secret::Secret;
+use crate::transport::Endpoint;
+
+/// Which of a session's connections bytes belong to. The connection the driver opened
+/// for the session is link 0; further ones are numbered by the session.
+pub type Link = u32;
+
+/// Which protocol carries a user's chat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Twitch IRC (TMI): one TLS connection, the default.
+    #[default]
+    Irc,
+    /// EventSub over WebSocket, with a subscription per channel.
+    EventSub,
+}
+
+impl Transport {
+    /// The name in the config file, the environment and the status.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Irc => "irc",
+            Transport::EventSub => "eventsub",
+        }
+    }
+
+    /// The protocol's usual name, for messages.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Transport::Irc => "IRC",
+            Transport::EventSub => "EventSub",
+        }
+    }
+
+    /// Reads a name as written in the config or the environment (any case).
+    pub fn parse(name: &str) -> Option<Transport> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "irc" => Some(Transport::Irc),
+            "eventsub" => Some(Transport::EventSub),
+            _ => None,
+        }
+    }
+
+    /// The scope a user token needs to read chat this way.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Transport::Irc => "chat:read",
+            Transport::EventSub => "user:read:chat",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Something a chat session reports to its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +114,8 @@ pub enum CloseReason {
     LoginTimeout,
     /// The connection went silent and did not answer our keepalive.
     Timeout,
+    /// The connection was lost or the server ended the session, described.
+    Lost(String),
 }
 
 impl fmt::Display for CloseReason {
@@ -62,6 +125,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Reconnect => f.write_str("server asked to reconnect"),
             CloseReason::LoginTimeout => f.write_str("no login confirmation in time"),
             CloseReason::Timeout => f.write_str("the connection went silent"),
+            CloseReason::Lost(why) => f.write_str(why),
         }
     }
 }
@@ -82,10 +146,75 @@ pub struct Login<'a> {
 /// Bytes to write, with what a debug log may show of them (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    /// The connection to write to.
+    pub link: Link,
     /// What goes on the wire.
     pub bytes: Vec<u8>,
     /// A redacted rendering for logs.
     pub shown: String,
+    /// Close this connection once the bytes are written (a WebSocket close frame).
+    pub then_close: bool,
+}
+
+/// Something a session needs the driver to do besides writing bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    /// Open another connection, as `link`; report with [`Session::handle_dialed`], then
+    /// feed its bytes with that link number.
+    Dial {
+        /// The number the session gave it.
+        link: Link,
+        /// Where to connect.
+        endpoint: Endpoint,
+    },
+    /// Call Helix with the user's token; report with [`Session::handle_api`].
+    Api(ApiRequest),
+}
+
+/// A Helix call a session needs (EventSub subscriptions are made over HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiRequest {
+    /// `GET /helix/users?login=…`: the user ids of up to 100 channel logins.
+    Resolve(Vec<String>),
+    /// `POST /helix/eventsub/subscriptions` for `channel.chat.message` v1.
+    Subscribe {
+        /// The channel's user id.
+        broadcaster_id: String,
+        /// The reading user (the token's owner).
+        user_id: String,
+        /// The WebSocket session to deliver to.
+        session_id: String,
+    },
+    /// `DELETE /helix/eventsub/subscriptions?id=…`; without an id, the user's
+    /// `channel.chat.message` subscription for this channel is looked up first.
+    Unsubscribe {
+        /// The channel's user id.
+        broadcaster_id: String,
+        /// The WebSocket session it was made for.
+        session_id: String,
+        /// The subscription id, when known.
+        id: Option<String>,
+    },
+}
+
+/// A Helix call that failed: the HTTP status (`None`: no answer) and Twitch's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiFailure {
+    /// The HTTP status, if there was an answer.
+    pub status: Option<u16>,
+    /// Twitch's message, or what went wrong (escaped and capped).
+    pub message: String,
+}
+
+/// How an [`ApiRequest`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiAnswer {
+    /// `(login, id)` of each channel that exists.
+    Resolved(Result<Vec<(String, String)>, ApiFailure>),
+    /// The new subscription's id.
+    Subscribed(Result<String, ApiFailure>),
+    /// The subscription is gone.
+    Unsubscribed(Result<(), ApiFailure>),
 }
 
 /// One live chat session, of whichever protocol.
@@ -93,6 +222,8 @@ pub struct Transmit {
 pub enum Session {
     /// Twitch IRC (TMI).
     Irc(irc::Session),
+    /// EventSub over WebSocket.
+    EventSub(Box<eventsub::Session>),
 }
 
 impl Session {
@@ -101,10 +232,41 @@ impl Session {
         Session::Irc(irc::Session::new(now, login))
     }
 
-    /// Feeds bytes read from the connection.
-    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+    /// Which protocol this is.
+    pub fn transport(&self) -> Transport {
+        match self {
+            Session::Irc(_) => Transport::Irc,
+            Session::EventSub(_) => Transport::EventSub,
+        }
+    }
+
+    /// Feeds bytes read from connection `link`.
+    pub fn handle_input(&mut self, now: Instant, link: Link, bytes: &[u8]) {
         match self {
             Session::Irc(s) => s.handle_input(now, bytes),
+            Session::EventSub(s) => s.handle_input(now, link, bytes),
+        }
+    }
+
+    /// Connection `link` ended (closed by the peer, or a read or write failed).
+    pub fn handle_lost(&mut self, now: Instant, link: Link, why: String) {
+        match self {
+            Session::Irc(s) => s.handle_lost(why),
+            Session::EventSub(s) => s.handle_lost(now, link, why),
+        }
+    }
+
+    /// An [`Order::Dial`] ended.
+    pub fn handle_dialed(&mut self, now: Instant, link: Link, result: Result<(), String>) {
+        if let Session::EventSub(s) = self {
+            s.handle_dialed(now, link, result);
+        }
+    }
+
+    /// An [`Order::Api`] call ended.
+    pub fn handle_api(&mut self, now: Instant, answer: ApiAnswer) {
+        if let Session::EventSub(s) = self {
+            s.handle_api(now, answer);
         }
     }
 
@@ -112,6 +274,7 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         match self {
             Session::Irc(s) => s.handle_timeout(now),
+            Session::EventSub(s) => s.handle_timeout(now),
         }
     }
 
@@ -119,6 +282,7 @@ impl Session {
     pub fn join(&mut self, now: Instant, channel: &str) {
         match self {
             Session::Irc(s) => s.join(now, channel),
+            Session::EventSub(s) => s.join(channel),
         }
     }
 
@@ -126,6 +290,7 @@ impl Session {
     pub fn part(&mut self, channel: &str) {
         match self {
             Session::Irc(s) => s.part(channel),
+            Session::EventSub(s) => s.part(channel),
         }
     }
 
@@ -133,9 +298,20 @@ impl Session {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         match self {
             Session::Irc(s) => s.poll_transmit().map(|line| Transmit {
+                link: 0,
                 shown: irc::redact(&line).to_owned(),
                 bytes: line.into_bytes(),
+                then_close: false,
             }),
+            Session::EventSub(s) => s.poll_transmit(),
+        }
+    }
+
+    /// The next connection or Helix call the session needs.
+    pub fn poll_order(&mut self) -> Option<Order> {
+        match self {
+            Session::Irc(_) => None,
+            Session::EventSub(s) => s.poll_order(),
         }
     }
 
@@ -143,6 +319,7 @@ impl Session {
     pub fn poll_event(&mut self) -> Option<Event> {
         match self {
             Session::Irc(s) => s.poll_event(),
+            Session::EventSub(s) => s.poll_event(),
         }
     }
 
@@ -151,6 +328,7 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self {
             Session::Irc(s) => s.poll_timeout(),
+            Session::EventSub(s) => s.poll_timeout(),
         }
     }
 }

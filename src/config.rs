@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
 
+use crate::chat::Transport;
 use crate::secret::Secret;
 
 /// One account the bot runs for.
@@ -32,6 +33,9 @@ pub struct UserConfig {
     pub enabled: bool,
     /// When the access token expires (`token_expiry`), if known.
     pub token_expiry: Option<std::time::SystemTime>,
+    /// `chat_transport`: how chat is read; `None` when the file leaves it to the default
+    /// (`TWITCH_CHAT_TRANSPORT`, else IRC).
+    pub chat_transport: Option<Transport>,
 }
 
 /// A config file that loaded: the valid users and a warning for each skipped one.
@@ -324,10 +328,24 @@ fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
         problems.push(p);
         true
     });
+    let chat_transport = match obj.get("chat_transport") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Transport::parse(name).or_else(|| {
+            problems.push(format!(
+                "field \"chat_transport\": {name:?} is not \"irc\" or \"eventsub\""
+            ));
+            None
+        }),
+        Some(_) => {
+            problems.push("field \"chat_transport\" must be \"irc\" or \"eventsub\"".into());
+            None
+        }
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(UserConfig {
+        chat_transport,
         username,
         access_token: Secret::new(access_token),
         refresh_token: Secret::new(refresh_token),
@@ -482,9 +500,10 @@ pub fn written_by_us(path: &Path, bytes: &[u8]) -> bool {
 
 /// The users given by `TWITCH_USERNAME_<n>`, `TWITCH_ACCESS_TOKEN_<n>`,
 /// `TWITCH_REFRESH_TOKEN_<n>`, `TWITCH_CLIENT_ID_<n>`, `TWITCH_CLIENT_SECRET_<n>`,
-/// `TWITCH_CHANNELS_<n>` (comma-separated, default the username) and
-/// `USE_RANDOM_COLORS_<n>` (default true), for n = 1, 2, … until a username is missing;
-/// as config entries. An unreadable boolean names its variable.
+/// `TWITCH_CHANNELS_<n>` (comma-separated, default the username),
+/// `USE_RANDOM_COLORS_<n>` (default true) and `TWITCH_CHAT_TRANSPORT_<n>` (irc or
+/// eventsub), for n = 1, 2, … until a username is missing; as config entries. An
+/// unreadable value names its variable.
 pub fn env_users(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Map<String, Value>>, String> {
     let get = |name: String| {
         var(&name)
@@ -526,6 +545,12 @@ pub fn env_users(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Map<String,
             Some(other) => return Err(format!("{name}={other:?}: expected true or false")),
         };
         entry.insert("is_prime_or_turbo".into(), random.into());
+        let name = format!("TWITCH_CHAT_TRANSPORT_{n}");
+        if let Some(value) = get(name.clone()) {
+            let transport = Transport::parse(&value)
+                .ok_or_else(|| format!("{name}={value:?}: expected irc or eventsub"))?;
+            entry.insert("chat_transport".into(), transport.name().into());
+        }
         users.push(entry);
     }
     Ok(users)

@@ -105,6 +105,11 @@ struct Data<T> {
 }
 
 #[derive(Deserialize)]
+struct Subscription {
+    id: String,
+}
+
+#[derive(Deserialize)]
 struct ColorEntry {
     color: String,
 }
@@ -179,20 +184,117 @@ impl Helix {
         Ok(rate)
     }
 
+    /// The users with these logins (up to 100); logins with no account are left out.
+    pub async fn get_users_by_login(
+        &self,
+        creds: Credentials<'_>,
+        logins: &[String],
+    ) -> Result<Vec<User>, ApiError> {
+        let query: Vec<String> = logins
+            .iter()
+            .map(|l| format!("login={}", encode_component(l)))
+            .collect();
+        let path = format!("/users?{}", query.join("&"));
+        let (body, _) = self.call(http::Method::GET, &path, creds).await?;
+        let data: Data<User> = parse_json(&body)?;
+        Ok(data.data)
+    }
+
+    /// Subscribes the WebSocket session to `channel.chat.message` v1 for the channel
+    /// `broadcaster_id` as read by `user_id`; returns the subscription id.
+    pub async fn subscribe_chat(
+        &self,
+        creds: Credentials<'_>,
+        broadcaster_id: &str,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<String, ApiError> {
+        let body = serde_json::json!({
+            "type": "channel.chat.message",
+            "version": "1",
+            "condition": {"broadcaster_user_id": broadcaster_id, "user_id": user_id},
+            "transport": {"method": "websocket", "session_id": session_id},
+        });
+        let (body, _) = self
+            .call_with(
+                http::Method::POST,
+                "/eventsub/subscriptions",
+                creds,
+                body.to_string().into_bytes(),
+            )
+            .await?;
+        let data: Data<Subscription> = parse_json(&body)?;
+        data.data
+            .into_iter()
+            .next()
+            .map(|s| s.id)
+            .ok_or_else(|| ApiError::BadBody("no subscription in the answer".into()))
+    }
+
+    /// Deletes the `channel.chat.message` subscription for `broadcaster_id` on the
+    /// WebSocket session `session_id`: `id` when known, else found by listing them.
+    pub async fn unsubscribe_chat(
+        &self,
+        creds: Credentials<'_>,
+        broadcaster_id: &str,
+        session_id: &str,
+        id: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let ids = match id {
+            Some(id) => vec![id.to_owned()],
+            None => {
+                let path = format!(
+                    "/eventsub/subscriptions?type=channel.chat.message&user_id={}",
+                    encode_component(broadcaster_id)
+                );
+                let (body, _) = self.call(http::Method::GET, &path, creds).await?;
+                let data: Data<serde_json::Value> = parse_json(&body)?;
+                data.data
+                    .iter()
+                    .filter(|s| {
+                        s["condition"]["broadcaster_user_id"] == broadcaster_id
+                            && s["transport"]["session_id"] == session_id
+                    })
+                    .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                    .collect()
+            }
+        };
+        for id in ids {
+            let path = format!("/eventsub/subscriptions?id={}", encode_component(&id));
+            self.call(http::Method::DELETE, &path, creds).await?;
+        }
+        Ok(())
+    }
+
     async fn call(
         &self,
         method: http::Method,
         path: &str,
         creds: Credentials<'_>,
     ) -> Result<(Vec<u8>, RateLimit), ApiError> {
+        self.call_with(method, path, creds, Vec::new()).await
+    }
+
+    /// A call with a JSON `body` (none when empty).
+    async fn call_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        creds: Credentials<'_>,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, RateLimit), ApiError> {
         let token = creds.token.expose();
         let token = token.strip_prefix("oauth:").unwrap_or(token);
-        let req = http::Request::builder()
+        let mut req = http::Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base_path, path))
             .header("Authorization", format!("Bearer {token}"))
-            .header("Client-Id", creds.client_id)
-            .body(Vec::new())
+            .header("Client-Id", creds.client_id);
+        if !body.is_empty() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let req = req
+            .body(body)
             .map_err(|_| ApiError::BadBody("invalid characters in client id or token".into()))?;
         let response =
             self.http

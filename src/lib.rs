@@ -11,6 +11,7 @@ pub mod color;
 pub mod command;
 pub mod config;
 pub mod device;
+pub mod eventsub;
 #[cfg(feature = "fake-twitch")]
 pub mod fake;
 pub mod helix;

@@ -56,6 +56,9 @@ pub struct UserStatus {
     pub token_expires_at: Option<String>,
     /// Since when the user has had no chat connection (`null` while connected).
     pub chat_down_since: Option<String>,
+    /// How chat is read: `irc` or `eventsub` (absent in files of older versions).
+    #[serde(default)]
+    pub transport: String,
 }
 
 /// `<config>.status.json`, beside the config file.
@@ -167,6 +170,7 @@ pub fn table(doc: &Document, now: SystemTime) -> String {
     let headers = [
         "USER",
         "STATE",
+        "VIA",
         "CHANNELS",
         "COLOR",
         "CHANGES",
@@ -174,7 +178,7 @@ pub fn table(doc: &Document, now: SystemTime) -> String {
         "TOKEN",
         "LAST ERROR",
     ];
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<[String; 9]> = Vec::new();
     for u in &doc.users {
         let last = u
             .last_change_at
@@ -201,6 +205,11 @@ pub fn table(doc: &Document, now: SystemTime) -> String {
         rows.push([
             u.username.clone(),
             u.state.clone(),
+            if u.transport.is_empty() {
+                "-".into()
+            } else {
+                u.transport.clone()
+            },
             channels,
             u.color.clone().unwrap_or_else(|| "-".into()),
             u.changes.to_string(),
@@ -267,6 +276,7 @@ mod tests {
                 last_error: None,
                 token_expires_at: Some(format_rfc3339(now + Duration::from_secs(3 * 3600 + 5))),
                 chat_down_since: None,
+                transport: "irc".into(),
             }],
         }
     }
@@ -314,11 +324,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "USER          STATE      CHANNELS    COLOR    CHANGES  LAST    TOKEN  LAST ERROR"
+            "USER          STATE      VIA  CHANNELS    COLOR    CHANGES  LAST    TOKEN  LAST ERROR"
         );
         assert_eq!(
             lines[1],
-            "hueshift_bot  connected  #lumenwave  #1E90FF  3        3m ago  in 3h  -"
+            "hueshift_bot  connected  irc  #lumenwave  #1E90FF  3        3m ago  in 3h  -"
         );
         assert!(lines[2].starts_with(
             "pid 42, config /config/twitch_colorchanger.conf, status written 10s ago"

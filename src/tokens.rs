@@ -406,15 +406,20 @@ impl TokenKeeper {
     /// The token was refused by a service that does not say why (a chat login): asks Twitch
     /// whether it is valid first, and refreshes it only if Twitch says it is not, so that a
     /// refusal for another reason never rotates the pair again and again.
-    pub async fn renew_refused(&self, stale: &Secret) -> Result<Secret, TokenError> {
+    /// `scope` is the one chat needs (`chat:read` for IRC, `user:read:chat` for EventSub):
+    /// a valid token without it starts the device flow (in unattended runs).
+    pub async fn renew_refused(&self, stale: &Secret, scope: &str) -> Result<Secret, TokenError> {
         if self.access() != *stale {
             return Ok(self.access()); // renewed meanwhile
         }
         match self.oauth.validate(stale).await {
-            Ok(v) if !v.scopes.iter().any(|s| s == "chat:read") => Err(TokenError::StillValid(format!(
-                "the access token is valid but lacks the chat:read scope that chat needs (it has: {}); authorise again with the device flow (twitch-colorchanger setup after removing access_token)",
-                v.scopes.join(" ")
-            ))),
+            Ok(v) if !v.scopes.iter().any(|s| s == scope) => {
+                self.signal_needs_auth();
+                Err(TokenError::NeedsAuthorization(format!(
+                    "the access token is valid but lacks the {scope} scope that chat needs (it has: {}); the device flow asks for it (or run twitch-colorchanger setup after removing access_token)",
+                    v.scopes.join(" ")
+                )))
+            }
             Ok(v) => Err(TokenError::StillValid(format!(
                 "Twitch says the access token is valid (account {}, {} more minutes), so chat refused the login for another reason (a suspended account, or Twitch trouble); not renewing it",
                 crate::log::quoted(&v.login),

@@ -3,7 +3,7 @@
 //! config writes), feeds back how each ended, shuttles chat bytes through the
 //! [`chat::Session`] and arms one timer. It decides nothing itself.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -15,10 +15,11 @@ use nanorand::{Rng, WyRand};
 use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::chat::{self, Login};
+use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
 use crate::clock::{timeout_at, Clock};
 use crate::config::{self, ConfigError, UserConfig};
 use crate::device::Prompter;
+use crate::eventsub;
 use crate::helix::{ApiError, Credentials, Helix};
 use crate::log;
 use crate::oauth::OAuth;
@@ -45,8 +46,14 @@ pub struct Shared {
     pub prompter: Arc<dyn Prompter>,
     /// How many device codes to try before giving up on a user; `None`: forever (unattended).
     pub auth_attempts: Option<u32>,
-    /// Where chat is.
+    /// Where IRC chat is.
     pub irc: Endpoint,
+    /// Where EventSub is: the endpoint and the request target (path and query).
+    pub eventsub: (Endpoint, String),
+    /// The chat transport of users whose entry does not choose one.
+    pub default_transport: chat::Transport,
+    /// Channel logins → user ids, looked up once for the process (EventSub subscriptions).
+    pub broadcasters: Mutex<HashMap<String, String>>,
     /// The config file, for persisting changes.
     pub config_path: PathBuf,
 }
@@ -90,6 +97,8 @@ pub async fn run(
     counters: Counters,
 ) -> Result<(), String> {
     let seed = WyRand::new().generate::<u64>();
+    let mut user = user;
+    user.chat_transport.get_or_insert(shared.default_transport);
     let core = UserCore::new(shared.clock.now(), &user, counters, seed);
     report.publish(core.status());
     let attempts = shared.auth_attempts;
@@ -161,12 +170,16 @@ struct Ops {
     chat_token: Secret,
     refresh: Op<(Purpose, Result<(), RenewError>)>,
     persist: Op<(Field, Result<(), ConfigError>)>,
+    /// A further connection the chat session asked for.
+    dial: Op<(Link, io::Result<BoxStream>)>,
+    /// A Helix call the chat session asked for (EventSub subscriptions).
+    chat_api: Op<ApiAnswer>,
 }
 
-/// A live chat connection: the protocol session and its byte stream.
+/// A live chat session and its connections (two only during an EventSub reconnect).
 struct Conn {
     session: chat::Session,
-    stream: BoxStream,
+    links: Vec<(Link, BoxStream)>,
 }
 
 enum Wake {
@@ -176,7 +189,9 @@ enum Wake {
     Connected(io::Result<BoxStream>),
     Refreshed(Purpose, Result<(), RenewError>),
     Persisted(Field, Result<(), ConfigError>),
-    Read(io::Result<usize>),
+    Dialed(Link, io::Result<BoxStream>),
+    Api(ApiAnswer),
+    Read(Link, io::Result<usize>),
     Timer,
 }
 
@@ -210,16 +225,15 @@ impl Driver {
 
     async fn drive(mut self, control: async_channel::Receiver<Control>) -> Result<(), String> {
         let mut buf = vec![0u8; 16 * 1024];
+        // the second connection's buffer, only while there is one
+        let mut buf2 = Vec::new();
         // Chat input the core never saw (other people's messages, PINGs) changes no status:
         // only then is the status snapshot (a few allocations) skipped.
         let mut chat_input_only = false;
         loop {
             let core_busy = self.settle();
-            if let Err(why) = self.transmit().await {
-                self.chat = None;
-                let now = self.now();
-                self.core.handle_disconnected(now, &why, false);
-                continue;
+            if self.transmit().await {
+                continue; // a connection was lost or closed: the session has news
             }
             self.start_persist();
             if core_busy || !chat_input_only {
@@ -233,6 +247,12 @@ impl Driver {
             .into_iter()
             .flatten()
             .min();
+            let two = self.chat.as_ref().is_some_and(|c| c.links.len() > 1);
+            if two && buf2.is_empty() {
+                buf2 = vec![0u8; 16 * 1024];
+            } else if !two && !buf2.is_empty() {
+                buf2 = Vec::new();
+            }
             let clock = self.shared.clock.clone();
             let ops = &mut self.ops;
             let chat = &mut self.chat;
@@ -251,10 +271,21 @@ impl Driver {
                                             let (p, r) = maybe(&mut ops.refresh).await;
                                             Wake::Refreshed(p, r)
                                         },
-                                        async {
-                                            let (f, r) = maybe(&mut ops.persist).await;
-                                            Wake::Persisted(f, r)
-                                        },
+                                        future::or(
+                                            async {
+                                                let (f, r) = maybe(&mut ops.persist).await;
+                                                Wake::Persisted(f, r)
+                                            },
+                                            future::or(
+                                                async {
+                                                    let (l, r) = maybe(&mut ops.dial).await;
+                                                    Wake::Dialed(l, r)
+                                                },
+                                                async {
+                                                    Wake::Api(maybe(&mut ops.chat_api).await)
+                                                },
+                                            ),
+                                        ),
                                     ),
                                 ),
                             ),
@@ -263,9 +294,16 @@ impl Driver {
                     },
                     future::or(
                         async {
-                            match chat {
-                                Some(conn) => Wake::Read(conn.stream.read(&mut buf).await),
-                                None => future::pending().await,
+                            match chat.as_mut().map(|c| c.links.as_mut_slice()) {
+                                Some([(l0, s0)]) => Wake::Read(*l0, s0.read(&mut buf).await),
+                                Some([(l0, s0), (l1, s1), ..]) => {
+                                    future::or(
+                                        async { Wake::Read(*l0, s0.read(&mut buf).await) },
+                                        async { Wake::Read(*l1, s1.read(&mut buf2).await) },
+                                    )
+                                    .await
+                                }
+                                _ => future::pending().await,
                             }
                         },
                         async {
@@ -281,10 +319,14 @@ impl Driver {
             .await;
 
             let now = self.now();
-            chat_input_only = matches!(wake, Wake::Read(Ok(n)) if n > 0);
+            chat_input_only = matches!(wake, Wake::Read(_, Ok(n)) if n > 0);
             match wake {
                 Wake::Control(None) => return Ok(()),
-                Wake::Control(Some(Control::Update(user))) => self.core.handle_config(&user),
+                Wake::Control(Some(Control::Update(mut user))) => {
+                    user.chat_transport
+                        .get_or_insert(self.shared.default_transport);
+                    self.core.handle_config(&user);
+                }
                 Wake::Lookup(result) => {
                     self.ops.lookup = None;
                     self.core.handle_lookup(now, result);
@@ -305,15 +347,35 @@ impl Driver {
                     self.ops.persist = None;
                     self.persisted(field, result);
                 }
-                Wake::Read(Ok(0)) => self.lost(now, "server closed the connection".into()),
-                // A peer that closes without TLS close_notify is still just a closed connection.
-                Wake::Read(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    self.lost(now, "server closed the connection".into())
-                }
-                Wake::Read(Err(e)) => self.lost(now, format!("read failed: {e}")),
-                Wake::Read(Ok(n)) => {
+                Wake::Dialed(link, result) => {
+                    self.ops.dial = None;
                     if let Some(conn) = &mut self.chat {
-                        conn.session.handle_input(now, &buf[..n]);
+                        let result = match result {
+                            Ok(stream) => {
+                                conn.links.push((link, stream));
+                                Ok(())
+                            }
+                            Err(e) => Err(e.to_string()),
+                        };
+                        conn.session.handle_dialed(now, link, result);
+                    }
+                }
+                Wake::Api(answer) => {
+                    self.ops.chat_api = None;
+                    if let Some(conn) = &mut self.chat {
+                        conn.session.handle_api(now, answer);
+                    }
+                }
+                Wake::Read(link, Ok(0)) => self.lost(now, link, "server closed the connection"),
+                // A peer that closes without TLS close_notify is still just a closed connection.
+                Wake::Read(link, Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.lost(now, link, "server closed the connection")
+                }
+                Wake::Read(link, Err(e)) => self.lost(now, link, &format!("read failed: {e}")),
+                Wake::Read(link, Ok(n)) => {
+                    if let Some(conn) = &mut self.chat {
+                        let bytes = if link == conn.links[0].0 { &buf } else { &buf2 };
+                        conn.session.handle_input(now, link, &bytes[..n]);
                     }
                 }
                 Wake::Timer => {
@@ -326,9 +388,19 @@ impl Driver {
         }
     }
 
-    fn lost(&mut self, now: Instant, why: String) {
+    /// Connection `link` of the chat session ended.
+    fn lost(&mut self, now: Instant, link: Link, why: &str) {
+        if let Some(conn) = &mut self.chat {
+            conn.links.retain(|(l, _)| *l != link);
+            conn.session.handle_lost(now, link, why.to_owned());
+        }
+    }
+
+    /// The chat session is over: its connections and the work it asked for go with it.
+    fn end_chat(&mut self) {
         self.chat = None;
-        self.core.handle_disconnected(now, &why, false);
+        self.ops.dial = None;
+        self.ops.chat_api = None;
     }
 
     /// Performs the core's actions and hands it the chat session's events, until neither
@@ -341,16 +413,24 @@ impl Driver {
                 busy = true;
                 self.perform(action);
             }
+            let mut orders = Vec::new();
             if let Some(conn) = &mut self.chat {
                 while let Some(event) = conn.session.poll_event() {
                     busy = true;
                     let closed = matches!(event, chat::Event::Closed(_));
                     self.core.handle_chat(self.shared.clock.now(), event);
                     if closed {
-                        self.chat = None;
+                        self.end_chat();
                         break;
                     }
                 }
+            }
+            if let Some(conn) = &mut self.chat {
+                orders.extend(std::iter::from_fn(|| conn.session.poll_order()));
+            }
+            for order in orders {
+                busy = true;
+                self.order(order);
             }
             if !busy {
                 return any;
@@ -359,25 +439,65 @@ impl Driver {
         }
     }
 
-    /// Writes what the chat session has to send; an error says why the connection is lost.
-    async fn transmit(&mut self) -> Result<(), String> {
+    /// Writes what the chat session has to send, and closes the connections it is done
+    /// with. Returns true when a connection was lost or closed (the session has news).
+    async fn transmit(&mut self) -> bool {
         let Some(conn) = &mut self.chat else {
-            return Ok(());
+            return false;
         };
         let clock = &*self.shared.clock;
+        let mut news = false;
         while let Some(out) = conn.session.poll_transmit() {
-            log!(Debug, Some(&self.username), None, "> {}", out.shown);
-            let write = async {
-                conn.stream.write_all(&out.bytes).await?;
-                conn.stream.flush().await
+            let Some(i) = conn.links.iter().position(|(l, _)| *l == out.link) else {
+                continue;
             };
-            match timeout_at(clock, clock.now() + WRITE_TIMEOUT, write).await {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(format!("write failed: {e}")),
-                None => return Err("write timed out".into()),
+            if !out.bytes.is_empty() {
+                log!(Debug, Some(&self.username), None, "> {}", out.shown);
+                let stream = &mut conn.links[i].1;
+                let write = async {
+                    stream.write_all(&out.bytes).await?;
+                    stream.flush().await
+                };
+                let failed = match timeout_at(clock, clock.now() + WRITE_TIMEOUT, write).await {
+                    Some(Ok(())) => None,
+                    Some(Err(e)) => Some(format!("write failed: {e}")),
+                    None => Some("write timed out".to_owned()),
+                };
+                if let Some(why) = failed {
+                    conn.links.remove(i);
+                    conn.session.handle_lost(clock.now(), out.link, why);
+                    return true;
+                }
+            }
+            if out.then_close {
+                conn.links.remove(i);
+                news = true;
             }
         }
-        Ok(())
+        news
+    }
+
+    /// Starts what the chat session asked for.
+    fn order(&mut self, order: Order) {
+        let shared = self.shared.clone();
+        match order {
+            Order::Dial { link, endpoint } => {
+                log!(Debug, self.who(), None, "connecting to {endpoint}");
+                self.ops.dial = Some(Box::pin(async move {
+                    let result = shared.transport.connect(&endpoint).await.map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}"))
+                    });
+                    (link, result)
+                }));
+            }
+            Order::Api(request) => {
+                let token = self.keeper.access();
+                let client_id = self.client_id.clone();
+                self.ops.chat_api = Some(Box::pin(async move {
+                    chat_api(&shared, &client_id, &token, request).await
+                }));
+            }
+        }
     }
 
     fn perform(&mut self, action: Action) {
@@ -392,12 +512,24 @@ impl Driver {
                 }));
             }
             Action::Connect => {
-                log!(Debug, self.who(), None, "connecting to {}", shared.irc);
-                self.chat = None;
+                self.end_chat();
                 self.ops.chat_token = self.keeper.access();
+                let transport = self.core.transport();
+                log!(
+                    Debug,
+                    self.who(),
+                    None,
+                    "connecting to {} ({})",
+                    self.endpoint(transport),
+                    transport.display_name()
+                );
                 self.ops.connect = Some(Box::pin(async move {
-                    shared.transport.connect(&shared.irc).await.map_err(|e| {
-                        io::Error::new(e.kind(), format!("cannot connect to {}: {e}", shared.irc))
+                    let endpoint = match transport {
+                        chat::Transport::Irc => &shared.irc,
+                        chat::Transport::EventSub => &shared.eventsub.0,
+                    };
+                    shared.transport.connect(endpoint).await.map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}"))
                     })
                 }));
             }
@@ -427,10 +559,11 @@ impl Driver {
                     Purpose::Color => self.ops.put_token.clone(),
                 };
                 let keeper = self.keeper.clone();
+                let scope = self.core.transport().scope();
                 self.ops.refresh = Some(Box::pin(async move {
                     // chat does not say why it refused a login: ask Twitch about the token first
                     let result = match purpose {
-                        Purpose::Chat => keeper.renew_refused(&stale).await,
+                        Purpose::Chat => keeper.renew_refused(&stale, scope).await,
                         Purpose::Lookup | Purpose::Color => keeper.refresh(&stale).await,
                     };
                     let result = result.map(|_| ()).map_err(|e| match e {
@@ -445,18 +578,41 @@ impl Driver {
         }
     }
 
+    fn endpoint(&self, transport: chat::Transport) -> &Endpoint {
+        match transport {
+            chat::Transport::Irc => &self.shared.irc,
+            chat::Transport::EventSub => &self.shared.eventsub.0,
+        }
+    }
+
     fn connected(&mut self, now: Instant, result: io::Result<BoxStream>) {
         match result {
             Ok(stream) => {
-                let login = Login {
-                    login: &self.username,
-                    user_id: self.core.user_id(),
-                    token: &self.ops.chat_token,
-                    channels: self.core.channels(),
+                let session = match self.core.transport() {
+                    chat::Transport::Irc => chat::Session::irc(
+                        now,
+                        Login {
+                            login: &self.username,
+                            user_id: self.core.user_id(),
+                            token: &self.ops.chat_token,
+                            channels: self.core.channels(),
+                        },
+                    ),
+                    chat::Transport::EventSub => {
+                        let (endpoint, target) = &self.shared.eventsub;
+                        chat::Session::EventSub(Box::new(eventsub::Session::new(
+                            now,
+                            endpoint,
+                            target,
+                            self.core.user_id().unwrap_or_default(),
+                            self.core.channels(),
+                            WyRand::new().generate::<u64>(),
+                        )))
+                    }
                 };
                 self.chat = Some(Conn {
-                    session: chat::Session::irc(now, login),
-                    stream,
+                    session,
+                    links: vec![(0, stream)],
                 });
             }
             Err(e) => self.core.handle_disconnected(now, &e.to_string(), false),
@@ -546,5 +702,72 @@ async fn put_color(
                 .map(|at| at.duration_since(shared.clock.wall()).unwrap_or_default()),
         },
         Err(e) => PutResult::Failed(e.to_string()),
+    }
+}
+
+/// Performs a Helix call of an EventSub chat session; channel ids come from the process's
+/// cache when known.
+async fn chat_api(shared: &Shared, client_id: &str, token: &Secret, request: ApiRequest) -> ApiAnswer {
+    let creds = Credentials { token, client_id };
+    let fail = |e: ApiError| match e {
+        ApiError::Status {
+            status, message, ..
+        } => ApiFailure {
+            status: Some(status),
+            message,
+        },
+        e => ApiFailure {
+            status: None,
+            message: e.to_string(),
+        },
+    };
+    match request {
+        ApiRequest::Resolve(logins) => {
+            let (mut found, mut missing) = (Vec::new(), Vec::new());
+            {
+                let cache = shared.broadcasters.lock().unwrap_or_else(|p| p.into_inner());
+                for login in logins {
+                    match cache.get(&login) {
+                        Some(id) => found.push((login, id.clone())),
+                        None => missing.push(login),
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                match shared.helix.get_users_by_login(creds, &missing).await {
+                    Ok(users) => {
+                        let mut cache = shared.broadcasters.lock().unwrap_or_else(|p| p.into_inner());
+                        for user in users {
+                            cache.insert(user.login.clone(), user.id.clone());
+                            found.push((user.login, user.id));
+                        }
+                    }
+                    Err(e) => return ApiAnswer::Resolved(Err(fail(e))),
+                }
+            }
+            ApiAnswer::Resolved(Ok(found))
+        }
+        ApiRequest::Subscribe {
+            broadcaster_id,
+            user_id,
+            session_id,
+        } => ApiAnswer::Subscribed(
+            shared
+                .helix
+                .subscribe_chat(creds, &broadcaster_id, &user_id, &session_id)
+                .await
+                .map_err(fail),
+        ),
+        ApiRequest::Unsubscribe {
+            broadcaster_id,
+            session_id,
+            id,
+        } => ApiAnswer::Unsubscribed(
+            shared
+                .helix
+                .unsubscribe_chat(creds, &broadcaster_id, &session_id, id.as_deref())
+                .await
+                .map_err(fail),
+        ),
     }
 }

@@ -11,7 +11,7 @@ use nanorand::{Rng, WyRand};
 
 use crate::backoff::Backoff;
 use crate::bot::{BotEvent, Change, ColorBot, Outcome};
-use crate::chat::{self, CloseReason};
+use crate::chat::{self, CloseReason, Transport};
 use crate::color::Typed;
 use crate::command::{self, Command};
 use crate::config::UserConfig;
@@ -185,6 +185,8 @@ pub struct Status {
     pub counters: Counters,
     /// Since when chat has been down (`None` while connected).
     pub chat_down_since: Option<Instant>,
+    /// How chat is read.
+    pub transport: Transport,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +215,7 @@ enum Timer {
 pub struct UserCore {
     name: String,
     channels: Vec<String>,
+    transport: Transport,
     bot: ColorBot,
     rng: WyRand,
     identity: Option<Identity>,
@@ -239,6 +242,7 @@ impl UserCore {
         let core = UserCore {
             name: user.username.clone(),
             channels: user.channels.clone(),
+            transport: user.chat_transport.unwrap_or_default(),
             bot: ColorBot::new(user.is_prime_or_turbo, user.enabled, None),
             rng: WyRand::new_seed(seed),
             identity: None,
@@ -282,14 +286,20 @@ impl UserCore {
             Info,
             self.who(),
             None,
-            "starting: channels {}; {mode}{auto}",
-            hashed(&self.channels)
+            "starting: channels {}; {mode}; chat over {}{auto}",
+            hashed(&self.channels),
+            self.transport.display_name()
         );
     }
 
     /// The channels to join when connecting.
     pub fn channels(&self) -> &[String] {
         &self.channels
+    }
+
+    /// How chat is read (the driver opens this kind of session on [`Action::Connect`]).
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     /// The user id, once looked up.
@@ -740,6 +750,24 @@ impl UserCore {
                 self.actions.extend(removed.into_iter().map(Action::Part));
             }
         }
+        let transport = user.chat_transport.unwrap_or_default();
+        if transport != self.transport {
+            self.transport = transport;
+            let live = matches!(self.chat, Chat::Connecting | Chat::Ready(_));
+            let when = if live { "now" } else { "from the next connection" };
+            log!(
+                Info,
+                self.who(),
+                None,
+                "chat over {} {when} (config file)",
+                transport.display_name()
+            );
+            if live {
+                // only the chat side restarts: the old session goes when the driver connects
+                self.joined.clear();
+                self.connect();
+            }
+        }
         if user.enabled != self.bot.enabled() {
             self.bot.set_enabled(user.enabled);
             let what = if user.enabled { "enabled" } else { "disabled" };
@@ -808,6 +836,7 @@ impl UserCore {
             color: self.bot.current().map(str::to_owned),
             counters: self.counters.clone(),
             chat_down_since: self.chat_down_since,
+            transport: self.transport,
         }
     }
 }
@@ -845,6 +874,7 @@ mod tests {
             is_prime_or_turbo: prime,
             enabled: true,
             token_expiry: None,
+            chat_transport: None,
         }
     }
 

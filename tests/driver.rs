@@ -101,6 +101,7 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         is_prime_or_turbo: true,
         enabled: true,
         token_expiry: None,
+        chat_transport: None,
     };
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {

@@ -44,6 +44,7 @@ fn user(name: &str, prime: bool) -> UserConfig {
         is_prime_or_turbo: prime,
         enabled: true,
         token_expiry: None,
+        chat_transport: None,
     }
 }
 

@@ -213,6 +213,13 @@ impl Session {
         self.events.push_back(Event::Closed(reason));
     }
 
+    /// The connection ended: the session is over.
+    pub fn handle_lost(&mut self, why: String) {
+        if !self.closed {
+            self.close(CloseReason::Lost(why));
+        }
+    }
+
     /// Joins `channel` (a login without `#`): at once if the pacing allows, else when it does.
     /// Before login it waits for the welcome like the initial channels.
     pub fn join(&mut self, now: Instant, channel: &str) {

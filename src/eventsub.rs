@@ -1,0 +1,734 @@
+//! Chat over EventSub WebSocket, free of I/O: the WebSocket handshake and frames
+//! ([`crate::ws`]), the session's welcome, keepalive, `session_reconnect` (a second socket
+//! kept until its welcome), revocations and close codes, and the `channel.chat.message`
+//! subscriptions, asked of the driver as Helix calls ([`Order::Api`]). It produces the same
+//! [`Event`]s as the IRC session: the user core cannot tell which one is in use.
+//!
+//! Twitch's rules (twitch-facts §4): the client sends nothing but Pong and Close; a
+//! subscription must be made within the welcome's keepalive window; nothing for longer
+//! than the keepalive timeout means the connection is dead (then every subscription is
+//! gone and a new session subscribes again); after `session_reconnect` the subscriptions
+//! carry over to the new socket, which is not subscribed again.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use nanorand::{Rng, WyRand};
+use serde_json::Value;
+
+use crate::chat::{ApiAnswer, ApiFailure, ApiRequest, CloseReason, Event, Link, Order, Transmit};
+use crate::http::ResponseParser;
+use crate::log;
+use crate::timer::Timers;
+use crate::transport::Endpoint;
+use crate::ws::{self, Message, Opcode};
+
+/// Twitch's limit of enabled subscriptions on one WebSocket connection.
+pub const MAX_SUBSCRIPTIONS: usize = 300;
+/// From opening a connection to its welcome.
+pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(20);
+/// Message ids remembered to drop redeliveries (EventSub delivers at least once).
+const REMEMBERED: usize = 256;
+/// Logins per `GET /helix/users` request.
+const LOGINS_PER_LOOKUP: usize = 100;
+
+/// How long silence means a dead connection: the keepalive timeout plus half of it plus a
+/// second, for delivery delays.
+pub fn silence_limit(keepalive: Duration) -> Duration {
+    keepalive + keepalive / 2 + Duration::from_secs(1)
+}
+
+/// What each close code of the EventSub server means (twitch-facts §4.7).
+pub fn close_code_meaning(code: u16) -> &'static str {
+    match code {
+        4000 => "internal server error",
+        4001 => "the client sent inbound traffic",
+        4002 => "the client failed ping-pong",
+        4003 => "connection unused (no subscription in time)",
+        4004 => "reconnect grace time expired",
+        4005 => "network timeout",
+        4006 => "network error",
+        4007 => "invalid reconnect",
+        1000 => "normal closure",
+        1001 => "going away",
+        _ => "unknown close code",
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// The driver is opening the connection.
+    Dialing,
+    /// The upgrade request is sent; reading the answer.
+    Handshake(ResponseParser),
+    /// Frames flow.
+    Open,
+}
+
+#[derive(Debug)]
+struct Socket {
+    link: Link,
+    endpoint: Endpoint,
+    target: String,
+    key: [u8; 16],
+    phase: Phase,
+    decoder: ws::Decoder,
+    welcomed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sub {
+    /// To subscribe (once the channel's id is known).
+    Wanted,
+    /// The subscription request is in flight.
+    Requested,
+    /// Subscribed, with the subscription id when Twitch gave it (not after a 409).
+    Active(Option<String>),
+    /// Not readable (no such channel, over the limit, revoked for good).
+    Dead,
+}
+
+#[derive(Debug)]
+struct Channel {
+    id: Option<String>,
+    sub: Sub,
+}
+
+#[derive(Debug)]
+enum InFlight {
+    Resolve(Vec<String>),
+    Subscribe(String),
+    Unsubscribe,
+}
+
+#[derive(Clone, Copy)]
+enum Timer {
+    /// Nothing received for too long (or no welcome yet).
+    Silence = 0,
+}
+
+/// One user's chat over EventSub.
+#[derive(Debug)]
+pub struct Session {
+    user_id: String,
+    rng: WyRand,
+    /// Open sockets, oldest first: two only between `session_reconnect` and the new welcome.
+    sockets: Vec<Socket>,
+    next_link: Link,
+    session_id: Option<String>,
+    keepalive: Duration,
+    ready: bool,
+    closed: bool,
+    channels: BTreeMap<String, Channel>,
+    /// Subscriptions to delete: (broadcaster id, subscription id when known).
+    leaving: Vec<(String, Option<String>)>,
+    in_flight: Option<InFlight>,
+    seen: VecDeque<String>,
+    timers: Timers<1>,
+    transmits: VecDeque<Transmit>,
+    orders: VecDeque<Order>,
+    events: VecDeque<Event>,
+}
+
+impl Session {
+    /// A session on the connection the driver just opened to `endpoint` (link 0), asking for
+    /// `target`, for the user `user_id` reading `channels`.
+    pub fn new(
+        now: Instant,
+        endpoint: &Endpoint,
+        target: &str,
+        user_id: &str,
+        channels: &[String],
+        seed: u64,
+    ) -> Session {
+        let mut s = Session {
+            user_id: user_id.to_owned(),
+            rng: WyRand::new_seed(seed),
+            sockets: Vec::new(),
+            next_link: 1,
+            session_id: None,
+            keepalive: Duration::from_secs(10),
+            ready: false,
+            closed: false,
+            channels: BTreeMap::new(),
+            leaving: Vec::new(),
+            in_flight: None,
+            seen: VecDeque::new(),
+            timers: Timers::default(),
+            transmits: VecDeque::new(),
+            orders: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        for channel in channels {
+            s.join(channel);
+        }
+        if user_id.is_empty() {
+            s.close(CloseReason::Lost(
+                "the user id is not known yet, and EventSub needs it".into(),
+            ));
+            return s;
+        }
+        s.add_socket(0, endpoint.clone(), target.to_owned());
+        s.handshake(0);
+        s.timers.set(Timer::Silence as usize, Some(now + WELCOME_TIMEOUT));
+        s
+    }
+
+    fn add_socket(&mut self, link: Link, endpoint: Endpoint, target: String) {
+        let key = self.rng.generate::<u128>().to_le_bytes();
+        self.sockets.push(Socket {
+            link,
+            endpoint,
+            target,
+            key,
+            phase: Phase::Dialing,
+            decoder: ws::Decoder::new(),
+            welcomed: false,
+        });
+    }
+
+    fn socket(&self, link: Link) -> Option<usize> {
+        self.sockets.iter().position(|s| s.link == link)
+    }
+
+    fn handshake(&mut self, link: Link) {
+        let Some(i) = self.socket(link) else { return };
+        let s = &mut self.sockets[i];
+        let request = ws::handshake_request(&ws::host_header(&s.endpoint), &s.target, &s.key);
+        s.phase = Phase::Handshake(ResponseParser::new(false));
+        let shown = format!("GET {} (WebSocket upgrade)", log::capped(&s.target));
+        self.transmits.push_back(Transmit {
+            link,
+            bytes: request.into_bytes(),
+            shown,
+            then_close: false,
+        });
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        self.rng.generate::<u32>().to_le_bytes()
+    }
+
+    fn send_frame(&mut self, link: Link, opcode: Opcode, payload: &[u8], shown: String) {
+        let mask = self.mask();
+        self.transmits.push_back(Transmit {
+            link,
+            bytes: ws::encode_frame(opcode, payload, mask),
+            shown,
+            then_close: false,
+        });
+    }
+
+    /// Sends a close frame on `link` and drops the socket.
+    fn hang_up(&mut self, link: Link, code: u16, reason: &str) {
+        if let Some(i) = self.socket(link) {
+            let open = matches!(self.sockets[i].phase, Phase::Open);
+            self.sockets.remove(i);
+            let mask = self.mask();
+            self.transmits.push_back(Transmit {
+                link,
+                bytes: if open {
+                    ws::encode_close(code, reason, mask)
+                } else {
+                    Vec::new()
+                },
+                shown: format!("close {code}"),
+                then_close: true,
+            });
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.timers.clear();
+        let links: Vec<Link> = self.sockets.iter().map(|s| s.link).collect();
+        for link in links {
+            self.hang_up(link, 1000, "");
+        }
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// Bytes read from connection `link`.
+    pub fn handle_input(&mut self, now: Instant, link: Link, bytes: &[u8]) {
+        if self.closed {
+            return;
+        }
+        let Some(i) = self.socket(link) else { return };
+        let mut frames = bytes.to_vec();
+        if let Phase::Handshake(parser) = &mut self.sockets[i].phase {
+            let parsed = match parser.feed(bytes) {
+                Ok(None) => return,
+                Ok(Some(parsed)) => parsed,
+                Err(e) => return self.close(CloseReason::Lost(format!("EventSub handshake: {e}"))),
+            };
+            let status = parsed.response.status().as_u16();
+            if status != 101 {
+                let body = crate::helix::error_message(parsed.response.body());
+                return self.close(CloseReason::Lost(format!(
+                    "EventSub refused the WebSocket upgrade: HTTP {status}: {body}"
+                )));
+            }
+            let accept = parsed
+                .response
+                .headers()
+                .get("sec-websocket-accept")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if accept != ws::accept_value(&self.sockets[i].key) {
+                return self.close(CloseReason::Lost(
+                    "EventSub answered the WebSocket upgrade with a wrong Sec-WebSocket-Accept"
+                        .into(),
+                ));
+            }
+            self.sockets[i].phase = Phase::Open;
+            frames = parsed.upgraded.unwrap_or_default();
+        }
+        if let Err(e) = self.sockets[i].decoder.feed(&frames) {
+            self.hang_up(link, 1002, "protocol error");
+            return self.lost(link, format!("EventSub: {e}"));
+        }
+        while let Some(message) = self
+            .socket(link)
+            .and_then(|i| self.sockets[i].decoder.poll_message())
+        {
+            if self.closed {
+                return;
+            }
+            match message {
+                Message::Text(text) => self.handle_text(now, link, &text),
+                Message::Ping(payload) => {
+                    self.send_frame(link, Opcode::Pong, &payload, "pong".into())
+                }
+                Message::Pong(_) => {}
+                Message::Binary(_) => self.events.push_back(Event::Dropped(
+                    "binary WebSocket message from EventSub".into(),
+                )),
+                Message::Close(close) => {
+                    let (code, reason) = close.unwrap_or((1005, String::new()));
+                    self.hang_up(link, code.min(4999), "");
+                    let why = format!(
+                        "EventSub closed the connection: {code} {}{}",
+                        close_code_meaning(code),
+                        if reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", log::quoted(&reason))
+                        }
+                    );
+                    return self.lost(link, why);
+                }
+            }
+        }
+    }
+
+    /// Connection `link` is gone (already removed, or to remove now).
+    fn lost(&mut self, link: Link, why: String) {
+        if let Some(i) = self.socket(link) {
+            self.sockets.remove(i);
+        }
+        // the old socket of a reconnect may go first: its successor carries the subscriptions
+        if self.sockets.is_empty() || link > self.sockets[0].link {
+            self.close(CloseReason::Lost(why));
+        } else {
+            self.events
+                .push_back(Event::Dropped(format!("old EventSub socket gone: {why}")));
+        }
+    }
+
+    /// Connection `link` ended.
+    pub fn handle_lost(&mut self, _now: Instant, link: Link, why: String) {
+        if !self.closed && self.socket(link).is_some() {
+            self.lost(link, why);
+        }
+    }
+
+    /// The connection asked for with [`Order::Dial`] is open (or failed).
+    pub fn handle_dialed(&mut self, _now: Instant, link: Link, result: Result<(), String>) {
+        if self.closed || self.socket(link).is_none() {
+            return;
+        }
+        match result {
+            Ok(()) => self.handshake(link),
+            Err(why) => self.lost(link, format!("cannot reach the EventSub reconnect URL: {why}")),
+        }
+    }
+
+    fn handle_text(&mut self, now: Instant, link: Link, text: &str) {
+        let Ok(message) = serde_json::from_str::<Value>(text) else {
+            return self
+                .events
+                .push_back(Event::Dropped("EventSub message that is not JSON".into()));
+        };
+        let metadata = &message["metadata"];
+        let payload = &message["payload"];
+        let kind = metadata["message_type"].as_str().unwrap_or("");
+        let limit = silence_limit(self.keepalive);
+        match kind {
+            "session_welcome" => self.welcome(now, link, &payload["session"]),
+            "session_keepalive" => {
+                self.timers.set(Timer::Silence as usize, Some(now + limit));
+            }
+            "notification" => {
+                self.timers.set(Timer::Silence as usize, Some(now + limit));
+                self.notification(metadata, &payload["event"]);
+            }
+            "session_reconnect" => self.reconnect(&payload["session"]),
+            "revocation" => self.revocation(&payload["subscription"]),
+            other => self.events.push_back(Event::Dropped(format!(
+                "EventSub message of type {}",
+                log::quoted(other)
+            ))),
+        }
+    }
+
+    fn welcome(&mut self, now: Instant, link: Link, session: &Value) {
+        let Some(i) = self.socket(link) else { return };
+        let Some(id) = session["id"].as_str().filter(|id| !id.is_empty()) else {
+            return self.close(CloseReason::Lost("EventSub welcome without a session id".into()));
+        };
+        if self.sockets[i].welcomed {
+            return self
+                .events
+                .push_back(Event::Dropped("a second EventSub welcome".into()));
+        }
+        self.sockets[i].welcomed = true;
+        if let Some(secs) = session["keepalive_timeout_seconds"].as_u64() {
+            self.keepalive = Duration::from_secs(secs.clamp(1, 600));
+        }
+        self.session_id = Some(id.to_owned());
+        self.timers.set(
+            Timer::Silence as usize,
+            Some(now + silence_limit(self.keepalive)),
+        );
+        // a reconnect is complete: the old socket goes (its subscriptions moved here)
+        let older: Vec<Link> = self.sockets[..i].iter().map(|s| s.link).collect();
+        for old in older {
+            self.hang_up(old, 1000, "reconnected");
+        }
+        if !self.ready {
+            self.ready = true;
+            self.events.push_back(Event::Ready);
+        }
+        self.pump();
+    }
+
+    fn notification(&mut self, metadata: &Value, event: &Value) {
+        if metadata["subscription_type"].as_str() != Some("channel.chat.message") {
+            return self.events.push_back(Event::Dropped(format!(
+                "EventSub notification of type {}",
+                log::quoted(metadata["subscription_type"].as_str().unwrap_or(""))
+            )));
+        }
+        let ids = [
+            metadata["message_id"].as_str().unwrap_or(""),
+            event["message_id"].as_str().unwrap_or(""),
+        ];
+        if ids
+            .iter()
+            .any(|id| !id.is_empty() && self.seen.iter().any(|s| s == id))
+        {
+            return self.events.push_back(Event::Dropped(
+                "EventSub delivered a message again (same message id)".into(),
+            ));
+        }
+        for id in ids.into_iter().filter(|id| !id.is_empty()) {
+            if self.seen.len() == REMEMBERED {
+                self.seen.pop_front();
+            }
+            self.seen.push_back(id.to_owned());
+        }
+        let channel = event["broadcaster_user_login"].as_str().unwrap_or("");
+        let reading = self
+            .channels
+            .get(channel)
+            .is_some_and(|c| c.sub != Sub::Dead);
+        if reading && event["chatter_user_id"].as_str() == Some(self.user_id.as_str()) {
+            self.events.push_back(Event::OwnMessage {
+                channel: channel.to_owned(),
+                text: event["message"]["text"].as_str().unwrap_or("").to_owned(),
+            });
+        }
+    }
+
+    fn reconnect(&mut self, session: &Value) {
+        if self.sockets.len() > 1 {
+            return;
+        }
+        let url = session["reconnect_url"].as_str().unwrap_or("");
+        let current_tls = self.sockets.first().is_some_and(|s| s.endpoint.tls);
+        match ws::parse_url(url) {
+            Ok((endpoint, _)) if current_tls && !endpoint.tls => self.close(CloseReason::Lost(
+                format!("EventSub asked to reconnect without TLS ({})", log::quoted(url)),
+            )),
+            Ok((endpoint, target)) => {
+                let link = self.next_link;
+                self.next_link += 1;
+                self.add_socket(link, endpoint.clone(), target);
+                self.orders.push_back(Order::Dial { link, endpoint });
+            }
+            Err(e) => self.close(CloseReason::Lost(format!(
+                "EventSub sent an unusable reconnect URL: {}",
+                log::capped(&e.to_string())
+            ))),
+        }
+    }
+
+    fn revocation(&mut self, subscription: &Value) {
+        let status = subscription["status"].as_str().unwrap_or("");
+        let broadcaster = subscription["condition"]["broadcaster_user_id"]
+            .as_str()
+            .unwrap_or("");
+        let Some(login) = self
+            .channels
+            .iter()
+            .find(|(_, c)| c.id.as_deref() == Some(broadcaster))
+            .map(|(login, _)| login.clone())
+        else {
+            return self.events.push_back(Event::Dropped(
+                "revocation of a subscription for a channel not read".into(),
+            ));
+        };
+        self.events.push_back(Event::Notice {
+            channel: Some(login.clone()),
+            msg_id: Some(log::capped(status)),
+            text: "Twitch revoked the chat subscription".into(),
+        });
+        match status {
+            // the token lost its authorisation: renewing it (or the device flow) is the fix
+            "authorization_revoked" => self.close(CloseReason::AuthFailed(
+                "Twitch revoked the authorization of the chat subscription".into(),
+            )),
+            // the channel's account is gone, or the subscription type was retired
+            "user_removed" | "version_removed" => {
+                if let Some(c) = self.channels.get_mut(&login) {
+                    c.sub = Sub::Dead;
+                }
+                self.events.push_back(Event::Left(login));
+            }
+            _ => {
+                if let Some(c) = self.channels.get_mut(&login) {
+                    c.sub = Sub::Wanted;
+                }
+                self.events.push_back(Event::Left(login));
+                self.pump();
+            }
+        }
+    }
+
+    /// Reads `channel` (a login without `#`) from now on: subscribes when the session allows.
+    pub fn join(&mut self, channel: &str) {
+        if self.closed || self.channels.contains_key(channel) {
+            return;
+        }
+        let live = self
+            .channels
+            .values()
+            .filter(|c| c.sub != Sub::Dead)
+            .count();
+        let sub = if live >= MAX_SUBSCRIPTIONS {
+            self.events.push_back(Event::Notice {
+                channel: Some(channel.to_owned()),
+                msg_id: Some("too_many_channels".into()),
+                text: format!("Twitch allows {MAX_SUBSCRIPTIONS} EventSub subscriptions per connection; this channel is not read (use IRC for more channels)"),
+            });
+            Sub::Dead
+        } else {
+            Sub::Wanted
+        };
+        self.channels
+            .insert(channel.to_owned(), Channel { id: None, sub });
+        self.pump();
+    }
+
+    /// Stops reading `channel`: its subscription is deleted.
+    pub fn part(&mut self, channel: &str) {
+        if self.closed {
+            return;
+        }
+        let Some(c) = self.channels.remove(channel) else {
+            return;
+        };
+        if let (Some(id), Sub::Active(sub)) = (c.id, c.sub) {
+            self.leaving.push((id, sub));
+        }
+        self.events.push_back(Event::Left(channel.to_owned()));
+        self.pump();
+    }
+
+    /// Starts the next Helix call: look channels up, subscribe, unsubscribe. One at a time.
+    fn pump(&mut self) {
+        if self.closed || self.in_flight.is_some() {
+            return;
+        }
+        let Some(session_id) = self.session_id.clone() else {
+            return;
+        };
+        let unresolved: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.id.is_none() && c.sub == Sub::Wanted)
+            .map(|(login, _)| login.clone())
+            .take(LOGINS_PER_LOOKUP)
+            .collect();
+        if !unresolved.is_empty() {
+            self.in_flight = Some(InFlight::Resolve(unresolved.clone()));
+            self.orders
+                .push_back(Order::Api(ApiRequest::Resolve(unresolved)));
+            return;
+        }
+        let wanted = self
+            .channels
+            .iter_mut()
+            .find(|(_, c)| c.sub == Sub::Wanted);
+        if let Some((login, c)) = wanted {
+            c.sub = Sub::Requested;
+            let broadcaster_id = c.id.clone().unwrap_or_default();
+            self.in_flight = Some(InFlight::Subscribe(login.clone()));
+            self.orders.push_back(Order::Api(ApiRequest::Subscribe {
+                broadcaster_id,
+                user_id: self.user_id.clone(),
+                session_id,
+            }));
+            return;
+        }
+        if let Some((broadcaster_id, id)) = self.leaving.pop() {
+            self.in_flight = Some(InFlight::Unsubscribe);
+            self.orders.push_back(Order::Api(ApiRequest::Unsubscribe {
+                broadcaster_id,
+                session_id,
+                id,
+            }));
+        }
+    }
+
+    /// A Helix call asked for with [`Order::Api`] ended.
+    pub fn handle_api(&mut self, _now: Instant, answer: ApiAnswer) {
+        let in_flight = self.in_flight.take();
+        if self.closed {
+            return;
+        }
+        match (in_flight, answer) {
+            (Some(InFlight::Resolve(asked)), ApiAnswer::Resolved(Ok(found))) => {
+                for login in asked {
+                    let id = found
+                        .iter()
+                        .find(|(l, _)| l.eq_ignore_ascii_case(&login))
+                        .map(|(_, id)| id.clone());
+                    let Some(c) = self.channels.get_mut(&login) else {
+                        continue;
+                    };
+                    match id {
+                        Some(id) => c.id = Some(id),
+                        None => {
+                            c.sub = Sub::Dead;
+                            self.events.push_back(Event::Notice {
+                                channel: Some(login),
+                                msg_id: Some("no_such_channel".into()),
+                                text: "Twitch has no channel with this name; it is not read".into(),
+                            });
+                        }
+                    }
+                }
+            }
+            (Some(InFlight::Resolve(_)), ApiAnswer::Resolved(Err(f))) => {
+                return self.api_failed("cannot look up the channels' ids", None, f);
+            }
+            (Some(InFlight::Subscribe(login)), ApiAnswer::Subscribed(result)) => {
+                let wanted = self
+                    .channels
+                    .get(&login)
+                    .is_some_and(|c| c.sub == Sub::Requested);
+                match result {
+                    Ok(id) if wanted => self.subscribed(&login, Some(id)),
+                    Ok(id) => {
+                        // parted while the request was in flight
+                        let broadcaster = self.channels.get(&login).and_then(|c| c.id.clone());
+                        self.leaving
+                            .push((broadcaster.unwrap_or_default(), Some(id)));
+                    }
+                    Err(f) if f.status == Some(409) => self.subscribed(&login, None),
+                    Err(f) if f.status == Some(400) => {
+                        if let Some(c) = self.channels.get_mut(&login) {
+                            c.sub = Sub::Dead;
+                        }
+                        self.events.push_back(Event::Notice {
+                            channel: Some(login),
+                            msg_id: Some("subscription_refused".into()),
+                            text: format!("Twitch refused the chat subscription: {}", f.message),
+                        });
+                    }
+                    Err(f) => return self.api_failed("cannot subscribe to chat", Some(&login), f),
+                }
+            }
+            (Some(InFlight::Unsubscribe), ApiAnswer::Unsubscribed(Err(f))) => {
+                self.events.push_back(Event::Dropped(format!(
+                    "could not delete a chat subscription: {}",
+                    f.message
+                )));
+            }
+            _ => {}
+        }
+        self.pump();
+    }
+
+    fn subscribed(&mut self, login: &str, id: Option<String>) {
+        if let Some(c) = self.channels.get_mut(login) {
+            c.sub = Sub::Active(id);
+            self.events.push_back(Event::Joined(login.to_owned()));
+        }
+    }
+
+    fn api_failed(&mut self, what: &str, channel: Option<&str>, f: ApiFailure) {
+        let at = channel.map(|c| format!(" #{c}")).unwrap_or_default();
+        let reason = match f.status {
+            Some(401) => CloseReason::AuthFailed(f.message),
+            Some(403) => CloseReason::AuthFailed(format!(
+                "{} (reading chat over EventSub needs a token with the user:read:chat scope)",
+                f.message
+            )),
+            Some(429) => CloseReason::Lost(format!(
+                "{what}{at}: HTTP 429: {}: Twitch allows 3 EventSub WebSocket connections per client id and user; another program or another copy of this bot is using them",
+                f.message
+            )),
+            Some(status) => CloseReason::Lost(format!("{what}{at}: HTTP {status}: {}", f.message)),
+            None => CloseReason::Lost(format!("{what}{at}: {}", f.message)),
+        };
+        self.close(reason);
+    }
+
+    /// Handles every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed || !self.timers.is_due(Timer::Silence as usize, now) {
+            return;
+        }
+        if self.session_id.is_none() {
+            self.close(CloseReason::LoginTimeout);
+        } else {
+            self.close(CloseReason::Timeout);
+        }
+    }
+
+    /// The next bytes to write.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next connection or Helix call needed.
+    pub fn poll_order(&mut self) -> Option<Order> {
+        self.orders.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+}
