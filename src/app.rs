@@ -193,8 +193,7 @@ pub enum Reload {
 /// Writes the environment's users (`TWITCH_USERNAME_<n>` …) into the config file, creating
 /// it when needed. Done before the first load, and never on reload.
 fn apply_env(config_path: &Path) -> Result<(), StartError> {
-    let env = config::env_users(|k| std::env::var(k).ok())
-        .map_err(StartError::EnvUser)?;
+    let env = config::env_users(|k| std::env::var(k).ok()).map_err(StartError::EnvUser)?;
     if config::apply_env(config_path, &env).map_err(StartError::Config)? {
         log!(
             Info,

@@ -221,7 +221,7 @@ pub enum ApiAnswer {
 #[non_exhaustive]
 pub enum Session {
     /// Twitch IRC (TMI).
-    Irc(irc::Session),
+    Irc(Box<irc::Session>),
     /// EventSub over WebSocket.
     EventSub(Box<eventsub::Session>),
 }
@@ -229,7 +229,7 @@ pub enum Session {
 impl Session {
     /// An IRC session that logs in as `login` at `now`.
     pub fn irc(now: Instant, login: Login<'_>) -> Session {
-        Session::Irc(irc::Session::new(now, login))
+        Session::Irc(Box::new(irc::Session::new(now, login)))
     }
 
     /// Which protocol this is.

@@ -281,9 +281,7 @@ impl Driver {
                                                     let (l, r) = maybe(&mut ops.dial).await;
                                                     Wake::Dialed(l, r)
                                                 },
-                                                async {
-                                                    Wake::Api(maybe(&mut ops.chat_api).await)
-                                                },
+                                                async { Wake::Api(maybe(&mut ops.chat_api).await) },
                                             ),
                                         ),
                                     ),
@@ -707,7 +705,12 @@ async fn put_color(
 
 /// Performs a Helix call of an EventSub chat session; channel ids come from the process's
 /// cache when known.
-async fn chat_api(shared: &Shared, client_id: &str, token: &Secret, request: ApiRequest) -> ApiAnswer {
+async fn chat_api(
+    shared: &Shared,
+    client_id: &str,
+    token: &Secret,
+    request: ApiRequest,
+) -> ApiAnswer {
     let creds = Credentials { token, client_id };
     let fail = |e: ApiError| match e {
         ApiError::Status {
@@ -725,7 +728,10 @@ async fn chat_api(shared: &Shared, client_id: &str, token: &Secret, request: Api
         ApiRequest::Resolve(logins) => {
             let (mut found, mut missing) = (Vec::new(), Vec::new());
             {
-                let cache = shared.broadcasters.lock().unwrap_or_else(|p| p.into_inner());
+                let cache = shared
+                    .broadcasters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 for login in logins {
                     match cache.get(&login) {
                         Some(id) => found.push((login, id.clone())),
@@ -736,7 +742,10 @@ async fn chat_api(shared: &Shared, client_id: &str, token: &Secret, request: Api
             if !missing.is_empty() {
                 match shared.helix.get_users_by_login(creds, &missing).await {
                     Ok(users) => {
-                        let mut cache = shared.broadcasters.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut cache = shared
+                            .broadcasters
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
                         for user in users {
                             cache.insert(user.login.clone(), user.id.clone());
                             found.push((user.login, user.id));

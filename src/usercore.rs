@@ -754,7 +754,11 @@ impl UserCore {
         if transport != self.transport {
             self.transport = transport;
             let live = matches!(self.chat, Chat::Connecting | Chat::Ready(_));
-            let when = if live { "now" } else { "from the next connection" };
+            let when = if live {
+                "now"
+            } else {
+                "from the next connection"
+            };
             log!(
                 Info,
                 self.who(),

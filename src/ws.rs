@@ -115,7 +115,9 @@ pub fn parse_url(url: &str) -> Result<(Endpoint, String), UrlError> {
         url: url.to_owned(),
         reason,
     };
-    let (scheme, rest) = url.split_once("://").ok_or(err("expected wss://host[:port]/path"))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or(err("expected wss://host[:port]/path"))?;
     let (tls, port) = match scheme.to_ascii_lowercase().as_str() {
         "wss" => (true, 443),
         "ws" => (false, 80),
@@ -384,12 +386,16 @@ mod tests {
     #[test]
     fn splits_websocket_urls_keeping_the_target_as_given() {
         let (ep, target) = parse_url("wss://eventsub.wss.twitch.tv/ws").unwrap();
-        assert_eq!((ep.tls, ep.host.as_str(), ep.port), (true, "eventsub.wss.twitch.tv", 443));
+        assert_eq!(
+            (ep.tls, ep.host.as_str(), ep.port),
+            (true, "eventsub.wss.twitch.tv", 443)
+        );
         assert_eq!(target, "/ws");
         assert_eq!(host_header(&ep), "eventsub.wss.twitch.tv");
         let (ep, target) = parse_url("wss://eventsub.wss.twitch.tv?challenge=a%2Fb&x=1").unwrap();
         assert_eq!((ep.port, target.as_str()), (443, "/?challenge=a%2Fb&x=1"));
-        let (ep, target) = parse_url("ws://127.0.0.1:8080/ws?keepalive_timeout_seconds=10").unwrap();
+        let (ep, target) =
+            parse_url("ws://127.0.0.1:8080/ws?keepalive_timeout_seconds=10").unwrap();
         assert_eq!((ep.tls, ep.port), (false, 8080));
         assert_eq!(target, "/ws?keepalive_timeout_seconds=10");
         assert_eq!(host_header(&ep), "127.0.0.1:8080");

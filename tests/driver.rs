@@ -89,6 +89,9 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         auth_attempts: Some(1),
         helix: Helix::new(http, endpoint("api"), "/helix".into()),
         irc: endpoint("irc"),
+        eventsub: (endpoint("eventsub"), "/ws".into()),
+        default_transport: Default::default(),
+        broadcasters: Default::default(),
         config_path: "/nonexistent/never-written.conf".into(),
     });
     let user = UserConfig {
@@ -182,7 +185,10 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
 
 /// Lets the other tasks run until `done` holds (bounded); whether it does.
 async fn settles(done: impl Fn() -> bool) -> bool {
-    for _ in 0..10_000 {
+    // bounded by time, not by a count of yields: a file write on the blocking pool can take
+    // a while when the machine is busy running every other suite too
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         if done() {
             return true;
         }

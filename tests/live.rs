@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde_json::{json, Value};
@@ -17,40 +17,8 @@ use twitch_colorchanger::time::format_rfc3339;
 
 const TOKEN_D: &str = "tokdddddddddddddddddddddddddddd4";
 
-fn read_config(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Rewrites the file in place (truncate and write), as many editors do.
-fn edit_in_place(path: &Path, edit: impl FnOnce(&mut Value)) {
-    let mut doc = read_config(path);
-    edit(&mut doc);
-    std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-}
-
-/// Saves by writing a temporary file and renaming it over the config (vim, VS Code, sed -i).
-fn edit_by_rename(path: &Path, edit: impl FnOnce(&mut Value)) {
-    let mut doc = read_config(path);
-    edit(&mut doc);
-    let tmp = path.with_extension("swp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 fn channels(doc: &mut Value, user: usize, list: &[&str]) {
     doc["users"][user]["channels"] = json!(list);
-}
-
-/// Polls `done` until it holds (bounded by [`WAIT`]).
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    done()
 }
 
 fn signal(bot: &Bot, name: &str) {
@@ -584,10 +552,13 @@ fn status_file_status_command_and_health_check_follow_the_bot() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let table = text(&out);
     assert!(
-        table.starts_with("USER        STATE      CHANNELS  COLOR"),
+        table.starts_with("USER        STATE      VIA  CHANNELS  COLOR"),
         "{table}"
     );
-    assert!(table.contains("alpha_user  connected  #a_chan"), "{table}");
+    assert!(
+        table.contains("alpha_user  connected  irc  #a_chan"),
+        "{table}"
+    );
     let out = cli(&["status", "--json", "--config", conf], &[]);
     let json: Document = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json.users[0].username, "alpha_user");
@@ -652,6 +623,7 @@ fn health_check_reports_a_stale_file_and_a_user_without_chat() {
             last_error: Some("chat: cannot connect to tls://127.0.0.1:1: refused".into()),
             token_expires_at: None,
             chat_down_since: Some(format_rfc3339(now - Duration::from_secs(400))),
+            transport: "irc".into(),
         }],
     };
     let write = |doc: &Document| {

@@ -16,6 +16,22 @@ pub(super) fn helix(inner: &Inner, req: &Request) -> (u16, String) {
         return error(401, "Unauthorized", "Invalid OAuth token");
     };
     match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/helix/users") if req.query("login").is_some() => {
+            let mut state = inner.lock();
+            let data: Vec<_> = req
+                .queries("login")
+                .into_iter()
+                .filter_map(|login| {
+                    let login = login.to_ascii_lowercase();
+                    state.channel_id(&login).map(|id| serde_json::json!({"id": id, "login": login,
+                        "display_name": login, "type": "", "broadcaster_type": "", "description": "",
+                        "profile_image_url": "", "offline_image_url": "", "view_count": 0,
+                        "created_at": "2016-12-14T20:32:28Z"}))
+                })
+                .collect();
+            (200, serde_json::json!({ "data": data }).to_string())
+        }
+        (_, "/helix/eventsub/subscriptions") => super::eventsub::subscriptions(inner, req, &user),
         ("GET", "/helix/users") => (
             200,
             serde_json::json!({"data": [{"id": user.id, "login": user.login, "display_name": user.login,

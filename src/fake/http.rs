@@ -15,6 +15,7 @@ pub(super) struct Request {
     form: Vec<(String, String)>,
     /// The raw body (JSON for the EventSub subscriptions API).
     pub(super) body: Vec<u8>,
+    raw_target: String,
 }
 
 impl Request {
@@ -23,6 +24,18 @@ impl Request {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+    /// The request target as sent (path and query).
+    pub(super) fn target(&self) -> String {
+        self.raw_target.clone()
+    }
+    /// Every value of a repeated query parameter.
+    pub(super) fn queries(&self, name: &str) -> Vec<&str> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
     pub(super) fn query(&self, name: &str) -> Option<&str> {
         self.query
@@ -62,10 +75,13 @@ pub(super) async fn http_conn(inner: Arc<Inner>, stream: ServerTls) {
             .unwrap_or(0);
         let reason = match status {
             200 => "OK",
+            202 => "Accepted",
             204 => "No Content",
             400 => "Bad Request",
             401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "Not Found",
+            409 => "Conflict",
             429 => "Too Many Requests",
             _ => "Error",
         };
@@ -82,7 +98,9 @@ pub(super) async fn http_conn(inner: Arc<Inner>, stream: ServerTls) {
     }
 }
 
-async fn read_request<R: smol::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<Request> {
+pub(super) async fn read_request<R: smol::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> Option<Request> {
     let mut line = String::new();
     if reader.read_line(&mut line).await.ok()? == 0 {
         return None;
@@ -118,6 +136,7 @@ async fn read_request<R: smol::io::AsyncBufRead + Unpin>(reader: &mut R) -> Opti
         headers,
         form: pairs(&String::from_utf8_lossy(&body)),
         body,
+        raw_target: target.clone(),
     })
 }
 

@@ -1,6 +1,8 @@
-//! A fake Twitch on 127.0.0.1 for tests (and later a `demo`): IRC over TLS and HTTPS Helix,
-//! with a CA made at start-up. It records what it receives and can deliver chat messages,
-//! PING, RECONNECT and dropped connections on demand. Built only with the `fake-twitch` feature.
+//! A fake Twitch on 127.0.0.1 for tests (and later a `demo`): IRC over TLS, EventSub over
+//! WebSocket (TLS), and HTTPS Helix (with the EventSub subscriptions API) and OAuth, with a
+//! CA made at start-up. It records what it receives and can deliver chat messages, PING,
+//! RECONNECT, `session_reconnect`, revocations, close codes and dropped connections on
+//! demand. Built only with the `fake-twitch` feature.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -11,12 +13,15 @@ use async_net::{TcpListener, TcpStream};
 use futures_rustls::TlsAcceptor;
 use smol::future;
 
+mod eventsub;
 mod helix;
 mod http;
 mod irc;
 mod oauth;
 mod tls;
 
+use self::eventsub::{eventsub_conn, EsCmd};
+pub use self::eventsub::{EventSubConn, Subscription};
 use self::http::http_conn;
 use self::irc::irc_conn;
 use self::tls::tls_acceptor;
@@ -148,9 +153,26 @@ pub struct State {
     pub token_delay: Duration,
     /// Logins whose chat login fails whatever the token (a suspended account, say).
     pub irc_refused: BTreeSet<String>,
+    /// EventSub WebSocket connections ever accepted, in order.
+    pub eventsub: Vec<EventSubConn>,
+    /// EventSub subscriptions ever created (deleted ones are removed).
+    pub subscriptions: Vec<Subscription>,
+    /// `keepalive_timeout_seconds` in welcomes (default 10); keepalives go out this often.
+    pub eventsub_keepalive: u64,
+    /// Send no keepalives (a connection that died silently).
+    pub eventsub_silent: bool,
+    /// New EventSub connections get their welcome only on [`FakeTwitch::release_welcomes`].
+    pub eventsub_hold_welcome: bool,
+    /// Answers for the next subscription requests instead of the normal handling.
+    pub subscribe_script: VecDeque<(u16, String)>,
+    /// Channel logins `GET /helix/users?login=` does not know.
+    pub unknown_channels: BTreeSet<String>,
     serial: u64,
     refresh_owner: HashMap<String, String>,
     senders: HashMap<usize, async_channel::Sender<Cmd>>,
+    es_senders: HashMap<usize, async_channel::Sender<EsCmd>>,
+    channel_ids: HashMap<String, String>,
+    eventsub_port: u16,
 }
 
 impl State {
@@ -184,6 +206,61 @@ impl State {
             .iter()
             .filter(|p| p.user_id == user_id && p.status == 204)
             .map(|p| p.color.clone())
+            .collect()
+    }
+
+    /// The user id of a channel login: an account's, else a stable made-up one (`None` for
+    /// [`State::unknown_channels`]).
+    pub fn channel_id(&mut self, login: &str) -> Option<String> {
+        if self.unknown_channels.contains(login) {
+            return None;
+        }
+        if let Some(u) = self.users.iter().find(|u| u.login == login) {
+            return Some(u.id.clone());
+        }
+        let next = 70_000_000 + self.channel_ids.len();
+        Some(
+            self.channel_ids
+                .entry(login.to_owned())
+                .or_insert_with(|| next.to_string())
+                .clone(),
+        )
+    }
+
+    /// The enabled subscriptions on open connections, as `(session id, channel id)`.
+    pub fn live_subscriptions(&self, user_id: &str) -> Vec<(String, String)> {
+        self.subscriptions
+            .iter()
+            .filter(|s| s.user_id == user_id && s.status == "enabled")
+            .filter(|s| {
+                self.eventsub
+                    .iter()
+                    .any(|c| c.open && c.session_id == s.session_id)
+            })
+            .map(|s| (s.session_id.clone(), s.broadcaster_id.clone()))
+            .collect()
+    }
+
+    /// The channel logins `user_id` reads through live EventSub subscriptions.
+    pub fn reading(&self, user_id: &str) -> BTreeSet<String> {
+        self.live_subscriptions(user_id)
+            .into_iter()
+            .filter_map(|(_, id)| {
+                let account = self.users.iter().find(|u| u.id == id).map(|u| &u.login);
+                let made_up = self
+                    .channel_ids
+                    .iter()
+                    .find(|(_, v)| **v == id)
+                    .map(|(k, _)| k);
+                account.or(made_up).cloned()
+            })
+            .collect()
+    }
+
+    /// The EventSub connections still open, by index.
+    pub fn open_eventsub(&self) -> Vec<usize> {
+        (0..self.eventsub.len())
+            .filter(|&i| self.eventsub[i].open)
             .collect()
     }
 
@@ -244,6 +321,7 @@ pub struct FakeTwitch {
     inner: Arc<Inner>,
     irc_port: u16,
     api_port: u16,
+    eventsub_port: u16,
     ca_file: PathBuf,
     stop: Option<async_channel::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -260,24 +338,28 @@ impl FakeTwitch {
         let (acceptor, ca_pem) = tls_acceptor(names).map_err(std::io::Error::other)?;
         let ca_file = dir.join("fake-ca.pem");
         std::fs::write(&ca_file, ca_pem)?;
+        let irc = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let api = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let es = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let irc_port = irc.local_addr()?.port();
+        let api_port = api.local_addr()?.port();
+        let eventsub_port = es.local_addr()?.port();
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 token_lifetime: 14_400,
+                eventsub_keepalive: 10,
+                eventsub_port,
                 ..State::default()
             }),
             changed: Condvar::new(),
         });
-        let irc = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
-        let api = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
-        let irc_port = irc.local_addr()?.port();
-        let api_port = api.local_addr()?.port();
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let server_inner = inner.clone();
         let thread = std::thread::Builder::new()
             .name("fake-twitch".into())
             .spawn(move || {
                 let ex = smol::LocalExecutor::new();
-                let serve = serve_all(&ex, server_inner, acceptor, irc, api);
+                let serve = serve_all(&ex, server_inner, acceptor, [irc, api, es]);
                 smol::block_on(ex.run(future::or(serve, async {
                     let _ = stop_rx.recv().await;
                 })));
@@ -286,6 +368,7 @@ impl FakeTwitch {
             inner,
             irc_port,
             api_port,
+            eventsub_port,
             ca_file,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -300,6 +383,11 @@ impl FakeTwitch {
     /// `https://127.0.0.1:PORT/helix` for `TWITCH_API_URL`.
     pub fn api_url(&self) -> String {
         format!("https://127.0.0.1:{}/helix", self.api_port)
+    }
+
+    /// `wss://127.0.0.1:PORT/ws` for `TWITCH_EVENTSUB_URL`.
+    pub fn eventsub_url(&self) -> String {
+        format!("wss://127.0.0.1:{}/ws", self.eventsub_port)
     }
 
     /// `https://127.0.0.1:PORT/oauth2` for `TWITCH_AUTH_URL`.
@@ -407,12 +495,29 @@ impl FakeTwitch {
         }
     }
 
-    /// Delivers a chat message from `login` to every connection that joined `channel`.
+    /// Delivers a chat message from `login` to every IRC connection that joined `channel`
+    /// and every EventSub subscription to it; returns to how many.
     pub fn privmsg(&self, channel: &str, login: &str, user_id: &str, text: &str) -> usize {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
+        let id = self.inner.update(|s| {
+            s.serial += 1;
+            format!("9b2f4c1e-7a3d-4e8b-b1c2-{:012}", s.serial)
+        });
+        self.irc_privmsg(channel, login, user_id, text, ts)
+            + self.eventsub_chat(channel, login, user_id, text, &id)
+    }
+
+    fn irc_privmsg(
+        &self,
+        channel: &str,
+        login: &str,
+        user_id: &str,
+        text: &str,
+        ts: u128,
+    ) -> usize {
         let line = format!(
             "@badge-info=;badges=;color=#1E90FF;display-name={login};emotes=;first-msg=0;flags=;id=9b2f4c1e-7a3d-4e8b-b1c2-{ts:012};mod=0;returning-chatter=0;room-id=55500123;subscriber=0;tmi-sent-ts={ts};turbo=0;user-id={user_id};user-type= :{login}!{login}@{login}.tmi.twitch.tv PRIVMSG #{channel} :{text}"
         );
@@ -472,12 +577,14 @@ async fn serve_all(
     ex: &smol::LocalExecutor<'_>,
     inner: Arc<Inner>,
     acceptor: TlsAcceptor,
-    irc: TcpListener,
-    api: TcpListener,
+    [irc, api, es]: [TcpListener; 3],
 ) {
     future::or(
         accept_loop(ex, &irc, &inner, &acceptor, irc_conn),
-        accept_loop(ex, &api, &inner, &acceptor, http_conn),
+        future::or(
+            accept_loop(ex, &api, &inner, &acceptor, http_conn),
+            accept_loop(ex, &es, &inner, &acceptor, eventsub_conn),
+        ),
     )
     .await
 }

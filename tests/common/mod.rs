@@ -88,6 +88,7 @@ impl Bot {
             ("TWITCH_IRC_URL", fake.irc_url()),
             ("TWITCH_API_URL", fake.api_url()),
             ("TWITCH_AUTH_URL", fake.auth_url()),
+            ("TWITCH_EVENTSUB_URL", fake.eventsub_url()),
             ("TWITCH_CA_FILE", fake.ca_file().display().to_string()),
             ("DEBUG", "true".into()),
             ("NO_COLOR", "1".into()),
@@ -212,4 +213,36 @@ pub fn hueshift(name: &str) -> (FakeTwitch, PathBuf, PathBuf) {
         vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
     );
     (fake, dir, config)
+}
+
+pub fn read_config(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Rewrites the file in place (truncate and write), as many editors do.
+pub fn edit_in_place(path: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut doc = read_config(path);
+    edit(&mut doc);
+    std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+}
+
+/// Saves by writing a temporary file and renaming it over the config (vim, VS Code, sed -i).
+pub fn edit_by_rename(path: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut doc = read_config(path);
+    edit(&mut doc);
+    let tmp = path.with_extension("swp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Polls `done` until it holds (bounded by [`WAIT`]).
+pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
 }
