@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds fully static, stripped release binaries with cargo-zigbuild (zig from PyPI as C
-# compiler and linker), installing whatever a fresh machine lacks.
+# compiler and linker), installing whatever a fresh machine lacks. The standard library is
+# rebuilt with the release profile and its `optimize_for_size` feature (-Zbuild-std, on
+# stable through RUSTC_BOOTSTRAP): smaller algorithms, same behaviour, panic messages kept;
+# it takes the x86_64 binary from 2.02 MB to 1.77 MB.
 #
 #   scripts/build-release.sh                 # all five targets
 #   scripts/build-release.sh x86_64-unknown-linux-musl aarch64-unknown-linux-musl
@@ -25,10 +28,11 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${ALL_TARGETS[@]}")
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-# Targets with no prebuilt std from rustup build it from source.
-build_std() {
+# Targets with a prebuilt std from rustup (their target is added for its linker setup; std
+# itself is rebuilt from source like everywhere else).
+has_prebuilt_std() {
     case "$1" in
-        armv7-unknown-linux-musleabihf | arm-unknown-linux-musleabihf | riscv64gc-unknown-linux-musl) return 0 ;;
+        x86_64-unknown-linux-musl | aarch64-unknown-linux-musl) return 0 ;;
         *) return 1 ;;
     esac
 }
@@ -45,10 +49,9 @@ install_tools() {
         PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
         export PATH
     fi
+    rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
     for t in "${targets[@]}"; do
-        if build_std "$t"; then
-            rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
-        else
+        if has_prebuilt_std "$t"; then
             rustup target list --installed | grep -qx "$t" || rustup target add "$t"
         fi
     done
@@ -69,11 +72,8 @@ mkdir -p dist
 for t in "${targets[@]}"; do
     echo "== building $t"
     start=$(date +%s)
-    if build_std "$t"; then
-        RUSTC_BOOTSTRAP=1 cargo zigbuild --locked --release --target "$t" -Zbuild-std=std,panic_abort
-    else
-        cargo zigbuild --locked --release --target "$t"
-    fi
+    RUSTC_BOOTSTRAP=1 cargo zigbuild --locked --release --target "$t" \
+        -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
     name="twitch-colorchanger-$version-$t"
     cp "target/$t/release/twitch-colorchanger" "dist/$name"
     stage=$(mktemp -d)

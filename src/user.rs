@@ -7,13 +7,14 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use nanorand::{Rng, WyRand};
 use smol::future;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::{AsyncRead, AsyncWriteExt};
 
 use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
 use crate::clock::{timeout_at, Clock};
@@ -207,10 +208,12 @@ struct Driver {
     report: Reporter,
 }
 
-async fn maybe<T>(op: &mut Op<T>) -> T {
-    match op {
-        Some(f) => f.await,
-        None => future::pending().await,
+/// Polls an operation in flight; `None` while it runs or when there is none. A finished
+/// one stays in its slot until the driver clears it.
+fn poll_op<T>(op: &mut Op<T>, cx: &mut Context<'_>) -> Option<T> {
+    match op.as_mut()?.as_mut().poll(cx) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
     }
 }
 
@@ -253,67 +256,51 @@ impl Driver {
             } else if !two && !buf2.is_empty() {
                 buf2 = Vec::new();
             }
-            let clock = self.shared.clock.clone();
             let ops = &mut self.ops;
             let chat = &mut self.chat;
-            let wake = future::or(
-                async { Wake::Control(control.recv().await.ok()) },
-                future::or(
-                    async {
-                        future::or(
-                            async { Wake::Lookup(maybe(&mut ops.lookup).await) },
-                            future::or(
-                                async { Wake::Put(maybe(&mut ops.put).await) },
-                                future::or(
-                                    async { Wake::Connected(maybe(&mut ops.connect).await) },
-                                    future::or(
-                                        async {
-                                            let (p, r) = maybe(&mut ops.refresh).await;
-                                            Wake::Refreshed(p, r)
-                                        },
-                                        future::or(
-                                            async {
-                                                let (f, r) = maybe(&mut ops.persist).await;
-                                                Wake::Persisted(f, r)
-                                            },
-                                            future::or(
-                                                async {
-                                                    let (l, r) = maybe(&mut ops.dial).await;
-                                                    Wake::Dialed(l, r)
-                                                },
-                                                async { Wake::Api(maybe(&mut ops.chat_api).await) },
-                                            ),
-                                        ),
-                                    ),
-                                ),
-                            ),
-                        )
-                        .await
-                    },
-                    future::or(
-                        async {
-                            match chat.as_mut().map(|c| c.links.as_mut_slice()) {
-                                Some([(l0, s0)]) => Wake::Read(*l0, s0.read(&mut buf).await),
-                                Some([(l0, s0), (l1, s1), ..]) => {
-                                    future::or(
-                                        async { Wake::Read(*l0, s0.read(&mut buf).await) },
-                                        async { Wake::Read(*l1, s1.read(&mut buf2).await) },
-                                    )
-                                    .await
-                                }
-                                _ => future::pending().await,
-                            }
-                        },
-                        async {
-                            match deadline {
-                                Some(at) => clock.sleep_until(at).await,
-                                None => future::pending().await,
-                            }
-                            Wake::Timer
-                        },
-                    ),
-                ),
-            )
+            let mut sleep = deadline.map(|at| self.shared.clock.sleep_until(at));
+            let mut recv = pin!(control.recv());
+            // one hand-written select over every source: nested `future::or`s cost ~40 KB
+            let wake = future::poll_fn(|cx| {
+                if let Poll::Ready(c) = recv.as_mut().poll(cx) {
+                    return Poll::Ready(Wake::Control(c.ok()));
+                }
+                if let Some(r) = poll_op(&mut ops.lookup, cx) {
+                    return Poll::Ready(Wake::Lookup(r));
+                }
+                if let Some(r) = poll_op(&mut ops.put, cx) {
+                    return Poll::Ready(Wake::Put(r));
+                }
+                if let Some(r) = poll_op(&mut ops.connect, cx) {
+                    return Poll::Ready(Wake::Connected(r));
+                }
+                if let Some((p, r)) = poll_op(&mut ops.refresh, cx) {
+                    return Poll::Ready(Wake::Refreshed(p, r));
+                }
+                if let Some((f, r)) = poll_op(&mut ops.persist, cx) {
+                    return Poll::Ready(Wake::Persisted(f, r));
+                }
+                if let Some((l, r)) = poll_op(&mut ops.dial, cx) {
+                    return Poll::Ready(Wake::Dialed(l, r));
+                }
+                if let Some(answer) = poll_op(&mut ops.chat_api, cx) {
+                    return Poll::Ready(Wake::Api(answer));
+                }
+                if let Some(conn) = chat.as_mut() {
+                    for (i, (link, stream)) in conn.links.iter_mut().enumerate() {
+                        let buf = if i == 0 { &mut buf } else { &mut buf2 };
+                        if let Poll::Ready(r) = Pin::new(stream).poll_read(cx, buf) {
+                            return Poll::Ready(Wake::Read(*link, r));
+                        }
+                    }
+                }
+                if let Some(sleep) = &mut sleep {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
+                }
+                Poll::Pending
+            })
             .await;
 
             let now = self.now();

@@ -397,7 +397,8 @@ fn sigterm_during_startup_exits_0_quickly() {
     assert!(start.elapsed() < Duration::from_secs(2));
 }
 
-/// Prints memory figures for `scripts/measure.sh`; asserts only that the run worked.
+/// Prints memory and latency figures for `scripts/measure.sh`, over IRC or EventSub
+/// (`FIGURES_TRANSPORT`); asserts only that the run worked.
 /// Run: `cargo test --release --test e2e -- --ignored --nocapture figures`.
 #[test]
 #[ignore = "prints figures; run by scripts/measure.sh"]
@@ -408,6 +409,7 @@ fn figures() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let transport = std::env::var("FIGURES_TRANSPORT").unwrap_or_else(|_| "irc".into());
     let mut entries = Vec::new();
     for i in 0..users {
         let login = format!("user_{i:03}");
@@ -415,27 +417,35 @@ fn figures() {
         fake.add_user(&login, &i.to_string(), &token, i % 2 == 0);
         entries.push(
             json!({"username": login, "access_token": token, "client_id": "cid",
-            "channels": [format!("chan_{i}"), "common"], "is_prime_or_turbo": i % 2 == 0}),
+            "channels": [format!("chan_{i}"), "common"], "is_prime_or_turbo": i % 2 == 0,
+            "chat_transport": transport}),
         );
     }
     let config = dir.join("twitch_colorchanger.conf");
     std::fs::write(&config, json!({ "users": entries }).to_string()).unwrap();
-    let bot = Bot::start(&fake, &config);
+    let bot = Bot::start_with(&fake, &config, &[("DEBUG", "false")]);
     for i in 0..users {
+        let login = format!("user_{i:03}");
+        let id = i.to_string();
         assert!(
-            joined(&fake, &format!("user_{i:03}"), &["common"]),
+            fake.wait(WAIT, |s| s.joined(&login).contains("common")
+                || s.reading(&id).contains("common")),
             "{}",
             bot.output()
         );
     }
     let messages = 10;
+    let mut latencies = Vec::new();
     for round in 1..=messages {
+        let sent = Instant::now();
         for i in 0..users {
             fake.privmsg("common", &format!("user_{i:03}"), &i.to_string(), "hi");
         }
         assert!(fake.wait(WAIT, |s| (0..users)
             .all(|i| s.changes(&i.to_string()).len() >= round)));
+        latencies.push(sent.elapsed());
     }
+    latencies.sort();
     let status = std::fs::read_to_string(format!("/proc/{}/status", bot.child.id())).unwrap();
     let field = |name: &str| {
         status
@@ -445,8 +455,9 @@ fn figures() {
             .unwrap_or_default()
     };
     println!(
-        "figures: users={users} color_changes={} VmHWM_kB={} VmRSS_kB={} threads={}",
+        "figures: transport={transport} users={users} color_changes={} round_ms_median={:.1} VmHWM_kB={} VmRSS_kB={} threads={}",
         fake.state().puts.len(),
+        latencies[latencies.len() / 2].as_secs_f64() * 1000.0,
         field("VmHWM:"),
         field("VmRSS:"),
         field("Threads:")
