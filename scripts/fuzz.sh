@@ -35,6 +35,27 @@ for i, t in enumerate(json.load(open("tests/data/irc-parser-tests/msg-split.json
 PY
             ;;
         config) cp scripts/docker-compose.yml "fuzz/corpus/$t/seed-compose" 2>/dev/null || true ;;
+        eventsub_session)
+            # each piece: a head byte (0x40: a text frame; length in 32-byte units), then JSON
+            python3 - "fuzz/corpus/$t" <<'PY'
+import os, sys
+out = sys.argv[1]
+def piece(text):
+    text += " " * (-len(text) % 32)
+    return bytes([0x40 | len(text) // 32]) + text.encode()
+meta = '{"metadata":{"message_id":"%s","message_type":"%s","message_timestamp":"2026-11-26T10:00:00Z"%s},"payload":%s}'
+welcome = meta % ("w", "session_welcome", "", '{"session":{"id":"S1","keepalive_timeout_seconds":10}}')
+chat = meta % ("n", "notification", ',"subscription_type":"channel.chat.message"',
+    '{"event":{"broadcaster_user_login":"lumenwave","chatter_user_id":"81234567","message_id":"m","message":{"text":"hi"}}}')
+reconnect = meta % ("r", "session_reconnect", "", '{"session":{"reconnect_url":"wss://eventsub.example/ws?x=1"}}')
+revoke = meta % ("v", "revocation", "", '{"subscription":{"status":"user_removed","condition":{"broadcaster_user_id":"1"}}}')
+keepalive = meta % ("k", "session_keepalive", "", "{}")
+for name, seq in {"welcome-chat": [welcome, chat, chat], "reconnect": [welcome, reconnect, welcome],
+                  "revoke": [welcome, revoke, keepalive]}.items():
+    with open(os.path.join(out, "seed-" + name), "wb") as f:
+        f.write(b"".join(piece(t) for t in seq))
+PY
+            ;;
     esac
     log="fuzz/$t.log"
     if (cd fuzz && cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -print_final_stats=1) >"$log" 2>&1; then

@@ -444,7 +444,13 @@ impl UserCore {
             chat::Event::Ready => {
                 self.chat = Chat::Ready(now);
                 self.chat_down_since = None;
-                log!(Info, self.who(), None, "connected to chat");
+                log!(
+                    Info,
+                    self.who(),
+                    None,
+                    "connected to chat ({})",
+                    self.transport.display_name()
+                );
             }
             chat::Event::Joined(chan) => {
                 log!(Info, self.who(), Some(&chan), "joined");
@@ -1253,6 +1259,30 @@ mod tests {
         core.handle_config(&user(&["d"], false));
         assert_eq!(actions(&mut core), []);
         assert_eq!(core.channels(), ["d"]);
+    }
+
+    #[test]
+    fn a_transport_switch_reconnects_chat_only_and_waits_while_chat_is_down() {
+        let t = Instant::now();
+        let mut core = ready(t, &["a"], true);
+        assert_eq!(core.status().transport, Transport::Irc);
+        let mut edited = user(&["a"], true);
+        edited.chat_transport = Some(Transport::EventSub);
+        core.handle_config(&edited);
+        // no lookup, no refresh: a new chat session of the other kind
+        assert_eq!(actions(&mut core), [Action::Connect]);
+        let s = core.status();
+        assert_eq!(
+            (s.transport, s.state),
+            (Transport::EventSub, State::Connecting)
+        );
+        assert!(s.joined.is_empty());
+        assert_eq!(core.transport(), Transport::EventSub);
+        // while chat is down, the next connection simply uses the new one
+        core.handle_disconnected(t, "gone", false);
+        core.handle_config(&user(&["a"], true));
+        assert_eq!(actions(&mut core), []);
+        assert_eq!(core.transport(), Transport::Irc);
     }
 
     #[test]

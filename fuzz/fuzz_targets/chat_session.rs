@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
             now += Duration::from_secs(u64::from(head >> 6) * 30);
             s.handle_timeout(now);
         }
-        s.handle_input(now, piece);
+        s.handle_input(now, 0, piece);
         if head & 0x80 != 0 {
             s.join(now, "other");
             s.part("lumenwave");
