@@ -741,9 +741,13 @@ pub struct CheckReport {
 /// writing anything) and the endpoint variables, listing every problem of every user.
 pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
     let mut problems = log::env_problems(&var);
-    if let Err(e) = Endpoints::from_env(&var) {
-        problems.push(e.to_string());
-    }
+    let default_transport = match Endpoints::from_env(&var) {
+        Ok(endpoints) => endpoints.chat_transport,
+        Err(e) => {
+            problems.push(e.to_string());
+            ChatTransport::Irc
+        }
+    };
     let env = config::env_users(&var).unwrap_or_else(|e| {
         problems.push(format!("environment variable {e}"));
         Vec::new()
@@ -766,7 +770,11 @@ pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
                             .iter()
                             .map(|w| format!("{}: {w}", path.display())),
                     );
-                    running = cfg.users.iter().map(describe).collect();
+                    running = cfg
+                        .users
+                        .iter()
+                        .map(|u| describe(u, default_transport))
+                        .collect();
                 }
                 Err(ConfigError::NoValidUsers(_, warnings)) => {
                     problems.push(format!("{}: no valid user", path.display()));
@@ -804,12 +812,15 @@ pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
     }
 }
 
-fn describe(u: &UserConfig) -> String {
+fn describe(u: &UserConfig, default_transport: ChatTransport) -> String {
     let channels: Vec<String> = u.channels.iter().map(|c| format!("#{c}")).collect();
     format!(
-        "{}: channels {}; {}; automatic changes {}; {}; {} client",
+        "{}: channels {}; chat over {}; {}; automatic changes {}; {}; {} client",
         u.username,
         channels.join(", "),
+        u.chat_transport
+            .unwrap_or(default_transport)
+            .display_name(),
         if u.is_prime_or_turbo {
             "random hex colors"
         } else {

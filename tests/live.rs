@@ -720,7 +720,7 @@ fn check_lists_every_problem_and_what_would_run() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let report = text(&out);
     for want in [
-        "good_user: channels #one, #two; random hex colors; automatic changes on; no token yet (device-code flow at start); public client",
+        "good_user: channels #one, #two; chat over IRC; random hex colors; automatic changes on; no token yet (device-code flow at start); public client",
         "users[1] (your_username_1): field \"username\" still holds the example placeholder \"your_username_1\"",
         "users[1] (your_username_1): field \"client_id\" still holds the example placeholder \"0123456789abcdefghijklmnopqrst\"",
         "users[1] (your_username_1): field \"channels\" is empty",
@@ -750,7 +750,7 @@ fn check_lists_every_problem_and_what_would_run() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report = text(&out);
     assert!(
-        report.contains("env_user: channels #env_user; named colors"),
+        report.contains("env_user: channels #env_user; chat over IRC; named colors"),
         "{report}"
     );
     assert!(report.contains("no problems found"), "{report}");
