@@ -818,14 +818,8 @@ fn describe(u: &UserConfig, default_transport: ChatTransport) -> String {
         "{}: channels {}; chat over {}; {}; automatic changes {}; {}; {} client",
         u.username,
         channels.join(", "),
-        u.chat_transport
-            .unwrap_or(default_transport)
-            .display_name(),
-        if u.is_prime_or_turbo {
-            "random hex colors"
-        } else {
-            "named colors"
-        },
+        u.chat_transport.unwrap_or(default_transport).display_name(),
+        u.colors.describe(u.is_prime_or_turbo),
         if u.enabled { "on" } else { "off" },
         if u.access_token.is_empty() {
             "no token yet (device-code flow at start)"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use nanorand::Rng;
 
 use crate::color;
+use crate::mode::{Picker, Settings};
 
 /// A color change to make: `PUT /chat/color` with `color`, after waiting `after` (set
 /// after a 429).
@@ -78,6 +79,7 @@ struct InFlight {
 #[derive(Debug)]
 pub struct ColorBot {
     prime_or_turbo: bool,
+    picker: Picker,
     enabled: bool,
     current: Option<String>,
     in_flight: Option<InFlight>,
@@ -91,6 +93,7 @@ impl ColorBot {
     pub fn new(prime_or_turbo: bool, enabled: bool, current: Option<String>) -> ColorBot {
         ColorBot {
             prime_or_turbo,
+            picker: Picker::new(Settings::default()),
             enabled,
             current,
             in_flight: None,
@@ -122,8 +125,20 @@ impl ColorBot {
         Some(self.begin(color, true))
     }
 
+    /// The color mode's settings in use.
+    pub fn colors(&self) -> &Settings {
+        self.picker.settings()
+    }
+
+    /// New color mode settings (the rainbow or palette starts over if they changed).
+    pub fn set_colors(&mut self, settings: Settings) {
+        self.picker.set(settings);
+    }
+
     fn start(&mut self, rng: &mut impl Rng<8>) -> Change {
-        let color = color::next(rng, self.prime_or_turbo, self.current.as_deref());
+        let color = self
+            .picker
+            .next(rng, self.prime_or_turbo, self.current.as_deref());
         self.begin(color, false)
     }
 

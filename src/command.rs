@@ -1,7 +1,9 @@
 //! Chat commands a user types in their own messages, as the Python bot understood them:
-//! `ccd` (disable), `cce` (enable), `ccc <color>` (set that color now).
+//! `ccd` (disable), `cce` (enable), `ccc <color>` (set that color now); and ours, `ccm
+//! <mode>` (random, rainbow or palette).
 
 use crate::color::{self, Typed};
+use crate::mode::Kind;
 
 /// A recognised command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +14,8 @@ pub enum Command {
     Enable,
     /// `ccc <color>`: set this color now.
     SetColor(Typed),
+    /// `ccm <mode>`: pick colors this way from now on.
+    SetMode(Kind),
     /// Looked like a command but cannot be done; the reason, for the log.
     Invalid(String),
 }
@@ -28,7 +32,21 @@ pub fn parse(text: &str) -> Option<Command> {
         return Some(Command::Enable);
     }
     let mut words = text.split_whitespace();
-    if !words.next()?.eq_ignore_ascii_case("ccc") {
+    let word = words.next()?;
+    if word.eq_ignore_ascii_case("ccm") {
+        let args: Vec<&str> = words.collect();
+        return Some(match args[..] {
+            [name] => match Kind::parse(name) {
+                Some(kind) => Command::SetMode(kind),
+                None => Command::Invalid(format!(
+                    "ccm: unknown mode {} (random, rainbow or palette)",
+                    crate::log::quoted(name)
+                )),
+            },
+            _ => Command::Invalid("ccm takes one mode: random, rainbow or palette".into()),
+        });
+    }
+    if !word.eq_ignore_ascii_case("ccc") {
         return None;
     }
     let args: Vec<&str> = words.collect();
@@ -63,6 +81,16 @@ mod tests {
         assert!(matches!(parse("ccc"), Some(Command::Invalid(_))));
         assert!(matches!(parse("ccc red blue"), Some(Command::Invalid(_))));
         assert!(matches!(parse("ccc purple"), Some(Command::Invalid(_))));
+    }
+
+    #[test]
+    fn reads_the_mode_command() {
+        assert_eq!(parse("ccm rainbow"), Some(Command::SetMode(Kind::Rainbow)));
+        assert_eq!(parse(" CCM Palette"), Some(Command::SetMode(Kind::Palette)));
+        assert_eq!(parse("ccm random"), Some(Command::SetMode(Kind::Random)));
+        assert!(matches!(parse("ccm"), Some(Command::Invalid(_))));
+        assert!(matches!(parse("ccm gradient"), Some(Command::Invalid(_))));
+        assert_eq!(parse("ccmx rainbow"), None);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::{Map, Value};
 
 use crate::chat::Transport;
+use crate::color;
+use crate::mode;
 use crate::secret::Secret;
 
 /// One account the bot runs for.
@@ -36,6 +38,8 @@ pub struct UserConfig {
     /// `chat_transport`: how chat is read; `None` when the file leaves it to the default
     /// (`TWITCH_CHAT_TRANSPORT`, else IRC).
     pub chat_transport: Option<Transport>,
+    /// `color_mode`, `rainbow_step`, `palette`, `palette_order`.
+    pub colors: mode::Settings,
 }
 
 /// A config file that loaded: the valid users and a warning for each skipped one.
@@ -341,11 +345,13 @@ fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
             None
         }
     };
+    let colors = color_settings(obj, is_prime_or_turbo, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(UserConfig {
         chat_transport,
+        colors,
         username,
         access_token: Secret::new(access_token),
         refresh_token: Secret::new(refresh_token),
@@ -360,6 +366,68 @@ fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
             .and_then(Value::as_str)
             .and_then(crate::time::parse_rfc3339),
     })
+}
+
+/// The color mode fields, each checked; problems name the field.
+fn color_settings(
+    obj: &Map<String, Value>,
+    prime_or_turbo: bool,
+    problems: &mut Vec<String>,
+) -> mode::Settings {
+    let mut settings = mode::Settings::default();
+    match obj.get("color_mode") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) => match mode::Kind::parse(name) {
+            Some(kind) => settings.kind = kind,
+            None => problems.push(format!(
+                "field \"color_mode\": {name:?} is not \"random\", \"rainbow\" or \"palette\""
+            )),
+        },
+        Some(_) => problems
+            .push("field \"color_mode\" must be \"random\", \"rainbow\" or \"palette\"".into()),
+    }
+    match obj.get("rainbow_step") {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_u64().filter(|n| (1..=359).contains(n)) {
+            Some(n) => settings.rainbow_step = n as u32,
+            None => problems.push(format!(
+                "field \"rainbow_step\": {v} is not a whole number of degrees from 1 to 359"
+            )),
+        },
+    }
+    match obj.get("palette_order") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(o)) if o.eq_ignore_ascii_case("cycle") => {}
+        Some(Value::String(o)) if o.eq_ignore_ascii_case("shuffle") => settings.shuffle = true,
+        Some(v) => problems.push(format!(
+            "field \"palette_order\": {v} is not \"cycle\" or \"shuffle\""
+        )),
+    }
+    match obj.get("palette") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().and_then(color::parse_typed) {
+                    Some(color::Typed::Hex(hex)) if !prime_or_turbo => problems.push(format!(
+                        "field \"palette\"[{i}]: {hex} is a hex color, which needs Turbo or Prime (\"is_prime_or_turbo\" is false); use named colors"
+                    )),
+                    Some(color::Typed::Hex(hex)) => settings.palette.push(hex),
+                    Some(color::Typed::Named(name)) => settings.palette.push(name.to_owned()),
+                    None => problems.push(format!(
+                        "field \"palette\"[{i}]: {item} is not a color (a name such as sea_green, or hex such as #a1b2c3)"
+                    )),
+                }
+            }
+        }
+        Some(_) => problems.push("field \"palette\" must be a list of colors".into()),
+    }
+    if settings.kind == mode::Kind::Palette && !settings.has_palette() {
+        problems.push(
+            "field \"palette\": \"color_mode\": \"palette\" needs at least two different colors"
+                .into(),
+        );
+    }
+    settings
 }
 
 /// Lowercase, without a leading `#` or surrounding spaces.
@@ -545,6 +613,30 @@ pub fn env_users(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Map<String,
             Some(other) => return Err(format!("{name}={other:?}: expected true or false")),
         };
         entry.insert("is_prime_or_turbo".into(), random.into());
+        for (field, var) in [
+            ("color_mode", "TWITCH_COLOR_MODE"),
+            ("palette_order", "TWITCH_PALETTE_ORDER"),
+        ] {
+            if let Some(value) = get(format!("{var}_{n}")) {
+                entry.insert(field.into(), value.into());
+            }
+        }
+        let name = format!("TWITCH_RAINBOW_STEP_{n}");
+        if let Some(value) = get(name.clone()) {
+            let step: u64 = value
+                .parse()
+                .map_err(|_| format!("{name}={value:?}: expected degrees, 1 to 359"))?;
+            entry.insert("rainbow_step".into(), step.into());
+        }
+        if let Some(list) = get(format!("TWITCH_PALETTE_{n}")) {
+            let colors: Vec<Value> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(Value::from)
+                .collect();
+            entry.insert("palette".into(), colors.into());
+        }
         let name = format!("TWITCH_CHAT_TRANSPORT_{n}");
         if let Some(value) = get(name.clone()) {
             let transport = Transport::parse(&value)
@@ -829,6 +921,93 @@ mod tests {
             ]
         );
         assert!(!format!("{cfg:?}").contains("abcdefghijklmnop"));
+    }
+
+    #[test]
+    fn color_modes_are_read_and_every_bad_field_is_named() {
+        let user = |extra: Value, prime: bool| {
+            let mut u = serde_json::json!({"username": "hueshift_bot", "client_id": "cid",
+                "channels": ["a"], "is_prime_or_turbo": prime});
+            u.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            validate(Path::new("c.conf"), &serde_json::json!({ "users": [u] }))
+        };
+        let cfg = user(
+            serde_json::json!({"color_mode": "Palette", "palette": ["Sea_Green", "ABC", "#00ff00"],
+                "palette_order": "shuffle", "rainbow_step": 45}),
+            true,
+        )
+        .unwrap();
+        let c = &cfg.users[0].colors;
+        assert_eq!(c.kind, mode::Kind::Palette);
+        assert_eq!(c.palette, ["sea_green", "#aabbcc", "#00ff00"]);
+        assert!(c.shuffle);
+        assert_eq!(c.rainbow_step, 45);
+        assert_eq!(
+            user(serde_json::json!({}), true).unwrap().users[0].colors,
+            mode::Settings::default()
+        );
+        let Err(ConfigError::NoValidUsers(_, problems)) = user(
+            serde_json::json!({"color_mode": "gradient", "rainbow_step": 0, "palette": ["red", "purple", "#abcdef"],
+                "palette_order": "backwards"}),
+            false,
+        ) else {
+            panic!("accepted")
+        };
+        assert_eq!(
+            problems,
+            [
+                "users[0] (hueshift_bot): field \"color_mode\": \"gradient\" is not \"random\", \"rainbow\" or \"palette\"",
+                "users[0] (hueshift_bot): field \"rainbow_step\": 0 is not a whole number of degrees from 1 to 359",
+                "users[0] (hueshift_bot): field \"palette_order\": \"backwards\" is not \"cycle\" or \"shuffle\"",
+                "users[0] (hueshift_bot): field \"palette\"[1]: \"purple\" is not a color (a name such as sea_green, or hex such as #a1b2c3)",
+                "users[0] (hueshift_bot): field \"palette\"[2]: #abcdef is a hex color, which needs Turbo or Prime (\"is_prime_or_turbo\" is false); use named colors",
+            ]
+        );
+        let Err(ConfigError::NoValidUsers(_, problems)) = user(
+            serde_json::json!({"color_mode": "palette", "palette": ["red", "RED"]}),
+            true,
+        ) else {
+            panic!("accepted")
+        };
+        assert!(
+            problems[0].contains("needs at least two different colors"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn color_modes_come_from_the_environment_too() {
+        let env = |k: &str| {
+            [
+                ("TWITCH_USERNAME_1", "env_user"),
+                ("TWITCH_COLOR_MODE_1", "palette"),
+                ("TWITCH_PALETTE_1", "red, blue ,green"),
+                ("TWITCH_PALETTE_ORDER_1", "shuffle"),
+                ("TWITCH_RAINBOW_STEP_1", "15"),
+            ]
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| (*v).to_owned())
+        };
+        let users = env_users(env).unwrap();
+        assert_eq!(users[0]["color_mode"], "palette");
+        assert_eq!(
+            users[0]["palette"],
+            serde_json::json!(["red", "blue", "green"])
+        );
+        assert_eq!(users[0]["palette_order"], "shuffle");
+        assert_eq!(users[0]["rainbow_step"], 15);
+        let bad = |k: &str| match k {
+            "TWITCH_USERNAME_1" => Some("env_user".to_owned()),
+            "TWITCH_RAINBOW_STEP_1" => Some("lots".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            env_users(bad).unwrap_err(),
+            "TWITCH_RAINBOW_STEP_1=\"lots\": expected degrees, 1 to 359"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod helix;
 pub mod http;
 pub mod irc;
 pub mod log;
+pub mod mode;
 pub mod oauth;
 pub mod secret;
 pub mod status;

@@ -617,7 +617,7 @@ impl Driver {
         let (key, value) = field_entry(field);
         let task = smol::unblock(move || {
             config::update_user(&path, &username, |entry| {
-                entry.insert(key.into(), serde_json::Value::Bool(value));
+                entry.insert(key.into(), value);
             })
         });
         self.ops.persist = Some(Box::pin(async move { (field, task.await) }));
@@ -629,15 +629,16 @@ impl Driver {
         match (result, field) {
             (Ok(()), _) => log!(Info, self.who(), None, "saved \"{key}\": {value} to {path}"),
             (Err(e), Field::PrimeOrTurbo(_)) => log!(Error, self.who(), None, "could not save \"{key}\": {value} ({e}); the bot will try hex colors again after a restart"),
-            (Err(e), Field::Enabled(_)) => log!(Error, self.who(), None, "could not save \"{key}\": {value} ({e}); the setting holds until the bot restarts"),
+            (Err(e), Field::Enabled(_) | Field::ColorMode(_)) => log!(Error, self.who(), None, "could not save \"{key}\": {value} ({e}); the setting holds until the bot restarts"),
         }
     }
 }
 
-fn field_entry(field: Field) -> (&'static str, bool) {
+fn field_entry(field: Field) -> (&'static str, serde_json::Value) {
     match field {
-        Field::Enabled(on) => ("enabled", on),
-        Field::PrimeOrTurbo(on) => ("is_prime_or_turbo", on),
+        Field::Enabled(on) => ("enabled", on.into()),
+        Field::PrimeOrTurbo(on) => ("is_prime_or_turbo", on.into()),
+        Field::ColorMode(kind) => ("color_mode", kind.name().into()),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::color::Typed;
 use crate::command::{self, Command};
 use crate::config::UserConfig;
 use crate::log;
+use crate::mode;
 use crate::timer::Timers;
 
 /// A chat connection that stayed logged in this long resets the reconnect backoff.
@@ -87,6 +88,8 @@ pub enum Field {
     Enabled(bool),
     /// `"is_prime_or_turbo"` (a hex color refused, a named one taken).
     PrimeOrTurbo(bool),
+    /// `"color_mode"` (chat command `ccm`).
+    ColorMode(mode::Kind),
 }
 
 /// The token owner, as Helix reports it.
@@ -239,11 +242,13 @@ pub struct UserCore {
 impl UserCore {
     /// A core for `user`, carrying `counters` over from an earlier run, seeded for tests.
     pub fn new(now: Instant, user: &UserConfig, counters: Counters, seed: u64) -> UserCore {
+        let mut bot = ColorBot::new(user.is_prime_or_turbo, user.enabled, None);
+        bot.set_colors(user.colors.clone());
         let core = UserCore {
             name: user.username.clone(),
             channels: user.channels.clone(),
             transport: user.chat_transport.unwrap_or_default(),
-            bot: ColorBot::new(user.is_prime_or_turbo, user.enabled, None),
+            bot,
             rng: WyRand::new_seed(seed),
             identity: None,
             chat: Chat::Idle,
@@ -272,11 +277,7 @@ impl UserCore {
     }
 
     fn log_start(&self) {
-        let mode = if self.bot.prime_or_turbo() {
-            "random hex colors (Prime/Turbo)"
-        } else {
-            "named colors"
-        };
+        let mode = self.bot.colors().describe(self.bot.prime_or_turbo());
         let auto = if self.bot.enabled() {
             ""
         } else {
@@ -348,7 +349,9 @@ impl UserCore {
                         None
                     }
                 };
+                let colors = self.bot.colors().clone();
                 self.bot = ColorBot::new(self.bot.prime_or_turbo(), self.bot.enabled(), color);
+                self.bot.set_colors(colors);
                 self.identity = Some(identity);
                 self.backoff.reset();
                 self.connect();
@@ -595,6 +598,20 @@ impl UserCore {
                 log!(Info, self.who(), chan, "ccc: setting color {color}");
                 self.bot.request(color)
             }
+            Some(Command::SetMode(kind)) => {
+                let mut colors = self.bot.colors().clone();
+                colors.kind = kind;
+                if kind == mode::Kind::Palette && !colors.has_palette() {
+                    log!(Info, self.who(), chan, "ccm palette: this user has no \"palette\" of two or more colors in the config; ignored");
+                } else {
+                    let what = colors.describe(self.bot.prime_or_turbo());
+                    log!(Info, self.who(), chan, "ccm {kind}: colors now {what}");
+                    self.bot.set_colors(colors);
+                    self.actions
+                        .push_back(Action::Persist(Field::ColorMode(kind)));
+                }
+                None
+            }
             Some(Command::Invalid(why)) => {
                 log!(Info, self.who(), chan, "{why}; ignored");
                 None
@@ -778,6 +795,11 @@ impl UserCore {
                 self.connect();
             }
         }
+        if user.colors != *self.bot.colors() {
+            self.bot.set_colors(user.colors.clone());
+            let what = user.colors.describe(user.is_prime_or_turbo);
+            log!(Info, self.who(), None, "colors now {what} (config file)");
+        }
         if user.enabled != self.bot.enabled() {
             self.bot.set_enabled(user.enabled);
             let what = if user.enabled { "enabled" } else { "disabled" };
@@ -885,6 +907,7 @@ mod tests {
             enabled: true,
             token_expiry: None,
             chat_transport: None,
+            colors: Default::default(),
         }
     }
 
@@ -1130,6 +1153,37 @@ mod tests {
         say(&mut core, t, "cccombo");
         assert!(matches!(actions(&mut core)[..], [Action::SetColor(_)]));
         assert_eq!(core.status().counters.messages, 9);
+    }
+
+    #[test]
+    fn ccm_switches_the_color_mode_and_persists_it() {
+        let t = Instant::now();
+        let mut core = ready(t, &["lumenwave"], true);
+        say(&mut core, t, "ccm rainbow");
+        assert_eq!(
+            actions(&mut core),
+            [Action::Persist(Field::ColorMode(mode::Kind::Rainbow))]
+        );
+        // the next own message moves the hue on by 30° from the color in use (#1E90FF, 210°)
+        say(&mut core, t, "hello");
+        let first = set_color(&actions(&mut core)[0]).to_owned();
+        assert_eq!(mode::hue_of(&first), Some(240));
+        core.handle_put(t, PutResult::Done);
+        say(&mut core, t, "again");
+        assert_eq!(mode::hue_of(set_color(&actions(&mut core)[0])), Some(270));
+        // no palette in the config: ccm palette is refused; junk is ignored
+        for ignored in ["ccm palette", "ccm gradient", "ccm"] {
+            say(&mut core, t, ignored);
+            assert_eq!(actions(&mut core), [], "{ignored}");
+        }
+        let mut edited = user(&["lumenwave"], true);
+        edited.colors = mode::Settings {
+            kind: mode::Kind::Palette,
+            palette: vec!["red".into(), "blue".into()],
+            ..mode::Settings::default()
+        };
+        core.handle_config(&edited);
+        assert_eq!(core.bot.colors().kind, mode::Kind::Palette);
     }
 
     #[test]

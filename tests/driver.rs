@@ -105,6 +105,7 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         enabled: true,
         token_expiry: None,
         chat_transport: None,
+        colors: Default::default(),
     };
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {

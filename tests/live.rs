@@ -345,6 +345,60 @@ fn enabled_toggled_in_the_file_applies_in_place() {
 }
 
 #[test]
+fn color_modes_palette_and_rainbow_with_ccm_persisted() {
+    let dir = temp_dir("live-modes");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("named_user", "555", TOKEN_A, false);
+    let mut entry = user_entry("named_user", TOKEN_A, &["chan"], false);
+    entry["color_mode"] = json!("palette");
+    entry["palette"] = json!(["Red", "blue", "green"]);
+    let config = write_config(&dir, vec![entry]);
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "named_user", &["chan"]));
+    // the palette in order, one color per message
+    for (n, text) in ["one", "two", "three", "four"].iter().enumerate() {
+        fake.privmsg("chan", "named_user", "555", text);
+        assert!(
+            fake.wait(WAIT, |s| s.changes("555").len() == n + 1),
+            "{}",
+            bot.output()
+        );
+    }
+    assert_eq!(fake.state().changes("555"), ["red", "blue", "green", "red"]);
+
+    // ccm rainbow: saved, and the named colors follow in hue order from the one in use
+    fake.privmsg("chan", "named_user", "555", "ccm Rainbow");
+    assert!(
+        bot.wait_log("saved \"color_mode\": \"rainbow\"", 1),
+        "{}",
+        bot.output()
+    );
+    assert_eq!(
+        read_config(&config)["users"][0]["color_mode"],
+        json!("rainbow")
+    );
+    let order = twitch_colorchanger::mode::named_by_hue();
+    let mut at = order.iter().position(|n| *n == "red").unwrap();
+    for n in 5..8 {
+        fake.privmsg("chan", "named_user", "555", "rainbow message");
+        assert!(
+            fake.wait(WAIT, |s| s.changes("555").len() == n),
+            "{}",
+            bot.output()
+        );
+        at = (at + 1) % order.len();
+        assert_eq!(fake.state().changes("555")[n - 1], order[at]);
+    }
+    // an edit back to random applies live
+    edit_in_place(&config, |d| d["users"][0]["color_mode"] = json!("random"));
+    assert!(
+        bot.wait_log("colors now random named colors (config file)", 1),
+        "{}",
+        bot.output()
+    );
+}
+
+#[test]
 fn chat_commands_disable_enable_and_set_colors_and_persist() {
     let dir = temp_dir("live-commands");
     let fake = FakeTwitch::start(&dir).unwrap();
@@ -750,7 +804,7 @@ fn check_lists_every_problem_and_what_would_run() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report = text(&out);
     assert!(
-        report.contains("env_user: channels #env_user; chat over IRC; named colors"),
+        report.contains("env_user: channels #env_user; chat over IRC; random named colors"),
         "{report}"
     );
     assert!(report.contains("no problems found"), "{report}");

@@ -45,6 +45,7 @@ fn user(name: &str, prime: bool) -> UserConfig {
         enabled: true,
         token_expiry: None,
         chat_transport: None,
+        colors: Default::default(),
     }
 }
 
