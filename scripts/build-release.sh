@@ -85,6 +85,24 @@ for t in "${targets[@]}"; do
     echo "   built in $(($(date +%s) - start)) s"
 done
 
+# The container image's inputs (Dockerfile, "prebuilt"): each binary where the image build
+# finds it by TARGETARCH/TARGETVARIANT, and the /config directory with its mode.
+platform_dir() {
+    case "$1" in
+        x86_64-unknown-linux-musl) echo amd64 ;;
+        aarch64-unknown-linux-musl) echo arm64 ;;
+        armv7-unknown-linux-musleabihf) echo armv7 ;;
+        arm-unknown-linux-musleabihf) echo armv6 ;;
+        riscv64gc-unknown-linux-musl) echo riscv64 ;;
+    esac
+}
+for t in "${targets[@]}"; do
+    mkdir -p "dist/image/$(platform_dir "$t")"
+    install -m 0755 "dist/twitch-colorchanger-$version-$t" "dist/image/$(platform_dir "$t")/twitch-colorchanger"
+done
+mkdir -p dist/image/root/config
+chmod 0700 dist/image/root/config
+
 (
     cd dist
     sha256sum twitch-colorchanger-"$version"-* | grep -v SHA256SUMS > SHA256SUMS

@@ -4,7 +4,7 @@
 #   scripts/docker-buildx.sh IMAGE[:TAG] [--push]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-image=${1:-twitch-colorchanger:latest}
+image=${1:-ghcr.io/twitch-colorchanger/twitch-colorchanger:latest}
 shift || true
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 docker buildx build \
