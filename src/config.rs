@@ -978,7 +978,7 @@ mod tests {
     }
 
     #[test]
-    fn color_modes_come_from_the_environment_too() {
+    fn color_modes_and_the_transport_come_from_the_environment_too() {
         let env = |k: &str| {
             [
                 ("TWITCH_USERNAME_1", "env_user"),
@@ -986,6 +986,7 @@ mod tests {
                 ("TWITCH_PALETTE_1", "red, blue ,green"),
                 ("TWITCH_PALETTE_ORDER_1", "shuffle"),
                 ("TWITCH_RAINBOW_STEP_1", "15"),
+                ("TWITCH_CHAT_TRANSPORT_1", "EventSub"),
             ]
             .iter()
             .find(|(key, _)| *key == k)
@@ -999,14 +1000,21 @@ mod tests {
         );
         assert_eq!(users[0]["palette_order"], "shuffle");
         assert_eq!(users[0]["rainbow_step"], 15);
-        let bad = |k: &str| match k {
-            "TWITCH_USERNAME_1" => Some("env_user".to_owned()),
-            "TWITCH_RAINBOW_STEP_1" => Some("lots".to_owned()),
-            _ => None,
+        assert_eq!(users[0]["chat_transport"], "eventsub");
+        let bad = |var: &'static str, value: &'static str| {
+            move |k: &str| match k {
+                "TWITCH_USERNAME_1" => Some("env_user".to_owned()),
+                k if k == var => Some(value.to_owned()),
+                _ => None,
+            }
         };
         assert_eq!(
-            env_users(bad).unwrap_err(),
+            env_users(bad("TWITCH_RAINBOW_STEP_1", "lots")).unwrap_err(),
             "TWITCH_RAINBOW_STEP_1=\"lots\": expected degrees, 1 to 359"
+        );
+        assert_eq!(
+            env_users(bad("TWITCH_CHAT_TRANSPORT_1", "pubsub")).unwrap_err(),
+            "TWITCH_CHAT_TRANSPORT_1=\"pubsub\": expected irc or eventsub"
         );
     }
 
