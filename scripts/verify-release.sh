@@ -45,6 +45,8 @@ runner() {
         armv7-*) echo "qemu-arm-static -cpu cortex-a7" ;;
         arm-*) echo "qemu-arm-static -cpu arm1176" ;; # a real ARMv6 CPU (Pi Zero/1)
         riscv64gc-*) echo "qemu-riscv64-static" ;;
+        mips-*) echo "qemu-mips-static -cpu 24Kc" ;;    # ath79 routers: MIPS 24Kc
+        mipsel-*) echo "qemu-mipsel-static -cpu 24KEc" ;; # ramips MT7621 is 1004Kc; 24KEc is in qemu
         *) echo "unknown target $1" >&2; return 1 ;;
     esac
 }
