@@ -754,16 +754,7 @@ mod tests {
     }
 
     fn text_frame(text: &str) -> Vec<u8> {
-        let mut f = vec![0x81];
-        let n = text.len();
-        if n < 126 {
-            f.push(n as u8);
-        } else {
-            f.push(126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        f.extend_from_slice(text.as_bytes());
-        f
+        ws::encode_unmasked(0x81, text.as_bytes())
     }
 
     fn transmits(s: &mut Session) -> Vec<Transmit> {

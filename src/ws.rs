@@ -181,21 +181,35 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// One client frame (FIN set), masked with `mask` as RFC 6455 requires of clients.
 pub fn encode_frame(opcode: Opcode, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(payload.len() + 14);
-    frame.push(0x80 | opcode as u8);
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | n as u8),
+    let mut frame = head(0x80 | opcode as u8, 0x80, payload.len());
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// A frame as a server sends it (unmasked), with `first` as its first byte (FIN, reserved
+/// bits, opcode): for the fake Twitch and tests.
+pub fn encode_unmasked(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = head(first, 0, payload.len());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The first byte, then the mask bit and the payload length in its three forms.
+fn head(first: u8, mask_bit: u8, len: usize) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(len + 14);
+    frame.push(first);
+    match len {
+        n @ 0..=125 => frame.push(mask_bit | n as u8),
         n @ 126..=0xFFFF => {
-            frame.push(0x80 | 126);
+            frame.push(mask_bit | 126);
             frame.extend_from_slice(&(n as u16).to_be_bytes());
         }
         n => {
-            frame.push(0x80 | 127);
+            frame.push(mask_bit | 127);
             frame.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     frame
 }
 
@@ -352,20 +366,7 @@ mod tests {
     use super::*;
 
     fn server_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![first];
-        match payload.len() {
-            n @ 0..=125 => f.push(n as u8),
-            n @ 126..=0xFFFF => {
-                f.push(126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(payload);
-        f
+        encode_unmasked(first, payload)
     }
 
     fn messages(d: &mut Decoder) -> Vec<Message> {

@@ -12,18 +12,6 @@ use twitch_colorchanger::eventsub::Session;
 use twitch_colorchanger::transport::Endpoint;
 use twitch_colorchanger::ws;
 
-fn text_frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x81];
-    if payload.len() < 126 {
-        f.push(payload.len() as u8);
-    } else {
-        f.push(126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    f.extend_from_slice(payload);
-    f
-}
-
 fn check(out: &Transmit) {
     if out.bytes.is_empty() || out.bytes.starts_with(b"GET ") {
         return;
@@ -66,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
             s.handle_timeout(now);
         }
         let bytes = if head & 0x40 != 0 {
-            text_frame(piece)
+            ws::encode_unmasked(0x81, piece)
         } else {
             piece.to_vec()
         };

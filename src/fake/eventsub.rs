@@ -71,20 +71,7 @@ fn envelope(id: &str, kind: &str, extra: serde_json::Value, payload: serde_json:
 }
 
 fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x80 | opcode];
-    match payload.len() {
-        n @ 0..=125 => f.push(n as u8),
-        n @ 126..=0xFFFF => {
-            f.push(126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(payload);
-    f
+    crate::ws::encode_unmasked(0x80 | opcode, payload)
 }
 
 /// Reads one client frame (which must be masked): its opcode and unmasked payload.
