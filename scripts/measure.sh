@@ -6,10 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
-rustup target list --installed | grep -qx "$target" || rustup target add "$target"
-CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-gcc}" \
-    cargo build --locked --release --target "$target"
-bin="target/$target/release/twitch-colorchanger"
+# the release binary as shipped (zig, std rebuilt for size), not a plain cargo build
+scripts/build-release.sh "$target" >/dev/null
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+bin="dist/twitch-colorchanger-$version-$target"
 printf 'binary: %s bytes (%s)\n' "$(stat -c %s "$bin")" "$bin"
 for transport in irc eventsub; do
     FIGURES_TRANSPORT=$transport FIGURES_USERS="${FIGURES_USERS:-20}" \
