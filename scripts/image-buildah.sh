@@ -47,11 +47,17 @@ for dir in dist/image/*/; do
     echo "== $platform"
     target_arch=$(echo "$platform" | cut -d/ -f2)
     target_variant=$(echo "$platform" | cut -s -d/ -f3)
+    variant=()
+    [ -z "$target_variant" ] || variant=(--variant "$target_variant")
     b bud --quiet --isolation chroot --format docker --platform "$platform" \
         --build-arg "TARGETARCH=$target_arch" --build-arg "TARGETVARIANT=$target_variant" \
-        --build-arg "VERSION=$version" --target prebuilt --manifest "$image" \
-        -t "$image-$arch" . >/dev/null
-    ctr=$(b from --quiet --pull-never --platform "$platform" "$image-$arch")
+        --build-arg "VERSION=$version" --target prebuilt -t "$image-$arch" . >/dev/null
+    # buildah 1.28 (Debian 12) records every arm image as v7: set the platform explicitly,
+    # in the image and in the manifest list, so a v6 device finds its image
+    ctr=$(b from --quiet --pull-never "$image-$arch" 2>/dev/null)
+    b config --os linux --arch "$target_arch" "${variant[@]}" "$ctr"
+    b commit --quiet --format docker "$ctr" "$image-$arch" >/dev/null
+    b manifest add --os linux --arch "$target_arch" "${variant[@]}" "$image" "$image-$arch" >/dev/null
     mnt=$(b mount "$ctr")
     check() { # what, got, want
         if [ "$2" = "$3" ]; then echo "   ok   $1: $2"; else echo "   FAIL $1: $2 (want $3)"; failed=1; fi
@@ -63,7 +69,7 @@ for dir in dist/image/*/; do
     check entrypoint "$(b inspect --format '{{.Docker.Config.Entrypoint}}' "$ctr")" "[/twitch-colorchanger]"
     check healthcheck "$(b inspect --format '{{.Docker.Config.Healthcheck.Test}}' "$ctr")" "[CMD /twitch-colorchanger --health-check]"
     check "/config" "$(stat -c '%a %u:%g' "$mnt/config")" "700 65532:65532"
-    check platform "$(b inspect --format '{{.OCIv1.OS}}/{{.OCIv1.Architecture}}' "$ctr")" "linux/$(echo "$platform" | cut -d/ -f2)"
+    check platform "$(b inspect --type image --format '{{.OCIv1.OS}}/{{.OCIv1.Architecture}}{{if .OCIv1.Variant}}/{{.OCIv1.Variant}}{{end}}' "$image-$arch")" "$platform"
     qemu=$(qemu_of "$arch")
     if [ -z "$qemu" ]; then
         out=$(chroot "$mnt" /twitch-colorchanger --version 2>&1) || true
