@@ -468,12 +468,9 @@ impl Driver {
         match order {
             Order::Dial { link, endpoint } => {
                 log!(Debug, self.who(), None, "connecting to {endpoint}");
-                self.ops.dial = Some(Box::pin(async move {
-                    let result = shared.transport.connect(&endpoint).await.map_err(|e| {
-                        io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}"))
-                    });
-                    (link, result)
-                }));
+                self.ops.dial = Some(Box::pin(
+                    async move { (link, open(&shared, &endpoint).await) },
+                ));
             }
             Order::Api(request) => {
                 let token = self.keeper.access();
@@ -500,23 +497,15 @@ impl Driver {
                 self.end_chat();
                 self.ops.chat_token = self.keeper.access();
                 let transport = self.core.transport();
+                let endpoint = self.endpoint(transport).clone();
                 log!(
                     Debug,
                     self.who(),
                     None,
-                    "connecting to {} ({})",
-                    self.endpoint(transport),
+                    "connecting to {endpoint} ({})",
                     transport.display_name()
                 );
-                self.ops.connect = Some(Box::pin(async move {
-                    let endpoint = match transport {
-                        chat::Transport::Irc => &shared.irc,
-                        chat::Transport::EventSub => &shared.eventsub.0,
-                    };
-                    shared.transport.connect(endpoint).await.map_err(|e| {
-                        io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}"))
-                    })
-                }));
+                self.ops.connect = Some(Box::pin(async move { open(&shared, &endpoint).await }));
             }
             Action::Join(channel) => {
                 if let Some(conn) = &mut self.chat {
@@ -640,6 +629,15 @@ fn field_entry(field: Field) -> (&'static str, serde_json::Value) {
         Field::PrimeOrTurbo(on) => ("is_prime_or_turbo", on.into()),
         Field::ColorMode(kind) => ("color_mode", kind.name().into()),
     }
+}
+
+/// Opens a connection to `endpoint`, with an error that names it.
+async fn open(shared: &Shared, endpoint: &Endpoint) -> io::Result<BoxStream> {
+    shared
+        .transport
+        .connect(endpoint)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}")))
 }
 
 async fn look_up(shared: &Shared, client_id: &str, token: &Secret) -> Result<Identity, Failure> {
