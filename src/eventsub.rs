@@ -115,9 +115,9 @@ pub struct Session {
     /// Open sockets, oldest first: two only between `session_reconnect` and the new welcome.
     sockets: Vec<Socket>,
     next_link: Link,
+    /// The newest welcome's session id; `None` until the first welcome.
     session_id: Option<String>,
     keepalive: Duration,
-    ready: bool,
     closed: bool,
     channels: BTreeMap<String, Channel>,
     /// Subscriptions to delete: (broadcaster id, subscription id when known).
@@ -148,7 +148,6 @@ impl Session {
             next_link: 1,
             session_id: None,
             keepalive: Duration::from_secs(10),
-            ready: false,
             closed: false,
             channels: BTreeMap::new(),
             leaving: Vec::new(),
@@ -404,7 +403,8 @@ impl Session {
         if let Some(secs) = session["keepalive_timeout_seconds"].as_u64() {
             self.keepalive = Duration::from_secs(secs.clamp(1, 600));
         }
-        self.session_id = Some(id.to_owned());
+        // the first welcome of the session, not one after a session_reconnect
+        let first = self.session_id.replace(id.to_owned()).is_none();
         self.timers.set(
             Timer::Silence as usize,
             Some(now + silence_limit(self.keepalive)),
@@ -414,8 +414,7 @@ impl Session {
         for old in older {
             self.hang_up(old, 1000, "reconnected");
         }
-        if !self.ready {
-            self.ready = true;
+        if first {
             self.events.push_back(Event::Ready);
         }
         self.pump();
