@@ -1,42 +1,197 @@
-//! The fake's TLS: a CA and a server certificate made at start-up.
+//! The fake's TLS: a self-signed ECDSA P-256 certificate made at start-up, written by hand in
+//! DER (a few dozen bytes of structure; no certificate crate in the binary that carries the
+//! `demo`). Clients trust it by being given the certificate itself as their only extra root.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use futures_rustls::TlsAcceptor;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// A TLS server config for a new certificate valid for `names` (IP addresses or DNS names),
+/// and that certificate as PEM, for the client's root store.
 pub(super) fn tls_acceptor(names: &[&str]) -> Result<(TlsAcceptor, String), String> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let err = |e: rcgen::Error| e.to_string();
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "twitch-colorchanger fake Twitch CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let key = KeyPair::generate().map_err(err)?;
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let mut params = CertificateParams::new(names).map_err(err)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "fake twitch");
-    let cert = params.signed_by(&key, &issuer).map_err(err)?;
-
+    let (cert, key) = self_signed(names)?;
+    let pem = pem("CERTIFICATE", &cert);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            vec![CertificateDer::from(cert)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
         )
         .map_err(|e| e.to_string())?;
-    Ok((TlsAcceptor::from(Arc::new(config)), ca_cert.pem()))
+    Ok((TlsAcceptor::from(Arc::new(config)), pem))
+}
+
+const ECDSA_WITH_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const PRIME256V1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+
+/// A self-signed X.509 v3 certificate for `names` (DER) and its key (PKCS#8 DER).
+fn self_signed(names: &[&str]) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let rng = SystemRandom::new();
+    let err = |what: &str| format!("cannot make the fake's certificate: {what}");
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+        .map_err(|_| err("key generation failed"))?;
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+        .map_err(|_| err("key unusable"))?;
+    let mut serial = [0u8; 12];
+    ring::rand::SecureRandom::fill(&rng, &mut serial).map_err(|_| err("no randomness"))?;
+    serial[0] = (serial[0] & 0x7f) | 0x40; // positive and minimal
+
+    let algorithm = der(0x30, &der(0x06, ECDSA_WITH_SHA256));
+    let name = der(
+        0x30,
+        &der(
+            0x31,
+            &der(
+                0x30,
+                &[
+                    der(0x06, COMMON_NAME),
+                    der(0x0c, b"twitch-colorchanger fake Twitch"),
+                ]
+                .concat(),
+            ),
+        ),
+    );
+    let validity = der(
+        0x30,
+        &[der(0x17, b"200101000000Z"), der(0x18, b"99991231235959Z")].concat(),
+    );
+    let spki = der(
+        0x30,
+        &[
+            der(
+                0x30,
+                &[der(0x06, EC_PUBLIC_KEY), der(0x06, PRIME256V1)].concat(),
+            ),
+            bit_string(key.public_key().as_ref()),
+        ]
+        .concat(),
+    );
+    let alt_names: Vec<u8> = names
+        .iter()
+        .flat_map(|n| match n.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => der(0x87, &ip.octets()),
+            Ok(IpAddr::V6(ip)) => der(0x87, &ip.octets()),
+            Err(_) => der(0x82, n.as_bytes()),
+        })
+        .collect();
+    let san = der(
+        0x30,
+        &[
+            der(0x06, SUBJECT_ALT_NAME),
+            der(0x04, &der(0x30, &alt_names)),
+        ]
+        .concat(),
+    );
+    let tbs = der(
+        0x30,
+        &[
+            der(0xa0, &der(0x02, &[2])), // v3
+            der(0x02, &serial),
+            algorithm.clone(),
+            name.clone(),
+            validity,
+            name,
+            spki,
+            der(0xa3, &der(0x30, &san)),
+        ]
+        .concat(),
+    );
+    let signature = key.sign(&rng, &tbs).map_err(|_| err("signing failed"))?;
+    let cert = der(
+        0x30,
+        &[tbs, algorithm, bit_string(signature.as_ref())].concat(),
+    );
+    Ok((cert, pkcs8.as_ref().to_vec()))
+}
+
+/// One DER element: tag, definite length, contents.
+fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let len = contents.len();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend([0x81, len as u8]);
+    } else {
+        out.extend([0x82, (len >> 8) as u8, len as u8]);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// A BIT STRING of whole bytes.
+fn bit_string(bytes: &[u8]) -> Vec<u8> {
+    der(0x03, &[&[0u8][..], bytes].concat())
+}
+
+/// PEM armour, 64 characters a line.
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = crate::ws::base64(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{ServerName, UnixTime};
+    use std::time::Duration;
+
+    fn verify(names: &[&str], server: &str) -> Result<(), String> {
+        let (cert, _) = self_signed(names)?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(cert.clone()))
+            .map_err(|e| e.to_string())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(server.to_owned()).map_err(|e| e.to_string())?;
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000));
+        rustls::client::danger::ServerCertVerifier::verify_server_cert(
+            verifier.as_ref(),
+            &CertificateDer::from(cert),
+            &[],
+            &name,
+            &[],
+            now,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_certificate_verifies_for_its_names_only() {
+        let names = ["127.0.0.1", "localhost", "::1"];
+        for server in names {
+            assert_eq!(verify(&names, server), Ok(()), "{server}");
+        }
+        let wrong = verify(&names, "twitch.tv").unwrap_err();
+        assert!(wrong.contains("not valid for name"), "{wrong}");
+        assert!(verify(&["localhost"], "127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn long_elements_get_long_lengths() {
+        assert_eq!(der(0x04, &[7; 3]), [0x04, 3, 7, 7, 7]);
+        assert_eq!(&der(0x04, &[0; 200])[..3], [0x04, 0x81, 200]);
+        assert_eq!(&der(0x04, &[0; 300])[..4], [0x04, 0x82, 1, 44]);
+    }
 }
