@@ -173,7 +173,9 @@ impl ColorBot {
                     && !flight.explicit
                     && color::is_hex(&flight.color) =>
             {
-                let named = color::random_named(rng, self.current.as_deref()).to_owned();
+                // the mode's next named color: the rainbow goes on, a palette keeps to its
+                // named entries, random picks any
+                let named = self.picker.next(rng, false, self.current.as_deref());
                 self.in_flight = Some(InFlight {
                     color: named.clone(),
                     fallback_from: Some(message),
@@ -320,6 +322,23 @@ mod tests {
         assert!(!bot.prime_or_turbo());
         let next = bot.on_own_message(&mut rng).unwrap();
         assert!(!color::is_hex(&next.color));
+    }
+
+    #[test]
+    fn a_refused_rainbow_hex_falls_back_along_the_rainbow() {
+        let mut rng = WyRand::new_seed(3);
+        // a red that is not the named "red" (which the rainbow would go on from)
+        let mut bot = ColorBot::new(true, true, Some("#FF0808".into()));
+        let mut colors = bot.colors().clone();
+        colors.kind = crate::mode::Kind::Rainbow;
+        bot.set_colors(colors);
+        let hex = bot.on_own_message(&mut rng).unwrap();
+        assert_eq!(crate::mode::hue_of(&hex.color), Some(30));
+        let fallback = bot
+            .on_outcome(Outcome::Rejected("Turbo or Prime only".into()), &mut rng)
+            .unwrap();
+        // not a random named color: the one after the nearest to 30° (chocolate, 25°)
+        assert_eq!(fallback.color, "golden_rod");
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Settings {
 #[derive(Debug, Clone)]
 pub struct Picker {
     settings: Settings,
-    /// Rainbow: the last hue (degrees), or the last named color's place in hue order.
+    /// Rainbow: the hue (degrees) of the last color picked, hex or named.
     hue: Option<u32>,
     /// Palette in order: the next index.
     index: usize,
@@ -172,18 +172,28 @@ impl Picker {
     fn rainbow_named(&mut self, rng: &mut impl Rng<8>, current: Option<&str>) -> String {
         let order = named_by_hue();
         let at_current = current.and_then(|c| order.iter().position(|n| same(n, c)));
-        let place = self
-            .hue
-            .map(|h| h as usize)
-            .or(at_current)
-            .unwrap_or_else(|| rng.generate_range(0..order.len()));
+        // from the named color in use, else from the hue the rainbow reached (a hex one
+        // before Turbo ran out, say), else from the color in use, else anywhere
+        let place = at_current.unwrap_or_else(|| {
+            let hue = self
+                .hue
+                .or_else(|| current.and_then(hue_of))
+                .unwrap_or_else(|| rng.generate_range(0u32..360));
+            let distance = |n: &&str| {
+                let d = hue_of(n).unwrap_or(0).abs_diff(hue) % 360;
+                d.min(360 - d)
+            };
+            (0..order.len())
+                .min_by_key(|&i| distance(&order[i]))
+                .unwrap_or(0)
+        });
         // a step of 24° is one named color; never less than one
         let steps = ((self.settings.rainbow_step as usize + 12) / 24).clamp(1, order.len() - 1);
         let mut next = (place + steps) % order.len();
         if at_current == Some(next) {
             next = (next + 1) % order.len();
         }
-        self.hue = Some(next as u32);
+        self.hue = hue_of(order[next]);
         order[next].to_owned()
     }
 
@@ -205,6 +215,8 @@ impl Picker {
         }
         loop {
             let i = if self.settings.shuffle {
+                // a bag filled with Turbo/Prime may hold hex entries no longer usable
+                self.bag.retain(|i| usable.contains(i));
                 if self.bag.is_empty() {
                     self.bag = usable.clone();
                     // Fisher-Yates; the bag is drawn from its end
@@ -318,6 +330,43 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), 15, "{seen:?}");
         assert_eq!(seen[0], order[1]);
+    }
+
+    #[test]
+    fn rainbow_losing_turbo_goes_on_from_the_hue_it_reached() {
+        let mut rng = WyRand::new_seed(4);
+        let mut p = Picker::new(settings(Kind::Rainbow));
+        let hex = p.next(&mut rng, true, Some("#FF0000"));
+        assert_eq!(hue_of(&hex), Some(30));
+        // the named color nearest 30° is chocolate (25°); one step on
+        let named = p.next(&mut rng, false, Some(&hex));
+        assert_eq!(named, "golden_rod");
+        assert_eq!(p.next(&mut rng, false, Some(&named)), "yellow_green");
+        // and back to hex from there when Turbo returns
+        let back = p.next(&mut rng, true, Some("yellow_green"));
+        assert_eq!(hue_of(&back), hue_of("yellow_green").map(|h| h + 30));
+    }
+
+    #[test]
+    fn a_shuffled_palette_losing_turbo_draws_only_named_entries() {
+        let mut rng = WyRand::new_seed(5);
+        let mut p = Picker::new(Settings {
+            palette: vec![
+                "#111111".into(),
+                "#222222".into(),
+                "red".into(),
+                "blue".into(),
+            ],
+            shuffle: true,
+            ..settings(Kind::Palette)
+        });
+        let first = p.next(&mut rng, true, None);
+        let mut current = first;
+        for _ in 0..6 {
+            let next = p.next(&mut rng, false, Some(&current));
+            assert!(!color::is_hex(&next), "{next}");
+            current = next;
+        }
     }
 
     #[test]
