@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# A scratch image holding only the static binary, its license and /config, for linux/amd64,
+# A scratch image holding only the static binary, its license, /config and an empty /tmp, for linux/amd64,
 # linux/arm64, linux/arm/v7, linux/arm/v6 and linux/riscv64. Two ways to build (README,
 # "Docker"):
 #
@@ -22,7 +22,8 @@ LABEL org.opencontainers.image.title="twitch-colorchanger" \
       org.opencontainers.image.licenses="MIT"
 COPY dist/image/${TARGETARCH}${TARGETVARIANT}/twitch-colorchanger /twitch-colorchanger
 COPY LICENSE /LICENSE
-# root/ holds config/ (mode 0700): copying the directory's parent keeps its mode
+# root/ holds config/ (mode 0700) and tmp/ (1777, for `demo`): copying their parent keeps
+# their modes
 COPY --chown=65532:65532 dist/image/root/ /
 ENV TWITCH_CONF_FILE=/config/twitch_colorchanger.conf
 VOLUME ["/config"]
@@ -40,8 +41,9 @@ WORKDIR /src
 COPY . .
 RUN cargo build --locked --release \
     && cp target/release/twitch-colorchanger /twitch-colorchanger \
-    && mkdir -p /rootfs/config \
-    && chmod 0700 /rootfs/config
+    && mkdir -p /rootfs/config /rootfs/tmp \
+    && chmod 0700 /rootfs/config \
+    && chmod 1777 /rootfs/tmp
 
 FROM scratch AS from-source
 ARG VERSION

@@ -92,7 +92,7 @@ for t in "${targets[@]}"; do
 done
 
 # The container image's inputs (Dockerfile, "prebuilt"): each binary where the image build
-# finds it by TARGETARCH/TARGETVARIANT, and the /config directory with its mode.
+# finds it by TARGETARCH/TARGETVARIANT, and the /config and /tmp directories with their modes.
 platform_dir() {
     case "$1" in
         x86_64-unknown-linux-musl) echo amd64 ;;
@@ -108,8 +108,9 @@ for t in "${targets[@]}"; do
     mkdir -p "dist/image/$(platform_dir "$t")"
     install -m 0755 "dist/twitch-colorchanger-$version-$t" "dist/image/$(platform_dir "$t")/twitch-colorchanger"
 done
-mkdir -p dist/image/root/config
+mkdir -p dist/image/root/config dist/image/root/tmp
 chmod 0700 dist/image/root/config
+chmod 1777 dist/image/root/tmp # for `docker run … demo` (a scratch image has no /tmp)
 
 (
     cd dist

@@ -2,7 +2,8 @@
 # Builds the multi-arch scratch image from the binaries staged in dist/image/ (run
 # scripts/build-release.sh first) with buildah, offline (FROM scratch + COPY only: no base
 # image is pulled), and checks each platform's image: size (at most 3 MB), user 65532,
-# entrypoint, HEALTHCHECK, /config mode 0700 owned by 65532, and `--version` run from the
+# entrypoint, HEALTHCHECK, /config mode 0700 owned by 65532, /tmp 1777, `demo` run in the
+# native image's root as its user, and `--version` run from the
 # image's own root filesystem (through qemu for foreign architectures). Installs buildah
 # (Debian package) when missing. Needs root (vfs storage, chroot isolation, mounts).
 #   scripts/image-buildah.sh [IMAGE]   (default ghcr.io/twitch-colorchanger/twitch-colorchanger:latest)
@@ -64,11 +65,12 @@ for dir in dist/image/*/; do
     }
     size=$(du -sb "$mnt" | cut -f1)
     if [ "$size" -le "$limit" ]; then echo "   ok   size: $size bytes"; else echo "   FAIL size: $size bytes (over $limit)"; failed=1; fi
-    check files "$(cd "$mnt" && find . -mindepth 1 | sort | tr '\n' ' ')" "./LICENSE ./config ./twitch-colorchanger "
+    check files "$(cd "$mnt" && find . -mindepth 1 | sort | tr '\n' ' ')" "./LICENSE ./config ./tmp ./twitch-colorchanger "
     check user "$(b inspect --format '{{.Docker.Config.User}}' "$ctr")" "65532:65532"
     check entrypoint "$(b inspect --format '{{.Docker.Config.Entrypoint}}' "$ctr")" "[/twitch-colorchanger]"
     check healthcheck "$(b inspect --format '{{.Docker.Config.Healthcheck.Test}}' "$ctr")" "[CMD /twitch-colorchanger --health-check]"
     check "/config" "$(stat -c '%a %u:%g' "$mnt/config")" "700 65532:65532"
+    check "/tmp" "$(stat -c '%a' "$mnt/tmp")" "1777"
     check platform "$(b inspect --type image --format '{{.OCIv1.OS}}/{{.OCIv1.Architecture}}{{if .OCIv1.Variant}}/{{.OCIv1.Variant}}{{end}}' "$image-$arch")" "$platform"
     qemu=$(qemu_of "$arch")
     if [ -z "$qemu" ]; then
@@ -80,6 +82,14 @@ for dir in dist/image/*/; do
         "twitch-colorchanger $version "*) echo "   ok   --version: $out" ;;
         *) echo "   FAIL --version: $out"; failed=1 ;;
     esac
+    if [ -z "$qemu" ]; then
+        # `docker run --rm IMAGE demo`: the image's own /tmp, as its user
+        out=$(chroot --userspec=65532:65532 "$mnt" /twitch-colorchanger demo --pause 0 2>&1) || true
+        case "$out" in
+            *"Done in"*) check "demo, tmp left" "$(ls -A "$mnt/tmp")" "" ;;
+            *) echo "   FAIL demo: $(printf '%s' "$out" | tail -n 3)"; failed=1 ;;
+        esac
+    fi
     b umount "$ctr" >/dev/null
     b rm "$ctr" >/dev/null
 done

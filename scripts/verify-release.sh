@@ -3,8 +3,11 @@
 #   - statically linked, no ELF interpreter, no dynamic section (file + readelf);
 #   - size against the 2.5 MiB budget;
 #   - `--version` under qemu user emulation;
-#   - the end-to-end suites (tests/e2e.rs, tests/tokens.rs, tests/live.rs) run against that binary under qemu,
-#     talking TLS to the fake Twitch on 127.0.0.1: every target must change a color;
+#   - the end-to-end suites (tests/e2e.rs, tests/tokens.rs, tests/live.rs, tests/demo.rs) run
+#     against that binary under qemu, talking TLS to the fake Twitch on 127.0.0.1: every
+#     target must change a color;
+#   - `demo` as a newcomer runs it (default pace, NO_COLOR, its own TMPDIR): exit 0, the
+#     summary printed, within 30 s, and its temporary directory gone;
 # and for x86_64 the scratch check: the binary alone in an empty root (no libc, no CA store,
 # no /tmp), as a numeric non-root user, changes a color and writes its config.
 #
@@ -52,14 +55,14 @@ runner() {
 }
 
 echo "== building the end-to-end tests (host)"
-cargo test --locked --release --test e2e --test tokens --test live --no-run 2>&1 | tail -n 2
+cargo test --locked --release --test e2e --test tokens --test live --test demo --no-run 2>&1 | tail -n 2
 
 failed=0
 report=()
 for t in "${targets[@]}"; do
     bin="dist/twitch-colorchanger-$version-$t"
     echo "== $t"
-    [ -f "$bin" ] || { echo "missing $bin" >&2; failed=1; report+=("| $t | - | missing | | |"); continue; }
+    [ -f "$bin" ] || { echo "missing $bin" >&2; failed=1; report+=("| $t | - | missing | | | |"); continue; }
     size=$(stat -c %s "$bin")
     static=ok
     file -b "$bin" | grep -Eq 'statically linked|static-pie linked' || static="NOT STATIC"
@@ -76,12 +79,25 @@ for t in "${targets[@]}"; do
         ver="FAILED"
     fi
     e2e=ok
-    if ! TCC_BIN="$PWD/$bin" TCC_RUNNER="$run" cargo test --locked --release --test e2e --test tokens --test live -- --test-threads=2 >"dist/e2e-$t.log" 2>&1; then
+    if ! TCC_BIN="$PWD/$bin" TCC_RUNNER="$run" cargo test --locked --release --test e2e --test tokens --test live --test demo -- --test-threads=2 >"dist/e2e-$t.log" 2>&1; then
         e2e="FAILED (dist/e2e-$t.log)"
     fi
     grep -E '^test result' "dist/e2e-$t.log" | sed 's/^/   /'
-    [ "$static" = ok ] && [ "$budget" = ok ] && [ "$ver" != FAILED ] && [ "$e2e" = ok ] || failed=1
-    report+=("| $t | $size | $static | $budget | $e2e |")
+    demo=ok
+    tmp=$(mktemp -d)
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    if ! TMPDIR="$tmp" NO_COLOR=1 timeout 60 $run "$bin" demo >"dist/demo-$t.log" 2>&1; then
+        demo="FAILED (dist/demo-$t.log)"
+    elif ! grep -q 'Done in' "dist/demo-$t.log" || [ -n "$(ls -A "$tmp")" ]; then
+        demo="NO SUMMARY OR LEFT FILES (dist/demo-$t.log)"
+    elif [ $(($(date +%s) - start)) -gt 30 ]; then
+        demo="TOO SLOW: $(($(date +%s) - start)) s"
+    fi
+    rm -rf "$tmp"
+    grep -A1 'Done in' "dist/demo-$t.log" | sed 's/^/   demo:/'
+    [ "$static" = ok ] && [ "$budget" = ok ] && [ "$ver" != FAILED ] && [ "$e2e" = ok ] && [ "$demo" = ok ] || failed=1
+    report+=("| $t | $size | $static | $budget | $e2e | $demo |")
 done
 
 scratch="not run (no x86_64 binary)"
@@ -99,8 +115,8 @@ for t in "${targets[@]}"; do
 done
 
 echo
-echo "| target | bytes | static | ≤ 2.5 MiB | end-to-end under emulation |"
-echo "|---|---|---|---|---|"
+echo "| target | bytes | static | ≤ 2.5 MiB | end-to-end under emulation | demo |"
+echo "|---|---|---|---|---|---|"
 printf '%s\n' "${report[@]}"
 echo
 echo "scratch check: $scratch"

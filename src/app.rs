@@ -190,11 +190,18 @@ pub enum Reload {
     Now,
 }
 
-/// Writes the environment's users (`TWITCH_USERNAME_<n>` …) into the config file, creating
-/// it when needed. Done before the first load, and never on reload.
-fn apply_env(config_path: &Path) -> Result<(), StartError> {
-    let env = config::env_users(|k| std::env::var(k).ok()).map_err(StartError::EnvUser)?;
-    if config::apply_env(config_path, &env).map_err(StartError::Config)? {
+/// The users the environment defines (`TWITCH_USERNAME_<n>` …), read through `var`.
+pub type EnvUsers = Vec<serde_json::Map<String, serde_json::Value>>;
+
+/// Reads the environment's users from the process environment.
+pub fn env_users() -> Result<EnvUsers, StartError> {
+    config::env_users(|k| std::env::var(k).ok()).map_err(StartError::EnvUser)
+}
+
+/// Writes the environment's users into the config file, creating it when needed. Done
+/// before the first load, and never on reload.
+fn apply_env(config_path: &Path, env: &EnvUsers) -> Result<(), StartError> {
+    if config::apply_env(config_path, env).map_err(StartError::Config)? {
         log!(
             Info,
             None,
@@ -207,16 +214,17 @@ fn apply_env(config_path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Loads the config (with the environment's users), logs what it skipped, and runs every
-/// valid user until the process is stopped, applying edits of the config file as they come
-/// (and at once on `reloads`). Returns only on a start-up error, or when every user has
-/// given up.
+/// Loads the config (with the environment's users, see [`env_users`]), logs what it
+/// skipped, and runs every valid user until the process is stopped, applying edits of the
+/// config file as they come (and at once on `reloads`). Returns only on a start-up error, or
+/// when every user has given up.
 pub async fn run(
     config_path: PathBuf,
     endpoints: Endpoints,
+    env: EnvUsers,
     reloads: async_channel::Receiver<Reload>,
 ) -> Result<(), StartError> {
-    let (text, leftovers) = read_at_start(&config_path).await?;
+    let (text, leftovers) = read_at_start(&config_path, env).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
     // Someone at a terminal gets a few device codes; an unattended bot keeps asking, slowly.
@@ -254,14 +262,17 @@ pub async fn run(
 /// hangs (a stale network mount): leftover temp files of an interrupted save are collected
 /// (their tokens may be the only copy of a rotated pair) and removed, the environment's
 /// users are written in, and the file is read.
-async fn read_at_start(path: &Path) -> Result<(String, Vec<serde_json::Value>), StartError> {
+async fn read_at_start(
+    path: &Path,
+    env: EnvUsers,
+) -> Result<(String, Vec<serde_json::Value>), StartError> {
     let path = path.to_owned();
     smol::unblock(move || {
         let leftovers = config::sweep_temp_files(&path);
         if !leftovers.is_empty() {
             log!(Warn, None, None, "{}: found {} complete copy(ies) left by an interrupted save; their tokens are kept as a fallback", path.display(), leftovers.len());
         }
-        apply_env(&path)?;
+        apply_env(&path, &env)?;
         let text = config::read_text(&path).map_err(StartError::Config)?;
         Ok((text, leftovers))
     })
@@ -839,9 +850,10 @@ fn describe(u: &UserConfig, default_transport: ChatTransport) -> String {
 pub async fn setup(
     config_path: PathBuf,
     endpoints: Endpoints,
+    env: EnvUsers,
 ) -> Result<Vec<(String, Result<(), String>)>, StartError> {
     const ATTEMPTS: u32 = 3;
-    let (text, leftovers) = read_at_start(&config_path).await?;
+    let (text, leftovers) = read_at_start(&config_path, env).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
     let shared = services(&cfg, endpoints, Some(ATTEMPTS))?;

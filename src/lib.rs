@@ -10,6 +10,8 @@ pub mod clock;
 pub mod color;
 pub mod command;
 pub mod config;
+#[cfg(feature = "fake-twitch")]
+pub mod demo;
 pub mod device;
 pub mod eventsub;
 #[cfg(feature = "fake-twitch")]

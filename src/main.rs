@@ -49,6 +49,7 @@ enum Command {
     Setup(Setup),
     Check(Check),
     Status(StatusCmd),
+    Demo(Demo),
 }
 
 /// Authorise every user that needs it (device-code flow), save the tokens, and exit.
@@ -80,6 +81,24 @@ struct StatusCmd {
     /// print the status document as JSON
     #[argh(switch)]
     json: bool,
+}
+
+/// See the bot work, without a Twitch account: a short chat with a Twitch look-alike on
+/// 127.0.0.1, each color change shown (takes about 15 s; writes only a temporary directory).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "demo")]
+struct Demo {
+    /// read chat over EventSub instead of IRC
+    #[argh(switch)]
+    eventsub: bool,
+
+    /// milliseconds between two steps (default 900; 0 runs it at full speed)
+    #[argh(option, default = "900")]
+    pause: u64,
+
+    /// show the bot's own log too (stderr)
+    #[argh(switch, short = 'v')]
+    verbose: bool,
 }
 
 fn main() -> ExitCode {
@@ -117,11 +136,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::Demo(demo)) = &cli.command {
+        return run_demo(signals, demo);
+    }
     let flag = match &cli.command {
         Some(Command::Setup(c)) => c.config.clone(),
         Some(Command::Check(c)) => c.config.clone(),
         Some(Command::Status(c)) => c.config.clone(),
-        None => None,
+        Some(Command::Demo(_)) | None => None,
     };
     let path = config::resolve_path(flag.or(cli.config), std::env::var("TWITCH_CONF_FILE").ok());
     if cli.health_check {
@@ -143,19 +165,61 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let env = match app::env_users() {
+        Ok(env) => env,
+        Err(e) => {
+            twitch_colorchanger::log!(Error, None, None, "{e}");
+            return ExitCode::from(2);
+        }
+    };
     if matches!(cli.command, Some(Command::Setup(_))) {
-        return run_setup(signals, path, endpoints);
+        return run_setup(signals, path, endpoints, env);
     }
-    run_bot(signals, path, endpoints)
+    run_bot(signals, path, endpoints, env)
+}
+
+#[cfg(feature = "fake-twitch")]
+fn run_demo(mut signals: Signals, demo: &Demo) -> ExitCode {
+    let options = twitch_colorchanger::demo::Options {
+        eventsub: demo.eventsub,
+        pause: Duration::from_millis(demo.pause),
+        verbose: demo.verbose,
+    };
+    let stop = async move {
+        loop {
+            match signals.next().await {
+                Some(Ok(Signal::Hup)) => continue,
+                _ => return,
+            }
+        }
+    };
+    match twitch_colorchanger::demo::run(&options, stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(not(feature = "fake-twitch"))]
+fn run_demo(_signals: Signals, _demo: &Demo) -> ExitCode {
+    eprintln!("this build has no demo (it was built without the fake-twitch feature)");
+    ExitCode::from(2)
 }
 
 /// The longest a stop waits for a token refresh in flight to be answered and saved.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-fn run_bot(mut signals: Signals, path: PathBuf, endpoints: Endpoints) -> ExitCode {
+fn run_bot(
+    mut signals: Signals,
+    path: PathBuf,
+    endpoints: Endpoints,
+    env: app::EnvUsers,
+) -> ExitCode {
     let (reload_tx, reload_rx) = async_channel::unbounded();
     let stopped = smol::block_on(async {
-        let mut bot = std::pin::pin!(app::run(path, endpoints, reload_rx));
+        let mut bot = std::pin::pin!(app::run(path, endpoints, env, reload_rx));
         let stop = smol::future::or(
             async {
                 loop {
@@ -229,7 +293,12 @@ fn signal_name(sig: Option<Signal>) -> &'static str {
     }
 }
 
-fn run_setup(mut signals: Signals, path: PathBuf, endpoints: Endpoints) -> ExitCode {
+fn run_setup(
+    mut signals: Signals,
+    path: PathBuf,
+    endpoints: Endpoints,
+    env: app::EnvUsers,
+) -> ExitCode {
     let outcome = smol::block_on(smol::future::or(
         async {
             loop {
@@ -239,7 +308,7 @@ fn run_setup(mut signals: Signals, path: PathBuf, endpoints: Endpoints) -> ExitC
                 }
             }
         },
-        async { Some(app::setup(path, endpoints).await) },
+        async { Some(app::setup(path, endpoints, env).await) },
     ));
     match outcome {
         None => {

@@ -580,28 +580,33 @@ async fn serve_all(
     [irc, api, es]: [TcpListener; 3],
 ) {
     future::or(
-        accept_loop(ex, &irc, &inner, &acceptor, irc_conn),
+        accept_loop(ex, &irc, &inner, &acceptor, |i, t| Box::pin(irc_conn(i, t))),
         future::or(
-            accept_loop(ex, &api, &inner, &acceptor, http_conn),
-            accept_loop(ex, &es, &inner, &acceptor, eventsub_conn),
+            accept_loop(ex, &api, &inner, &acceptor, |i, t| {
+                Box::pin(http_conn(i, t))
+            }),
+            accept_loop(ex, &es, &inner, &acceptor, |i, t| {
+                Box::pin(eventsub_conn(i, t))
+            }),
         ),
     )
     .await
 }
 
+/// A connection's task: one type for all three servers (a third of the code in the binary
+/// that carries `demo`).
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
 type ServerTls = futures_rustls::server::TlsStream<TcpStream>;
 
 /// Accepts TLS connections on `listener` for ever, each served by `serve` on its own task.
-async fn accept_loop<F, Fut>(
+async fn accept_loop(
     ex: &smol::LocalExecutor<'_>,
     listener: &TcpListener,
     inner: &Arc<Inner>,
     acceptor: &TlsAcceptor,
-    serve: F,
-) where
-    F: Fn(Arc<Inner>, ServerTls) -> Fut + Copy + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
+    serve: fn(Arc<Inner>, ServerTls) -> Serving,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
