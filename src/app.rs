@@ -83,7 +83,7 @@ impl Endpoints {
     /// Reads `TWITCH_IRC_URL`, `TWITCH_API_URL`, `TWITCH_AUTH_URL`, `TWITCH_EVENTSUB_URL`,
     /// `TWITCH_CA_FILE` and `TWITCH_CHAT_TRANSPORT` through `var`, with Twitch's real
     /// endpoints and IRC as defaults.
-    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Endpoints, StartError> {
+    pub fn from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<Endpoints, StartError> {
         // each variable names the schemes it takes, so that a wrong one is told what fits
         let get = |name: &'static str, default: &str, schemes: [&str; 2], form: &str| {
             let value = var(name)
@@ -904,7 +904,7 @@ mod tests {
     use super::*;
 
     fn endpoints(vars: &[(&str, &str)]) -> Result<Endpoints, String> {
-        Endpoints::from_env(|k| {
+        Endpoints::from_env(&|k| {
             vars.iter()
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())

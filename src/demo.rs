@@ -65,7 +65,7 @@ pub fn run(options: &Options, stop: impl Future<Output = ()>) -> Result<(), Stri
     fake.set_refresh_token(LOGIN, REFRESH);
     let transport = if options.eventsub { "eventsub" } else { "irc" };
     let config = write_config(dir.path(), transport)?;
-    let endpoints = Endpoints::from_env(|name| match name {
+    let endpoints = Endpoints::from_env(&|name| match name {
         "TWITCH_IRC_URL" => Some(fake.irc_url()),
         "TWITCH_API_URL" => Some(fake.api_url()),
         "TWITCH_AUTH_URL" => Some(fake.auth_url()),
@@ -127,6 +127,7 @@ pub fn run(options: &Options, stop: impl Future<Output = ()>) -> Result<(), Stri
             smol::future::or(script, smol::future::or(bot, stopped)).await
         });
         cancelled.store(true, Ordering::Relaxed);
+        log::mute();
         outcome
     });
     drop(fake);
@@ -154,8 +155,8 @@ impl Tally {
             "\n  Done in {:.1} s over {transport}: {} messages from {LOGIN}, {} color changes,\n  \
              {} message from someone else left alone, {} reconnect, {} refused hex color\n  \
              replaced by a named one. The temporary directory is removed.\n\n  \
-             Next: run it for your account. README.md, \"First run\", starts with making\n  \
-             a Twitch app (a client id).",
+             Next: run it for your account. README.md, \"Quick start\", begins with a\n  \
+             Twitch app's client id (two minutes at dev.twitch.tv/console/apps).",
             took.as_secs_f64(),
             self.own,
             self.changes,
@@ -203,9 +204,9 @@ impl Script<'_> {
                 u.prime = false;
             }
         });
+        say("");
         self.note(&format!(
-            "\n  {} {LOGIN}'s Turbo runs out: Twitch now refuses hex colors",
-            self.paint.dim("▸")
+            "{LOGIN}'s Turbo runs out: Twitch now refuses hex colors"
         ));
         self.pause()?;
         self.own("did my Turbo just end?")?;
@@ -294,10 +295,8 @@ impl Script<'_> {
                     .map(|c| c.session_id.clone())
                     .collect()
             };
-            self.note(&format!(
-                "\n  {} Twitch moves the EventSub session (session_reconnect with a new URL)",
-                self.paint.dim("▸")
-            ));
+            say("");
+            self.note("Twitch moves the EventSub session (session_reconnect with a new URL)");
             self.fake.eventsub_reconnect();
             self.wait("the bot to move to the new EventSub session", |s| {
                 let moved = s.live_subscriptions(USER_ID);
@@ -305,10 +304,8 @@ impl Script<'_> {
             })?;
         } else {
             let logins = self.fake.state().logins(LOGIN);
-            self.note(&format!(
-                "\n  {} Twitch restarts its chat server (RECONNECT, connection closed)",
-                self.paint.dim("▸")
-            ));
+            say("");
+            self.note("Twitch restarts its chat server (RECONNECT, connection closed)");
             self.fake.reconnect_all();
             self.wait("the bot to rejoin #demo_user", |s| {
                 s.logins(LOGIN) > logins && self.in_chat(s)
@@ -343,6 +340,10 @@ impl Script<'_> {
 
     /// Waits for `done` (what the fake received), at most [`STEP_LIMIT`].
     fn wait(&self, what: &str, done: impl Fn(&State) -> bool) -> Result<(), String> {
+        self.wait_dyn(what, &done)
+    }
+
+    fn wait_dyn(&self, what: &str, done: &dyn Fn(&State) -> bool) -> Result<(), String> {
         let cancelled = || self.cancelled.load(Ordering::Relaxed);
         if self.fake.wait(STEP_LIMIT, |s| cancelled() || done(s)) && !cancelled() {
             return Ok(());
@@ -383,11 +384,7 @@ impl Script<'_> {
     }
 
     fn note(&self, text: &str) {
-        if text.starts_with('\n') {
-            say(text.strip_prefix('\n').map_or(text, |t| t));
-        } else {
-            say(&format!("  {} {text}", self.paint.dim("▸")));
-        }
+        say(&format!("  {} {text}", self.paint.dim("▸")));
     }
 }
 
@@ -455,11 +452,23 @@ impl TempDir {
         self.0.as_deref().unwrap_or(Path::new("."))
     }
 
+    /// Removes it, retrying for a moment: a save the stopped bot started on the blocking
+    /// pool (its status file, say) may still be writing into it.
     fn remove(mut self) -> Result<(), String> {
-        match self.0.take() {
-            Some(path) => std::fs::remove_dir_all(&path)
-                .map_err(|e| format!("cannot remove {}: {e}", path.display())),
-            None => Ok(()),
+        let Some(path) = self.0.take() else {
+            return Ok(());
+        };
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(_) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+            }
         }
     }
 }

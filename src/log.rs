@@ -146,10 +146,22 @@ pub fn debug_enabled() -> bool {
     settings().debug
 }
 
+/// Set by [`mute`].
+static MUTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Drops every later line: for `demo`, once its bot is stopped (a save the bot left on the
+/// blocking pool may still fail when the demo removes its directory).
+pub fn mute() {
+    MUTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Writes one line.
 pub fn write(level: Level, user: Option<&str>, channel: Option<&str>, args: fmt::Arguments<'_>) {
     let s = settings();
-    if (level == Level::Debug && !s.debug) || level < s.quiet_below {
+    if (level == Level::Debug && !s.debug)
+        || level < s.quiet_below
+        || MUTED.load(std::sync::atomic::Ordering::Relaxed)
+    {
         return;
     }
     let ts = rfc3339(SystemTime::now());

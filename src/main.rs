@@ -158,7 +158,7 @@ fn main() -> ExitCode {
     for problem in log::env_problems(|k| std::env::var(k).ok()) {
         twitch_colorchanger::log!(Warn, None, None, "{problem}");
     }
-    let endpoints = match Endpoints::from_env(|k| std::env::var(k).ok()) {
+    let endpoints = match Endpoints::from_env(&|k| std::env::var(k).ok()) {
         Ok(e) => e,
         Err(e) => {
             twitch_colorchanger::log!(Error, None, None, "{e}");

@@ -476,6 +476,10 @@ impl FakeTwitch {
     /// Waits until `done` holds, at most `timeout`; returns whether it does. Wakes on every
     /// change of state, and at least every 50 ms for conditions outside it (files).
     pub fn wait(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
+        self.wait_for(timeout, &done)
+    }
+
+    fn wait_for(&self, timeout: Duration, done: &dyn Fn(&State) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.inner.lock();
         loop {
