@@ -19,6 +19,11 @@ impl<const N: usize> Timers<N> {
         self.0[i] = at;
     }
 
+    /// When timer `i` is armed for, if it is.
+    pub fn get(&self, i: usize) -> Option<Instant> {
+        self.0[i]
+    }
+
     /// True when timer `i` is armed for `now` or earlier.
     pub fn is_due(&self, i: usize, now: Instant) -> bool {
         self.0[i].is_some_and(|t| t <= now)

@@ -171,6 +171,8 @@ pub struct TokenKeeper {
     state: Mutex<State>,
     refreshing: smol::lock::Mutex<()>,
     needs_auth: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    /// Signalled after each new pair is adopted, for the user's driver.
+    renewed: (async_channel::Sender<()>, async_channel::Receiver<()>),
     authorising: AtomicBool,
     /// Refresh tokens an interrupted save left behind, to try when Twitch refuses ours.
     spares: Mutex<Vec<Secret>>,
@@ -202,9 +204,16 @@ impl TokenKeeper {
             }),
             refreshing: smol::lock::Mutex::new(()),
             needs_auth: async_channel::bounded(1),
+            renewed: async_channel::bounded(1),
             authorising: AtomicBool::new(false),
             spares: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Yields once after each new token pair (a refresh, the device flow); a pair adopted
+    /// while nobody was waiting is reported at the next wait.
+    pub fn renewals(&self) -> async_channel::Receiver<()> {
+        self.renewed.1.clone()
     }
 
     /// Refresh tokens found in leftover temp files of the config (newest first): a process
@@ -299,6 +308,7 @@ impl TokenKeeper {
         let saved = self
             .save(&set.access_token, &set.refresh_token, expiry)
             .await;
+        let _ = self.renewed.0.try_send(());
         let mut state = self.lock();
         state.access = set.access_token.clone();
         state.refresh = set.refresh_token;

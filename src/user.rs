@@ -193,6 +193,7 @@ enum Wake {
     Dialed(Link, io::Result<BoxStream>),
     Api(ApiAnswer),
     Read(Link, io::Result<usize>),
+    Renewed,
     Timer,
 }
 
@@ -233,6 +234,7 @@ impl Driver {
         // Chat input the core never saw (other people's messages, PINGs) changes no status:
         // only then is the status snapshot (a few allocations) skipped.
         let mut chat_input_only = false;
+        let renewals = self.keeper.renewals();
         loop {
             let core_busy = self.settle();
             if self.transmit().await {
@@ -260,10 +262,14 @@ impl Driver {
             let chat = &mut self.chat;
             let mut sleep = deadline.map(|at| self.shared.clock.sleep_until(at));
             let mut recv = pin!(control.recv());
+            let mut renewed = pin!(renewals.recv());
             // one hand-written select over every source: nested `future::or`s cost ~40 KB
             let wake = future::poll_fn(|cx| {
                 if let Poll::Ready(c) = recv.as_mut().poll(cx) {
                     return Poll::Ready(Wake::Control(c.ok()));
+                }
+                if renewed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Renewed);
                 }
                 if let Some(r) = poll_op(&mut ops.lookup, cx) {
                     return Poll::Ready(Wake::Lookup(r));
@@ -363,6 +369,7 @@ impl Driver {
                         conn.session.handle_input(now, link, &bytes[..n]);
                     }
                 }
+                Wake::Renewed => self.core.handle_token_renewed(now),
                 Wake::Timer => {
                     self.core.handle_timeout(now);
                     if let Some(conn) = &mut self.chat {

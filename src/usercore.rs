@@ -408,7 +408,11 @@ impl UserCore {
                 }
                 self.retry_lookup(now, format!("the token was refused: {e}"));
             }
-            (Purpose::Chat, Ok(())) => self.reconnect_later(now),
+            (Purpose::Chat, Ok(())) => {
+                // a new token is a new chance: not the wait that refused tokens piled up
+                self.backoff.reset();
+                self.reconnect_later(now)
+            }
             (Purpose::Chat, Err(e)) => {
                 let why = format!("chat login refused: {e}");
                 log!(Error, self.who(), None, "{why}");
@@ -818,6 +822,18 @@ impl UserCore {
                 "named colors"
             };
             log!(Info, self.who(), None, "using {what} (config file)");
+        }
+    }
+
+    /// The token keeper has a new token (a refresh, or the device flow someone just
+    /// completed): a reconnect or lookup waiting out the backoff that refused tokens built
+    /// up is tried now.
+    pub fn handle_token_renewed(&mut self, now: Instant) {
+        let waiting = self.chat == Chat::Waiting || self.identity.is_none();
+        if waiting && self.timers.get(Timer::Retry as usize).is_some() {
+            log!(Info, self.who(), None, "new token: trying again now");
+            self.backoff.reset();
+            self.set(Timer::Retry, Some(now));
         }
     }
 
@@ -1271,6 +1287,63 @@ mod tests {
         );
         // a failed refresh waits the longest backoff step before trying again
         assert!(core.poll_timeout().unwrap() - t >= Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_renewed_token_reconnects_at_once_whatever_the_backoff_was() {
+        let t = Instant::now();
+        let mut core = ready(t, &["a"], true);
+        let refused = || {
+            chat::Event::Closed(CloseReason::AuthFailed(
+                "Login authentication failed".into(),
+            ))
+        };
+        core.handle_chat(t, refused());
+        actions(&mut core);
+        core.handle_refreshed(
+            t,
+            Purpose::Chat,
+            Err(RenewError::StillValid("valid".into())),
+        );
+        let at = core.poll_timeout().unwrap();
+        assert!(at - t >= Duration::from_secs(90), "saturated");
+        core.handle_timeout(at);
+        assert_eq!(actions(&mut core), [Action::Connect]);
+        // refused again; this time a new token comes (a refresh, or the device flow for a
+        // missing scope): the bot tries it within the first backoff step, not minutes later
+        core.handle_chat(at, refused());
+        assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Chat)]);
+        let renewed = at + Duration::from_secs(120);
+        core.handle_refreshed(renewed, Purpose::Chat, Ok(()));
+        assert!(core.poll_timeout().unwrap() - renewed <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_token_from_the_device_flow_ends_the_wait_for_chat() {
+        let t = Instant::now();
+        let mut core = ready(t, &["a"], true);
+        // EventSub's 403 for a missing scope: the refresh is refused, the device flow starts
+        // in the token keeper, and chat waits the longest step
+        core.handle_chat(
+            t,
+            chat::Event::Closed(CloseReason::AuthFailed("lacks user:read:chat".into())),
+        );
+        actions(&mut core);
+        core.handle_refreshed(
+            t,
+            Purpose::Chat,
+            Err(RenewError::Refused("lacks the scope".into())),
+        );
+        assert!(core.poll_timeout().unwrap() - t >= Duration::from_secs(90));
+        let approved = t + Duration::from_secs(40);
+        core.handle_token_renewed(approved);
+        assert_eq!(core.poll_timeout(), Some(approved));
+        core.handle_timeout(approved);
+        assert_eq!(actions(&mut core), [Action::Connect]);
+        // a renewal while chat is fine changes nothing
+        core.handle_chat(approved, chat::Event::Ready);
+        core.handle_token_renewed(approved);
+        assert_eq!(core.poll_timeout(), None);
     }
 
     #[test]

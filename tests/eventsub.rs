@@ -250,6 +250,7 @@ fn revocations_drop_the_channel_or_renew_the_token_and_subscribe_again() {
 
 #[test]
 fn a_token_without_user_read_chat_is_named_and_starts_the_device_flow() {
+    // and once the person approves (with the scope this time), the bot reads chat
     let (fake, config) = eventsub_user("es-scope");
     fake.update(|s| s.users[0].scopes.retain(|x| x != "user:read:chat"));
     let bot = Bot::start(&fake, &config);
@@ -264,6 +265,16 @@ fn a_token_without_user_read_chat_is_named_and_starts_the_device_flow() {
         bot.output()
     );
     assert_eq!(changes(&fake), 0);
+    fake.update(|s| {
+        s.users[0].scopes = twitch_colorchanger::oauth::SCOPES
+            .iter()
+            .map(|x| (*x).to_owned())
+            .collect()
+    });
+    assert!(fake.approve_device("hueshift_bot"));
+    assert!(subscribed(&fake, "1", &["chan"]), "{}", bot.output());
+    fake.privmsg("chan", "hueshift_bot", "1", "now with the scope");
+    assert!(wait_changes(&fake, 1), "{}", bot.output());
     assert_no_secrets(&bot.output());
 }
 
