@@ -9,23 +9,37 @@ use futures_rustls::TlsAcceptor;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 /// A TLS server config for a new certificate valid for `names` (IP addresses or DNS names),
 /// and that certificate as PEM, for the client's root store.
 pub(super) fn tls_acceptor(names: &[&str]) -> Result<(TlsAcceptor, String), String> {
     let (cert, key) = self_signed(names)?;
     let pem = pem("CERTIFICATE", &cert);
+    // the ECDSA key loaded as such: `with_single_cert` would link RSA signing too
+    let key = rustls::crypto::ring::sign::any_ecdsa_type(&PrivateKeyDer::Pkcs8(
+        PrivatePkcs8KeyDer::from(key),
+    ))
+    .map_err(|e| e.to_string())?;
+    let certified = CertifiedKey::new(vec![CertificateDer::from(cert)], key);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
-        )
-        .map_err(|e| e.to_string())?;
+        .with_cert_resolver(Arc::new(OneCert(Arc::new(certified))));
     Ok((TlsAcceptor::from(Arc::new(config)), pem))
+}
+
+/// The one certificate, whatever the client asks for.
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
 }
 
 const ECDSA_WITH_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
