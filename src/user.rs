@@ -32,6 +32,8 @@ use crate::usercore::{
 };
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a session that ended may take to send its last frames (a WebSocket Close).
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every user shares: time, network, Helix, the IRC endpoint and the config file.
 pub struct Shared {
@@ -119,6 +121,7 @@ pub async fn run(
         keeper: keeper.clone(),
         core,
         chat: None,
+        ended: None,
         ops: Ops::default(),
         persists: VecDeque::new(),
         report,
@@ -204,6 +207,8 @@ struct Driver {
     keeper: Arc<TokenKeeper>,
     core: UserCore,
     chat: Option<Conn>,
+    /// A session that just ended, until its last frames are sent.
+    ended: Option<Conn>,
     ops: Ops,
     persists: VecDeque<Field>,
     report: Reporter,
@@ -237,6 +242,7 @@ impl Driver {
         let renewals = self.keeper.renewals();
         loop {
             let core_busy = self.settle();
+            self.say_goodbye().await;
             if self.transmit().await {
                 continue; // a connection was lost or closed: the session has news
             }
@@ -390,7 +396,7 @@ impl Driver {
 
     /// The chat session is over: its connections and the work it asked for go with it.
     fn end_chat(&mut self) {
-        self.chat = None;
+        self.ended = self.chat.take();
         self.ops.dial = None;
         self.ops.chat_api = None;
     }
@@ -428,6 +434,29 @@ impl Driver {
                 return any;
             }
             any = true;
+        }
+    }
+
+    /// Sends what a session that ended still had queued (the Close frames of an EventSub
+    /// session, say), briefly and best effort, then drops its connections.
+    async fn say_goodbye(&mut self) {
+        let Some(mut conn) = self.ended.take() else {
+            return;
+        };
+        let clock = &*self.shared.clock;
+        while let Some(out) = conn.session.poll_transmit() {
+            let Some((_, stream)) = conn.links.iter_mut().find(|(l, _)| *l == out.link) else {
+                continue;
+            };
+            if out.bytes.is_empty() {
+                continue;
+            }
+            log!(Debug, Some(&self.username), None, "> {}", out.shown);
+            let write = async {
+                stream.write_all(&out.bytes).await?;
+                stream.flush().await
+            };
+            let _ = timeout_at(clock, clock.now() + GOODBYE_TIMEOUT, write).await;
         }
     }
 

@@ -176,6 +176,15 @@ fn silence_past_the_keepalive_reconnects_and_subscribes_again() {
         "{}",
         bot.output()
     );
+    // the bot said goodbye on the silent socket before leaving it
+    assert!(
+        fake.wait(WAIT, |s| s.eventsub[0]
+            .received
+            .iter()
+            .any(|r| r == "close 1000")),
+        "{:?}",
+        fake.state().eventsub[0].received
+    );
     fake.update(|s| s.eventsub_silent = false);
     assert!(
         fake.wait(WAIT, |s| {
