@@ -116,6 +116,9 @@ pub enum CloseReason {
     Timeout,
     /// The connection was lost or the server ended the session, described.
     Lost(String),
+    /// None of the channels can be read (EventSub: none exists, or all were removed), and
+    /// Twitch closes a socket without subscriptions: nothing to connect for.
+    NothingToRead,
 }
 
 impl fmt::Display for CloseReason {
@@ -126,6 +129,9 @@ impl fmt::Display for CloseReason {
             CloseReason::LoginTimeout => f.write_str("no login confirmation in time"),
             CloseReason::Timeout => f.write_str("the connection went silent"),
             CloseReason::Lost(why) => f.write_str(why),
+            CloseReason::NothingToRead => {
+                f.write_str("no channel can be read: none of them exists on Twitch any more")
+            }
         }
     }
 }

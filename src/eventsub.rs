@@ -515,6 +515,7 @@ impl Session {
                     c.sub = Sub::Dead;
                 }
                 self.events.push_back(Event::Left(login));
+                self.pump();
             }
             _ => {
                 if let Some(c) = self.channels.get_mut(&login) {
@@ -606,6 +607,12 @@ impl Session {
                 session_id,
                 id,
             }));
+            return;
+        }
+        // Twitch closes a socket without subscriptions (4003) within seconds: reconnecting
+        // would only repeat that, so the session ends until the channels change
+        if self.channels.values().all(|c| c.sub == Sub::Dead) {
+            self.close(CloseReason::NothingToRead);
         }
     }
 
@@ -1036,13 +1043,22 @@ mod tests {
                 ),
             )
         };
-        let mut s = subscribed(t, &["lumenwave"]);
+        let mut s = subscribed(t, &["lumenwave", "other"]);
         s.handle_input(t, 0, &revoke("user_removed"));
         let evs = events(&mut s);
         assert!(
             matches!(&evs[..], [Event::Notice { msg_id: Some(id), .. }, Event::Left(c)] if id == "user_removed" && c == "lumenwave")
         );
         assert!(orders(&mut s).is_empty());
+        // the last readable channel gone: Twitch would close the idle socket (4003), so the
+        // session ends itself, with a Close frame
+        let mut s = subscribed(t, &["lumenwave"]);
+        s.handle_input(t, 0, &revoke("user_removed"));
+        assert_eq!(
+            events(&mut s)[2..],
+            [Event::Closed(CloseReason::NothingToRead)]
+        );
+        assert!(s.poll_transmit().is_some_and(|t| t.then_close));
 
         let mut s = subscribed(t, &["lumenwave"]);
         s.handle_input(t, 0, &revoke("authorization_revoked"));

@@ -36,7 +36,7 @@ pub struct UserStatus {
     /// Login as configured.
     pub username: String,
     /// `starting`, `connecting`, `connected`, `disabled` (connected, automatic changes
-    /// off), `reconnecting`, `awaiting_authorisation` or `stopped`.
+    /// off), `reconnecting`, `idle` (nothing to read), `awaiting_authorisation` or `stopped`.
     pub state: String,
     /// Automatic changes on.
     pub enabled: bool,

@@ -143,6 +143,8 @@ pub enum State {
     Disabled,
     /// Chat lost; waiting to reconnect.
     Reconnecting,
+    /// Not connected: none of the channels can be read (until the config changes).
+    Idle,
 }
 
 impl State {
@@ -154,6 +156,7 @@ impl State {
             State::Connected => "connected",
             State::Disabled => "disabled",
             State::Reconnecting => "reconnecting",
+            State::Idle => "idle",
         }
     }
 }
@@ -204,6 +207,8 @@ enum Chat {
     Waiting,
     /// Waiting for a token refresh before reconnecting.
     Refreshing,
+    /// Nothing to read (EventSub: no channel exists): not connecting until the config changes.
+    Parked,
 }
 
 #[derive(Clone, Copy)]
@@ -504,6 +509,14 @@ impl UserCore {
                 self.chat = Chat::Refreshing;
                 self.actions.push_back(Action::RefreshToken(Purpose::Chat));
             }
+            chat::Event::Closed(CloseReason::NothingToRead) => {
+                self.chat_lost(now);
+                self.chat_down_since = None;
+                self.chat = Chat::Parked;
+                let why = "none of the channels can be read over EventSub (Twitch has no such channel, or it was removed); not connecting again until the config names another channel or chat transport";
+                log!(Warn, self.who(), None, "{why}");
+                self.error(why.to_owned());
+            }
             chat::Event::Closed(reason) => {
                 let routine = reason == CloseReason::Reconnect;
                 self.handle_disconnected(now, &reason.to_string(), routine)
@@ -523,7 +536,10 @@ impl UserCore {
 
     /// The chat connection failed or ended (`routine`: the server asked for it).
     pub fn handle_disconnected(&mut self, now: Instant, why: &str, routine: bool) {
-        if matches!(self.chat, Chat::Idle | Chat::Waiting | Chat::Refreshing) {
+        if matches!(
+            self.chat,
+            Chat::Idle | Chat::Waiting | Chat::Refreshing | Chat::Parked
+        ) {
             return;
         }
         let lived = match self.chat {
@@ -775,6 +791,8 @@ impl UserCore {
             if matches!(self.chat, Chat::Connecting | Chat::Ready(_)) {
                 self.actions.extend(added.into_iter().map(Action::Join));
                 self.actions.extend(removed.into_iter().map(Action::Part));
+            } else if self.chat == Chat::Parked && !added.is_empty() {
+                self.connect();
             }
         }
         let transport = user.chat_transport.unwrap_or_default();
@@ -793,7 +811,7 @@ impl UserCore {
                 "chat over {} {when} (config file)",
                 transport.display_name()
             );
-            if live {
+            if live || self.chat == Chat::Parked {
                 // only the chat side restarts: the old session goes when the driver connects
                 self.joined.clear();
                 self.connect();
@@ -875,6 +893,7 @@ impl UserCore {
             Chat::Ready(_) if self.bot.enabled() => State::Connected,
             Chat::Ready(_) => State::Disabled,
             Chat::Waiting | Chat::Refreshing => State::Reconnecting,
+            Chat::Parked => State::Idle,
         };
         Status {
             state,
@@ -1344,6 +1363,31 @@ mod tests {
         core.handle_chat(approved, chat::Event::Ready);
         core.handle_token_renewed(approved);
         assert_eq!(core.poll_timeout(), None);
+    }
+
+    #[test]
+    fn nothing_to_read_parks_chat_until_the_channels_change() {
+        let t = Instant::now();
+        let mut core = ready(t, &["typo"], true);
+        core.handle_chat(t, chat::Event::Closed(CloseReason::NothingToRead));
+        // no reconnect loop (Twitch would close a socket without subscriptions every time),
+        // and not "down": the config names nothing readable, and says so
+        assert_eq!(core.poll_timeout(), None);
+        assert!(actions(&mut core).is_empty());
+        let status = core.status();
+        assert_eq!(status.state, State::Idle);
+        assert_eq!(status.chat_down_since, None);
+        assert!(status
+            .counters
+            .last_error
+            .is_some_and(|e| e.contains("no such channel")));
+        // a token renewal changes nothing; an edit that only removes does not either
+        core.handle_token_renewed(t);
+        assert_eq!(core.poll_timeout(), None);
+        // a new channel: connect again
+        core.handle_config(&user(&["typo", "lumenwave"], true));
+        assert_eq!(actions(&mut core), [Action::Connect]);
+        assert_eq!(core.status().state, State::Connecting);
     }
 
     #[test]

@@ -288,6 +288,51 @@ fn a_token_without_user_read_chat_is_named_and_starts_the_device_flow() {
 }
 
 #[test]
+fn no_readable_channel_idles_instead_of_reconnecting_until_the_config_names_one() {
+    let (fake, config) = eventsub_user("es-nothing");
+    fake.update(|s| {
+        s.unknown_channels.insert("chan".into());
+    });
+    let bot = Bot::start(&fake, &config);
+    assert!(
+        bot.wait_log("none of the channels can be read over EventSub", 1),
+        "{}",
+        bot.output()
+    );
+    // the socket is closed properly (Twitch would close it with 4003 anyway), and the
+    // status says why the user is idle, without counting it as chat down
+    assert!(fake.wait(WAIT, |s| s.eventsub[0]
+        .received
+        .iter()
+        .any(|r| r == "close 1000")));
+    let status_file = config.with_file_name("twitch_colorchanger.conf.status.json");
+    assert!(
+        eventually(|| std::fs::read_to_string(&status_file).is_ok_and(|t| {
+            let doc: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+            doc["users"][0]["state"] == "idle" && doc["users"][0]["chat_down_since"].is_null()
+        })),
+        "{:?}",
+        std::fs::read_to_string(&status_file)
+    );
+    // a channel that exists: connected again, reading it
+    edit_by_rename(&config, |doc| {
+        doc["users"][0]["channels"] = json!(["chan", "hueshift_bot"])
+    });
+    assert!(
+        subscribed(&fake, "1", &["hueshift_bot"]),
+        "{}",
+        bot.output()
+    );
+    assert_eq!(
+        fake.state().eventsub.len(),
+        2,
+        "one connection per config: no loop"
+    );
+    fake.privmsg("hueshift_bot", "hueshift_bot", "1", "found one");
+    assert!(wait_changes(&fake, 1), "{}", bot.output());
+}
+
+#[test]
 fn more_than_three_sockets_is_refused_with_a_clear_message() {
     let (fake, config) = eventsub_user("es-429");
     fake.update(|s| {
