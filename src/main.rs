@@ -18,11 +18,11 @@ use twitch_colorchanger::{config, log, status, tokens};
     note = "Config file: --config PATH, else $TWITCH_CONF_FILE, else ./twitch_colorchanger.conf",
     error_code(
         0,
-        "stopped by SIGINT or SIGTERM; setup: every user authorised; healthy"
+        "stopped by SIGINT or SIGTERM; setup: every user authorised; healthy; demo: played through"
     ),
     error_code(
         1,
-        "no user could be authorised; --health-check: unhealthy; status: no bot running"
+        "no user could be authorised; --health-check: unhealthy; status: no bot running; demo: a step failed or interrupted"
     ),
     error_code(2, "bad command line, config file or environment variable")
 )]
