@@ -308,7 +308,6 @@ impl TokenKeeper {
         let saved = self
             .save(&set.access_token, &set.refresh_token, expiry)
             .await;
-        let _ = self.renewed.0.try_send(());
         let mut state = self.lock();
         state.access = set.access_token.clone();
         state.refresh = set.refresh_token;
@@ -337,6 +336,9 @@ impl TokenKeeper {
                 });
             }
         }
+        drop(state);
+        // the driver learns of it once the pair is in place
+        let _ = self.renewed.0.try_send(());
         set.access_token
     }
 
