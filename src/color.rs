@@ -71,9 +71,18 @@ pub enum Typed {
     Hex(String),
 }
 
-/// Reads a typed color: a named color in any case, or hex with or without `#`, 3 or 6 digits.
+/// Reads a typed color: a named color in any case, with or without its underscores (Helix's
+/// `hot_pink`, or `HotPink` as Twitch's chat spelled it), or hex with or without `#`, 3 or 6
+/// digits.
 pub fn parse_typed(text: &str) -> Option<Typed> {
-    if let Some((name, _)) = NAMED.iter().find(|(n, _)| n.eq_ignore_ascii_case(text)) {
+    let bare = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_')
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let wanted = bare(text);
+    if let Some((name, _)) = NAMED.iter().find(|(n, _)| bare(n) == wanted) {
         return Some(Typed::Named(name));
     }
     let digits = text.strip_prefix('#').unwrap_or(text);
@@ -169,10 +178,13 @@ mod tests {
     #[test]
     fn reads_typed_colors_like_the_python_bot() {
         assert_eq!(parse_typed("Sea_Green"), Some(Typed::Named("sea_green")));
+        // Twitch chat's own spelling, as its old /color took it
+        assert_eq!(parse_typed("HotPink"), Some(Typed::Named("hot_pink")));
+        assert_eq!(parse_typed("bluEviolet"), Some(Typed::Named("blue_violet")));
         assert_eq!(parse_typed("#A1B2C3"), Some(Typed::Hex("#a1b2c3".into())));
         assert_eq!(parse_typed("a1b2c3"), Some(Typed::Hex("#a1b2c3".into())));
         assert_eq!(parse_typed("ABC"), Some(Typed::Hex("#aabbcc".into())));
-        for bad in ["", "#", "abcd", "#ggg", "purple", "#a1b2c3d", "é"] {
+        for bad in ["", "_", "#", "abcd", "#ggg", "purple", "#a1b2c3d", "é"] {
             assert_eq!(parse_typed(bad), None, "{bad}");
         }
     }
