@@ -22,16 +22,27 @@ pub const NAMED: [(&str, &str); 15] = [
     ("yellow_green", "#9ACD32"),
 ];
 
+/// The hex Twitch shows for a named color (any case); anything else as it is.
+fn hex_of(color: &str) -> &str {
+    NAMED
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(color))
+        .map_or(color, |(_, hex)| hex)
+}
+
 /// True when two colors are the same, comparing named colors by their hex.
 pub fn same(a: &str, b: &str) -> bool {
-    let hex = |c: &str| -> String {
-        NAMED
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(c))
-            .map(|(_, hex)| (*hex).to_owned())
-            .unwrap_or_else(|| c.to_ascii_uppercase())
-    };
-    hex(a) == hex(b)
+    hex_of(a).eq_ignore_ascii_case(hex_of(b))
+}
+
+/// The red, green and blue of `#rrggbb` or a named color.
+pub fn rgb(color: &str) -> Option<(u8, u8, u8)> {
+    let hex = hex_of(color);
+    if !is_hex(hex) {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+    Some((byte(1)?, byte(3)?, byte(5)?))
 }
 
 /// True for `#RRGGBB`.

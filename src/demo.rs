@@ -513,7 +513,7 @@ impl Paint {
 
     /// The escape that sets the foreground to `color` (hex or named), if drawing.
     fn fg(self, color: &str) -> Option<String> {
-        let (r, g, b) = rgb(color)?;
+        let (r, g, b) = color::rgb(color)?;
         match self {
             Paint::Plain => None,
             Paint::TrueColor => Some(format!("\x1b[38;2;{r};{g};{b}m")),
@@ -555,19 +555,6 @@ impl Paint {
             _ => format!("\x1b[2m{text}\x1b[0m"),
         }
     }
-}
-
-/// The red, green and blue of `#rrggbb` or a named color.
-fn rgb(color: &str) -> Option<(u8, u8, u8)> {
-    let hex = color::NAMED
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(color))
-        .map_or(color, |(_, h)| *h);
-    if !color::is_hex(hex) {
-        return None;
-    }
-    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
-    Some((byte(1)?, byte(3)?, byte(5)?))
 }
 
 #[cfg(test)]

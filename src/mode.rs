@@ -241,15 +241,8 @@ impl Picker {
 
 /// The hue (degrees) of `#rrggbb` or a named color.
 pub fn hue_of(color: &str) -> Option<u32> {
-    let hex = NAMED
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(color))
-        .map_or(color, |(_, h)| *h);
-    if !color::is_hex(hex) {
-        return None;
-    }
-    let channel = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).map(|v| f64::from(v) / 255.0);
-    let (r, g, b) = (channel(1).ok()?, channel(3).ok()?, channel(5).ok()?);
+    let (r, g, b) = color::rgb(color)?;
+    let [r, g, b] = [r, g, b].map(|v| f64::from(v) / 255.0);
     let max = r.max(g).max(b);
     let d = max - r.min(g).min(b);
     if d == 0.0 {

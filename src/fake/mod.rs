@@ -597,8 +597,8 @@ async fn serve_all(
     .await
 }
 
-/// A connection's task: one type for all three servers (a third of the code in the binary
-/// that carries `demo`).
+/// A connection's task: one task type for all three servers (less code in the binary that
+/// carries `demo`).
 type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 type ServerTls = futures_rustls::server::TlsStream<TcpStream>;
