@@ -24,8 +24,6 @@ use crate::mode::hue_of;
 /// How the demo runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Read chat over EventSub instead of IRC.
-    pub eventsub: bool,
     /// The pause between two steps, for a person to read along.
     pub pause: Duration,
     /// Show the bot's own log (stderr).
@@ -63,13 +61,11 @@ pub fn run(options: &Options, stop: impl Future<Output = ()>) -> Result<(), Stri
         .map_err(|e| format!("cannot start the Twitch look-alike: {e}"))?;
     fake.add_user(LOGIN, USER_ID, TOKEN, true);
     fake.set_refresh_token(LOGIN, REFRESH);
-    let transport = if options.eventsub { "eventsub" } else { "irc" };
-    let config = write_config(dir.path(), transport)?;
+    let config = write_config(dir.path())?;
     let endpoints = Endpoints::from_env(&|name| match name {
         "TWITCH_IRC_URL" => Some(fake.irc_url()),
         "TWITCH_API_URL" => Some(fake.api_url()),
         "TWITCH_AUTH_URL" => Some(fake.auth_url()),
-        "TWITCH_EVENTSUB_URL" => Some(fake.eventsub_url()),
         "TWITCH_CA_FILE" => Some(fake.ca_file().display().to_string()),
         _ => None,
     })
@@ -79,15 +75,10 @@ pub fn run(options: &Options, stop: impl Future<Output = ()>) -> Result<(), Stri
         "{}\n  The real bot against a Twitch look-alike on 127.0.0.1: no account needed,\n  nothing leaves this machine, only a temporary directory is written.\n",
         paint.bold("twitch-colorchanger demo")
     ));
-    let (chat_name, chat_url) = if options.eventsub {
-        ("EventSub", fake.eventsub_url())
-    } else {
-        ("chat", fake.irc_url())
-    };
     say(&format!(
-        "  {} Twitch look-alike, TLS with a certificate made just now:\n      {chat_name:<9}{chat_url}\n      {:<9}{}",
+        "  {} Twitch look-alike, TLS with a certificate made just now:\n      chat     {}\n      API      {}",
         paint.dim("▸"),
-        "API",
+        fake.irc_url(),
         fake.api_url()
     ));
 
@@ -134,8 +125,7 @@ pub fn run(options: &Options, stop: impl Future<Output = ()>) -> Result<(), Stri
     let removed = dir.remove();
     let tally = outcome?;
     removed?;
-    let transport = if options.eventsub { "EventSub" } else { "IRC" };
-    say(&tally.summary(started.elapsed(), transport));
+    say(&tally.summary(started.elapsed()));
     Ok(())
 }
 
@@ -150,9 +140,9 @@ struct Tally {
 }
 
 impl Tally {
-    fn summary(&self, took: Duration, transport: &str) -> String {
+    fn summary(&self, took: Duration) -> String {
         format!(
-            "\n  Done in {:.1} s over {transport}: {} messages from {LOGIN}, {} color changes,\n  \
+            "\n  Done in {:.1} s over IRC: {} messages from {LOGIN}, {} color changes,\n  \
              {} message from someone else left alone, {} reconnect, {} refused hex color\n  \
              replaced by a named one. The temporary directory is removed.\n\n  \
              Next: run it for your account. README.md, \"Quick start\", begins with a\n  \
@@ -178,15 +168,10 @@ struct Script<'a> {
 
 impl Script<'_> {
     fn play(mut self) -> Result<Tally, String> {
-        let chat = if self.options.eventsub {
-            "reads #demo_user over EventSub"
-        } else {
-            "joined #demo_user over IRC"
-        };
         let t0 = Instant::now();
-        self.wait("the bot to join #demo_user", |s| self.in_chat(s))?;
+        self.wait("the bot to join #demo_user", in_chat)?;
         self.note(&format!(
-            "bot {chat} in {} ms; Turbo/Prime: random hex colors\n",
+            "bot joined #demo_user over IRC in {} ms; Turbo/Prime: random hex colors\n",
             t0.elapsed().as_millis()
         ));
         self.pause()?;
@@ -282,35 +267,16 @@ impl Script<'_> {
         self.pause()
     }
 
-    /// Twitch drops the chat connection (IRC RECONNECT, or EventSub `session_reconnect`), and
-    /// the bot comes back.
+    /// Twitch restarts its chat server (IRC RECONNECT), and the bot comes back.
     fn reconnect(&mut self) -> Result<(), String> {
         let t0 = Instant::now();
-        if self.options.eventsub {
-            let old: Vec<String> = {
-                let s = self.fake.state();
-                s.eventsub
-                    .iter()
-                    .filter(|c| c.open)
-                    .map(|c| c.session_id.clone())
-                    .collect()
-            };
-            say("");
-            self.note("Twitch moves the EventSub session (session_reconnect with a new URL)");
-            self.fake.eventsub_reconnect();
-            self.wait("the bot to move to the new EventSub session", |s| {
-                let moved = s.live_subscriptions(USER_ID);
-                !moved.is_empty() && moved.iter().all(|(session, _)| !old.contains(session))
-            })?;
-        } else {
-            let logins = self.fake.state().logins(LOGIN);
-            say("");
-            self.note("Twitch restarts its chat server (RECONNECT, connection closed)");
-            self.fake.reconnect_all();
-            self.wait("the bot to rejoin #demo_user", |s| {
-                s.logins(LOGIN) > logins && self.in_chat(s)
-            })?;
-        }
+        let logins = self.fake.state().logins(LOGIN);
+        say("");
+        self.note("Twitch restarts its chat server (RECONNECT, connection closed)");
+        self.fake.reconnect_all();
+        self.wait("the bot to rejoin #demo_user", |s| {
+            s.logins(LOGIN) > logins && in_chat(s)
+        })?;
         self.tally.reconnects += 1;
         self.note(&format!(
             "bot back in chat after {} ms\n",
@@ -323,14 +289,6 @@ impl Script<'_> {
         match self.fake.privmsg(LOGIN, login, id, text) {
             0 => Err(format!("no chat connection to deliver {text:?} to")),
             _ => Ok(()),
-        }
-    }
-
-    fn in_chat(&self, s: &State) -> bool {
-        if self.options.eventsub {
-            s.reading(USER_ID).contains(LOGIN)
-        } else {
-            s.joined(LOGIN).contains(LOGIN)
         }
     }
 
@@ -388,6 +346,13 @@ impl Script<'_> {
     }
 }
 
+/// The demo user is in its own channel.
+fn in_chat(s: &State) -> bool {
+    s.irc
+        .iter()
+        .any(|c| c.open && c.login.as_deref() == Some(LOGIN) && c.channels.contains(LOGIN))
+}
+
 fn say(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
@@ -401,7 +366,7 @@ fn read_user(config: &Path) -> Option<Value> {
     doc["users"].get(0).cloned()
 }
 
-fn write_config(dir: &Path, transport: &str) -> Result<PathBuf, String> {
+fn write_config(dir: &Path) -> Result<PathBuf, String> {
     let path = dir.join("twitch_colorchanger.conf");
     let doc = json!({ "users": [{
         "username": LOGIN,
@@ -410,7 +375,6 @@ fn write_config(dir: &Path, transport: &str) -> Result<PathBuf, String> {
         "refresh_token": REFRESH,
         "channels": [LOGIN],
         "is_prime_or_turbo": true,
-        "chat_transport": transport,
     }]});
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
     let mut options = std::fs::OpenOptions::new();

@@ -10,11 +10,11 @@ pub mod clock;
 pub mod color;
 pub mod command;
 pub mod config;
-#[cfg(feature = "fake-twitch")]
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod device;
 pub mod eventsub;
-#[cfg(feature = "fake-twitch")]
+#[cfg(feature = "demo")]
 pub mod fake;
 pub mod helix;
 pub mod http;

@@ -87,11 +87,8 @@ struct StatusCmd {
 /// 127.0.0.1, each color change shown (takes about 15 s; writes only a temporary directory).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "demo")]
+#[cfg_attr(not(feature = "demo"), allow(dead_code))]
 struct Demo {
-    /// read chat over EventSub instead of IRC
-    #[argh(switch)]
-    eventsub: bool,
-
     /// milliseconds between two steps (default 900; 0 runs it at full speed)
     #[argh(option, default = "900")]
     pause: u64,
@@ -178,10 +175,9 @@ fn main() -> ExitCode {
     run_bot(signals, path, endpoints, env)
 }
 
-#[cfg(feature = "fake-twitch")]
+#[cfg(feature = "demo")]
 fn run_demo(mut signals: Signals, demo: &Demo) -> ExitCode {
     let options = twitch_colorchanger::demo::Options {
-        eventsub: demo.eventsub,
         pause: Duration::from_millis(demo.pause),
         verbose: demo.verbose,
     };
@@ -202,9 +198,9 @@ fn run_demo(mut signals: Signals, demo: &Demo) -> ExitCode {
     }
 }
 
-#[cfg(not(feature = "fake-twitch"))]
+#[cfg(not(feature = "demo"))]
 fn run_demo(_signals: Signals, _demo: &Demo) -> ExitCode {
-    eprintln!("this build has no demo (it was built without the fake-twitch feature)");
+    eprintln!("this build has no demo (it was built without the demo feature)");
     ExitCode::from(2)
 }
 

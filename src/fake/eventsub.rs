@@ -3,6 +3,7 @@
 //! (subscriptions move at the new welcome), revocations and close codes. It checks the
 //! client's side too: only Pong and Close may come in (anything else is closed with 4001).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +11,7 @@ use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::http::read_request;
-use super::{FakeTwitch, Inner, ServerTls};
+use super::{FakeTwitch, Inner, ServerTls, State};
 use crate::time::format_rfc3339;
 
 /// One EventSub WebSocket connection.
@@ -287,6 +288,45 @@ fn welcome(inner: &Inner, id: usize, session_id: &str, keepalive: u64) -> String
             "connected_at": now_stamp(), "keepalive_timeout_seconds": keepalive,
             "reconnect_url": null}}),
     )
+}
+
+impl State {
+    /// The enabled subscriptions on open connections, as `(session id, channel id)`.
+    pub fn live_subscriptions(&self, user_id: &str) -> Vec<(String, String)> {
+        self.subscriptions
+            .iter()
+            .filter(|s| s.user_id == user_id && s.status == "enabled")
+            .filter(|s| {
+                self.eventsub
+                    .iter()
+                    .any(|c| c.open && c.session_id == s.session_id)
+            })
+            .map(|s| (s.session_id.clone(), s.broadcaster_id.clone()))
+            .collect()
+    }
+
+    /// The channel logins `user_id` reads through live EventSub subscriptions.
+    pub fn reading(&self, user_id: &str) -> BTreeSet<String> {
+        self.live_subscriptions(user_id)
+            .into_iter()
+            .filter_map(|(_, id)| {
+                let account = self.users.iter().find(|u| u.id == id).map(|u| &u.login);
+                let made_up = self
+                    .channel_ids
+                    .iter()
+                    .find(|(_, v)| **v == id)
+                    .map(|(k, _)| k);
+                account.or(made_up).cloned()
+            })
+            .collect()
+    }
+
+    /// The EventSub connections still open, by index.
+    pub fn open_eventsub(&self) -> Vec<usize> {
+        (0..self.eventsub.len())
+            .filter(|&i| self.eventsub[i].open)
+            .collect()
+    }
 }
 
 impl FakeTwitch {

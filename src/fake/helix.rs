@@ -23,21 +23,16 @@ pub(super) fn helix(inner: &Inner, req: &Request) -> (u16, String) {
                 .into_iter()
                 .filter_map(|login| {
                     let login = login.to_ascii_lowercase();
-                    state.channel_id(&login).map(|id| serde_json::json!({"id": id, "login": login,
-                        "display_name": login, "type": "", "broadcaster_type": "", "description": "",
-                        "profile_image_url": "", "offline_image_url": "", "view_count": 0,
-                        "created_at": "2016-12-14T20:32:28Z"}))
+                    state.channel_id(&login).map(|id| user_json(&id, &login))
                 })
                 .collect();
             (200, serde_json::json!({ "data": data }).to_string())
         }
+        #[cfg(feature = "fake-twitch")]
         (_, "/helix/eventsub/subscriptions") => super::eventsub::subscriptions(inner, req, &user),
         ("GET", "/helix/users") => (
             200,
-            serde_json::json!({"data": [{"id": user.id, "login": user.login, "display_name": user.login,
-                "type": "", "broadcaster_type": "", "description": "", "profile_image_url": "",
-                "offline_image_url": "", "view_count": 0, "created_at": "2016-12-14T20:32:28Z"}]})
-            .to_string(),
+            serde_json::json!({ "data": [user_json(&user.id, &user.login)] }).to_string(),
         ),
         ("GET", "/helix/chat/color") => {
             let id = req.query("user_id").unwrap_or("");
@@ -56,13 +51,25 @@ pub(super) fn helix(inner: &Inner, req: &Request) -> (u16, String) {
             let scripted = inner.update(|s| s.put_script.pop_front());
             let (status, body) = match scripted {
                 Some(answer) => answer,
-                None if user_id != user.id => error(401, "Unauthorized", "The ID in user_id must match the user ID found in the request's OAuth token."),
+                None if user_id != user.id => error(
+                    401,
+                    "Unauthorized",
+                    "The ID in user_id must match the user ID found in the request's OAuth token.",
+                ),
                 None => {
-                    let named = color::NAMED.iter().find(|(n, _)| n.eq_ignore_ascii_case(&color));
+                    let named = color::NAMED
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(&color));
                     match named {
                         Some((_, hex)) => set_color(inner, &user.id, hex),
-                        None if color::is_hex(&color) && user.prime => set_color(inner, &user.id, &color.to_ascii_uppercase()),
-                        None if color::is_hex(&color) => error(400, "Bad Request", "Hex color code is only available to Turbo or Prime users"),
+                        None if color::is_hex(&color) && user.prime => {
+                            set_color(inner, &user.id, &color.to_ascii_uppercase())
+                        }
+                        None if color::is_hex(&color) => error(
+                            400,
+                            "Bad Request",
+                            "Hex color code is only available to Turbo or Prime users",
+                        ),
                         None => error(400, "Bad Request", "invalid color"),
                     }
                 }
@@ -71,6 +78,13 @@ pub(super) fn helix(inner: &Inner, req: &Request) -> (u16, String) {
         }
         _ => error(404, "Not Found", "no such endpoint in the fake"),
     }
+}
+
+/// A user as `GET /helix/users` describes it.
+fn user_json(id: &str, login: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "login": login, "display_name": login, "type": "",
+        "broadcaster_type": "", "description": "", "profile_image_url": "",
+        "offline_image_url": "", "view_count": 0, "created_at": "2016-12-14T20:32:28Z"})
 }
 
 fn set_color(inner: &Inner, user_id: &str, hex: &str) -> (u16, String) {

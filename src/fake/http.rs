@@ -14,7 +14,9 @@ pub(super) struct Request {
     headers: Vec<(String, String)>,
     form: Vec<(String, String)>,
     /// The raw body (JSON for the EventSub subscriptions API).
+    #[cfg(feature = "fake-twitch")]
     pub(super) body: Vec<u8>,
+    #[cfg(feature = "fake-twitch")]
     raw_target: String,
 }
 
@@ -26,6 +28,7 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
     /// The request target as sent (path and query).
+    #[cfg(feature = "fake-twitch")]
     pub(super) fn target(&self) -> String {
         self.raw_target.clone()
     }
@@ -58,6 +61,7 @@ pub(super) async fn http_conn(inner: Arc<Inner>, stream: ServerTls) {
         let Some(req) = read_request(&mut reader).await else {
             return;
         };
+        #[cfg(feature = "fake-twitch")]
         inner.update(|s| {
             let q: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
             s.requests
@@ -65,9 +69,12 @@ pub(super) async fn http_conn(inner: Arc<Inner>, stream: ServerTls) {
         });
         let (status, body) = route(&inner, &req);
         // the answer is decided (a refresh has rotated the pair); it may take a while to arrive
-        let delay = inner.lock().token_delay;
-        if req.path.ends_with("/token") && !delay.is_zero() {
-            smol::Timer::after(delay).await;
+        #[cfg(feature = "fake-twitch")]
+        {
+            let delay = inner.lock().token_delay;
+            if req.path.ends_with("/token") && !delay.is_zero() {
+                smol::Timer::after(delay).await;
+            }
         }
         let reset = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -135,7 +142,9 @@ pub(super) async fn read_request<R: smol::io::AsyncBufRead + Unpin>(
         query: pairs(query),
         headers,
         form: pairs(&String::from_utf8_lossy(&body)),
+        #[cfg(feature = "fake-twitch")]
         body,
+        #[cfg(feature = "fake-twitch")]
         raw_target: target.clone(),
     })
 }

@@ -1,10 +1,15 @@
-//! A fake Twitch on 127.0.0.1 for tests (and later a `demo`): IRC over TLS, EventSub over
+//! A fake Twitch on 127.0.0.1 for the tests and `demo`: IRC over TLS, EventSub over
 //! WebSocket (TLS), and HTTPS Helix (with the EventSub subscriptions API) and OAuth, with a
-//! CA made at start-up. It records what it receives and can deliver chat messages, PING,
-//! RECONNECT, `session_reconnect`, revocations, close codes and dropped connections on
-//! demand. Built only with the `fake-twitch` feature.
+//! certificate made at start-up. It records what it receives and can deliver chat messages,
+//! PING, RECONNECT, `session_reconnect`, revocations, close codes and dropped connections on
+//! demand.
+//!
+//! The `demo` feature (in release binaries) builds only what `demo` plays against: IRC, Helix
+//! users and chat color, token validation. The `fake-twitch` feature (the tests) adds
+//! EventSub, the OAuth device flow and refresh, scripted delays and the request log.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,19 +18,25 @@ use async_net::{TcpListener, TcpStream};
 use futures_rustls::TlsAcceptor;
 use smol::future;
 
+#[cfg(feature = "fake-twitch")]
 mod eventsub;
+#[cfg(feature = "fake-twitch")]
+mod grant;
 mod helix;
 mod http;
 mod irc;
 mod oauth;
 mod tls;
 
+#[cfg(feature = "fake-twitch")]
 use self::eventsub::{eventsub_conn, EsCmd};
+#[cfg(feature = "fake-twitch")]
 pub use self::eventsub::{EventSubConn, Subscription};
 use self::http::http_conn;
 use self::irc::irc_conn;
 use self::tls::tls_acceptor;
 
+#[cfg(feature = "fake-twitch")]
 /// A test hook in the config writer (only in builds with the `fake-twitch` feature): with
 /// `TCC_PAUSE_BEFORE_RENAME=PATH` set, a save writes PATH and waits after its temp file is
 /// complete and before the rename, so that a test can kill the process in exactly that window.
@@ -134,6 +145,7 @@ pub struct State {
     /// Color changes received.
     pub puts: Vec<ColorPut>,
     /// Every Helix request line received (`METHOD /path?query`).
+    #[cfg(feature = "fake-twitch")]
     pub requests: Vec<String>,
     /// Answers for the next color PUTs instead of the normal handling: (status, body).
     pub put_script: VecDeque<(u16, String)>,
@@ -150,28 +162,38 @@ pub struct State {
     /// Accept any refresh token ever issued to the user, not only the latest (rotation off).
     pub lenient_refresh: bool,
     /// Answer `/oauth2/token` requests this much later (the pair is rotated at once).
+    #[cfg(feature = "fake-twitch")]
     pub token_delay: Duration,
     /// Logins whose chat login fails whatever the token (a suspended account, say).
     pub irc_refused: BTreeSet<String>,
     /// EventSub WebSocket connections ever accepted, in order.
+    #[cfg(feature = "fake-twitch")]
     pub eventsub: Vec<EventSubConn>,
     /// EventSub subscriptions ever created (deleted ones are removed).
+    #[cfg(feature = "fake-twitch")]
     pub subscriptions: Vec<Subscription>,
     /// `keepalive_timeout_seconds` in welcomes (default 10); keepalives go out this often.
+    #[cfg(feature = "fake-twitch")]
     pub eventsub_keepalive: u64,
     /// Send no keepalives (a connection that died silently).
+    #[cfg(feature = "fake-twitch")]
     pub eventsub_silent: bool,
     /// New EventSub connections get their welcome only on [`FakeTwitch::release_welcomes`].
+    #[cfg(feature = "fake-twitch")]
     pub eventsub_hold_welcome: bool,
     /// Answers for the next subscription requests instead of the normal handling.
+    #[cfg(feature = "fake-twitch")]
     pub subscribe_script: VecDeque<(u16, String)>,
     /// Channel logins `GET /helix/users?login=` does not know.
     pub unknown_channels: BTreeSet<String>,
     serial: u64,
+    #[cfg(feature = "fake-twitch")]
     refresh_owner: HashMap<String, String>,
     senders: HashMap<usize, async_channel::Sender<Cmd>>,
+    #[cfg(feature = "fake-twitch")]
     es_senders: HashMap<usize, async_channel::Sender<EsCmd>>,
     channel_ids: HashMap<String, String>,
+    #[cfg(feature = "fake-twitch")]
     eventsub_port: u16,
 }
 
@@ -227,43 +249,6 @@ impl State {
         )
     }
 
-    /// The enabled subscriptions on open connections, as `(session id, channel id)`.
-    pub fn live_subscriptions(&self, user_id: &str) -> Vec<(String, String)> {
-        self.subscriptions
-            .iter()
-            .filter(|s| s.user_id == user_id && s.status == "enabled")
-            .filter(|s| {
-                self.eventsub
-                    .iter()
-                    .any(|c| c.open && c.session_id == s.session_id)
-            })
-            .map(|s| (s.session_id.clone(), s.broadcaster_id.clone()))
-            .collect()
-    }
-
-    /// The channel logins `user_id` reads through live EventSub subscriptions.
-    pub fn reading(&self, user_id: &str) -> BTreeSet<String> {
-        self.live_subscriptions(user_id)
-            .into_iter()
-            .filter_map(|(_, id)| {
-                let account = self.users.iter().find(|u| u.id == id).map(|u| &u.login);
-                let made_up = self
-                    .channel_ids
-                    .iter()
-                    .find(|(_, v)| **v == id)
-                    .map(|(k, _)| k);
-                account.or(made_up).cloned()
-            })
-            .collect()
-    }
-
-    /// The EventSub connections still open, by index.
-    pub fn open_eventsub(&self) -> Vec<usize> {
-        (0..self.eventsub.len())
-            .filter(|&i| self.eventsub[i].open)
-            .collect()
-    }
-
     fn newest_pending_device(&mut self) -> Option<&mut FakeDevice> {
         self.devices
             .iter_mut()
@@ -275,23 +260,6 @@ impl State {
         self.users
             .iter()
             .find(|u| !token.is_empty() && u.token == token && !u.expired)
-    }
-
-    /// Issues a new pair to the user at `index` for `client_id`: the old access and refresh
-    /// tokens stop working.
-    fn issue(&mut self, index: usize, client_id: &str) -> (String, String) {
-        self.serial += 1;
-        let access = format!("access{:024}", self.serial);
-        let refresh = format!("refresh{:043}", self.serial);
-        let user = &mut self.users[index];
-        user.token = access.clone();
-        user.refresh = refresh.clone();
-        user.expired = false;
-        user.client_id = client_id.to_owned();
-        self.refresh_owner
-            .insert(refresh.clone(), user.login.clone());
-        self.issued.push((access.clone(), refresh.clone()));
-        (access, refresh)
     }
 }
 
@@ -321,6 +289,7 @@ pub struct FakeTwitch {
     inner: Arc<Inner>,
     irc_port: u16,
     api_port: u16,
+    #[cfg(feature = "fake-twitch")]
     eventsub_port: u16,
     ca_file: PathBuf,
     stop: Option<async_channel::Sender<()>>,
@@ -338,16 +307,24 @@ impl FakeTwitch {
         let (acceptor, ca_pem) = tls_acceptor(names).map_err(std::io::Error::other)?;
         let ca_file = dir.join("fake-ca.pem");
         std::fs::write(&ca_file, ca_pem)?;
-        let irc = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
-        let api = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
-        let es = smol::block_on(TcpListener::bind("127.0.0.1:0"))?;
-        let irc_port = irc.local_addr()?.port();
-        let api_port = api.local_addr()?.port();
-        let eventsub_port = es.local_addr()?.port();
+        let listen =
+            || TcpListener::try_from(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?);
+        let listeners = Listeners {
+            irc: listen()?,
+            api: listen()?,
+            #[cfg(feature = "fake-twitch")]
+            eventsub: listen()?,
+        };
+        let irc_port = listeners.irc.local_addr()?.port();
+        let api_port = listeners.api.local_addr()?.port();
+        #[cfg(feature = "fake-twitch")]
+        let eventsub_port = listeners.eventsub.local_addr()?.port();
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 token_lifetime: 14_400,
+                #[cfg(feature = "fake-twitch")]
                 eventsub_keepalive: 10,
+                #[cfg(feature = "fake-twitch")]
                 eventsub_port,
                 ..State::default()
             }),
@@ -359,7 +336,7 @@ impl FakeTwitch {
             .name("fake-twitch".into())
             .spawn(move || {
                 let ex = smol::LocalExecutor::new();
-                let serve = serve_all(&ex, server_inner, acceptor, [irc, api, es]);
+                let serve = serve_all(&ex, server_inner, acceptor, listeners);
                 smol::block_on(ex.run(future::or(serve, async {
                     let _ = stop_rx.recv().await;
                 })));
@@ -368,6 +345,7 @@ impl FakeTwitch {
             inner,
             irc_port,
             api_port,
+            #[cfg(feature = "fake-twitch")]
             eventsub_port,
             ca_file,
             stop: Some(stop_tx),
@@ -386,6 +364,7 @@ impl FakeTwitch {
     }
 
     /// `wss://127.0.0.1:PORT/ws` for `TWITCH_EVENTSUB_URL`.
+    #[cfg(feature = "fake-twitch")]
     pub fn eventsub_url(&self) -> String {
         format!("wss://127.0.0.1:{}/ws", self.eventsub_port)
     }
@@ -504,14 +483,15 @@ impl FakeTwitch {
     pub fn privmsg(&self, channel: &str, login: &str, user_id: &str, text: &str) -> usize {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+            .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()));
         let id = self.inner.update(|s| {
             s.serial += 1;
             format!("9b2f4c1e-7a3d-4e8b-b1c2-{:012}", s.serial)
         });
-        self.irc_privmsg(channel, login, user_id, text, ts)
-            + self.eventsub_chat(channel, login, user_id, text, &id)
+        let irc = self.irc_privmsg(channel, login, user_id, text, ts, &id);
+        #[cfg(feature = "fake-twitch")]
+        let irc = irc + self.eventsub_chat(channel, login, user_id, text, &id);
+        irc
     }
 
     fn irc_privmsg(
@@ -520,10 +500,11 @@ impl FakeTwitch {
         login: &str,
         user_id: &str,
         text: &str,
-        ts: u128,
+        ts: u64,
+        id: &str,
     ) -> usize {
         let line = format!(
-            "@badge-info=;badges=;color=#1E90FF;display-name={login};emotes=;first-msg=0;flags=;id=9b2f4c1e-7a3d-4e8b-b1c2-{ts:012};mod=0;returning-chatter=0;room-id=55500123;subscriber=0;tmi-sent-ts={ts};turbo=0;user-id={user_id};user-type= :{login}!{login}@{login}.tmi.twitch.tv PRIVMSG #{channel} :{text}"
+            "@badge-info=;badges=;color=#1E90FF;display-name={login};emotes=;first-msg=0;flags=;id={id};mod=0;returning-chatter=0;room-id=55500123;subscriber=0;tmi-sent-ts={ts};turbo=0;user-id={user_id};user-type= :{login}!{login}@{login}.tmi.twitch.tv PRIVMSG #{channel} :{text}"
         );
         self.send_where(|c| c.channels.contains(channel), Cmd::Line, &line)
     }
@@ -577,24 +558,34 @@ impl Drop for FakeTwitch {
     }
 }
 
+/// The servers' sockets, bound before the fake's thread starts.
+struct Listeners {
+    irc: TcpListener,
+    api: TcpListener,
+    #[cfg(feature = "fake-twitch")]
+    eventsub: TcpListener,
+}
+
 async fn serve_all(
     ex: &smol::LocalExecutor<'_>,
     inner: Arc<Inner>,
     acceptor: TlsAcceptor,
-    [irc, api, es]: [TcpListener; 3],
+    listeners: Listeners,
 ) {
-    future::or(
-        accept_loop(ex, &irc, &inner, &acceptor, |i, t| Box::pin(irc_conn(i, t))),
-        future::or(
-            accept_loop(ex, &api, &inner, &acceptor, |i, t| {
-                Box::pin(http_conn(i, t))
-            }),
-            accept_loop(ex, &es, &inner, &acceptor, |i, t| {
-                Box::pin(eventsub_conn(i, t))
-            }),
-        ),
-    )
-    .await
+    let irc = accept_loop(ex, &listeners.irc, &inner, &acceptor, |i, t| {
+        Box::pin(irc_conn(i, t))
+    });
+    let api = accept_loop(ex, &listeners.api, &inner, &acceptor, |i, t| {
+        Box::pin(http_conn(i, t))
+    });
+    #[cfg(feature = "fake-twitch")]
+    let api = future::or(
+        api,
+        accept_loop(ex, &listeners.eventsub, &inner, &acceptor, |i, t| {
+            Box::pin(eventsub_conn(i, t))
+        }),
+    );
+    future::or(irc, api).await
 }
 
 /// A connection's task: one task type for all three servers (less code in the binary that
