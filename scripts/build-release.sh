@@ -7,7 +7,7 @@
 # (force-unwind-tables=no): with panic = "abort" nothing unwinds, and a stripped binary's
 # backtrace names nothing anyway; that is another 240 KB on x86_64 (.eh_frame).
 #
-#   scripts/build-release.sh                 # all five targets
+#   scripts/build-release.sh                 # all seven targets
 #   scripts/build-release.sh x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 #
 # Output in dist/: twitch-colorchanger-<version>-<target>, a .tar.gz of each with README.md
@@ -22,10 +22,6 @@ ALL_TARGETS=(
     armv7-unknown-linux-musleabihf
     arm-unknown-linux-musleabihf
     riscv64gc-unknown-linux-musl
-)
-# Built on request only (scripts/build-release.sh mips-unknown-linux-musl …): they build, but
-# their end-to-end run under qemu fails (README, "MIPS routers").
-EXTRA_TARGETS=(
     mips-unknown-linux-musl
     mipsel-unknown-linux-musl
 )
@@ -69,7 +65,7 @@ install_tools() {
 
 known() {
     local t
-    for t in "${ALL_TARGETS[@]}" "${EXTRA_TARGETS[@]}"; do [ "$t" = "$1" ] && return 0; done
+    for t in "${ALL_TARGETS[@]}"; do [ "$t" = "$1" ] && return 0; done
     return 1
 }
 
