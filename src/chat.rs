@@ -300,6 +300,15 @@ impl Session {
         }
     }
 
+    /// Ends the session from this side because its owner replaces it (a switch of transport):
+    /// EventSub queues a Close 1000 on each socket (send them with [`Session::poll_transmit`]);
+    /// IRC has nothing to say. No event follows.
+    pub fn leave(&mut self) {
+        if let Session::EventSub(s) = self {
+            s.leave();
+        }
+    }
+
     /// The next bytes to write.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         match self {

@@ -242,13 +242,22 @@ impl Session {
         if self.closed {
             return;
         }
+        self.leave();
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// Ends the session from this side without an event (its owner is replacing it): a
+    /// Close 1000 on every socket, then nothing more.
+    pub fn leave(&mut self) {
+        if self.closed {
+            return;
+        }
         self.closed = true;
         self.timers.clear();
         let links: Vec<Link> = self.sockets.iter().map(|s| s.link).collect();
         for link in links {
             self.hang_up(link, 1000, "");
         }
-        self.events.push_back(Event::Closed(reason));
     }
 
     /// Bytes read from connection `link`.
@@ -886,6 +895,27 @@ mod tests {
         assert!(events(&mut s).is_empty());
         s.handle_timeout(t1 + limit);
         assert_eq!(events(&mut s), [Event::Closed(CloseReason::Timeout)]);
+    }
+
+    #[test]
+    fn leaving_says_close_1000_and_nothing_more() {
+        let t = Instant::now();
+        let mut s = subscribed(t, &["lumenwave"]);
+        s.leave();
+        let out = transmits(&mut s);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].then_close && out[0].link == 0 && out[0].shown == "close 1000");
+        // a masked Close frame carrying 1000
+        let mask = &out[0].bytes[2..6];
+        assert_eq!(out[0].bytes[..2], [0x88, 0x82]);
+        assert_eq!(
+            [out[0].bytes[6] ^ mask[0], out[0].bytes[7] ^ mask[1]],
+            1000u16.to_be_bytes()
+        );
+        assert!(events(&mut s).is_empty() && s.poll_timeout().is_none());
+        s.handle_input(t, 0, &control("session_keepalive", "{}"));
+        s.leave();
+        assert!(transmits(&mut s).is_empty() && events(&mut s).is_empty());
     }
 
     #[test]

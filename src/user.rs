@@ -121,7 +121,7 @@ pub async fn run(
         keeper: keeper.clone(),
         core,
         chat: None,
-        ended: None,
+        ended: Vec::new(),
         ops: Ops::default(),
         persists: VecDeque::new(),
         report,
@@ -207,8 +207,8 @@ struct Driver {
     keeper: Arc<TokenKeeper>,
     core: UserCore,
     chat: Option<Conn>,
-    /// A session that just ended, until its last frames are sent.
-    ended: Option<Conn>,
+    /// Sessions that just ended, until their last frames are sent.
+    ended: Vec<Conn>,
     ops: Ops,
     persists: VecDeque<Field>,
     report: Reporter,
@@ -396,7 +396,7 @@ impl Driver {
 
     /// The chat session is over: its connections and the work it asked for go with it.
     fn end_chat(&mut self) {
-        self.ended = self.chat.take();
+        self.ended.extend(self.chat.take());
         self.ops.dial = None;
         self.ops.chat_api = None;
     }
@@ -440,23 +440,22 @@ impl Driver {
     /// Sends what a session that ended still had queued (the Close frames of an EventSub
     /// session, say), briefly and best effort, then drops its connections.
     async fn say_goodbye(&mut self) {
-        let Some(mut conn) = self.ended.take() else {
-            return;
-        };
         let clock = &*self.shared.clock;
-        while let Some(out) = conn.session.poll_transmit() {
-            let Some((_, stream)) = conn.links.iter_mut().find(|(l, _)| *l == out.link) else {
-                continue;
-            };
-            if out.bytes.is_empty() {
-                continue;
+        for mut conn in std::mem::take(&mut self.ended) {
+            while let Some(out) = conn.session.poll_transmit() {
+                let Some((_, stream)) = conn.links.iter_mut().find(|(l, _)| *l == out.link) else {
+                    continue;
+                };
+                if out.bytes.is_empty() {
+                    continue;
+                }
+                log!(Debug, Some(&self.username), None, "> {}", out.shown);
+                let write = async {
+                    stream.write_all(&out.bytes).await?;
+                    stream.flush().await
+                };
+                let _ = timeout_at(clock, clock.now() + GOODBYE_TIMEOUT, write).await;
             }
-            log!(Debug, Some(&self.username), None, "> {}", out.shown);
-            let write = async {
-                stream.write_all(&out.bytes).await?;
-                stream.flush().await
-            };
-            let _ = timeout_at(clock, clock.now() + GOODBYE_TIMEOUT, write).await;
         }
     }
 
@@ -530,6 +529,10 @@ impl Driver {
                 }));
             }
             Action::Connect => {
+                // a session still live (a switch of transport) says goodbye first
+                if let Some(conn) = &mut self.chat {
+                    conn.session.leave();
+                }
                 self.end_chat();
                 self.ops.chat_token = self.keeper.access();
                 let transport = self.core.transport();

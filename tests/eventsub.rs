@@ -423,6 +423,15 @@ fn switching_the_transport_live_restarts_only_the_chat_side() {
     });
     assert!(fake.wait(WAIT, |s| s.open_conns("hueshift_bot").len() == 1
         && s.open_eventsub().is_empty()));
+    // the EventSub socket was closed properly, not just dropped
+    assert!(
+        fake.wait(WAIT, |s| s
+            .eventsub
+            .iter()
+            .all(|c| c.received.iter().any(|r| r == "close 1000"))),
+        "{:?}",
+        fake.state().eventsub
+    );
     assert!(joined(&fake, "hueshift_bot", &["chan"]));
     fake.privmsg("chan", "hueshift_bot", "1", "over irc");
     assert!(wait_changes(&fake, 2), "{}", bot.output());
