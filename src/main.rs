@@ -181,14 +181,7 @@ fn run_demo(mut signals: Signals, demo: &Demo) -> ExitCode {
         pause: Duration::from_millis(demo.pause),
         verbose: demo.verbose,
     };
-    let stop = async move {
-        loop {
-            match signals.next().await {
-                Some(Ok(Signal::Hup)) => continue,
-                _ => return,
-            }
-        }
-    };
+    let stop = async move { interrupted(&mut signals).await };
     match twitch_colorchanger::demo::run(&options, stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -202,6 +195,11 @@ fn run_demo(mut signals: Signals, demo: &Demo) -> ExitCode {
 fn run_demo(_signals: Signals, _demo: &Demo) -> ExitCode {
     eprintln!("this build has no demo (it was built without the demo feature)");
     ExitCode::from(2)
+}
+
+/// Waits for SIGINT or SIGTERM (or the end of the signals); SIGHUP changes nothing here.
+async fn interrupted(signals: &mut Signals) {
+    while let Some(Ok(Signal::Hup)) = signals.next().await {}
 }
 
 /// The longest a stop waits for a token refresh in flight to be answered and saved.
@@ -297,12 +295,8 @@ fn run_setup(
 ) -> ExitCode {
     let outcome = smol::block_on(smol::future::or(
         async {
-            loop {
-                match signals.next().await {
-                    Some(Ok(Signal::Hup)) => continue,
-                    _ => return None,
-                }
-            }
+            interrupted(&mut signals).await;
+            None
         },
         async { Some(app::setup(path, endpoints, env).await) },
     ));
