@@ -18,6 +18,11 @@ pub(super) fn grant(inner: &Inner, op: &str, req: &Request) -> (u16, String) {
         return bad("invalid client");
     }
     let wants_secret = client.as_ref().and_then(|c| c.secret.clone());
+    if op == "token" && req.field("grant_type") == Some("refresh_token") {
+        if let Some(scripted) = state.token_script.pop_front() {
+            return scripted;
+        }
+    }
     let result = match (op, req.field("grant_type")) {
         ("device", _) => {
             state.serial += 1;

@@ -164,6 +164,10 @@ pub struct State {
     /// Answer `/oauth2/token` requests this much later (the pair is rotated at once).
     #[cfg(feature = "fake-twitch")]
     pub token_delay: Duration,
+    /// Answers for the next refresh-token requests instead of the normal handling (an
+    /// outage: 503, say); the pair is not rotated.
+    #[cfg(feature = "fake-twitch")]
+    pub token_script: VecDeque<(u16, String)>,
     /// Logins whose chat login fails whatever the token (a suspended account, say).
     pub irc_refused: BTreeSet<String>,
     /// EventSub WebSocket connections ever accepted, in order.
