@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use smol::future;
 
 use crate::chat::Transport as ChatTransport;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{timeout_at, Clock, SystemClock};
 use crate::config::{self, ConfigError, UserConfig};
 use crate::device;
 use crate::helix::Helix;
@@ -17,10 +17,9 @@ use crate::http::HttpClient;
 use crate::log;
 use crate::oauth::OAuth;
 use crate::status;
-use crate::tokens::TokenKeeper;
 use crate::transport::{self, Endpoint, NetTransport, Transport};
-use crate::user::{self, Control, Reporter, Shared};
-use crate::usercore::{Counters, Status};
+use crate::user::{self, Control, Report, Reporter, Shared};
+use crate::usercore::Counters;
 use crate::watch;
 use crate::ws;
 
@@ -181,9 +180,19 @@ fn services(
     }))
 }
 
+/// What the process asks of the running bot (from its signals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// SIGHUP: read the config now, and re-apply it even if the text is the same.
+    Reload,
+    /// SIGINT or SIGTERM: stop every user once no rotated token pair is left unsaved
+    /// (bounded by [`user::STOP_GRACE`]), then return.
+    Stop,
+}
+
 /// Why the config should be read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reload {
+enum Reload {
     /// The watcher saw the file change: apply it if its text differs.
     Changed,
     /// SIGHUP: read it now, and re-apply even if the text is the same.
@@ -215,14 +224,14 @@ fn apply_env(config_path: &Path, env: &EnvUsers) -> Result<(), StartError> {
 }
 
 /// Loads the config (with the environment's users, see [`env_users`]), logs what it
-/// skipped, and runs every valid user until the process is stopped, applying edits of the
-/// config file as they come (and at once on `reloads`). Returns only on a start-up error, or
-/// when every user has given up.
+/// skipped, and runs every valid user until [`Request::Stop`], applying edits of the
+/// config file as they come (and at once on [`Request::Reload`]). Returns on a stop, on a
+/// start-up error, or when every user has given up.
 pub async fn run(
     config_path: PathBuf,
     endpoints: Endpoints,
     env: EnvUsers,
-    reloads: async_channel::Receiver<Reload>,
+    requests: async_channel::Receiver<Request>,
 ) -> Result<(), StartError> {
     let (text, leftovers) = read_at_start(&config_path, env).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
@@ -253,7 +262,7 @@ pub async fn run(
                 supervisor.start(user, Counters::default());
             }
             supervisor.leftovers.clear();
-            supervisor.run(reloads, changed_rx).await
+            supervisor.run(requests, changed_rx).await
         })
         .await
 }
@@ -325,9 +334,8 @@ type Ended = (String, u64, Option<String>);
 struct Running {
     /// The settings it runs with (as last applied).
     config: UserConfig,
-    keeper: Arc<TokenKeeper>,
     control: async_channel::Sender<Control>,
-    status: Arc<Mutex<Option<Status>>>,
+    status: Arc<Mutex<Option<Report>>>,
     /// Which start this is, to tell a restarted user's end from its predecessor's.
     generation: u64,
     /// Set when the user gave up (no authorisation); its task has ended.
@@ -377,16 +385,6 @@ impl<'a> Supervisor<'a> {
     fn start(&mut self, user: UserConfig, counters: Counters) {
         let spares =
             config::spare_refresh_tokens(&self.leftovers, &user.username, &user.refresh_token);
-        let keeper = Arc::new(
-            TokenKeeper::new(
-                &user,
-                self.shared.config_path.clone(),
-                self.shared.oauth.clone(),
-                self.shared.clock.clone(),
-                self.shared.prompter.clone(),
-            )
-            .with_spares(spares),
-        );
         let (control, control_rx) = async_channel::unbounded();
         let status = Arc::new(Mutex::new(None));
         let report = Reporter {
@@ -400,7 +398,7 @@ impl<'a> Supervisor<'a> {
         let run = user::run(
             self.shared.clone(),
             user.clone(),
-            keeper.clone(),
+            spares,
             control_rx,
             report,
             counters,
@@ -412,7 +410,6 @@ impl<'a> Supervisor<'a> {
         });
         let running = Running {
             config: user,
-            keeper,
             control,
             status,
             generation,
@@ -428,10 +425,11 @@ impl<'a> Supervisor<'a> {
 
     async fn run(
         &mut self,
-        reloads: async_channel::Receiver<Reload>,
+        requests: async_channel::Receiver<Request>,
         changed: async_channel::Receiver<()>,
     ) -> Result<(), StartError> {
         enum Wake {
+            Stop,
             Reload(Reload),
             Ended(String, u64, Option<String>),
             StatusChanged,
@@ -448,8 +446,9 @@ impl<'a> Supervisor<'a> {
             let wake = future::or(
                 future::or(
                     async {
-                        match reloads.recv().await {
-                            Ok(why) => Wake::Reload(why),
+                        match requests.recv().await {
+                            Ok(Request::Reload) => Wake::Reload(Reload::Now),
+                            Ok(Request::Stop) => Wake::Stop,
                             Err(_) => future::pending().await,
                         }
                     },
@@ -481,6 +480,10 @@ impl<'a> Supervisor<'a> {
             )
             .await;
             match wake {
+                Wake::Stop => {
+                    self.stop().await;
+                    return Ok(());
+                }
                 Wake::Reload(why) => self.reload(why).await,
                 Wake::Ended(name, generation, why) => {
                     if let Some(i) = self.find(&name) {
@@ -503,6 +506,32 @@ impl<'a> Supervisor<'a> {
                     self.write_status().await;
                     next_write = clock.now() + status::WRITE_EVERY;
                 }
+            }
+        }
+    }
+
+    /// Asks every running user to stop and waits until they have (each ends at once unless
+    /// a token pair Twitch may already have rotated is still being saved).
+    async fn stop(&mut self) {
+        let mut running = 0;
+        for (_, user) in &self.users {
+            if user.gave_up.is_none() && user.control.try_send(Control::Stop).is_ok() {
+                running += 1;
+            }
+        }
+        let clock = self.shared.clock.clone();
+        let deadline = clock.now() + user::STOP_GRACE + Duration::from_millis(500);
+        while running > 0 {
+            match timeout_at(&*clock, deadline, self.ended.1.recv()).await {
+                Some(Ok((name, generation, _))) => {
+                    if self
+                        .find(&name)
+                        .is_some_and(|i| self.users[i].1.generation == generation)
+                    {
+                        running -= 1;
+                    }
+                }
+                Some(Err(_)) | None => return,
             }
         }
     }
@@ -634,7 +663,9 @@ impl<'a> Supervisor<'a> {
             .users
             .iter()
             .map(|(_, r)| {
-                let core = r.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let report = r.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let tokens = report.as_ref().map(|r| r.tokens.clone());
+                let core = report.map(|r| r.user);
                 let transport = core.as_ref().map_or_else(
                     || {
                         r.config
@@ -663,7 +694,7 @@ impl<'a> Supervisor<'a> {
                 };
                 let state = if r.gave_up.is_some() {
                     "stopped"
-                } else if r.keeper.is_authorising() {
+                } else if tokens.as_ref().is_some_and(|t| t.authorising) {
                     "awaiting_authorisation"
                 } else {
                     state
@@ -678,7 +709,9 @@ impl<'a> Supervisor<'a> {
                     messages: counters.messages,
                     last_change_at: status::stamp(counters.last_change_at.and_then(wall_of)),
                     last_error: r.gave_up.clone().or(counters.last_error),
-                    token_expires_at: status::stamp(r.keeper.expires_at()),
+                    token_expires_at: status::stamp(
+                        tokens.and_then(|t| t.expires_at).or(r.config.token_expiry),
+                    ),
                     chat_down_since: status::stamp(down.and_then(wall_of)),
                     transport: transport.name().into(),
                 }
@@ -721,7 +754,7 @@ fn counters_of(running: &Running) -> Counters {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .map(|s| s.counters.clone())
+        .map(|r| r.user.counters.clone())
         .unwrap_or_default()
 }
 
@@ -732,10 +765,16 @@ fn counters_of(running: &Running) -> Counters {
 fn credentials_changed(running: &Running, user: &UserConfig, own: bool) -> bool {
     let old = &running.config;
     let tokens = (user.access_token.clone(), user.refresh_token.clone());
+    let held = running
+        .status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|r| (r.tokens.access.clone(), r.tokens.refresh.clone()));
     user.client_id != old.client_id
         || user.client_secret != old.client_secret
         || (!own
-            && tokens != running.keeper.tokens()
+            && Some(&tokens) != held.as_ref()
             && tokens != (old.access_token.clone(), old.refresh_token.clone()))
 }
 
@@ -862,28 +901,18 @@ pub async fn setup(
         .users
         .iter()
         .map(|u| {
-            let keeper = TokenKeeper::new(
-                u,
-                cfg.path.clone(),
-                shared.oauth.clone(),
-                shared.clock.clone(),
-                shared.prompter.clone(),
-            )
-            .with_spares(config::spare_refresh_tokens(
-                &leftovers,
-                &u.username,
-                &u.refresh_token,
-            ));
-            let name = u.username.clone();
+            let spares =
+                config::spare_refresh_tokens(&leftovers, &u.username, &u.refresh_token);
+            let (name, shared, user) = (u.username.clone(), shared.clone(), u.clone());
             executor.spawn(async move {
-                let result = keeper.ready(Some(ATTEMPTS)).await.and_then(|()| {
-                    match keeper.unsaved() {
+                let result = user::authorise(shared, &user, spares, ATTEMPTS)
+                    .await
+                    .and_then(|tokens| match tokens.unsaved {
                         None => Ok(()),
                         Some(e) => Err(format!(
                             "authorised, but the tokens could not be saved ({e}); fix that and run setup again"
                         )),
-                    }
-                });
+                    });
                 (name, result)
             })
         })

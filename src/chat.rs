@@ -96,6 +96,22 @@ pub enum Event {
         /// The human text.
         text: String,
     },
+    /// Twitch revoked the authorization of this channel's subscription (EventSub): the
+    /// session holds the channel and subscribes again after `again_in`; the token should be
+    /// checked meanwhile. The other channels are not affected.
+    SubscriptionRevoked {
+        /// Channel login, without `#`.
+        channel: String,
+        /// When the session subscribes again.
+        again_in: std::time::Duration,
+    },
+    /// This channel is no longer read, and why (until the config changes or a restart).
+    Unreadable {
+        /// Channel login, without `#`.
+        channel: String,
+        /// Why, for the log and the status.
+        why: String,
+    },
     /// Input that was not processed, with the reason (for debug logs).
     Dropped(String),
     /// The session is over; the driver closes the connection.

@@ -31,6 +31,11 @@ pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(20);
 const REMEMBERED: usize = 256;
 /// Logins per `GET /helix/users` request.
 const LOGINS_PER_LOOKUP: usize = 100;
+/// After Twitch revoked the authorization of one channel's subscription, subscribe again
+/// this much later (the token is checked, and renewed if need be, meanwhile).
+pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(5);
+/// A second revocation of the same channel within this long drops the channel.
+pub const REVOKED_AGAIN_WITHIN: Duration = Duration::from_secs(3600);
 
 /// How long silence means a dead connection: the keepalive timeout plus half of it plus a
 /// second, for delivery delays.
@@ -84,6 +89,8 @@ enum Sub {
     Requested,
     /// Subscribed, with the subscription id when Twitch gave it (not after a 409).
     Active(Option<String>),
+    /// Revoked (authorization_revoked): subscribe again at this moment.
+    Held(Instant),
     /// Not readable (no such channel, over the limit, revoked for good).
     Dead,
 }
@@ -92,6 +99,8 @@ enum Sub {
 struct Channel {
     id: Option<String>,
     sub: Sub,
+    /// When Twitch last revoked the authorization of this channel's subscription.
+    revoked_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -105,6 +114,8 @@ enum InFlight {
 enum Timer {
     /// Nothing received for too long (or no welcome yet).
     Silence = 0,
+    /// Subscribe again to a channel whose subscription was revoked.
+    Resubscribe = 1,
 }
 
 /// One user's chat over EventSub.
@@ -124,7 +135,7 @@ pub struct Session {
     leaving: Vec<(String, Option<String>)>,
     in_flight: Option<InFlight>,
     seen: VecDeque<String>,
-    timers: Timers<1>,
+    timers: Timers<2>,
     transmits: VecDeque<Transmit>,
     orders: VecDeque<Order>,
     events: VecDeque<Event>,
@@ -388,7 +399,7 @@ impl Session {
                 self.notification(metadata, &payload["event"]);
             }
             "session_reconnect" => self.reconnect(&payload["session"]),
-            "revocation" => self.revocation(&payload["subscription"]),
+            "revocation" => self.revocation(now, &payload["subscription"]),
             other => self.events.push_back(Event::Dropped(format!(
                 "EventSub message of type {}",
                 log::quoted(other)
@@ -493,7 +504,7 @@ impl Session {
         }
     }
 
-    fn revocation(&mut self, subscription: &Value) {
+    fn revocation(&mut self, now: Instant, subscription: &Value) {
         let status = subscription["status"].as_str().unwrap_or("");
         let broadcaster = subscription["condition"]["broadcaster_user_id"]
             .as_str()
@@ -514,10 +525,33 @@ impl Session {
             text: "Twitch revoked the chat subscription".into(),
         });
         match status {
-            // the token lost its authorisation: renewing it (or the device flow) is the fix
-            "authorization_revoked" => self.close(CloseReason::AuthFailed(
-                "Twitch revoked the authorization of the chat subscription".into(),
-            )),
+            // One channel's subscription lost its authorisation: the other channels go on.
+            // The token is checked (renewed if invalid); the channel is subscribed again once,
+            // and dropped if Twitch revokes it again.
+            "authorization_revoked" => {
+                let Some(c) = self.channels.get_mut(&login) else {
+                    return;
+                };
+                let again = c
+                    .revoked_at
+                    .is_some_and(|at| now.saturating_duration_since(at) < REVOKED_AGAIN_WITHIN);
+                c.revoked_at = Some(now);
+                if again {
+                    c.sub = Sub::Dead;
+                    self.events.push_back(Event::Unreadable {
+                        channel: login,
+                        why: "Twitch revoked the authorization of this channel's chat subscription twice within an hour; no longer reading it (edit the config or restart the bot to try again)".into(),
+                    });
+                    self.pump();
+                } else {
+                    c.sub = Sub::Held(now + RESUBSCRIBE_AFTER);
+                    self.arm_resubscribe();
+                    self.events.push_back(Event::SubscriptionRevoked {
+                        channel: login,
+                        again_in: RESUBSCRIBE_AFTER,
+                    });
+                }
+            }
             // the channel's account is gone, or the subscription type was retired
             "user_removed" | "version_removed" => {
                 if let Some(c) = self.channels.get_mut(&login) {
@@ -556,8 +590,14 @@ impl Session {
         } else {
             Sub::Wanted
         };
-        self.channels
-            .insert(channel.to_owned(), Channel { id: None, sub });
+        self.channels.insert(
+            channel.to_owned(),
+            Channel {
+                id: None,
+                sub,
+                revoked_at: None,
+            },
+        );
         self.pump();
     }
 
@@ -720,9 +760,34 @@ impl Session {
         self.close(reason);
     }
 
+    /// Arms the resubscribe timer for the earliest held channel.
+    fn arm_resubscribe(&mut self) {
+        let at = self
+            .channels
+            .values()
+            .filter_map(|c| match c.sub {
+                Sub::Held(at) => Some(at),
+                _ => None,
+            })
+            .min();
+        self.timers.set(Timer::Resubscribe as usize, at);
+    }
+
     /// Handles every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.closed || !self.timers.is_due(Timer::Silence as usize, now) {
+        if self.closed {
+            return;
+        }
+        if self.timers.is_due(Timer::Resubscribe as usize, now) {
+            for c in self.channels.values_mut() {
+                if matches!(c.sub, Sub::Held(at) if at <= now) {
+                    c.sub = Sub::Wanted;
+                }
+            }
+            self.arm_resubscribe();
+            self.pump();
+        }
+        if !self.timers.is_due(Timer::Silence as usize, now) {
             return;
         }
         if self.session_id.is_none() {
@@ -1090,15 +1155,50 @@ mod tests {
         );
         assert!(s.poll_transmit().is_some_and(|t| t.then_close));
 
-        let mut s = subscribed(t, &["lumenwave"]);
+        // authorization_revoked: the session and the other channel stay; the token is to be
+        // checked; the channel is subscribed again once after a delay, and dropped if Twitch
+        // revokes it again
+        let mut s = subscribed(t, &["lumenwave", "other"]);
         s.handle_input(t, 0, &revoke("authorization_revoked"));
         let evs = events(&mut s);
+        assert!(
+            matches!(&evs[..], [Event::Notice { .. }, Event::SubscriptionRevoked { channel, again_in }] if channel == "lumenwave" && *again_in == RESUBSCRIBE_AFTER),
+            "{evs:?}"
+        );
+        assert!(orders(&mut s).is_empty() && transmits(&mut s).is_empty());
+        assert_eq!(s.poll_timeout(), Some(t + RESUBSCRIBE_AFTER));
+        s.handle_timeout(t + RESUBSCRIBE_AFTER);
         assert!(matches!(
-            &evs[..],
-            [
-                Event::Notice { .. },
-                Event::Closed(CloseReason::AuthFailed(_))
-            ]
+            &orders(&mut s)[..],
+            [Order::Api(ApiRequest::Subscribe { broadcaster_id, .. })] if broadcaster_id == "550"
+        ));
+        s.handle_api(t, ApiAnswer::Subscribed(Ok("sub9".into())));
+        assert_eq!(events(&mut s), [Event::Joined("lumenwave".into())]);
+        let later = t + RESUBSCRIBE_AFTER + Duration::from_secs(60);
+        s.handle_input(later, 0, &revoke("authorization_revoked"));
+        let evs = events(&mut s);
+        assert!(
+            matches!(&evs[..], [Event::Notice { .. }, Event::Unreadable { channel, why }] if channel == "lumenwave" && why.contains("twice")),
+            "{evs:?}"
+        );
+        assert!(orders(&mut s).is_empty() && transmits(&mut s).is_empty());
+        s.handle_timeout(later + RESUBSCRIBE_AFTER);
+        assert!(orders(&mut s).is_empty(), "a dropped channel stays dropped");
+        // a revocation long after the first one is a first one again
+        let mut s = subscribed(t, &["lumenwave"]);
+        s.handle_input(t, 0, &revoke("authorization_revoked"));
+        s.handle_timeout(t + RESUBSCRIBE_AFTER);
+        s.handle_api(t, ApiAnswer::Subscribed(Ok("sub9".into())));
+        events(&mut s);
+        orders(&mut s);
+        s.handle_input(
+            t + REVOKED_AGAIN_WITHIN * 2,
+            0,
+            &revoke("authorization_revoked"),
+        );
+        assert!(matches!(
+            &events(&mut s)[..],
+            [Event::Notice { .. }, Event::SubscriptionRevoked { .. }]
         ));
 
         let mut s = subscribed(t, &["lumenwave"]);

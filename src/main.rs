@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use argh::FromArgs;
 use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
 
-use twitch_colorchanger::app::{self, Endpoints, Reload};
-use twitch_colorchanger::{config, log, status, tokens};
+use twitch_colorchanger::app::{self, Endpoints, Request};
+use twitch_colorchanger::{config, log, status, user};
 
 /// Changes your Twitch chat name color after every message you send.
 #[derive(FromArgs)]
@@ -202,8 +202,11 @@ async fn interrupted(signals: &mut Signals) {
     while let Some(Ok(Signal::Hup)) = signals.next().await {}
 }
 
-/// The longest a stop waits for a token refresh in flight to be answered and saved.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How the bot's run ended: a signal, or the bot by itself.
+enum Stopped {
+    Signal(Option<Signal>),
+    Bot(Result<(), app::StartError>),
+}
 
 fn run_bot(
     mut signals: Signals,
@@ -211,9 +214,9 @@ fn run_bot(
     endpoints: Endpoints,
     env: app::EnvUsers,
 ) -> ExitCode {
-    let (reload_tx, reload_rx) = async_channel::unbounded();
+    let (requests, requests_rx) = async_channel::unbounded();
     let stopped = smol::block_on(async {
-        let mut bot = std::pin::pin!(app::run(path, endpoints, env, reload_rx));
+        let mut bot = std::pin::pin!(app::run(path, endpoints, env, requests_rx));
         let stop = smol::future::or(
             async {
                 loop {
@@ -226,42 +229,36 @@ fn run_bot(
                                 None,
                                 "SIGHUP: reloading the config and reopening the log file"
                             );
-                            let _ = reload_tx.try_send(Reload::Now);
+                            let _ = requests.try_send(Request::Reload);
                         }
-                        Some(Ok(sig)) => return Ok(Some(sig)),
-                        _ => return Ok(None),
+                        Some(Ok(sig)) => return Stopped::Signal(Some(sig)),
+                        _ => return Stopped::Signal(None),
                     }
                 }
             },
-            async { bot.as_mut().await.map(|()| None) },
+            async { Stopped::Bot(bot.as_mut().await) },
         )
         .await;
-        if let Ok(sig) = &stop {
-            // Twitch may have rotated the pair already: let the answer arrive and be saved.
-            if tokens::refreshes_in_flight() > 0 {
-                let name = signal_name(*sig);
-                twitch_colorchanger::log!(
-                    Info,
-                    None,
-                    None,
-                    "{name} received: waiting (at most {}s) for a token refresh to be saved",
-                    STOP_GRACE.as_secs()
-                );
-                let deadline = Instant::now() + STOP_GRACE;
-                smol::future::or(
-                    async {
-                        let _ = bot.as_mut().await;
-                    },
-                    async {
-                        while tokens::refreshes_in_flight() > 0 && Instant::now() < deadline {
-                            smol::Timer::after(Duration::from_millis(10)).await;
-                        }
-                    },
-                )
-                .await;
-            }
+        if let Stopped::Signal(sig) = stop {
+            // Twitch may have rotated a pair already: the users stop once it is saved. The
+            // supervisor bounds that wait; this bound only guards against a stuck executor.
+            let _ = requests.try_send(Request::Stop);
+            smol::future::or(
+                async {
+                    let _ = bot.as_mut().await;
+                },
+                async {
+                    smol::Timer::after(user::STOP_GRACE + Duration::from_secs(1)).await;
+                },
+            )
+            .await;
+            return Ok(sig);
         }
-        stop
+        match stop {
+            Stopped::Bot(Err(e)) => Err(e),
+            // the bot returns by itself only when it was asked to stop, or with an error
+            Stopped::Bot(Ok(())) | Stopped::Signal(_) => Ok(None),
+        }
     });
     match stopped {
         Ok(sig) => {

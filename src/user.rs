@@ -10,26 +10,24 @@ use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nanorand::{Rng, WyRand};
 use smol::future;
 use smol::io::{AsyncRead, AsyncWriteExt};
 
 use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
-use crate::clock::{timeout_at, Clock};
+use crate::clock::{timeout_at, Clock, Sleep};
 use crate::config::{self, ConfigError, UserConfig};
-use crate::device::Prompter;
+use crate::device::{self, DeviceError, Prompter};
 use crate::eventsub;
 use crate::helix::{ApiError, Credentials, Helix};
 use crate::log;
-use crate::oauth::OAuth;
+use crate::oauth::{Client, OAuth, OAuthError, TokenSet, Validation};
 use crate::secret::Secret;
-use crate::tokens::{TokenError, TokenKeeper};
+use crate::tokens::{Purpose, TokenAction, TokenCore, TokenEvent, TokenStatus};
 use crate::transport::{BoxStream, Endpoint, Transport};
-use crate::usercore::{
-    Action, Counters, Failure, Field, Identity, Purpose, PutResult, RenewError, Status, UserCore,
-};
+use crate::usercore::{Action, Counters, Failure, Field, Identity, PutResult, Status, UserCore};
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a session that ended may take to send its last frames (a WebSocket Close).
@@ -66,35 +64,51 @@ pub struct Shared {
 pub enum Control {
     /// The person edited this user's settings (same credentials).
     Update(UserConfig),
+    /// The process is stopping: end once no rotated token pair is left unsaved (bounded by
+    /// [`STOP_GRACE`]).
+    Stop,
+}
+
+/// The longest a stop waits for a token refresh in flight to be answered and saved.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// What a user's driver publishes for the supervisor: the user and its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The user's state and counters.
+    pub user: Status,
+    /// The tokens' state.
+    pub tokens: TokenStatus,
 }
 
 /// Where a user's driver publishes its status for the supervisor.
 #[derive(Clone)]
 pub struct Reporter {
-    /// The latest status; `None` until the core exists.
-    pub slot: Arc<Mutex<Option<Status>>>,
+    /// The latest report; `None` until the driver runs.
+    pub slot: Arc<Mutex<Option<Report>>>,
     /// Nudged on every change, so that the status file is rewritten.
     pub changed: async_channel::Sender<()>,
 }
 
 impl Reporter {
-    fn publish(&self, status: Status) {
+    fn publish(&self, report: Report) {
         let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref() != Some(&status) {
-            *slot = Some(status);
+        if slot.as_ref() != Some(&report) {
+            *slot = Some(report);
             let _ = self.changed.try_send(());
         }
     }
 }
 
 /// Runs one user until it is stopped (the supervisor drops the task or the control
-/// channel). Every failure is logged and retried with backoff, so one user's trouble never
-/// stops another; returns an error only if the user could not be authorised within the
-/// allowed attempts.
+/// channel, or sends [`Control::Stop`]). Every failure is logged and retried with backoff,
+/// so one user's trouble never stops another; returns an error only if the user could not
+/// be authorised within the allowed attempts. `spares` are refresh tokens an interrupted
+/// save left behind (see [`TokenCore::new`]).
 pub async fn run(
     shared: Arc<Shared>,
     user: UserConfig,
-    keeper: Arc<TokenKeeper>,
+    spares: Vec<Secret>,
     control: async_channel::Receiver<Control>,
     report: Reporter,
     counters: Counters,
@@ -102,49 +116,40 @@ pub async fn run(
     let seed = WyRand::new().generate::<u64>();
     let mut user = user;
     user.chat_transport.get_or_insert(shared.default_transport);
+    let tokens = TokenCore::new(&user, &shared.config_path, spares, shared.auth_attempts);
     let core = UserCore::new(shared.clock.now(), &user, counters, seed);
-    report.publish(core.status());
-    let attempts = shared.auth_attempts;
-    if let Err(e) = keeper.ready(attempts).await {
-        log!(
-            Error,
-            Some(&user.username),
-            None,
-            "{e}; giving up on this user (the others keep running)"
-        );
-        return Err(e);
-    }
     let driver = Driver {
         shared,
-        username: user.username,
-        client_id: user.client_id,
-        keeper: keeper.clone(),
+        username: user.username.clone(),
+        app: App {
+            id: user.client_id,
+            secret: user.client_secret,
+        },
+        tokens,
+        started: false,
         core,
         chat: None,
         ended: Vec::new(),
         ops: Ops::default(),
         persists: VecDeque::new(),
         report,
+        timer: None,
+        stop_by: None,
     };
-    future::or(
-        async {
-            keeper.maintain(attempts).await;
-            Ok(())
-        },
-        driver.drive(control),
-    )
-    .await
+    let result = driver.drive(control).await;
+    if let Err(why) = &result {
+        log!(
+            Error,
+            Some(&user.username),
+            None,
+            "{why}; giving up on this user (the others keep running)"
+        );
+    }
+    result
 }
 
 /// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.
 pub async fn run_alone(shared: Arc<Shared>, user: UserConfig) -> Result<(), String> {
-    let keeper = Arc::new(TokenKeeper::new(
-        &user,
-        shared.config_path.clone(),
-        shared.oauth.clone(),
-        shared.clock.clone(),
-        shared.prompter.clone(),
-    ));
     let (_control, control_rx) = async_channel::unbounded();
     let report = Reporter {
         slot: Arc::new(Mutex::new(None)),
@@ -153,7 +158,7 @@ pub async fn run_alone(shared: Arc<Shared>, user: UserConfig) -> Result<(), Stri
     run(
         shared,
         user,
-        keeper,
+        Vec::new(),
         control_rx,
         report,
         Counters::default(),
@@ -161,7 +166,131 @@ pub async fn run_alone(shared: Arc<Shared>, user: UserConfig) -> Result<(), Stri
     .await
 }
 
+/// Makes sure `user` has a valid token (validating, refreshing, or running the device flow,
+/// at most `attempts` codes), as `setup` does, without starting chat. Returns the token
+/// status at the end.
+pub async fn authorise(
+    shared: Arc<Shared>,
+    user: &UserConfig,
+    spares: Vec<Secret>,
+    attempts: u32,
+) -> Result<TokenStatus, String> {
+    let mut tokens = TokenCore::new(user, &shared.config_path, spares, Some(attempts));
+    let app = App {
+        id: user.client_id.clone(),
+        secret: user.client_secret.clone(),
+    };
+    let clock = &*shared.clock;
+    let mut op: Op<TokenAnswer> = None;
+    loop {
+        while let Some(event) = tokens.poll_event() {
+            match event {
+                TokenEvent::Ready => return Ok(tokens.status()),
+                TokenEvent::GaveUp(why) => return Err(why),
+                _ => {}
+            }
+        }
+        if op.is_none() {
+            if let Some(action) = tokens.poll_action() {
+                op = Some(token_op(&shared, &app, &user.username, action));
+            }
+        }
+        let answer = match (op.as_mut(), tokens.poll_timeout()) {
+            (Some(fut), _) => Some(fut.await),
+            (None, Some(at)) => {
+                clock.sleep_until(at).await;
+                None
+            }
+            (None, None) => return Err("the token check stalled".into()),
+        };
+        let now = clock.now();
+        match answer {
+            Some(answer) => {
+                op = None;
+                feed_tokens(&mut tokens, now, clock.wall(), answer);
+            }
+            None => tokens.handle_timeout(now),
+        }
+    }
+}
+
 type Op<T> = Option<Pin<Box<dyn Future<Output = T>>>>;
+
+/// The app a user's tokens belong to.
+#[derive(Clone)]
+struct App {
+    id: String,
+    secret: Secret,
+}
+
+impl App {
+    fn client(&self) -> Client<'_> {
+        Client {
+            id: &self.id,
+            secret: &self.secret,
+        }
+    }
+}
+
+/// How a [`TokenAction`] ended.
+enum TokenAnswer {
+    Validated(Result<Validation, OAuthError>),
+    Refreshed(Result<TokenSet, OAuthError>),
+    Saved(Result<(), String>),
+    Device(Result<TokenSet, DeviceError>),
+}
+
+/// Performs a token action: an OAuth call, a config write (off the executor thread: the
+/// write waits for the disk), or one device-code authorisation.
+fn token_op(
+    shared: &Arc<Shared>,
+    app: &App,
+    username: &str,
+    action: TokenAction,
+) -> Pin<Box<dyn Future<Output = TokenAnswer>>> {
+    let shared = shared.clone();
+    let (app, username) = (app.clone(), username.to_owned());
+    match action {
+        TokenAction::Validate(token) => {
+            Box::pin(async move { TokenAnswer::Validated(shared.oauth.validate(&token).await) })
+        }
+        TokenAction::Refresh(refresh) => Box::pin(async move {
+            TokenAnswer::Refreshed(shared.oauth.refresh(app.client(), &refresh).await)
+        }),
+        TokenAction::Save(pair) => {
+            let path = shared.config_path.clone();
+            Box::pin(async move {
+                let saved = smol::unblock(move || {
+                    config::save_tokens(
+                        &path,
+                        &username,
+                        &pair.access,
+                        &pair.refresh,
+                        pair.expires_at,
+                    )
+                })
+                .await;
+                TokenAnswer::Saved(saved.map_err(|e| e.to_string()))
+            })
+        }
+        TokenAction::Authorize => Box::pin(async move {
+            let clock = &*shared.clock;
+            let prompter = &*shared.prompter;
+            TokenAnswer::Device(
+                device::run(&shared.oauth, clock, app.client(), &username, prompter).await,
+            )
+        }),
+    }
+}
+
+fn feed_tokens(tokens: &mut TokenCore, now: Instant, wall: SystemTime, answer: TokenAnswer) {
+    match answer {
+        TokenAnswer::Validated(r) => tokens.handle_validated(now, wall, r),
+        TokenAnswer::Refreshed(r) => tokens.handle_refreshed(now, wall, r),
+        TokenAnswer::Saved(r) => tokens.handle_saved(now, r),
+        TokenAnswer::Device(r) => tokens.handle_device(now, r),
+    }
+}
 
 /// The operations in flight, at most one of each kind, with the token each one used.
 #[derive(Default)]
@@ -172,7 +301,8 @@ struct Ops {
     put_token: Secret,
     connect: Op<io::Result<BoxStream>>,
     chat_token: Secret,
-    refresh: Op<(Purpose, Result<(), RenewError>)>,
+    /// What the token core asked for.
+    token: Op<TokenAnswer>,
     persist: Op<(Field, Result<(), ConfigError>)>,
     /// A further connection the chat session asked for.
     dial: Op<(Link, io::Result<BoxStream>)>,
@@ -191,20 +321,21 @@ enum Wake {
     Lookup(Result<Identity, Failure>),
     Put(PutResult),
     Connected(io::Result<BoxStream>),
-    Refreshed(Purpose, Result<(), RenewError>),
+    Token(TokenAnswer),
     Persisted(Field, Result<(), ConfigError>),
     Dialed(Link, io::Result<BoxStream>),
     Api(ApiAnswer),
     Read(Link, io::Result<usize>),
-    Renewed,
     Timer,
 }
 
 struct Driver {
     shared: Arc<Shared>,
     username: String,
-    client_id: String,
-    keeper: Arc<TokenKeeper>,
+    app: App,
+    tokens: TokenCore,
+    /// The token core has had a valid token: the user core's actions run from then on.
+    started: bool,
     core: UserCore,
     chat: Option<Conn>,
     /// Sessions that just ended, until their last frames are sent.
@@ -212,6 +343,10 @@ struct Driver {
     ops: Ops,
     persists: VecDeque<Field>,
     report: Reporter,
+    /// The one timer, armed for the earliest deadline of the cores, and that deadline.
+    timer: Option<(Instant, Sleep)>,
+    /// Stopping: end by then at the latest.
+    stop_by: Option<Instant>,
 }
 
 /// Polls an operation in flight; `None` while it runs or when there is none. A finished
@@ -232,6 +367,34 @@ impl Driver {
         self.shared.clock.now()
     }
 
+    /// The earliest deadline of the cores and of a stop.
+    fn deadline(&self) -> Option<Instant> {
+        [
+            self.tokens.poll_timeout(),
+            self.started.then(|| self.core.poll_timeout()).flatten(),
+            self.chat.as_ref().and_then(|c| c.session.poll_timeout()),
+            self.stop_by,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Re-arms the timer only when the deadline changed.
+    fn arm_timer(&mut self) {
+        let deadline = self.deadline();
+        if self.timer.as_ref().map(|(at, _)| *at) != deadline {
+            self.timer = deadline.map(|at| (at, self.shared.clock.sleep_until(at)));
+        }
+    }
+
+    fn publish(&self) {
+        self.report.publish(Report {
+            user: self.core.status(),
+            tokens: self.tokens.status(),
+        });
+    }
+
     async fn drive(mut self, control: async_channel::Receiver<Control>) -> Result<(), String> {
         let mut buf = vec![0u8; 16 * 1024];
         // the second connection's buffer, only while there is one
@@ -239,25 +402,21 @@ impl Driver {
         // Chat input the core never saw (other people's messages, PINGs) changes no status:
         // only then is the status snapshot (a few allocations) skipped.
         let mut chat_input_only = false;
-        let renewals = self.keeper.renewals();
         loop {
-            let core_busy = self.settle();
+            let core_busy = self.settle()?;
+            if self.stop_by.is_some() && !self.tokens.renewal_in_flight() {
+                return Ok(());
+            }
             self.say_goodbye().await;
             if self.transmit().await {
                 continue; // a connection was lost or closed: the session has news
             }
             self.start_persist();
             if core_busy || !chat_input_only {
-                self.report.publish(self.core.status());
+                self.publish();
             }
+            self.arm_timer();
 
-            let deadline = [
-                self.core.poll_timeout(),
-                self.chat.as_ref().and_then(|c| c.session.poll_timeout()),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
             let two = self.chat.as_ref().is_some_and(|c| c.links.len() > 1);
             if two && buf2.is_empty() {
                 buf2 = vec![0u8; 16 * 1024];
@@ -266,16 +425,22 @@ impl Driver {
             }
             let ops = &mut self.ops;
             let chat = &mut self.chat;
-            let mut sleep = deadline.map(|at| self.shared.clock.sleep_until(at));
+            let timer = &mut self.timer;
             let mut recv = pin!(control.recv());
-            let mut renewed = pin!(renewals.recv());
-            // one hand-written select over every source: nested `future::or`s cost ~40 KB
+            // one hand-written select over every source: nested `future::or`s cost ~40 KB.
+            // The timer comes first, so a busy socket can never starve it.
             let wake = future::poll_fn(|cx| {
+                if let Some((_, sleep)) = timer {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        *timer = None;
+                        return Poll::Ready(Wake::Timer);
+                    }
+                }
                 if let Poll::Ready(c) = recv.as_mut().poll(cx) {
                     return Poll::Ready(Wake::Control(c.ok()));
                 }
-                if renewed.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Renewed);
+                if let Some(r) = poll_op(&mut ops.token, cx) {
+                    return Poll::Ready(Wake::Token(r));
                 }
                 if let Some(r) = poll_op(&mut ops.lookup, cx) {
                     return Poll::Ready(Wake::Lookup(r));
@@ -285,9 +450,6 @@ impl Driver {
                 }
                 if let Some(r) = poll_op(&mut ops.connect, cx) {
                     return Poll::Ready(Wake::Connected(r));
-                }
-                if let Some((p, r)) = poll_op(&mut ops.refresh, cx) {
-                    return Poll::Ready(Wake::Refreshed(p, r));
                 }
                 if let Some((f, r)) = poll_op(&mut ops.persist, cx) {
                     return Poll::Ready(Wake::Persisted(f, r));
@@ -306,11 +468,6 @@ impl Driver {
                         }
                     }
                 }
-                if let Some(sleep) = &mut sleep {
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Timer);
-                    }
-                }
                 Poll::Pending
             })
             .await;
@@ -324,6 +481,18 @@ impl Driver {
                         .get_or_insert(self.shared.default_transport);
                     self.core.handle_config(&user);
                 }
+                Wake::Control(Some(Control::Stop)) => {
+                    if self.tokens.renewal_in_flight() {
+                        log!(
+                            Info,
+                            self.who(),
+                            None,
+                            "stopping: waiting (at most {}s) for a token refresh to be saved",
+                            STOP_GRACE.as_secs()
+                        );
+                    }
+                    self.stop_by = Some(now + STOP_GRACE);
+                }
                 Wake::Lookup(result) => {
                     self.ops.lookup = None;
                     self.core.handle_lookup(now, result);
@@ -336,9 +505,10 @@ impl Driver {
                     self.ops.connect = None;
                     self.connected(now, result);
                 }
-                Wake::Refreshed(purpose, result) => {
-                    self.ops.refresh = None;
-                    self.core.handle_refreshed(now, purpose, result);
+                Wake::Token(answer) => {
+                    self.ops.token = None;
+                    let wall = self.shared.clock.wall();
+                    feed_tokens(&mut self.tokens, now, wall, answer);
                 }
                 Wake::Persisted(field, result) => {
                     self.ops.persist = None;
@@ -375,9 +545,14 @@ impl Driver {
                         conn.session.handle_input(now, link, &bytes[..n]);
                     }
                 }
-                Wake::Renewed => self.core.handle_token_renewed(now),
                 Wake::Timer => {
-                    self.core.handle_timeout(now);
+                    if self.stop_by.is_some_and(|by| by <= now) {
+                        return Ok(());
+                    }
+                    self.tokens.handle_timeout(now);
+                    if self.started {
+                        self.core.handle_timeout(now);
+                    }
                     if let Some(conn) = &mut self.chat {
                         conn.session.handle_timeout(now);
                     }
@@ -401,13 +576,36 @@ impl Driver {
         self.ops.chat_api = None;
     }
 
-    /// Performs the core's actions and hands it the chat session's events, until neither
-    /// has anything more. Returns whether there was anything.
-    fn settle(&mut self) -> bool {
+    /// Performs the cores' actions and hands each the other's events and the chat
+    /// session's, until none has anything more. Returns whether there was anything, or why
+    /// the user gives up.
+    fn settle(&mut self) -> Result<bool, String> {
         let mut any = false;
         loop {
             let mut busy = false;
-            while let Some(action) = self.core.poll_action() {
+            let now = self.shared.clock.now();
+            if self.ops.token.is_none() {
+                if let Some(action) = self.tokens.poll_action() {
+                    busy = true;
+                    self.ops.token =
+                        Some(token_op(&self.shared, &self.app, &self.username, action));
+                }
+            }
+            while let Some(event) = self.tokens.poll_event() {
+                busy = true;
+                match event {
+                    TokenEvent::Ready => self.started = true,
+                    TokenEvent::Renewed => self.core.handle_token_renewed(now),
+                    TokenEvent::Answer(purpose, result) => {
+                        self.core.handle_refreshed(now, purpose, result)
+                    }
+                    TokenEvent::GaveUp(why) => {
+                        self.publish();
+                        return Err(why);
+                    }
+                }
+            }
+            while let Some(action) = self.started.then(|| self.core.poll_action()).flatten() {
                 busy = true;
                 self.perform(action);
             }
@@ -416,7 +614,7 @@ impl Driver {
                 while let Some(event) = conn.session.poll_event() {
                     busy = true;
                     let closed = matches!(event, chat::Event::Closed(_));
-                    self.core.handle_chat(self.shared.clock.now(), event);
+                    self.core.handle_chat(now, event);
                     if closed {
                         self.end_chat();
                         break;
@@ -431,7 +629,7 @@ impl Driver {
                 self.order(order);
             }
             if !busy {
-                return any;
+                return Ok(any);
             }
             any = true;
         }
@@ -508,8 +706,8 @@ impl Driver {
                 ));
             }
             Order::Api(request) => {
-                let token = self.keeper.access();
-                let client_id = self.client_id.clone();
+                let token = self.tokens.access().clone();
+                let client_id = self.app.id.clone();
                 self.ops.chat_api = Some(Box::pin(async move {
                     chat_api(&shared, &client_id, &token, request).await
                 }));
@@ -521,9 +719,9 @@ impl Driver {
         let shared = self.shared.clone();
         match action {
             Action::LookUpUser => {
-                let token = self.keeper.access();
+                let token = self.tokens.access().clone();
                 self.ops.lookup_token = token.clone();
-                let client_id = self.client_id.clone();
+                let client_id = self.app.id.clone();
                 self.ops.lookup = Some(Box::pin(async move {
                     look_up(&shared, &client_id, &token).await
                 }));
@@ -534,7 +732,7 @@ impl Driver {
                     conn.session.leave();
                 }
                 self.end_chat();
-                self.ops.chat_token = self.keeper.access();
+                self.ops.chat_token = self.tokens.access().clone();
                 let transport = self.core.transport();
                 let endpoint = self.endpoint(transport).clone();
                 log!(
@@ -557,10 +755,10 @@ impl Driver {
                 }
             }
             Action::SetColor(color) => {
-                let token = self.keeper.access();
+                let token = self.tokens.access().clone();
                 self.ops.put_token = token.clone();
                 let user_id = self.core.user_id().unwrap_or_default().to_owned();
-                let client_id = self.client_id.clone();
+                let client_id = self.app.id.clone();
                 self.ops.put = Some(Box::pin(async move {
                     put_color(&shared, &client_id, &token, &user_id, &color).await
                 }));
@@ -570,22 +768,15 @@ impl Driver {
                     Purpose::Lookup => self.ops.lookup_token.clone(),
                     Purpose::Chat => self.ops.chat_token.clone(),
                     Purpose::Color => self.ops.put_token.clone(),
+                    Purpose::Subscription => self.tokens.access().clone(),
                 };
-                let keeper = self.keeper.clone();
-                let scope = self.core.transport().scope();
-                self.ops.refresh = Some(Box::pin(async move {
-                    // chat does not say why it refused a login: ask Twitch about the token first
-                    let result = match purpose {
-                        Purpose::Chat => keeper.renew_refused(&stale, scope).await,
-                        Purpose::Lookup | Purpose::Color => keeper.refresh(&stale).await,
-                    };
-                    let result = result.map(|_| ()).map_err(|e| match e {
-                        TokenError::NeedsAuthorization(why) => RenewError::Refused(why),
-                        TokenError::StillValid(why) => RenewError::StillValid(why),
-                        e => RenewError::Unavailable(e.to_string()),
-                    });
-                    (purpose, result)
-                }));
+                // chat does not say why it refused: ask Twitch about the token first
+                let check = match purpose {
+                    Purpose::Chat | Purpose::Subscription => Some(self.core.transport().scope()),
+                    Purpose::Lookup | Purpose::Color => None,
+                };
+                let now = shared.clock.now();
+                self.tokens.handle_refused(now, purpose, &stale, check);
             }
             Action::Persist(field) => self.persists.push_back(field),
         }

@@ -18,6 +18,7 @@ use crate::config::UserConfig;
 use crate::log;
 use crate::mode;
 use crate::timer::Timers;
+use crate::tokens::{Purpose, RenewError};
 
 /// A chat connection that stayed logged in this long resets the reconnect backoff.
 pub const HEALTHY: Duration = Duration::from_secs(30);
@@ -26,28 +27,6 @@ pub const MAX_RATE_WAIT: Duration = Duration::from_secs(60);
 
 /// After a renewed token was refused all the same, a 401 does not renew it again for this long.
 pub const NO_RENEWAL_AFTER_USELESS: Duration = Duration::from_secs(600);
-
-/// Why a token could not be renewed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RenewError {
-    /// Twitch refused the refresh token: the person must authorise again.
-    Refused(String),
-    /// Twitch could not be asked (network, 5xx); the token keeper retries with backoff.
-    Unavailable(String),
-    /// Twitch says the token is valid: whatever refused it had another reason.
-    StillValid(String),
-}
-
-impl std::fmt::Display for RenewError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RenewError::Refused(why) => write!(f, "it could not be renewed ({why})"),
-            RenewError::Unavailable(why) => write!(f, "it cannot be renewed right now ({why})"),
-            RenewError::StillValid(why) => f.write_str(why),
-        }
-    }
-}
 
 /// What the driver should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,17 +47,6 @@ pub enum Action {
     RefreshToken(Purpose),
     /// Write this field to the user's entry in the config file.
     Persist(Field),
-}
-
-/// What a token refresh is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// The user lookup got 401.
-    Lookup,
-    /// Chat refused the login.
-    Chat,
-    /// The color change got 401.
-    Color,
 }
 
 /// A config field the bot changes itself.
@@ -439,13 +407,31 @@ impl UserCore {
                 self.finish(
                     now,
                     Outcome::Failed(format!(
-                        "the token was refused and cannot be renewed right now ({why})"
+                        "Twitch no longer takes the access token, and renewing it failed for now ({why})"
                     )),
                 );
             }
             (Purpose::Color, Err(e)) => {
                 self.putting = None;
                 self.finish(now, Outcome::Unauthorized(e.to_string()));
+            }
+            // the chat session subscribes again on its own; this only says how the check went
+            (Purpose::Subscription, Ok(())) => log!(
+                Info,
+                self.who(),
+                None,
+                "token renewed after Twitch revoked a chat subscription"
+            ),
+            (Purpose::Subscription, Err(RenewError::StillValid(_))) => log!(
+                Info,
+                self.who(),
+                None,
+                "Twitch says the token is valid: subscribing to the channel again once"
+            ),
+            (Purpose::Subscription, Err(e)) => {
+                let why = format!("after a revoked chat subscription, the token check failed: {e}");
+                log!(Warn, self.who(), None, "{why}");
+                self.error(why);
             }
         }
     }
@@ -494,6 +480,23 @@ impl UserCore {
                 log::quoted(&text),
                 log::quoted(msg_id.as_deref().unwrap_or("no msg-id"))
             ),
+            chat::Event::SubscriptionRevoked { channel, again_in } => {
+                log!(
+                    Warn,
+                    self.who(),
+                    Some(&channel),
+                    "Twitch revoked the authorization of this channel's chat subscription; checking the token, and subscribing again in {}s (the other channels go on)",
+                    again_in.as_secs()
+                );
+                self.joined.remove(&channel);
+                self.actions
+                    .push_back(Action::RefreshToken(Purpose::Subscription));
+            }
+            chat::Event::Unreadable { channel, why } => {
+                log!(Warn, self.who(), Some(&channel), "{why}");
+                self.joined.remove(&channel);
+                self.error(format!("#{channel}: {why}"));
+            }
             chat::Event::Dropped(why) => {
                 log!(Debug, self.who(), None, "ignored chat input: {why}")
             }
@@ -1109,7 +1112,7 @@ mod tests {
         let error = core.status().counters.last_error.unwrap();
         assert_eq!(
             error,
-            "the token was refused and cannot be renewed right now (HTTP 503: upstream down)"
+            "Twitch no longer takes the access token, and renewing it failed for now (HTTP 503: upstream down)"
         );
         // chat: an outage is not a refusal either, so the backoff is not pushed to its cap
         core.handle_chat(

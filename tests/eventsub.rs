@@ -234,7 +234,8 @@ fn revocations_drop_the_channel_or_renew_the_token_and_subscribe_again() {
     fake.privmsg("chan", "hueshift_bot", "1", "chan still works");
     assert!(wait_changes(&fake, 1));
 
-    // the user withdrew the app's authorisation: the token is refreshed and chat comes back
+    // the user withdrew the app's authorisation: the token is refreshed and the channel
+    // subscribed again, on the same session
     fake.expire_access_token("hueshift_bot");
     assert_eq!(fake.eventsub_revoke("chan", "authorization_revoked"), 1);
     assert!(bot.wait_log("authorization_revoked", 1), "{}", bot.output());
@@ -245,16 +246,82 @@ fn revocations_drop_the_channel_or_renew_the_token_and_subscribe_again() {
         "{}",
         bot.output()
     );
+    assert!(subscribed(&fake, "1", &["chan"]), "{}", bot.output());
+    assert_eq!(fake.state().eventsub.len(), 1, "no new session");
+    fake.privmsg("chan", "hueshift_bot", "1", "renewed");
+    assert!(wait_changes(&fake, 2), "{}", bot.output());
+}
+
+#[test]
+fn a_revoked_subscription_with_a_valid_token_costs_only_its_channel() {
+    let (fake, config) = eventsub_user("es-revoke-valid");
+    edit_in_place(&config, |doc| {
+        doc["users"][0]["channels"] = json!(["chan", "other"])
+    });
+    let bot = Bot::start(&fake, &config);
     assert!(
-        fake.wait(WAIT, |s| s.eventsub.len() >= 2
-            && s.live_subscriptions("1")
-                .iter()
-                .any(|(sid, _)| *sid != s.eventsub[0].session_id)),
+        subscribed(&fake, "1", &["chan", "other"]),
         "{}",
         bot.output()
     );
-    fake.privmsg("chan", "hueshift_bot", "1", "renewed");
+    // Twitch revokes one subscription, yet /validate calls the token valid
+    assert_eq!(fake.eventsub_revoke("chan", "authorization_revoked"), 1);
+    assert!(
+        bot.wait_log(
+            "Twitch says the token is valid: subscribing to the channel again once",
+            1
+        ),
+        "{}",
+        bot.output()
+    );
+    // the other channel goes on changing colors meanwhile, on the same session
+    fake.privmsg("other", "hueshift_bot", "1", "other still works");
+    assert!(wait_changes(&fake, 1), "{}", bot.output());
+    assert!(
+        !bot.output().contains("reconnecting to chat"),
+        "{}",
+        bot.output()
+    );
+    // subscribed again once, after a delay, on the same session
+    assert!(
+        subscribed(&fake, "1", &["chan", "other"]),
+        "{}",
+        bot.output()
+    );
+    let state = fake.state();
+    assert_eq!(state.eventsub.len(), 1, "no new session");
+    let refreshes = state
+        .oauth
+        .iter()
+        .filter(|c| c.grant_type.as_deref() == Some("refresh_token"))
+        .count();
+    assert_eq!(refreshes, 0, "a valid token is not rotated");
+    drop(state);
+    fake.privmsg("chan", "hueshift_bot", "1", "chan is back");
     assert!(wait_changes(&fake, 2), "{}", bot.output());
+
+    // revoked again: that channel is dropped, named in the status; the other one goes on
+    assert_eq!(fake.eventsub_revoke("chan", "authorization_revoked"), 1);
+    assert!(bot.wait_log("twice within an hour", 1), "{}", bot.output());
+    assert!(subscribed(&fake, "1", &["other"]), "{}", bot.output());
+    fake.privmsg("other", "hueshift_bot", "1", "other goes on");
+    assert!(wait_changes(&fake, 3), "{}", bot.output());
+    assert!(
+        eventually(|| {
+            let doc = status_json(&config);
+            let user = &doc["users"][0];
+            user["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("#chan") && e.contains("twice"))
+                && user["channels"] == json!(["other"])
+                && user["state"] == "connected"
+        }),
+        "{}",
+        serde_json::to_string_pretty(&status_json(&config)).unwrap()
+    );
+    assert_eq!(fake.state().eventsub.len(), 1, "still the same session");
+    let (status, _, output) = bot.terminate();
+    assert!(status.success(), "{output}");
 }
 
 #[test]

@@ -351,7 +351,7 @@ fn refresh_child(fake: &FakeTwitch, config: &Path) -> Command {
 #[ignore = "child process of refresh_survives_sigkill_at_any_moment"]
 fn refresh_loop_child() {
     use std::sync::Arc;
-    use twitch_colorchanger::{clock, config, device, http, oauth, tokens, transport};
+    use twitch_colorchanger::{clock, config, http, oauth, tokens, transport};
     let Ok(path) = std::env::var("TCC_CHILD_CONFIG") else {
         return;
     };
@@ -371,25 +371,47 @@ fn refresh_loop_child() {
         Duration::from_secs(10),
     ));
     let oauth = Arc::new(oauth::OAuth::new(client, auth, auth_path));
-    let keeper = tokens::TokenKeeper::new(
-        &cfg.users[0],
-        path,
-        oauth,
-        clock,
-        Arc::new(device::LogPrompter),
-    )
-    .with_spares(config::spare_refresh_tokens(
-        &leftovers,
-        &cfg.users[0].username,
-        &cfg.users[0].refresh_token,
-    ));
+    // the token rules themselves, driven here by hand: refresh, save, refresh, … for ever
+    use tokens::{Purpose, TokenAction, TokenCore, TokenEvent};
+    let user = &cfg.users[0];
+    let spares = config::spare_refresh_tokens(&leftovers, &user.username, &user.refresh_token);
+    let mut core = TokenCore::new(user, &path, spares, Some(1));
+    let app = (user.client_id.clone(), user.client_secret.clone());
+    let client = oauth::Client {
+        id: &app.0,
+        secret: &app.1,
+    };
     smol::block_on(async {
         loop {
-            let stale = keeper.access();
-            keeper
-                .refresh(&stale)
-                .await
-                .expect("the fake accepts every refresh");
+            let (now, wall) = (clock.now(), clock.wall());
+            while let Some(event) = core.poll_event() {
+                assert!(!matches!(event, TokenEvent::GaveUp(_)), "{event:?}");
+            }
+            match core.poll_action() {
+                Some(TokenAction::Validate(token)) => {
+                    let answer = oauth.validate(&token).await;
+                    core.handle_validated(now, wall, answer);
+                }
+                Some(TokenAction::Refresh(refresh)) => {
+                    let answer = oauth.refresh(client, &refresh).await;
+                    core.handle_refreshed(now, wall, answer);
+                }
+                Some(TokenAction::Save(pair)) => {
+                    let saved = config::save_tokens(
+                        &path,
+                        &user.username,
+                        &pair.access,
+                        &pair.refresh,
+                        pair.expires_at,
+                    );
+                    core.handle_saved(now, saved.map_err(|e| e.to_string()));
+                }
+                Some(other) => panic!("the fake accepts every refresh, yet: {other:?}"),
+                None => {
+                    let stale = core.access().clone();
+                    core.handle_refused(now, Purpose::Color, &stale, None);
+                }
+            }
         }
     });
 }
@@ -794,4 +816,106 @@ fn no_token_secret_or_device_code_appears_in_any_output_over_the_whole_lifecycle
             serde_json::from_str::<Value>(line).unwrap();
         }
     }
+}
+
+#[test]
+fn a_failed_save_of_a_refresh_after_a_401_is_retried_once_the_disk_is_back() {
+    // the config in a directory of its own, which is gone while the new pair is saved (an
+    // unmounted card, a read-only remount) and back a moment later
+    let dir = temp_dir("resave");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("hueshift_bot", "1", TOKEN_A, true);
+    fake.set_refresh_token("hueshift_bot", REFRESH);
+    let home = dir.join("conf");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = write_config(
+        &home,
+        vec![user_entry("hueshift_bot", TOKEN_A, &["chan"], true)],
+    );
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    let away = dir.join("conf-away");
+    std::fs::rename(&home, &away).unwrap();
+    fake.expire_access_token("hueshift_bot");
+    fake.privmsg("chan", "hueshift_bot", "1", "hi");
+    assert!(
+        bot.wait_log("could not save the new tokens", 1),
+        "{}",
+        bot.output()
+    );
+    assert!(
+        fake.wait(WAIT, |s| s.changes("1").len() == 1),
+        "{}",
+        bot.output()
+    );
+    std::fs::rename(&away, &home).unwrap();
+    // the retry comes 5 s after the failure, not at the next hourly validation
+    let (_, refresh) = fake.state().issued.last().cloned().unwrap();
+    assert!(
+        eventually(|| config_user(&config, 0)["refresh_token"] == refresh.as_str()),
+        "{}",
+        bot.output()
+    );
+    assert!(
+        bot.wait_log("the tokens are saved to", 1),
+        "{}",
+        bot.output()
+    );
+    let (status, _, output) = bot.terminate();
+    assert!(status.success(), "{output}");
+    assert_no_secrets(&output);
+}
+
+#[test]
+fn a_token_endpoint_outage_during_a_refresh_is_retried_and_the_next_change_works() {
+    let (fake, _, config) = hueshift("outage");
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    fake.update(|s| {
+        s.token_script.push_back((
+            503,
+            r#"{"error":"Service Unavailable","status":503,"message":"upstream down"}"#.into(),
+        ))
+    });
+    fake.expire_access_token("hueshift_bot");
+    fake.privmsg("chan", "hueshift_bot", "1", "one");
+    assert!(bot.wait_log("color not changed", 1), "{}", bot.output());
+    // the renewal is retried within seconds, with no new message to start it
+    let renewed = |s: &twitch_colorchanger::fake::State| {
+        s.oauth
+            .iter()
+            .filter(|c| c.grant_type.as_deref() == Some("refresh_token") && c.status == 200)
+            .count()
+            == 1
+    };
+    assert!(fake.wait(WAIT, renewed), "{}", bot.output());
+    assert!(bot.wait_log("new tokens saved to", 1), "{}", bot.output());
+    let output = bot.output();
+    let failed = output
+        .lines()
+        .find(|l| l.contains("color not changed"))
+        .unwrap();
+    assert!(
+        failed.contains("HTTP 503: upstream down") && failed.contains("trying again in"),
+        "the real cause, not a refusal: {failed}"
+    );
+    assert!(!failed.contains("was refused"), "{failed}");
+    // the next message finds a valid token: one PUT, which works
+    let before = fake.state().puts.len();
+    fake.privmsg("chan", "hueshift_bot", "1", "two");
+    assert!(
+        fake.wait(WAIT, |s| s.changes("1").len() == 1),
+        "{}",
+        bot.output()
+    );
+    let statuses: Vec<u16> = fake.state().puts[before..]
+        .iter()
+        .map(|p| p.status)
+        .collect();
+    assert_eq!(statuses, [204]);
+    let (_, refresh) = fake.state().issued.last().cloned().unwrap();
+    assert_eq!(config_user(&config, 0)["refresh_token"], refresh.as_str());
+    let (status, _, output) = bot.terminate();
+    assert!(status.success(), "{output}");
+    assert_no_secrets(&output);
 }
