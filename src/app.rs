@@ -10,7 +10,7 @@ use smol::future;
 
 use crate::chat::Transport as ChatTransport;
 use crate::clock::{timeout_at, Clock, SystemClock};
-use crate::config::{self, ConfigError, UserConfig};
+use crate::config::{self, ConfigError, ConfigFile, UserConfig};
 use crate::device;
 use crate::helix::Helix;
 use crate::http::HttpClient;
@@ -150,7 +150,7 @@ impl Endpoints {
 
 /// The services every user shares, over the real network and clock.
 fn services(
-    cfg: &config::Config,
+    file: Arc<ConfigFile>,
     endpoints: Endpoints,
     auth_attempts: Option<u32>,
 ) -> Result<Arc<Shared>, StartError> {
@@ -176,7 +176,7 @@ fn services(
         eventsub: endpoints.eventsub,
         default_transport: endpoints.chat_transport,
         broadcasters: Mutex::default(),
-        config_path: cfg.path.clone(),
+        config: file,
     }))
 }
 
@@ -209,15 +209,15 @@ pub fn env_users() -> Result<EnvUsers, StartError> {
 
 /// Writes the environment's users into the config file, creating it when needed. Done
 /// before the first load, and never on reload.
-fn apply_env(config_path: &Path, env: &EnvUsers) -> Result<(), StartError> {
-    if config::apply_env(config_path, env).map_err(StartError::Config)? {
+fn apply_env(file: &ConfigFile, env: &EnvUsers) -> Result<(), StartError> {
+    if file.apply_env(env).map_err(StartError::Config)? {
         log!(
             Info,
             None,
             None,
             "wrote {} user(s) from TWITCH_USERNAME_<n> environment variables into {}",
             env.len(),
-            config_path.display()
+            file.path().display()
         );
     }
     Ok(())
@@ -233,14 +233,15 @@ pub async fn run(
     env: EnvUsers,
     requests: async_channel::Receiver<Request>,
 ) -> Result<(), StartError> {
-    let (text, leftovers) = read_at_start(&config_path, env).await?;
+    let file = Arc::new(ConfigFile::new(&config_path));
+    let (text, leftovers) = read_at_start(&file, env).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
     // Someone at a terminal gets a few device codes; an unattended bot keeps asking, slowly.
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
     warn_plain_text(&endpoints);
     warn_readable(&config_path);
-    let shared = services(&cfg, endpoints, interactive.then_some(3))?;
+    let shared = services(file, endpoints, interactive.then_some(3))?;
     log!(
         Info,
         None,
@@ -272,17 +273,18 @@ pub async fn run(
 /// (their tokens may be the only copy of a rotated pair) and removed, the environment's
 /// users are written in, and the file is read.
 async fn read_at_start(
-    path: &Path,
+    file: &Arc<ConfigFile>,
     env: EnvUsers,
 ) -> Result<(String, Vec<serde_json::Value>), StartError> {
-    let path = path.to_owned();
+    let file = file.clone();
     smol::unblock(move || {
-        let leftovers = config::sweep_temp_files(&path);
+        let path = file.path();
+        let leftovers = config::sweep_temp_files(path);
         if !leftovers.is_empty() {
             log!(Warn, None, None, "{}: found {} complete copy(ies) left by an interrupted save; their tokens are kept as a fallback", path.display(), leftovers.len());
         }
-        apply_env(&path, &env)?;
-        let text = config::read_text(&path).map_err(StartError::Config)?;
+        apply_env(&file, &env)?;
+        let text = config::read_text(path).map_err(StartError::Config)?;
         Ok((text, leftovers))
     })
     .await
@@ -538,7 +540,7 @@ impl<'a> Supervisor<'a> {
 
     /// Reads the config file again and applies what changed.
     async fn reload(&mut self, why: Reload) {
-        let path = self.shared.config_path.clone();
+        let path = self.shared.config.path().to_owned();
         let read = {
             let path = path.clone();
             smol::unblock(move || config::read_text(&path)).await
@@ -572,7 +574,7 @@ impl<'a> Supervisor<'a> {
         // The bot's own write: a token save, ccd/cce, named colors. It is still applied (an edit
         // the person made just before is in it, since saves re-read the file), quietly: what
         // the bot wrote matches what its users already run with, so nothing else happens.
-        let own = config::written_by_us(&path, text.as_bytes());
+        let own = self.shared.config.written_by_us(text.as_bytes());
         if own {
             log!(
                 Debug,
@@ -720,14 +722,14 @@ impl<'a> Supervisor<'a> {
         status::Document {
             written_at: crate::time::format_rfc3339(wall),
             pid: std::process::id(),
-            config: self.shared.config_path.display().to_string(),
+            config: self.shared.config.path().display().to_string(),
             users,
         }
     }
 
     async fn write_status(&mut self) {
         let doc = self.document();
-        let path = status::path_for(&self.shared.config_path);
+        let path = status::path_for(self.shared.config.path());
         let result = smol::unblock(move || {
             let mut text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
             text.push('\n');
@@ -738,7 +740,7 @@ impl<'a> Supervisor<'a> {
             Ok(()) => self.status_warned = false,
             Err(e) if !self.status_warned => {
                 self.status_warned = true;
-                log!(Warn, None, None, "cannot write the status file {} ({e}); --health-check and status will not see this bot", status::path_for(&self.shared.config_path).display());
+                log!(Warn, None, None, "cannot write the status file {} ({e}); --health-check and status will not see this bot", status::path_for(self.shared.config.path()).display());
             }
             Err(_) => {}
         }
@@ -892,10 +894,11 @@ pub async fn setup(
     env: EnvUsers,
 ) -> Result<Vec<(String, Result<(), String>)>, StartError> {
     const ATTEMPTS: u32 = 3;
-    let (text, leftovers) = read_at_start(&config_path, env).await?;
+    let file = Arc::new(ConfigFile::new(&config_path));
+    let (text, leftovers) = read_at_start(&file, env).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
-    let shared = services(&cfg, endpoints, Some(ATTEMPTS))?;
+    let shared = services(file, endpoints, Some(ATTEMPTS))?;
     let executor = smol::LocalExecutor::new();
     let tasks: Vec<_> = cfg
         .users

@@ -1,6 +1,7 @@
 //! The config file: the Python bot's JSON format, validated with messages that name the
 //! file, user and field, and rewritten atomically without losing fields we do not know.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -471,99 +472,140 @@ fn optional_bool(obj: &Map<String, Value>, field: &str, default: bool) -> Result
     }
 }
 
-/// Saves a user's new tokens: `access_token`, `refresh_token` and `token_expiry` (RFC 3339
-/// UTC, as the Python bot writes it), changing nothing else in the file.
-pub fn save_tokens(
-    path: &Path,
-    username: &str,
-    access_token: &Secret,
-    refresh_token: &Secret,
-    expiry: Option<std::time::SystemTime>,
-) -> Result<(), ConfigError> {
-    update_user(path, username, |entry| {
-        entry.insert("access_token".into(), access_token.expose().into());
-        entry.insert("refresh_token".into(), refresh_token.expose().into());
-        match expiry {
-            Some(at) => entry.insert(
-                "token_expiry".into(),
-                crate::time::format_rfc3339(at).into(),
-            ),
-            None => entry.remove("token_expiry"),
-        };
-    })
+/// The config file the bot writes to, shared by everything that writes it: its writes run
+/// one at a time, and it remembers its last few texts so that a reload can tell the bot's
+/// own writes from a person's edits.
+#[derive(Debug)]
+pub struct ConfigFile {
+    path: PathBuf,
+    /// What this process last wrote, newest first; its lock keeps writes one at a time.
+    written: Mutex<VecDeque<Vec<u8>>>,
 }
 
-/// Re-reads the file, lets `edit` change the entry of `username` (matched case-insensitively),
-/// and writes the result atomically. Other users and unknown fields are kept as they are.
-pub fn update_user(
-    path: &Path,
-    username: &str,
-    edit: impl FnOnce(&mut Map<String, Value>),
-) -> Result<(), ConfigError> {
-    // One read-modify-write at a time: users save from the blocking pool's threads.
-    let _one_writer = lock(&OWN_WRITES);
-    let mut root = read_json(path).map_err(|e| match e {
-        ConfigError::Missing(p) => ConfigError::Io(
-            p,
-            io::Error::new(io::ErrorKind::NotFound, "the config file is gone"),
-        ),
-        e => e,
-    })?;
-    let entry = root
-        .get_mut("users")
-        .and_then(Value::as_array_mut)
-        .and_then(|users| {
-            users.iter_mut().find(|u| {
-                u.get("username")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| n.trim().eq_ignore_ascii_case(username))
-            })
+/// How many of its recent writes the file remembers.
+const WRITES_KEPT: usize = 4;
+
+impl ConfigFile {
+    /// The file at `path` (it need not exist yet).
+    pub fn new(path: impl Into<PathBuf>) -> ConfigFile {
+        ConfigFile {
+            path: path.into(),
+            written: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Saves a user's new tokens: `access_token`, `refresh_token` and `token_expiry` (RFC
+    /// 3339 UTC, as the Python bot writes it), changing nothing else in the file.
+    pub fn save_tokens(
+        &self,
+        username: &str,
+        access_token: &Secret,
+        refresh_token: &Secret,
+        expiry: Option<std::time::SystemTime>,
+    ) -> Result<(), ConfigError> {
+        self.update_user(username, |entry| {
+            entry.insert("access_token".into(), access_token.expose().into());
+            entry.insert("refresh_token".into(), refresh_token.expose().into());
+            match expiry {
+                Some(at) => entry.insert(
+                    "token_expiry".into(),
+                    crate::time::format_rfc3339(at).into(),
+                ),
+                None => entry.remove("token_expiry"),
+            };
         })
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| ConfigError::UnknownUser(path.to_owned(), username.to_owned()))?;
-    edit(entry);
-    write_document(path, &root, _one_writer)
-}
+    }
 
-/// What this process last wrote to each config file, so that a reload can tell its own
-/// writes from a person's edits. Its lock also keeps writes one at a time.
-static OWN_WRITES: Mutex<Vec<(PathBuf, Vec<u8>)>> = Mutex::new(Vec::new());
+    /// Re-reads the file, lets `edit` change the entry of `username` (matched
+    /// case-insensitively), and writes the result atomically. Other users and unknown fields
+    /// are kept as they are.
+    pub fn update_user(
+        &self,
+        username: &str,
+        edit: impl FnOnce(&mut Map<String, Value>),
+    ) -> Result<(), ConfigError> {
+        // One read-modify-write at a time: users save from the blocking pool's threads.
+        let written = lock(&self.written);
+        let path = &self.path;
+        let mut root = read_json(path).map_err(|e| match e {
+            ConfigError::Missing(p) => ConfigError::Io(
+                p,
+                io::Error::new(io::ErrorKind::NotFound, "the config file is gone"),
+            ),
+            e => e,
+        })?;
+        let entry = root
+            .get_mut("users")
+            .and_then(Value::as_array_mut)
+            .and_then(|users| {
+                users.iter_mut().find(|u| {
+                    u.get("username")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.trim().eq_ignore_ascii_case(username))
+                })
+            })
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| ConfigError::UnknownUser(path.to_owned(), username.to_owned()))?;
+        edit(entry);
+        self.write(&root, written)
+    }
+
+    /// Writes the environment's users into the file (see [`merge_env`]), creating it (mode
+    /// 0600) when there is none, so that rotated tokens survive a restart. Returns whether
+    /// the file was written.
+    pub fn apply_env(&self, env: &[Map<String, Value>]) -> Result<bool, ConfigError> {
+        if env.is_empty() {
+            return Ok(false);
+        }
+        let written = lock(&self.written);
+        let path = &self.path;
+        let (mut root, created) = match read_json(path) {
+            Ok(root) => (root, false),
+            Err(ConfigError::Missing(_)) => (serde_json::json!({ "users": [] }), true),
+            Err(e) => return Err(e),
+        };
+        if !root.is_object() || !matches!(root.get("users"), None | Some(Value::Array(_))) {
+            return Err(ConfigError::Shape(
+                path.to_owned(),
+                "expected an object with a \"users\" array".into(),
+            ));
+        }
+        if !merge_env(&mut root, env) && !created {
+            return Ok(false);
+        }
+        self.write(&root, written)?;
+        Ok(true)
+    }
+
+    fn write(
+        &self,
+        root: &Value,
+        mut written: MutexGuard<'_, VecDeque<Vec<u8>>>,
+    ) -> Result<(), ConfigError> {
+        let path = &self.path;
+        let mut text = serde_json::to_string_pretty(root)
+            .map_err(|e| ConfigError::Shape(path.to_owned(), e.to_string()))?;
+        text.push('\n');
+        write_atomic(path, text.as_bytes()).map_err(|e| ConfigError::Io(path.to_owned(), e))?;
+        // a few recent writes, so a reload that reads one write while the next lands still knows it
+        written.truncate(WRITES_KEPT - 1);
+        written.push_front(text.into_bytes());
+        Ok(())
+    }
+
+    /// True when `bytes` are exactly what this process recently wrote to the file.
+    pub fn written_by_us(&self, bytes: &[u8]) -> bool {
+        lock(&self.written).iter().any(|w| w == bytes)
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write_document(
-    path: &Path,
-    root: &Value,
-    mut own: MutexGuard<'_, Vec<(PathBuf, Vec<u8>)>>,
-) -> Result<(), ConfigError> {
-    let mut text = serde_json::to_string_pretty(root)
-        .map_err(|e| ConfigError::Shape(path.to_owned(), e.to_string()))?;
-    text.push('\n');
-    write_atomic(path, text.as_bytes()).map_err(|e| ConfigError::Io(path.to_owned(), e))?;
-    // a few recent writes, so a reload that reads one write while the next lands still knows it
-    if let Some(i) = own
-        .iter()
-        .enumerate()
-        .filter(|(_, (p, _))| p == path)
-        .map(|(i, _)| i)
-        .nth(OWN_WRITES_KEPT - 1)
-    {
-        own.remove(i);
-    }
-    own.insert(0, (path.to_owned(), text.into_bytes()));
-    Ok(())
-}
-
-/// How many of its recent writes per file the process remembers.
-const OWN_WRITES_KEPT: usize = 4;
-
-/// True when `bytes` are exactly what this process recently wrote to `path`.
-pub fn written_by_us(path: &Path, bytes: &[u8]) -> bool {
-    lock(&OWN_WRITES)
-        .iter()
-        .any(|(p, written)| p == path && written == bytes)
 }
 
 /// The users given by `TWITCH_USERNAME_<n>`, `TWITCH_ACCESS_TOKEN_<n>`,
@@ -700,32 +742,6 @@ pub fn merge_env(root: &mut Value, env: &[Map<String, Value>]) -> bool {
         }
     }
     changed
-}
-
-/// Writes the environment's users into the config file (see [`merge_env`]), creating the
-/// file (mode 0600) when there is none, so that rotated tokens survive a restart. Returns
-/// whether the file was written.
-pub fn apply_env(path: &Path, env: &[Map<String, Value>]) -> Result<bool, ConfigError> {
-    if env.is_empty() {
-        return Ok(false);
-    }
-    let own = lock(&OWN_WRITES);
-    let (mut root, created) = match read_json(path) {
-        Ok(root) => (root, false),
-        Err(ConfigError::Missing(_)) => (serde_json::json!({ "users": [] }), true),
-        Err(e) => return Err(e),
-    };
-    if !root.is_object() || !matches!(root.get("users"), None | Some(Value::Array(_))) {
-        return Err(ConfigError::Shape(
-            path.to_owned(),
-            "expected an object with a \"users\" array".into(),
-        ));
-    }
-    if !merge_env(&mut root, env) && !created {
-        return Ok(false);
-    }
-    write_document(path, &root, own)?;
-    Ok(true)
 }
 
 /// Writes `bytes` to `path` so that a crash at any moment leaves either the old or the new
@@ -1026,14 +1042,14 @@ mod tests {
         let cfg = load(&path).unwrap();
         assert!(cfg.users[0].access_token.is_empty() && cfg.users[0].token_expiry.is_none());
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_781_653_392);
-        save_tokens(
-            &path,
-            "NEW_USER",
-            &Secret::new("acc"),
-            &Secret::new("ref"),
-            Some(at),
-        )
-        .unwrap();
+        ConfigFile::new(&path)
+            .save_tokens(
+                "NEW_USER",
+                &Secret::new("acc"),
+                &Secret::new("ref"),
+                Some(at),
+            )
+            .unwrap();
         let after: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(
             after,
@@ -1086,10 +1102,11 @@ mod tests {
         let dir = temp_dir("update");
         let path = dir.join("c.conf");
         fs::write(&path, GOOD).unwrap();
-        update_user(&path, "hueshift_bot", |u| {
-            u.insert("is_prime_or_turbo".into(), Value::Bool(false));
-        })
-        .unwrap();
+        ConfigFile::new(&path)
+            .update_user("hueshift_bot", |u| {
+                u.insert("is_prime_or_turbo".into(), Value::Bool(false));
+            })
+            .unwrap();
         let after: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         let mut want: Value = serde_json::from_str(GOOD).unwrap();
         want["users"][0]["is_prime_or_turbo"] = Value::Bool(false);
@@ -1111,7 +1128,7 @@ mod tests {
             "temp file left behind"
         );
         assert!(matches!(
-            update_user(&path, "nobody", |_| {}),
+            ConfigFile::new(&path).update_user("nobody", |_| {}),
             Err(ConfigError::UnknownUser(..))
         ));
     }
@@ -1124,14 +1141,14 @@ mod tests {
         fs::write(dir.join("real/c.conf"), GOOD).unwrap();
         std::os::unix::fs::symlink("real/c.conf", dir.join("c.conf")).unwrap();
         let link = dir.join("c.conf");
-        save_tokens(
-            &link,
-            "hueshift_bot",
-            &Secret::new("new_access"),
-            &Secret::new("new_refresh"),
-            None,
-        )
-        .unwrap();
+        ConfigFile::new(&link)
+            .save_tokens(
+                "hueshift_bot",
+                &Secret::new("new_access"),
+                &Secret::new("new_refresh"),
+                None,
+            )
+            .unwrap();
         assert!(
             fs::symlink_metadata(&link)
                 .unwrap()
@@ -1167,14 +1184,9 @@ mod tests {
         let stale = dir.join(format!(".c.conf.tmp.{}.0", std::process::id()));
         fs::write(&stale, "x").unwrap();
         fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
-        save_tokens(
-            &path,
-            "hueshift_bot",
-            &Secret::new("a2"),
-            &Secret::new("r2"),
-            None,
-        )
-        .unwrap();
+        ConfigFile::new(&path)
+            .save_tokens("hueshift_bot", &Secret::new("a2"), &Secret::new("r2"), None)
+            .unwrap();
         assert!(!victim.exists(), "nothing written through a planted link");
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -1198,14 +1210,9 @@ mod tests {
         if root {
             std::os::unix::fs::chown(&path, Some(65532), Some(65533)).unwrap();
         }
-        save_tokens(
-            &path,
-            "hueshift_bot",
-            &Secret::new("a2"),
-            &Secret::new("r2"),
-            None,
-        )
-        .unwrap();
+        ConfigFile::new(&path)
+            .save_tokens("hueshift_bot", &Secret::new("a2"), &Secret::new("r2"), None)
+            .unwrap();
         let meta = fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o640);
         if root {

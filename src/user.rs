@@ -6,7 +6,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
-use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -18,7 +17,7 @@ use smol::io::{AsyncRead, AsyncWriteExt};
 
 use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
 use crate::clock::{timeout_at, Clock, Sleep};
-use crate::config::{self, ConfigError, UserConfig};
+use crate::config::{ConfigError, ConfigFile, UserConfig};
 use crate::device::{self, DeviceError, Prompter};
 use crate::eventsub;
 use crate::helix::{ApiError, Credentials, Helix};
@@ -56,7 +55,7 @@ pub struct Shared {
     /// Channel logins → user ids, looked up once for the process (EventSub subscriptions).
     pub broadcasters: Mutex<HashMap<String, String>>,
     /// The config file, for persisting changes.
-    pub config_path: PathBuf,
+    pub config: Arc<ConfigFile>,
 }
 
 /// A message from the supervisor to a running user.
@@ -116,7 +115,7 @@ pub async fn run(
     let seed = WyRand::new().generate::<u64>();
     let mut user = user;
     user.chat_transport.get_or_insert(shared.default_transport);
-    let tokens = TokenCore::new(&user, &shared.config_path, spares, shared.auth_attempts);
+    let tokens = TokenCore::new(&user, shared.config.path(), spares, shared.auth_attempts);
     let core = UserCore::new(shared.clock.now(), &user, counters, seed);
     let driver = Driver {
         shared,
@@ -175,7 +174,7 @@ pub async fn authorise(
     spares: Vec<Secret>,
     attempts: u32,
 ) -> Result<TokenStatus, String> {
-    let mut tokens = TokenCore::new(user, &shared.config_path, spares, Some(attempts));
+    let mut tokens = TokenCore::new(user, shared.config.path(), spares, Some(attempts));
     let app = App {
         id: user.client_id.clone(),
         secret: user.client_secret.clone(),
@@ -258,16 +257,10 @@ fn token_op(
             TokenAnswer::Refreshed(shared.oauth.refresh(app.client(), &refresh).await)
         }),
         TokenAction::Save(pair) => {
-            let path = shared.config_path.clone();
+            let file = shared.config.clone();
             Box::pin(async move {
                 let saved = smol::unblock(move || {
-                    config::save_tokens(
-                        &path,
-                        &username,
-                        &pair.access,
-                        &pair.refresh,
-                        pair.expires_at,
-                    )
+                    file.save_tokens(&username, &pair.access, &pair.refresh, pair.expires_at)
                 })
                 .await;
                 TokenAnswer::Saved(saved.map_err(|e| e.to_string()))
@@ -831,11 +824,11 @@ impl Driver {
         let Some(field) = self.persists.pop_front() else {
             return;
         };
-        let path = self.shared.config_path.clone();
+        let file = self.shared.config.clone();
         let username = self.username.clone();
         let (key, value) = field_entry(field);
         let task = smol::unblock(move || {
-            config::update_user(&path, &username, |entry| {
+            file.update_user(&username, |entry| {
                 entry.insert(key.into(), value);
             })
         });
@@ -844,7 +837,7 @@ impl Driver {
 
     fn persisted(&self, field: Field, result: Result<(), ConfigError>) {
         let (key, value) = field_entry(field);
-        let path = self.shared.config_path.display();
+        let path = self.shared.config.path().display();
         match (result, field) {
             (Ok(()), _) => log!(Info, self.who(), None, "saved \"{key}\": {value} to {path}"),
             (Err(e), Field::PrimeOrTurbo(_)) => log!(Error, self.who(), None, "could not save \"{key}\": {value} ({e}); the bot will try hex colors again after a restart"),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use twitch_colorchanger::clock::{Clock, VirtualClock};
-use twitch_colorchanger::config::UserConfig;
+use twitch_colorchanger::config::{ConfigFile, UserConfig};
 use twitch_colorchanger::device::LogPrompter;
 use twitch_colorchanger::helix::Helix;
 use twitch_colorchanger::http::HttpClient;
@@ -92,7 +92,7 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         eventsub: (endpoint("eventsub"), "/ws".into()),
         default_transport: Default::default(),
         broadcasters: Default::default(),
-        config_path: "/nonexistent/never-written.conf".into(),
+        config: Arc::new(ConfigFile::new("/nonexistent/never-written.conf")),
     });
     let user = UserConfig {
         username: "hueshift_bot".into(),

@@ -434,6 +434,18 @@ fn figures() {
             bot.output()
         );
     }
+    // CPU time of the bot (user + system), in ms, from /proc/<pid>/stat (ticks of 10 ms)
+    let pid = bot.child.id();
+    let cpu_ms = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<u64> = after_name
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        (fields[11] + fields[12]) * 10 // utime and stime, fields 14 and 15 of the line
+    };
+    let cpu_before = cpu_ms();
     let messages = 10;
     let mut latencies = Vec::new();
     for round in 1..=messages {
@@ -446,6 +458,15 @@ fn figures() {
         latencies.push(sent.elapsed());
     }
     latencies.sort();
+    let cpu_messages = cpu_ms() - cpu_before;
+    // then idle: what the bot costs while nobody chats (keepalives, timers)
+    let idle: u64 = std::env::var("FIGURES_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let idle_start = cpu_ms();
+    std::thread::sleep(Duration::from_secs(idle));
+    let cpu_idle = cpu_ms() - idle_start;
     let status = std::fs::read_to_string(format!("/proc/{}/status", bot.child.id())).unwrap();
     let field = |name: &str| {
         status
@@ -455,7 +476,7 @@ fn figures() {
             .unwrap_or_default()
     };
     println!(
-        "figures: transport={transport} users={users} color_changes={} round_ms_median={:.1} VmHWM_kB={} VmRSS_kB={} threads={}",
+        "figures: transport={transport} users={users} color_changes={} round_ms_median={:.1} cpu_ms_for_changes={cpu_messages} idle_cpu_ms_in_{idle}s={cpu_idle} VmHWM_kB={} VmRSS_kB={} threads={}",
         fake.state().puts.len(),
         latencies[latencies.len() / 2].as_secs_f64() * 1000.0,
         field("VmHWM:"),

@@ -376,6 +376,7 @@ fn refresh_loop_child() {
     let user = &cfg.users[0];
     let spares = config::spare_refresh_tokens(&leftovers, &user.username, &user.refresh_token);
     let mut core = TokenCore::new(user, &path, spares, Some(1));
+    let file = config::ConfigFile::new(&path);
     let app = (user.client_id.clone(), user.client_secret.clone());
     let client = oauth::Client {
         id: &app.0,
@@ -397,8 +398,7 @@ fn refresh_loop_child() {
                     core.handle_refreshed(now, wall, answer);
                 }
                 Some(TokenAction::Save(pair)) => {
-                    let saved = config::save_tokens(
-                        &path,
+                    let saved = file.save_tokens(
                         &user.username,
                         &pair.access,
                         &pair.refresh,
