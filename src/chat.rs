@@ -1,17 +1,15 @@
-//! The chat boundary: what the bot needs from a chat connection, whichever protocol carries
-//! it. Each protocol session is a sans-IO state machine (bytes and `now` in; bytes, events
-//! and a deadline out); [`Session`] is the enum the driver holds, so EventSub plugs in
-//! beside IRC without the user core knowing which one is in use.
+//! The chat boundary's vocabulary: what the bot needs from a chat connection, whichever
+//! protocol carries it (events, bytes to transmit, orders for the driver, close reasons).
+//! Each protocol session is a sans-IO state machine (bytes and `now` in; bytes, events and a
+//! deadline out) that speaks this vocabulary; [`crate::chat_session::ChatSession`], beside
+//! the driver, is the enum that holds either, so neither protocol knows the other.
 //!
 //! A session may use more than one connection at a time (EventSub's `session_reconnect`
 //! keeps the old socket until the new one is welcomed), so bytes carry a [`Link`] number,
 //! and a session may ask the driver for a connection or a Helix call ([`Order`]).
 
 use std::fmt;
-use std::time::Instant;
 
-use crate::eventsub;
-use crate::irc;
 use crate::secret::Secret;
 use crate::transport::Endpoint;
 
@@ -181,15 +179,15 @@ pub struct Transmit {
 /// Something a session needs the driver to do besides writing bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Order {
-    /// Open another connection, as `link`; report with [`Session::handle_dialed`], then
-    /// feed its bytes with that link number.
+    /// Open another connection, as `link`; report how that went to the session
+    /// (`handle_dialed`), then feed its bytes with that link number.
     Dial {
         /// The number the session gave it.
         link: Link,
         /// Where to connect.
         endpoint: Endpoint,
     },
-    /// Call Helix with the user's token; report with [`Session::handle_api`].
+    /// Call Helix with the user's token; report the answer to the session (`handle_api`).
     Api(ApiRequest),
 }
 
@@ -237,129 +235,4 @@ pub enum ApiAnswer {
     Subscribed(Result<String, ApiFailure>),
     /// The subscription is gone.
     Unsubscribed(Result<(), ApiFailure>),
-}
-
-/// One live chat session, of whichever protocol.
-#[non_exhaustive]
-pub enum Session {
-    /// Twitch IRC (TMI).
-    Irc(Box<irc::Session>),
-    /// EventSub over WebSocket.
-    EventSub(Box<eventsub::Session>),
-}
-
-impl Session {
-    /// An IRC session that logs in as `login` at `now`.
-    pub fn irc(now: Instant, login: Login<'_>) -> Session {
-        Session::Irc(Box::new(irc::Session::new(now, login)))
-    }
-
-    /// Which protocol this is.
-    pub fn transport(&self) -> Transport {
-        match self {
-            Session::Irc(_) => Transport::Irc,
-            Session::EventSub(_) => Transport::EventSub,
-        }
-    }
-
-    /// Feeds bytes read from connection `link`.
-    pub fn handle_input(&mut self, now: Instant, link: Link, bytes: &[u8]) {
-        match self {
-            Session::Irc(s) => s.handle_input(now, bytes),
-            Session::EventSub(s) => s.handle_input(now, link, bytes),
-        }
-    }
-
-    /// Connection `link` ended (closed by the peer, or a read or write failed).
-    pub fn handle_lost(&mut self, now: Instant, link: Link, why: String) {
-        match self {
-            Session::Irc(s) => s.handle_lost(why),
-            Session::EventSub(s) => s.handle_lost(now, link, why),
-        }
-    }
-
-    /// An [`Order::Dial`] ended.
-    pub fn handle_dialed(&mut self, now: Instant, link: Link, result: Result<(), String>) {
-        if let Session::EventSub(s) = self {
-            s.handle_dialed(now, link, result);
-        }
-    }
-
-    /// An [`Order::Api`] call ended.
-    pub fn handle_api(&mut self, now: Instant, answer: ApiAnswer) {
-        if let Session::EventSub(s) = self {
-            s.handle_api(now, answer);
-        }
-    }
-
-    /// Handles every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Session::Irc(s) => s.handle_timeout(now),
-            Session::EventSub(s) => s.handle_timeout(now),
-        }
-    }
-
-    /// Joins `channel` on the live connection (paced by the protocol's limits).
-    pub fn join(&mut self, now: Instant, channel: &str) {
-        match self {
-            Session::Irc(s) => s.join(now, channel),
-            Session::EventSub(s) => s.join(channel),
-        }
-    }
-
-    /// Leaves `channel` on the live connection.
-    pub fn part(&mut self, channel: &str) {
-        match self {
-            Session::Irc(s) => s.part(channel),
-            Session::EventSub(s) => s.part(channel),
-        }
-    }
-
-    /// Ends the session from this side because its owner replaces it (a switch of transport):
-    /// EventSub queues a Close 1000 on each socket (send them with [`Session::poll_transmit`]);
-    /// IRC has nothing to say. No event follows.
-    pub fn leave(&mut self) {
-        if let Session::EventSub(s) = self {
-            s.leave();
-        }
-    }
-
-    /// The next bytes to write.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        match self {
-            Session::Irc(s) => s.poll_transmit().map(|line| Transmit {
-                link: 0,
-                shown: irc::redact(&line).to_owned(),
-                bytes: line.into_bytes(),
-                then_close: false,
-            }),
-            Session::EventSub(s) => s.poll_transmit(),
-        }
-    }
-
-    /// The next connection or Helix call the session needs.
-    pub fn poll_order(&mut self) -> Option<Order> {
-        match self {
-            Session::Irc(_) => None,
-            Session::EventSub(s) => s.poll_order(),
-        }
-    }
-
-    /// The next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        match self {
-            Session::Irc(s) => s.poll_event(),
-            Session::EventSub(s) => s.poll_event(),
-        }
-    }
-
-    /// When [`Session::handle_timeout`] should next be called.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Session::Irc(s) => s.poll_timeout(),
-            Session::EventSub(s) => s.poll_timeout(),
-        }
-    }
 }

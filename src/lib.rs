@@ -6,6 +6,7 @@ pub mod app;
 pub mod backoff;
 pub mod bot;
 pub mod chat;
+pub mod chat_session;
 pub mod clock;
 pub mod color;
 pub mod command;

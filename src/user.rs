@@ -1,7 +1,7 @@
 //! The async driver of one user, in the shape of quinn's `ConnectionDriver`: it performs
 //! what the sans-IO [`UserCore`] asks (Helix calls, chat connections, token refreshes,
 //! config writes), feeds back how each ended, shuttles chat bytes through the
-//! [`chat::Session`] and arms one timer. It decides nothing itself.
+//! [`ChatSession`] and arms one timer. It decides nothing itself.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -16,10 +16,10 @@ use smol::future;
 use smol::io::{AsyncRead, AsyncWriteExt};
 
 use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
+use crate::chat_session::ChatSession;
 use crate::clock::{timeout_at, Clock, Sleep};
 use crate::config::{ConfigError, ConfigFile, UserConfig};
 use crate::device::{self, DeviceError, Prompter};
-use crate::eventsub;
 use crate::helix::{ApiError, Credentials, Helix};
 use crate::log;
 use crate::oauth::{Client, OAuth, OAuthError, TokenSet, Validation};
@@ -305,7 +305,7 @@ struct Ops {
 
 /// A live chat session and its connections (two only during an EventSub reconnect).
 struct Conn {
-    session: chat::Session,
+    session: ChatSession,
     links: Vec<(Link, BoxStream)>,
 }
 
@@ -786,7 +786,7 @@ impl Driver {
         match result {
             Ok(stream) => {
                 let session = match self.core.transport() {
-                    chat::Transport::Irc => chat::Session::irc(
+                    chat::Transport::Irc => ChatSession::irc(
                         now,
                         Login {
                             login: &self.username,
@@ -797,14 +797,14 @@ impl Driver {
                     ),
                     chat::Transport::EventSub => {
                         let (endpoint, target) = &self.shared.eventsub;
-                        chat::Session::EventSub(Box::new(eventsub::Session::new(
+                        ChatSession::eventsub(
                             now,
                             endpoint,
                             target,
                             self.core.user_id().unwrap_or_default(),
                             self.core.channels(),
                             WyRand::new().generate::<u64>(),
-                        )))
+                        )
                     }
                 };
                 self.chat = Some(Conn {

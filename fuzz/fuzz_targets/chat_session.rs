@@ -5,14 +5,15 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use twitch_colorchanger::chat::{Login, Session};
+use twitch_colorchanger::chat::Login;
+use twitch_colorchanger::chat_session::ChatSession;
 use twitch_colorchanger::secret::Secret;
 
 fuzz_target!(|data: &[u8]| {
     let t = Instant::now();
     let token = Secret::new("oauth:tok");
     let channels = vec!["lumenwave".to_owned()];
-    let mut s = Session::irc(
+    let mut s = ChatSession::irc(
         t,
         Login {
             login: "hueshift_bot",

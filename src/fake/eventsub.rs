@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::http::read_request;
+use super::request::read_request;
 use super::{FakeTwitch, Inner, ServerTls, State};
 use crate::time::format_rfc3339;
 
@@ -486,10 +486,10 @@ fn send_to_session(state: &super::State, session_id: &str, cmd: EsCmd) -> usize 
 /// The subscriptions API: create (202, 400, 403, 409, 429), delete, list.
 pub(super) fn subscriptions(
     inner: &Inner,
-    req: &super::http::Request,
+    req: &super::request::Request,
     user: &super::FakeUser,
 ) -> (u16, String) {
-    use super::http::error;
+    use super::request::error;
     let mut state = inner.lock();
     match req.method.as_str() {
         "POST" => {

@@ -1,6 +1,6 @@
 //! The fake's OAuth grants (tests only): device codes, and token refresh with rotation.
 
-use super::http::Request;
+use super::request::Request;
 use super::{FakeDevice, Inner, State};
 
 /// `POST /oauth2/device` and `POST /oauth2/token` (device code and refresh grants).

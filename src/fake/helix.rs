@@ -1,6 +1,6 @@
 //! The fake's Helix: users, chat color.
 
-use super::http::{error, Request};
+use super::request::{error, Request};
 use super::Inner;
 use crate::color;
 

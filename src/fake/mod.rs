@@ -26,6 +26,7 @@ mod helix;
 mod http;
 mod irc;
 mod oauth;
+mod request;
 mod tls;
 
 #[cfg(feature = "fake-twitch")]

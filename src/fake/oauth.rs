@@ -1,7 +1,7 @@
 //! The fake's OAuth: validation here; device codes, token refresh and rotation in
 //! [`super::grant`] (tests only).
 
-use super::http::Request;
+use super::request::Request;
 use super::Inner;
 
 pub(super) fn oauth(inner: &Inner, op: &str, req: &Request) -> (u16, String) {

@@ -1,4 +1,4 @@
-//! Twitch chat over IRC: the line format, and the sans-IO session behind [`crate::chat::Session`].
+//! Twitch chat over IRC: the line format, and the sans-IO session behind [`crate::chat_session::ChatSession`].
 
 mod message;
 mod session;
