@@ -12,16 +12,16 @@ use crate::chat::Transport as ChatTransport;
 use crate::clock::{timeout_at, Clock, SystemClock};
 use crate::config::{self, ConfigError, ConfigFile, UserConfig};
 use crate::device;
+use crate::endpoint::{self, Endpoint};
 use crate::helix::Helix;
 use crate::http::HttpClient;
 use crate::log;
 use crate::oauth::OAuth;
 use crate::status;
-use crate::transport::{self, Endpoint, NetTransport, Transport};
+use crate::transport::{self, NetTransport, Transport};
 use crate::user::{self, Control, Report, Reporter, Shared};
 use crate::usercore::Counters;
 use crate::watch;
-use crate::ws;
 
 /// Default chat endpoint.
 pub const DEFAULT_IRC_URL: &str = "tls://irc.chat.twitch.tv:6697";
@@ -92,7 +92,7 @@ impl Endpoints {
             if !scheme.is_some_and(|s| schemes.contains(&s.as_str())) {
                 return Err(StartError::Env(name, format!("{value:?}: expected {form}")));
             }
-            transport::parse_url(&value).map_err(|e| StartError::Env(name, e.to_string()))
+            endpoint::parse_url(&value).map_err(|e| StartError::Env(name, e.to_string()))
         };
         let irc_form =
             "tls://host:port (or tcp://host:port for a local test server), without a path";
@@ -107,7 +107,7 @@ impl Endpoints {
         let eventsub_url = var("TWITCH_EVENTSUB_URL")
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| DEFAULT_EVENTSUB_URL.to_owned());
-        let eventsub = ws::parse_url(&eventsub_url).map_err(|e| {
+        let eventsub = endpoint::parse_ws_url(&eventsub_url).map_err(|e| {
             StartError::Env(
                 "TWITCH_EVENTSUB_URL",
                 format!(

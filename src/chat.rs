@@ -10,8 +10,8 @@
 
 use std::fmt;
 
+use crate::endpoint::Endpoint;
 use crate::secret::Secret;
-use crate::transport::Endpoint;
 
 /// Which of a session's connections bytes belong to. The connection the driver opened
 /// for the session is link 0; further ones are numbered by the session.

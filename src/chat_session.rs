@@ -5,9 +5,9 @@
 use std::time::Instant;
 
 use crate::chat::{ApiAnswer, Event, Link, Login, Order, Transmit, Transport};
+use crate::endpoint::Endpoint;
 use crate::eventsub;
 use crate::irc;
-use crate::transport::Endpoint;
 
 /// One live chat session, of whichever protocol.
 #[non_exhaustive]

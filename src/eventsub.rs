@@ -17,10 +17,10 @@ use nanorand::{Rng, WyRand};
 use serde_json::Value;
 
 use crate::chat::{ApiAnswer, ApiFailure, ApiRequest, CloseReason, Event, Link, Order, Transmit};
+use crate::endpoint::{self, Endpoint};
 use crate::http::ResponseParser;
 use crate::log;
 use crate::timer::Timers;
-use crate::transport::Endpoint;
 use crate::ws::{self, Message, Opcode};
 
 /// Twitch's limit of enabled subscriptions on one WebSocket connection.
@@ -205,7 +205,7 @@ impl Session {
     fn handshake(&mut self, link: Link) {
         let Some(i) = self.socket(link) else { return };
         let s = &mut self.sockets[i];
-        let request = ws::handshake_request(&ws::host_header(&s.endpoint), &s.target, &s.key);
+        let request = ws::handshake_request(&endpoint::host_header(&s.endpoint), &s.target, &s.key);
         s.phase = Phase::Handshake(ResponseParser::new(false));
         let shown = format!("GET {} (WebSocket upgrade)", log::capped(&s.target));
         self.transmits.push_back(Transmit {
@@ -484,7 +484,7 @@ impl Session {
         }
         let url = session["reconnect_url"].as_str().unwrap_or("");
         let current_tls = self.sockets.first().is_some_and(|s| s.endpoint.tls);
-        match ws::parse_url(url) {
+        match endpoint::parse_ws_url(url) {
             Ok((endpoint, _)) if current_tls && !endpoint.tls => {
                 self.close(CloseReason::Lost(format!(
                     "EventSub asked to reconnect without TLS ({})",

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use crate::endpoint::Endpoint;
 use crate::http::{encode_component, HttpClient, HttpError};
 use crate::secret::Secret;
-use crate::transport::Endpoint;
 
 /// The `Ratelimit-*` headers of a Helix response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -14,6 +14,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod device;
+pub mod endpoint;
 pub mod eventsub;
 #[cfg(feature = "demo")]
 pub mod fake;

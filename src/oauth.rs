@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::endpoint::Endpoint;
 use crate::http::{encode_component, HttpClient, HttpError};
 use crate::secret::Secret;
-use crate::transport::Endpoint;
 
 /// The scopes the bot asks for: read chat, change the color, and read chat over EventSub.
 pub const SCOPES: [&str; 3] = ["chat:read", "user:manage:chat_color", "user:read:chat"];

@@ -1,6 +1,5 @@
 //! The `Transport` seam: open a byte stream to an endpoint, over TCP (+TLS) or in memory.
 
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -14,6 +13,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use smol::io::{AsyncRead, AsyncWrite};
 
 use crate::clock::{timeout_at, Clock};
+use crate::endpoint::Endpoint;
 
 /// A bidirectional byte stream.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -29,109 +29,6 @@ pub type ConnectFuture<'a> = Pin<Box<dyn Future<Output = io::Result<BoxStream>> 
 pub trait Transport: Send + Sync + 'static {
     /// Connects to `endpoint`, including the TLS handshake when it asks for TLS.
     fn connect<'a>(&'a self, endpoint: &'a Endpoint) -> ConnectFuture<'a>;
-}
-
-/// Where to connect: host, port and whether to speak TLS.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Endpoint {
-    /// Wrap the stream in TLS.
-    pub tls: bool,
-    /// A DNS name or an IP address (without brackets).
-    pub host: String,
-    /// The TCP port.
-    pub port: u16,
-}
-
-impl Endpoint {
-    /// The host as it goes in a URL or a `Host` header: IPv6 addresses in brackets.
-    pub fn url_host(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        }
-    }
-
-    /// `https://host:port{path}` (or `http://` without TLS), for messages.
-    pub fn http_url(&self, path: &str) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}:{}{path}", self.url_host(), self.port)
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls { "tls" } else { "tcp" };
-        write!(f, "{scheme}://{}:{}", self.url_host(), self.port)
-    }
-}
-
-/// A URL the user gave that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlError {
-    /// The URL as given.
-    pub url: String,
-    /// What is wrong with it.
-    pub reason: &'static str,
-}
-
-impl fmt::Display for UrlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid URL {:?}: {}", self.url, self.reason)
-    }
-}
-
-impl std::error::Error for UrlError {}
-
-/// Splits `scheme://host[:port][/path]` into an endpoint and the path (`""` when absent).
-/// `tls` and `https` mean TLS; `tcp` and `http` mean plain TCP.
-pub fn parse_url(url: &str) -> Result<(Endpoint, String), UrlError> {
-    let err = |reason| UrlError {
-        url: url.to_owned(),
-        reason,
-    };
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or(err("expected scheme://host:port"))?;
-    let (tls, default_port) = match scheme.to_ascii_lowercase().as_str() {
-        "tls" => (true, None),
-        "tcp" => (false, None),
-        "https" => (true, Some(443)),
-        "http" => (false, Some(80)),
-        _ => return Err(err("scheme must be tls, tcp, https or http")),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or(err("unclosed '[' in host"))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(err("missing host"));
-    }
-    let port = match (port, default_port) {
-        (Some(p), _) => p.parse().map_err(|_| err("port is not a number 1-65535"))?,
-        (None, Some(p)) => p,
-        (None, None) => return Err(err("missing port")),
-    };
-    if port == 0 {
-        return Err(err("port is not a number 1-65535"));
-    }
-    Ok((
-        Endpoint {
-            tls,
-            host: host.to_owned(),
-            port,
-        },
-        path.to_owned(),
-    ))
 }
 
 /// The TLS client settings: the built-in web PKI roots plus, optionally, a PEM bundle.
@@ -285,36 +182,5 @@ impl Transport for MemoryTransport {
                 .map_err(|_| io::Error::new(io::ErrorKind::ConnectionRefused, "no listener"))?;
             Ok(Box::new(client) as BoxStream)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_urls_users_give() {
-        let (ep, path) = parse_url("tls://irc.chat.twitch.tv:6697").unwrap();
-        assert_eq!(
-            ep,
-            Endpoint {
-                tls: true,
-                host: "irc.chat.twitch.tv".into(),
-                port: 6697
-            }
-        );
-        assert_eq!(path, "");
-        let (ep, path) = parse_url("https://api.twitch.tv/helix/").unwrap();
-        assert_eq!((ep.port, ep.tls, path.as_str()), (443, true, "/helix"));
-        let (ep, _) = parse_url("tcp://[::1]:6667").unwrap();
-        assert_eq!(ep.host, "::1");
-        assert_eq!(ep.to_string(), "tcp://[::1]:6667");
-        assert_eq!(ep.http_url("/oauth2"), "http://[::1]:6667/oauth2");
-        let (ep, path) = parse_url("https://id.twitch.tv/oauth2").unwrap();
-        assert_eq!(ep.http_url(&path), "https://id.twitch.tv:443/oauth2");
-        assert!(parse_url("irc.chat.twitch.tv:6697").is_err());
-        assert!(parse_url("tls://host").is_err());
-        assert!(parse_url("ftp://host:1").is_err());
-        assert!(parse_url("tls://host:99999").is_err());
     }
 }

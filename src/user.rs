@@ -20,12 +20,13 @@ use crate::chat_session::ChatSession;
 use crate::clock::{timeout_at, Clock, Sleep};
 use crate::config::{ConfigError, ConfigFile, UserConfig};
 use crate::device::{self, DeviceError, Prompter};
+use crate::endpoint::Endpoint;
 use crate::helix::{ApiError, Credentials, Helix};
 use crate::log;
 use crate::oauth::{Client, OAuth, OAuthError, TokenSet, Validation};
 use crate::secret::Secret;
 use crate::tokens::{Purpose, TokenAction, TokenCore, TokenEvent, TokenStatus};
-use crate::transport::{BoxStream, Endpoint, Transport};
+use crate::transport::{BoxStream, Transport};
 use crate::usercore::{Action, Counters, Failure, Field, Identity, PutResult, Status, UserCore};
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,8 +6,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use crate::transport::{Endpoint, UrlError};
-
 /// A message larger than this (after reassembly) closes the connection (EventSub's are small).
 pub const MAX_MESSAGE: usize = 1 << 20;
 
@@ -105,58 +103,6 @@ pub fn accept_for(key_header: &str) -> String {
     input.extend_from_slice(GUID.as_bytes());
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
     base64(digest.as_ref())
-}
-
-/// Splits a `wss://` or `ws://` URL into the endpoint to dial and the request target (path
-/// and query, `/` when absent), kept exactly as given: EventSub's `reconnect_url` must be
-/// used unmodified.
-pub fn parse_url(url: &str) -> Result<(Endpoint, String), UrlError> {
-    let err = |reason| UrlError {
-        url: url.to_owned(),
-        reason,
-    };
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or(err("expected wss://host[:port]/path"))?;
-    let (tls, port) = match scheme.to_ascii_lowercase().as_str() {
-        "wss" => (true, 443),
-        "ws" => (false, 80),
-        _ => return Err(err("scheme must be wss or ws")),
-    };
-    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, target) = rest.split_at(split);
-    let target = target.split('#').next().unwrap_or("");
-    let target = match target {
-        "" => "/".to_owned(),
-        t if t.starts_with('?') => format!("/{t}"),
-        t => t.to_owned(),
-    };
-    if target.bytes().any(|b| b <= b' ' || b == 0x7F) {
-        return Err(err("spaces or control characters in the path"));
-    }
-    let scheme = if tls { "tls" } else { "tcp" };
-    let has_port = match authority.rfind(']') {
-        Some(i) => authority[i..].contains(':'),
-        None => authority.contains(':'),
-    };
-    let authority = if has_port {
-        authority.to_owned()
-    } else {
-        format!("{authority}:{port}")
-    };
-    let (endpoint, _) = crate::transport::parse_url(&format!("{scheme}://{authority}"))
-        .map_err(|e| err(e.reason))?;
-    Ok((endpoint, target))
-}
-
-/// The `Host` header for `endpoint`: the port only when it is not the scheme's default.
-pub fn host_header(endpoint: &Endpoint) -> String {
-    let default = if endpoint.tls { 443 } else { 80 };
-    if endpoint.port == default {
-        endpoint.url_host()
-    } else {
-        format!("{}:{}", endpoint.url_host(), endpoint.port)
-    }
 }
 
 /// Standard base64 with padding.
@@ -382,32 +328,6 @@ mod tests {
         let req = handshake_request("eventsub.wss.twitch.tv", "/ws", &key);
         assert!(req.starts_with("GET /ws HTTP/1.1\r\nHost: eventsub.wss.twitch.tv\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"));
         assert!(req.ends_with("\r\n\r\n"));
-    }
-
-    #[test]
-    fn splits_websocket_urls_keeping_the_target_as_given() {
-        let (ep, target) = parse_url("wss://eventsub.wss.twitch.tv/ws").unwrap();
-        assert_eq!(
-            (ep.tls, ep.host.as_str(), ep.port),
-            (true, "eventsub.wss.twitch.tv", 443)
-        );
-        assert_eq!(target, "/ws");
-        assert_eq!(host_header(&ep), "eventsub.wss.twitch.tv");
-        let (ep, target) = parse_url("wss://eventsub.wss.twitch.tv?challenge=a%2Fb&x=1").unwrap();
-        assert_eq!((ep.port, target.as_str()), (443, "/?challenge=a%2Fb&x=1"));
-        let (ep, target) =
-            parse_url("ws://127.0.0.1:8080/ws?keepalive_timeout_seconds=10").unwrap();
-        assert_eq!((ep.tls, ep.port), (false, 8080));
-        assert_eq!(target, "/ws?keepalive_timeout_seconds=10");
-        assert_eq!(host_header(&ep), "127.0.0.1:8080");
-        let (ep, _) = parse_url("wss://[::1]/ws").unwrap();
-        assert_eq!((ep.host.as_str(), ep.port), ("::1", 443));
-        let (ep, _) = parse_url("wss://[::1]:9000").unwrap();
-        assert_eq!(ep.port, 9000);
-        assert!(parse_url("https://eventsub.wss.twitch.tv/ws").is_err());
-        assert!(parse_url("wss:///ws").is_err());
-        assert!(parse_url("wss://host/a b").is_err());
-        assert!(parse_url("wss://host:0/").is_err());
     }
 
     #[test]

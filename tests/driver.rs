@@ -7,12 +7,13 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use twitch_colorchanger::clock::{Clock, VirtualClock};
 use twitch_colorchanger::config::{ConfigFile, UserConfig};
 use twitch_colorchanger::device::LogPrompter;
+use twitch_colorchanger::endpoint::Endpoint;
 use twitch_colorchanger::helix::Helix;
 use twitch_colorchanger::http::HttpClient;
 use twitch_colorchanger::irc::{IDLE_BEFORE_PING, PONG_TIMEOUT};
 use twitch_colorchanger::oauth::OAuth;
 use twitch_colorchanger::secret::Secret;
-use twitch_colorchanger::transport::{Duplex, Endpoint, MemoryTransport, Transport};
+use twitch_colorchanger::transport::{Duplex, MemoryTransport, Transport};
 use twitch_colorchanger::user::{self, Shared};
 
 fn endpoint(host: &str) -> Endpoint {

@@ -10,11 +10,12 @@ use std::time::Duration;
 use common::*;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use twitch_colorchanger::clock::{Clock, VirtualClock};
+use twitch_colorchanger::endpoint::Endpoint;
 use twitch_colorchanger::fake::FakeTwitch;
 use twitch_colorchanger::helix::{ApiError, Credentials, Helix, User};
 use twitch_colorchanger::http::{HttpClient, HttpError, MAX_RESPONSE};
 use twitch_colorchanger::secret::Secret;
-use twitch_colorchanger::transport::{Duplex, Endpoint, MemoryTransport};
+use twitch_colorchanger::transport::{Duplex, MemoryTransport};
 
 async fn read_head(conn: &mut Duplex) {
     let mut head = Vec::new();

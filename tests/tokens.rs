@@ -351,7 +351,7 @@ fn refresh_child(fake: &FakeTwitch, config: &Path) -> Command {
 #[ignore = "child process of refresh_survives_sigkill_at_any_moment"]
 fn refresh_loop_child() {
     use std::sync::Arc;
-    use twitch_colorchanger::{clock, config, http, oauth, tokens, transport};
+    use twitch_colorchanger::{clock, config, endpoint, http, oauth, tokens, transport};
     let Ok(path) = std::env::var("TCC_CHILD_CONFIG") else {
         return;
     };
@@ -359,7 +359,7 @@ fn refresh_loop_child() {
     let leftovers = config::sweep_temp_files(&path); // as the bot does at start-up
     let cfg = config::load(&path).unwrap();
     let (auth, auth_path) =
-        transport::parse_url(&std::env::var("TWITCH_AUTH_URL").unwrap()).unwrap();
+        endpoint::parse_url(&std::env::var("TWITCH_AUTH_URL").unwrap()).unwrap();
     let ca = std::env::var("TWITCH_CA_FILE").unwrap();
     let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
     let tls = transport::tls_config(Some(Path::new(&ca))).unwrap();

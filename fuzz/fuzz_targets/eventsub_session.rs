@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use twitch_colorchanger::chat::{ApiAnswer, ApiFailure, ApiRequest, Order, Transmit};
 use twitch_colorchanger::eventsub::Session;
-use twitch_colorchanger::transport::Endpoint;
+use twitch_colorchanger::endpoint::Endpoint;
 use twitch_colorchanger::ws;
 
 fn check(out: &Transmit) {

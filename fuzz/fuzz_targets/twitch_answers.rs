@@ -13,7 +13,8 @@ use twitch_colorchanger::helix::{Credentials, Helix};
 use twitch_colorchanger::http::HttpClient;
 use twitch_colorchanger::oauth::{Client, OAuth};
 use twitch_colorchanger::secret::Secret;
-use twitch_colorchanger::transport::{Endpoint, MemoryTransport, Transport};
+use twitch_colorchanger::endpoint::Endpoint;
+use twitch_colorchanger::transport::{MemoryTransport, Transport};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, answer)) = data.split_first() else {

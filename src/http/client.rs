@@ -9,7 +9,8 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::wire::{encode_request, HttpError, ResponseParser};
 use crate::clock::{timeout_at, Clock};
-use crate::transport::{BoxStream, Endpoint, Transport};
+use crate::endpoint::Endpoint;
+use crate::transport::{BoxStream, Transport};
 
 const MAX_IDLE_PER_ENDPOINT: usize = 4;
 
