@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 
 use smol::future;
 
-use crate::chat::Transport as ChatTransport;
+use crate::chat::Protocol;
 use crate::clock::{timeout_at, Clock, SystemClock};
 use crate::config::{self, ConfigError, ConfigFile, UserConfig};
 use crate::device;
-use crate::endpoint::{self, Endpoint};
+use crate::endpoint::{self, Endpoint, Url};
 use crate::helix::Helix;
 use crate::http::HttpClient;
 use crate::log;
 use crate::oauth::OAuth;
 use crate::status;
 use crate::transport::{self, NetTransport, Transport};
-use crate::user::{self, Control, Report, Reporter, Shared};
+use crate::user::{self, Control, Report, Reporter, Services};
 use crate::usercore::Counters;
 use crate::watch;
 
@@ -38,13 +38,13 @@ pub struct Endpoints {
     /// Chat.
     pub irc: Endpoint,
     /// Helix host and base path.
-    pub api: (Endpoint, String),
+    pub api: Url,
     /// OAuth host and base path.
-    pub auth: (Endpoint, String),
+    pub auth: Url,
     /// EventSub WebSocket host and request target.
-    pub eventsub: (Endpoint, String),
+    pub eventsub: Url,
     /// The chat transport of users whose entry does not say (`TWITCH_CHAT_TRANSPORT`).
-    pub chat_transport: ChatTransport,
+    pub chat_transport: Protocol,
     /// A PEM bundle trusted in addition to the built-in roots.
     pub ca_file: Option<PathBuf>,
 }
@@ -97,7 +97,10 @@ impl Endpoints {
         let irc_form =
             "tls://host:port (or tcp://host:port for a local test server), without a path";
         let http_form = "https://host[:port]/path (or http:// for a local test server)";
-        let (irc, path) = get("TWITCH_IRC_URL", DEFAULT_IRC_URL, ["tls", "tcp"], irc_form)?;
+        let Url {
+            endpoint: irc,
+            path,
+        } = get("TWITCH_IRC_URL", DEFAULT_IRC_URL, ["tls", "tcp"], irc_form)?;
         if !path.is_empty() {
             return Err(StartError::Env(
                 "TWITCH_IRC_URL",
@@ -117,8 +120,8 @@ impl Endpoints {
             )
         })?;
         let chat_transport = match var("TWITCH_CHAT_TRANSPORT").filter(|v| !v.trim().is_empty()) {
-            None => ChatTransport::Irc,
-            Some(value) => ChatTransport::parse(&value).ok_or_else(|| {
+            None => Protocol::Irc,
+            Some(value) => Protocol::parse(&value).ok_or_else(|| {
                 StartError::Env(
                     "TWITCH_CHAT_TRANSPORT",
                     format!("{value:?}: expected irc or eventsub"),
@@ -149,11 +152,11 @@ impl Endpoints {
 }
 
 /// The services every user shares, over the real network and clock.
-fn services(
+fn real_services(
     file: Arc<ConfigFile>,
     endpoints: Endpoints,
     auth_attempts: Option<u32>,
-) -> Result<Arc<Shared>, StartError> {
+) -> Result<Arc<Services>, StartError> {
     let tls = transport::tls_config(endpoints.ca_file.as_deref())
         .map_err(|e| StartError::Env("TWITCH_CA_FILE", e))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -163,15 +166,14 @@ fn services(
         clock.clone(),
         Duration::from_secs(15),
     ));
-    let (api_endpoint, api_path) = endpoints.api;
-    let (auth_endpoint, auth_path) = endpoints.auth;
-    Ok(Arc::new(Shared {
+    let (api, auth) = (endpoints.api, endpoints.auth);
+    Ok(Arc::new(Services {
         clock,
         transport: net,
-        oauth: Arc::new(OAuth::new(http.clone(), auth_endpoint, auth_path)),
+        oauth: Arc::new(OAuth::new(http.clone(), auth.endpoint, auth.path)),
         prompter: Arc::from(device::prompter()),
         auth_attempts,
-        helix: Helix::new(http, api_endpoint, api_path),
+        helix: Helix::new(http, api.endpoint, api.path),
         irc: endpoints.irc,
         eventsub: endpoints.eventsub,
         default_transport: endpoints.chat_transport,
@@ -241,7 +243,7 @@ pub async fn run(
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
     warn_plain_text(&endpoints);
     warn_readable(&config_path);
-    let shared = services(file, endpoints, interactive.then_some(3))?;
+    let services = real_services(file, endpoints, interactive.then_some(3))?;
     log!(
         Info,
         None,
@@ -255,7 +257,7 @@ pub async fn run(
     executor
         .spawn(watch::run(cfg.path.clone(), changed_tx))
         .detach();
-    let mut supervisor = Supervisor::new(&executor, shared, text);
+    let mut supervisor = Supervisor::new(&executor, services, text);
     supervisor.leftovers = leftovers;
     executor
         .run(async {
@@ -294,15 +296,15 @@ async fn read_at_start(
 fn warn_plain_text(endpoints: &Endpoints) {
     for (name, endpoint) in [
         ("TWITCH_IRC_URL", &endpoints.irc),
-        ("TWITCH_API_URL", &endpoints.api.0),
-        ("TWITCH_AUTH_URL", &endpoints.auth.0),
+        ("TWITCH_API_URL", &endpoints.api.endpoint),
+        ("TWITCH_AUTH_URL", &endpoints.auth.endpoint),
     ] {
         if !endpoint.tls {
             log!(Warn, None, None, "{name} is plain text ({endpoint}): tokens travel unencrypted; use it only on a trusted network");
         }
     }
-    if !endpoints.eventsub.0.tls {
-        log!(Warn, None, None, "TWITCH_EVENTSUB_URL is plain text ({}): chat messages travel unencrypted; use it only on a trusted network", endpoints.eventsub.0);
+    if !endpoints.eventsub.endpoint.tls {
+        log!(Warn, None, None, "TWITCH_EVENTSUB_URL is plain text ({}): chat messages travel unencrypted; use it only on a trusted network", endpoints.eventsub.endpoint);
     }
 }
 
@@ -329,8 +331,16 @@ fn warn_skipped(cfg: &config::Config) {
     }
 }
 
-/// A user task that ended: its key, its generation, and why it gave up.
-type Ended = (String, u64, Option<String>);
+/// A user task that ended.
+#[derive(Debug)]
+struct Ended {
+    /// The user's key (lowercase login).
+    key: String,
+    /// Which start of the user it was.
+    generation: u64,
+    /// Why it gave up (`None`: it was stopped).
+    gave_up: Option<String>,
+}
 
 /// A running user, as the supervisor holds it.
 struct Running {
@@ -349,7 +359,7 @@ struct Running {
 /// changes; writes the status file.
 struct Supervisor<'a> {
     executor: &'a smol::LocalExecutor<'static>,
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     users: Vec<(String, Running)>,
     generation: u64,
     ended: (async_channel::Sender<Ended>, async_channel::Receiver<Ended>),
@@ -363,10 +373,14 @@ struct Supervisor<'a> {
 }
 
 impl<'a> Supervisor<'a> {
-    fn new(executor: &'a smol::LocalExecutor<'static>, shared: Arc<Shared>, text: String) -> Self {
+    fn new(
+        executor: &'a smol::LocalExecutor<'static>,
+        services: Arc<Services>,
+        text: String,
+    ) -> Self {
         Supervisor {
             executor,
-            shared,
+            services,
             users: Vec::new(),
             generation: 0,
             ended: async_channel::unbounded(),
@@ -398,7 +412,7 @@ impl<'a> Supervisor<'a> {
         let key = user.username.to_ascii_lowercase();
         let ended = self.ended.0.clone();
         let run = user::run(
-            self.shared.clone(),
+            self.services.clone(),
             user.clone(),
             spares,
             control_rx,
@@ -408,7 +422,14 @@ impl<'a> Supervisor<'a> {
         let name = key.clone();
         let task = self.executor.spawn(async move {
             let result = run.await;
-            let _ = ended.send((name, generation, result.err())).await;
+            let gave_up = result.err();
+            let _ = ended
+                .send(Ended {
+                    key: name,
+                    generation,
+                    gave_up,
+                })
+                .await;
         });
         let running = Running {
             config: user,
@@ -433,11 +454,11 @@ impl<'a> Supervisor<'a> {
         enum Wake {
             Stop,
             Reload(Reload),
-            Ended(String, u64, Option<String>),
+            Ended(Ended),
             StatusChanged,
             WriteStatus,
         }
-        let clock = self.shared.clock.clone();
+        let clock = self.services.clock.clone();
         let mut next_write = clock.now();
         let mut dirty_since: Option<Instant> = None;
         loop {
@@ -464,7 +485,7 @@ impl<'a> Supervisor<'a> {
                 future::or(
                     async {
                         match ended.recv().await {
-                            Ok((name, generation, why)) => Wake::Ended(name, generation, why),
+                            Ok(ended) => Wake::Ended(ended),
                             Err(_) => future::pending().await,
                         }
                     },
@@ -487,11 +508,12 @@ impl<'a> Supervisor<'a> {
                     return Ok(());
                 }
                 Wake::Reload(why) => self.reload(why).await,
-                Wake::Ended(name, generation, why) => {
-                    if let Some(i) = self.find(&name) {
+                Wake::Ended(ended) => {
+                    if let Some(i) = self.find(&ended.key) {
                         let running = &mut self.users[i].1;
-                        if running.generation == generation {
-                            running.gave_up = Some(why.unwrap_or_else(|| "stopped".into()));
+                        if running.generation == ended.generation {
+                            running.gave_up =
+                                Some(ended.gave_up.unwrap_or_else(|| "stopped".into()));
                         }
                     }
                     if !self.users.is_empty() && self.users.iter().all(|(_, r)| r.gave_up.is_some())
@@ -521,14 +543,14 @@ impl<'a> Supervisor<'a> {
                 running += 1;
             }
         }
-        let clock = self.shared.clock.clone();
+        let clock = self.services.clock.clone();
         let deadline = clock.now() + user::STOP_GRACE + Duration::from_millis(500);
         while running > 0 {
             match timeout_at(&*clock, deadline, self.ended.1.recv()).await {
-                Some(Ok((name, generation, _))) => {
+                Some(Ok(ended)) => {
                     if self
-                        .find(&name)
-                        .is_some_and(|i| self.users[i].1.generation == generation)
+                        .find(&ended.key)
+                        .is_some_and(|i| self.users[i].1.generation == ended.generation)
                     {
                         running -= 1;
                     }
@@ -540,7 +562,7 @@ impl<'a> Supervisor<'a> {
 
     /// Reads the config file again and applies what changed.
     async fn reload(&mut self, why: Reload) {
-        let path = self.shared.config.path().to_owned();
+        let path = self.services.config.path().to_owned();
         let read = {
             let path = path.clone();
             smol::unblock(move || config::read_text(&path)).await
@@ -574,7 +596,7 @@ impl<'a> Supervisor<'a> {
         // The bot's own write: a token save, ccd/cce, named colors. It is still applied (an edit
         // the person made just before is in it, since saves re-read the file), quietly: what
         // the bot wrote matches what its users already run with, so nothing else happens.
-        let own = self.shared.config.written_by_us(text.as_bytes());
+        let own = self.services.config.written_by_us(text.as_bytes());
         if own {
             log!(
                 Debug,
@@ -658,7 +680,7 @@ impl<'a> Supervisor<'a> {
     }
 
     fn document(&self) -> status::Document {
-        let clock = &*self.shared.clock;
+        let clock = &*self.services.clock;
         let (now, wall) = (clock.now(), clock.wall());
         let wall_of = |at: Instant| wall.checked_sub(now.saturating_duration_since(at));
         let users = self
@@ -672,7 +694,7 @@ impl<'a> Supervisor<'a> {
                     || {
                         r.config
                             .chat_transport
-                            .unwrap_or(self.shared.default_transport)
+                            .unwrap_or(self.services.default_transport)
                     },
                     |s| s.transport,
                 );
@@ -722,14 +744,14 @@ impl<'a> Supervisor<'a> {
         status::Document {
             written_at: crate::time::format_rfc3339(wall),
             pid: std::process::id(),
-            config: self.shared.config.path().display().to_string(),
+            config: self.services.config.path().display().to_string(),
             users,
         }
     }
 
     async fn write_status(&mut self) {
         let doc = self.document();
-        let path = status::path_for(self.shared.config.path());
+        let path = status::path_for(self.services.config.path());
         let result = smol::unblock(move || {
             let mut text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
             text.push('\n');
@@ -740,7 +762,7 @@ impl<'a> Supervisor<'a> {
             Ok(()) => self.status_warned = false,
             Err(e) if !self.status_warned => {
                 self.status_warned = true;
-                log!(Warn, None, None, "cannot write the status file {} ({e}); --health-check and status will not see this bot", status::path_for(self.shared.config.path()).display());
+                log!(Warn, None, None, "cannot write the status file {} ({e}); --health-check and status will not see this bot", status::path_for(self.services.config.path()).display());
             }
             Err(_) => {}
         }
@@ -797,7 +819,7 @@ pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
         Ok(endpoints) => endpoints.chat_transport,
         Err(e) => {
             problems.push(e.to_string());
-            ChatTransport::Irc
+            Protocol::Irc
         }
     };
     let env = config::env_users(&var).unwrap_or_else(|e| {
@@ -864,7 +886,7 @@ pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
     }
 }
 
-fn describe(u: &UserConfig, default_transport: ChatTransport) -> String {
+fn describe(u: &UserConfig, default_transport: Protocol) -> String {
     let channels: Vec<String> = u.channels.iter().map(|c| format!("#{c}")).collect();
     format!(
         "{}: channels {}; chat over {}; {}; automatic changes {}; {}; {} client",
@@ -898,7 +920,7 @@ pub async fn setup(
     let (text, leftovers) = read_at_start(&file, env).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
-    let shared = services(file, endpoints, Some(ATTEMPTS))?;
+    let services = real_services(file, endpoints, Some(ATTEMPTS))?;
     let executor = smol::LocalExecutor::new();
     let tasks: Vec<_> = cfg
         .users
@@ -906,9 +928,9 @@ pub async fn setup(
         .map(|u| {
             let spares =
                 config::spare_refresh_tokens(&leftovers, &u.username, &u.refresh_token);
-            let (name, shared, user) = (u.username.clone(), shared.clone(), u.clone());
+            let (name, services, user) = (u.username.clone(), services.clone(), u.clone());
             executor.spawn(async move {
-                let result = user::authorise(shared, &user, spares, ATTEMPTS)
+                let result = user::authorise(services, &user, spares, ATTEMPTS)
                     .await
                     .and_then(|tokens| match tokens.unsaved {
                         None => Ok(()),

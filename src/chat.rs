@@ -19,7 +19,7 @@ pub type Link = u32;
 
 /// Which protocol carries a user's chat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Transport {
+pub enum Protocol {
     /// Twitch IRC (TMI): one TLS connection, the default.
     #[default]
     Irc,
@@ -27,28 +27,28 @@ pub enum Transport {
     EventSub,
 }
 
-impl Transport {
+impl Protocol {
     /// The name in the config file, the environment and the status.
     pub fn name(self) -> &'static str {
         match self {
-            Transport::Irc => "irc",
-            Transport::EventSub => "eventsub",
+            Protocol::Irc => "irc",
+            Protocol::EventSub => "eventsub",
         }
     }
 
     /// The protocol's usual name, for messages.
     pub fn display_name(self) -> &'static str {
         match self {
-            Transport::Irc => "IRC",
-            Transport::EventSub => "EventSub",
+            Protocol::Irc => "IRC",
+            Protocol::EventSub => "EventSub",
         }
     }
 
     /// Reads a name as written in the config or the environment (any case).
-    pub fn parse(name: &str) -> Option<Transport> {
+    pub fn parse(name: &str) -> Option<Protocol> {
         match name.trim().to_ascii_lowercase().as_str() {
-            "irc" => Some(Transport::Irc),
-            "eventsub" => Some(Transport::EventSub),
+            "irc" => Some(Protocol::Irc),
+            "eventsub" => Some(Protocol::EventSub),
             _ => None,
         }
     }
@@ -56,13 +56,13 @@ impl Transport {
     /// The scope a user token needs to read chat this way.
     pub fn scope(self) -> &'static str {
         match self {
-            Transport::Irc => "chat:read",
-            Transport::EventSub => "user:read:chat",
+            Protocol::Irc => "chat:read",
+            Protocol::EventSub => "user:read:chat",
         }
     }
 }
 
-impl fmt::Display for Transport {
+impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }

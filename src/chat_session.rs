@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::chat::{ApiAnswer, Event, Link, Login, Order, Transmit, Transport};
+use crate::chat::{ApiAnswer, Event, Link, Login, Order, Protocol, Transmit};
 use crate::endpoint::Endpoint;
 use crate::eventsub;
 use crate::irc;
@@ -40,10 +40,10 @@ impl ChatSession {
     }
 
     /// Which protocol this is.
-    pub fn transport(&self) -> Transport {
+    pub fn transport(&self) -> Protocol {
         match self {
-            ChatSession::Irc(_) => Transport::Irc,
-            ChatSession::EventSub(_) => Transport::EventSub,
+            ChatSession::Irc(_) => Protocol::Irc,
+            ChatSession::EventSub(_) => Protocol::EventSub,
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
 
-use crate::chat::Transport;
+use crate::chat::Protocol;
 use crate::color;
 use crate::mode;
 use crate::secret::Secret;
@@ -38,7 +38,7 @@ pub struct UserConfig {
     pub token_expiry: Option<std::time::SystemTime>,
     /// `chat_transport`: how chat is read; `None` when the file leaves it to the default
     /// (`TWITCH_CHAT_TRANSPORT`, else IRC).
-    pub chat_transport: Option<Transport>,
+    pub chat_transport: Option<Protocol>,
     /// `color_mode`, `rainbow_step`, `palette`, `palette_order`.
     pub colors: mode::Settings,
 }
@@ -335,7 +335,7 @@ fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
     });
     let chat_transport = match obj.get("chat_transport") {
         None | Some(Value::Null) => None,
-        Some(Value::String(name)) => Transport::parse(name).or_else(|| {
+        Some(Value::String(name)) => Protocol::parse(name).or_else(|| {
             problems.push(format!(
                 "field \"chat_transport\": {name:?} is not \"irc\" or \"eventsub\""
             ));
@@ -681,7 +681,7 @@ pub fn env_users(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Map<String,
         }
         let name = format!("TWITCH_CHAT_TRANSPORT_{n}");
         if let Some(value) = get(name.clone()) {
-            let transport = Transport::parse(&value)
+            let transport = Protocol::parse(&value)
                 .ok_or_else(|| format!("{name}={value:?}: expected irc or eventsub"))?;
             entry.insert("chat_transport".into(), transport.name().into());
         }

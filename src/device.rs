@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::log;
-use crate::oauth::{Client, DeviceCode, OAuth, OAuthError, TokenSet};
+use crate::oauth::{AppCredentials, DeviceCode, OAuth, OAuthError, TokenSet};
 
 /// Remind the person this often while a code is pending.
 const REMIND_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -151,12 +151,12 @@ pub fn qr(text: &str) -> String {
 pub async fn run(
     oauth: &OAuth,
     clock: &dyn Clock,
-    client: Client<'_>,
+    app: &AppCredentials,
     username: &str,
     prompter: &dyn Prompter,
 ) -> Result<TokenSet, DeviceError> {
     let code = oauth
-        .device_code(client.id)
+        .device_code(&app.id)
         .await
         .map_err(|e| DeviceError::Failed(format!("cannot start the device-code flow: {e}")))?;
     let start = clock.now();
@@ -171,7 +171,7 @@ pub async fn run(
         if now >= deadline {
             return Err(DeviceError::Expired);
         }
-        match oauth.poll_device(client, &code.device_code).await {
+        match oauth.poll_device(app, &code.device_code).await {
             Ok(set) => return Ok(set),
             Err(OAuthError::Pending) => {}
             Err(OAuthError::SlowDown) => interval += Duration::from_secs(5),

@@ -39,6 +39,16 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// A parsed URL: where to connect, and the path (Helix's and OAuth's base path) or the
+/// request target (EventSub's path and query) to use there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    /// Where to connect.
+    pub endpoint: Endpoint,
+    /// The path or request target; `""` when a chat URL has none.
+    pub path: String,
+}
+
 /// A URL the user gave that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlError {
@@ -67,7 +77,7 @@ fn split_scheme<'a>(url: &'a str, expected: &'static str) -> Result<(String, &'a
 
 /// Splits `scheme://host[:port][/path]` into an endpoint and the path (`""` when absent).
 /// `tls` and `https` mean TLS; `tcp` and `http` mean plain TCP.
-pub fn parse_url(url: &str) -> Result<(Endpoint, String), UrlError> {
+pub fn parse_url(url: &str) -> Result<Url, UrlError> {
     let err = |reason| UrlError {
         url: url.to_owned(),
         reason,
@@ -104,20 +114,20 @@ pub fn parse_url(url: &str) -> Result<(Endpoint, String), UrlError> {
     if port == 0 {
         return Err(err("port is not a number 1-65535"));
     }
-    Ok((
-        Endpoint {
+    Ok(Url {
+        endpoint: Endpoint {
             tls,
             host: host.to_owned(),
             port,
         },
-        path.to_owned(),
-    ))
+        path: path.to_owned(),
+    })
 }
 
 /// Splits a `wss://` or `ws://` URL into the endpoint to dial and the request target (path
 /// and query, `/` when absent), kept exactly as given: EventSub's `reconnect_url` must be
 /// used unmodified.
-pub fn parse_ws_url(url: &str) -> Result<(Endpoint, String), UrlError> {
+pub fn parse_ws_url(url: &str) -> Result<Url, UrlError> {
     let err = |reason| UrlError {
         url: url.to_owned(),
         reason,
@@ -149,8 +159,12 @@ pub fn parse_ws_url(url: &str) -> Result<(Endpoint, String), UrlError> {
     } else {
         format!("{authority}:{port}")
     };
-    let (endpoint, _) = parse_url(&format!("{scheme}://{authority}")).map_err(|e| err(e.reason))?;
-    Ok((endpoint, target))
+    let Url { endpoint, .. } =
+        parse_url(&format!("{scheme}://{authority}")).map_err(|e| err(e.reason))?;
+    Ok(Url {
+        endpoint,
+        path: target,
+    })
 }
 
 /// The `Host` header for `endpoint`: the port only when it is not the scheme's default.
@@ -166,6 +180,14 @@ pub fn host_header(endpoint: &Endpoint) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_url(url: &str) -> Result<(Endpoint, String), UrlError> {
+        super::parse_url(url).map(|u| (u.endpoint, u.path))
+    }
+
+    fn parse_ws_url(url: &str) -> Result<(Endpoint, String), UrlError> {
+        super::parse_ws_url(url).map(|u| (u.endpoint, u.path))
+    }
 
     #[test]
     fn parses_the_urls_users_give() {

@@ -17,7 +17,7 @@ use nanorand::{Rng, WyRand};
 use serde_json::Value;
 
 use crate::chat::{ApiAnswer, ApiFailure, ApiRequest, CloseReason, Event, Link, Order, Transmit};
-use crate::endpoint::{self, Endpoint};
+use crate::endpoint::{self, Endpoint, Url};
 use crate::http::ResponseParser;
 use crate::log;
 use crate::timer::Timers;
@@ -103,6 +103,14 @@ struct Channel {
     revoked_at: Option<Instant>,
 }
 
+/// A subscription to delete.
+#[derive(Debug)]
+struct Leaving {
+    broadcaster_id: String,
+    /// Its id when known (not after a 409).
+    subscription_id: Option<String>,
+}
+
 #[derive(Debug)]
 enum InFlight {
     Resolve(Vec<String>),
@@ -132,7 +140,7 @@ pub struct Session {
     closed: bool,
     channels: BTreeMap<String, Channel>,
     /// Subscriptions to delete: (broadcaster id, subscription id when known).
-    leaving: Vec<(String, Option<String>)>,
+    leaving: Vec<Leaving>,
     in_flight: Option<InFlight>,
     seen: VecDeque<String>,
     timers: Timers<2>,
@@ -485,16 +493,16 @@ impl Session {
         let url = session["reconnect_url"].as_str().unwrap_or("");
         let current_tls = self.sockets.first().is_some_and(|s| s.endpoint.tls);
         match endpoint::parse_ws_url(url) {
-            Ok((endpoint, _)) if current_tls && !endpoint.tls => {
+            Ok(parsed) if current_tls && !parsed.endpoint.tls => {
                 self.close(CloseReason::Lost(format!(
                     "EventSub asked to reconnect without TLS ({})",
                     log::quoted(url)
                 )))
             }
-            Ok((endpoint, target)) => {
+            Ok(Url { endpoint, path }) => {
                 let link = self.next_link;
                 self.next_link += 1;
-                self.add_socket(link, endpoint.clone(), target);
+                self.add_socket(link, endpoint.clone(), path);
                 self.orders.push_back(Order::Dial { link, endpoint });
             }
             Err(e) => self.close(CloseReason::Lost(format!(
@@ -610,7 +618,10 @@ impl Session {
             return;
         };
         if let (Some(id), Sub::Active(sub)) = (c.id, c.sub) {
-            self.leaving.push((id, sub));
+            self.leaving.push(Leaving {
+                broadcaster_id: id,
+                subscription_id: sub,
+            });
         }
         self.events.push_back(Event::Left(channel.to_owned()));
         self.pump();
@@ -649,7 +660,11 @@ impl Session {
             }));
             return;
         }
-        if let Some((broadcaster_id, id)) = self.leaving.pop() {
+        if let Some(Leaving {
+            broadcaster_id,
+            subscription_id: id,
+        }) = self.leaving.pop()
+        {
             self.in_flight = Some(InFlight::Unsubscribe);
             self.orders.push_back(Order::Api(ApiRequest::Unsubscribe {
                 broadcaster_id,
@@ -707,8 +722,10 @@ impl Session {
                     Ok(id) => {
                         // parted while the request was in flight
                         let broadcaster = self.channels.get(&login).and_then(|c| c.id.clone());
-                        self.leaving
-                            .push((broadcaster.unwrap_or_default(), Some(id)));
+                        self.leaving.push(Leaving {
+                            broadcaster_id: broadcaster.unwrap_or_default(),
+                            subscription_id: Some(id),
+                        });
                     }
                     Err(f) if f.status == Some(409) => self.subscribed(&login, None),
                     Err(f) if f.status == Some(400) => {

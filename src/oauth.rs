@@ -104,13 +104,13 @@ impl fmt::Display for OAuthError {
 
 impl std::error::Error for OAuthError {}
 
-/// An app's credentials.
-#[derive(Debug, Clone, Copy)]
-pub struct Client<'a> {
+/// The credentials of the app a user's tokens belong to (`client_id`, `client_secret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCredentials {
     /// Client id.
-    pub id: &'a str,
+    pub id: String,
     /// Client secret, empty for a public client.
-    pub secret: &'a Secret,
+    pub secret: Secret,
 }
 
 #[derive(Deserialize)]
@@ -189,18 +189,18 @@ impl OAuth {
     /// Polls once for the tokens of an approved device code.
     pub async fn poll_device(
         &self,
-        client: Client<'_>,
+        app: &AppCredentials,
         device_code: &Secret,
     ) -> Result<TokenSet, OAuthError> {
         let scopes = SCOPES.join(" ");
         let mut fields = vec![
-            ("client_id", client.id),
+            ("client_id", app.id.as_str()),
             ("scopes", scopes.as_str()),
             ("device_code", device_code.expose()),
             ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
         ];
-        if !client.secret.is_empty() {
-            fields.push(("client_secret", client.secret.expose()));
+        if !app.secret.is_empty() {
+            fields.push(("client_secret", app.secret.expose()));
         }
         let (status, body) = self.post("/token", form(&fields)).await?;
         if status == 200 {
@@ -223,16 +223,16 @@ impl OAuth {
     /// Trades a refresh token for a new pair.
     pub async fn refresh(
         &self,
-        client: Client<'_>,
+        app: &AppCredentials,
         refresh_token: &Secret,
     ) -> Result<TokenSet, OAuthError> {
         let mut fields = vec![
-            ("client_id", client.id),
+            ("client_id", app.id.as_str()),
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
         ];
-        if !client.secret.is_empty() {
-            fields.push(("client_secret", client.secret.expose()));
+        if !app.secret.is_empty() {
+            fields.push(("client_secret", app.secret.expose()));
         }
         let (status, body) = self.post("/token", form(&fields)).await?;
         match status {

@@ -20,10 +20,10 @@ use crate::chat_session::ChatSession;
 use crate::clock::{timeout_at, Clock, Sleep};
 use crate::config::{ConfigError, ConfigFile, UserConfig};
 use crate::device::{self, DeviceError, Prompter};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Url};
 use crate::helix::{ApiError, Credentials, Helix};
 use crate::log;
-use crate::oauth::{Client, OAuth, OAuthError, TokenSet, Validation};
+use crate::oauth::{AppCredentials, OAuth, OAuthError, TokenSet, Validation};
 use crate::secret::Secret;
 use crate::tokens::{Purpose, TokenAction, TokenCore, TokenEvent, TokenStatus};
 use crate::transport::{BoxStream, Transport};
@@ -34,7 +34,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every user shares: time, network, Helix, the IRC endpoint and the config file.
-pub struct Shared {
+pub struct Services {
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Byte streams (IRC).
@@ -50,9 +50,9 @@ pub struct Shared {
     /// Where IRC chat is.
     pub irc: Endpoint,
     /// Where EventSub is: the endpoint and the request target (path and query).
-    pub eventsub: (Endpoint, String),
+    pub eventsub: Url,
     /// The chat transport of users whose entry does not choose one.
-    pub default_transport: chat::Transport,
+    pub default_transport: chat::Protocol,
     /// Channel logins → user ids, looked up once for the process (EventSub subscriptions).
     pub broadcasters: Mutex<HashMap<String, String>>,
     /// The config file, for persisting changes.
@@ -106,7 +106,7 @@ impl Reporter {
 /// be authorised within the allowed attempts. `spares` are refresh tokens an interrupted
 /// save left behind (see [`TokenCore::new`]).
 pub async fn run(
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     user: UserConfig,
     spares: Vec<Secret>,
     control: async_channel::Receiver<Control>,
@@ -115,13 +115,19 @@ pub async fn run(
 ) -> Result<(), String> {
     let seed = WyRand::new().generate::<u64>();
     let mut user = user;
-    user.chat_transport.get_or_insert(shared.default_transport);
-    let tokens = TokenCore::new(&user, shared.config.path(), spares, shared.auth_attempts);
-    let core = UserCore::new(shared.clock.now(), &user, counters, seed);
+    user.chat_transport
+        .get_or_insert(services.default_transport);
+    let tokens = TokenCore::new(
+        &user,
+        services.config.path(),
+        spares,
+        services.auth_attempts,
+    );
+    let core = UserCore::new(services.clock.now(), &user, counters, seed);
     let driver = Driver {
-        shared,
+        services,
         username: user.username.clone(),
-        app: App {
+        app: AppCredentials {
             id: user.client_id,
             secret: user.client_secret,
         },
@@ -149,14 +155,14 @@ pub async fn run(
 }
 
 /// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.
-pub async fn run_alone(shared: Arc<Shared>, user: UserConfig) -> Result<(), String> {
+pub async fn run_alone(services: Arc<Services>, user: UserConfig) -> Result<(), String> {
     let (_control, control_rx) = async_channel::unbounded();
     let report = Reporter {
         slot: Arc::new(Mutex::new(None)),
         changed: async_channel::bounded(1).0,
     };
     run(
-        shared,
+        services,
         user,
         Vec::new(),
         control_rx,
@@ -170,17 +176,17 @@ pub async fn run_alone(shared: Arc<Shared>, user: UserConfig) -> Result<(), Stri
 /// at most `attempts` codes), as `setup` does, without starting chat. Returns the token
 /// status at the end.
 pub async fn authorise(
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     user: &UserConfig,
     spares: Vec<Secret>,
     attempts: u32,
 ) -> Result<TokenStatus, String> {
-    let mut tokens = TokenCore::new(user, shared.config.path(), spares, Some(attempts));
-    let app = App {
+    let mut tokens = TokenCore::new(user, services.config.path(), spares, Some(attempts));
+    let app = AppCredentials {
         id: user.client_id.clone(),
         secret: user.client_secret.clone(),
     };
-    let clock = &*shared.clock;
+    let clock = &*services.clock;
     let mut op: Op<TokenAnswer> = None;
     loop {
         while let Some(event) = tokens.poll_event() {
@@ -192,7 +198,7 @@ pub async fn authorise(
         }
         if op.is_none() {
             if let Some(action) = tokens.poll_action() {
-                op = Some(token_op(&shared, &app, &user.username, action));
+                op = Some(token_op(&services, &app, &user.username, action));
             }
         }
         let answer = match (op.as_mut(), tokens.poll_timeout()) {
@@ -216,22 +222,6 @@ pub async fn authorise(
 
 type Op<T> = Option<Pin<Box<dyn Future<Output = T>>>>;
 
-/// The app a user's tokens belong to.
-#[derive(Clone)]
-struct App {
-    id: String,
-    secret: Secret,
-}
-
-impl App {
-    fn client(&self) -> Client<'_> {
-        Client {
-            id: &self.id,
-            secret: &self.secret,
-        }
-    }
-}
-
 /// How a [`TokenAction`] ended.
 enum TokenAnswer {
     Validated(Result<Validation, OAuthError>),
@@ -243,22 +233,24 @@ enum TokenAnswer {
 /// Performs a token action: an OAuth call, a config write (off the executor thread: the
 /// write waits for the disk), or one device-code authorisation.
 fn token_op(
-    shared: &Arc<Shared>,
-    app: &App,
+    services: &Arc<Services>,
+    app: &AppCredentials,
     username: &str,
     action: TokenAction,
 ) -> Pin<Box<dyn Future<Output = TokenAnswer>>> {
-    let shared = shared.clone();
+    let services = services.clone();
     let (app, username) = (app.clone(), username.to_owned());
     match action {
         TokenAction::Validate(token) => {
-            Box::pin(async move { TokenAnswer::Validated(shared.oauth.validate(&token).await) })
+            Box::pin(async move { TokenAnswer::Validated(services.oauth.validate(&token).await) })
         }
-        TokenAction::Refresh(refresh) => Box::pin(async move {
-            TokenAnswer::Refreshed(shared.oauth.refresh(app.client(), &refresh).await)
-        }),
+        TokenAction::Refresh(refresh) => {
+            Box::pin(
+                async move { TokenAnswer::Refreshed(services.oauth.refresh(&app, &refresh).await) },
+            )
+        }
         TokenAction::Save(pair) => {
-            let file = shared.config.clone();
+            let file = services.config.clone();
             Box::pin(async move {
                 let saved = smol::unblock(move || {
                     file.save_tokens(&username, &pair.access, &pair.refresh, pair.expires_at)
@@ -268,10 +260,10 @@ fn token_op(
             })
         }
         TokenAction::Authorize => Box::pin(async move {
-            let clock = &*shared.clock;
-            let prompter = &*shared.prompter;
+            let clock = &*services.clock;
+            let prompter = &*services.prompter;
             TokenAnswer::Device(
-                device::run(&shared.oauth, clock, app.client(), &username, prompter).await,
+                device::run(&services.oauth, clock, &app, &username, prompter).await,
             )
         }),
     }
@@ -324,9 +316,9 @@ enum Wake {
 }
 
 struct Driver {
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     username: String,
-    app: App,
+    app: AppCredentials,
     tokens: TokenCore,
     /// The token core has had a valid token: the user core's actions run from then on.
     started: bool,
@@ -358,7 +350,7 @@ impl Driver {
     }
 
     fn now(&self) -> Instant {
-        self.shared.clock.now()
+        self.services.clock.now()
     }
 
     /// The earliest deadline of the cores and of a stop.
@@ -378,7 +370,7 @@ impl Driver {
     fn arm_timer(&mut self) {
         let deadline = self.deadline();
         if self.timer.as_ref().map(|(at, _)| *at) != deadline {
-            self.timer = deadline.map(|at| (at, self.shared.clock.sleep_until(at)));
+            self.timer = deadline.map(|at| (at, self.services.clock.sleep_until(at)));
         }
     }
 
@@ -472,7 +464,7 @@ impl Driver {
                 Wake::Control(None) => return Ok(()),
                 Wake::Control(Some(Control::Update(mut user))) => {
                     user.chat_transport
-                        .get_or_insert(self.shared.default_transport);
+                        .get_or_insert(self.services.default_transport);
                     self.core.handle_config(&user);
                 }
                 Wake::Control(Some(Control::Stop)) => {
@@ -501,7 +493,7 @@ impl Driver {
                 }
                 Wake::Token(answer) => {
                     self.ops.token = None;
-                    let wall = self.shared.clock.wall();
+                    let wall = self.services.clock.wall();
                     feed_tokens(&mut self.tokens, now, wall, answer);
                 }
                 Wake::Persisted(field, result) => {
@@ -577,12 +569,12 @@ impl Driver {
         let mut any = false;
         loop {
             let mut busy = false;
-            let now = self.shared.clock.now();
+            let now = self.services.clock.now();
             if self.ops.token.is_none() {
                 if let Some(action) = self.tokens.poll_action() {
                     busy = true;
                     self.ops.token =
-                        Some(token_op(&self.shared, &self.app, &self.username, action));
+                        Some(token_op(&self.services, &self.app, &self.username, action));
                 }
             }
             while let Some(event) = self.tokens.poll_event() {
@@ -632,7 +624,7 @@ impl Driver {
     /// Sends what a session that ended still had queued (the Close frames of an EventSub
     /// session, say), briefly and best effort, then drops its connections.
     async fn say_goodbye(&mut self) {
-        let clock = &*self.shared.clock;
+        let clock = &*self.services.clock;
         for mut conn in std::mem::take(&mut self.ended) {
             while let Some(out) = conn.session.poll_transmit() {
                 let Some((_, stream)) = conn.links.iter_mut().find(|(l, _)| *l == out.link) else {
@@ -657,7 +649,7 @@ impl Driver {
         let Some(conn) = &mut self.chat else {
             return false;
         };
-        let clock = &*self.shared.clock;
+        let clock = &*self.services.clock;
         let mut news = false;
         while let Some(out) = conn.session.poll_transmit() {
             let Some(i) = conn.links.iter().position(|(l, _)| *l == out.link) else {
@@ -691,33 +683,33 @@ impl Driver {
 
     /// Starts what the chat session asked for.
     fn order(&mut self, order: Order) {
-        let shared = self.shared.clone();
+        let services = self.services.clone();
         match order {
             Order::Dial { link, endpoint } => {
                 log!(Debug, self.who(), None, "connecting to {endpoint}");
                 self.ops.dial = Some(Box::pin(
-                    async move { (link, open(&shared, &endpoint).await) },
+                    async move { (link, open(&services, &endpoint).await) },
                 ));
             }
             Order::Api(request) => {
                 let token = self.tokens.access().clone();
                 let client_id = self.app.id.clone();
                 self.ops.chat_api = Some(Box::pin(async move {
-                    chat_api(&shared, &client_id, &token, request).await
+                    chat_api(&services, &client_id, &token, request).await
                 }));
             }
         }
     }
 
     fn perform(&mut self, action: Action) {
-        let shared = self.shared.clone();
+        let services = self.services.clone();
         match action {
             Action::LookUpUser => {
                 let token = self.tokens.access().clone();
                 self.ops.lookup_token = token.clone();
                 let client_id = self.app.id.clone();
                 self.ops.lookup = Some(Box::pin(async move {
-                    look_up(&shared, &client_id, &token).await
+                    look_up(&services, &client_id, &token).await
                 }));
             }
             Action::Connect => {
@@ -736,11 +728,11 @@ impl Driver {
                     "connecting to {endpoint} ({})",
                     transport.display_name()
                 );
-                self.ops.connect = Some(Box::pin(async move { open(&shared, &endpoint).await }));
+                self.ops.connect = Some(Box::pin(async move { open(&services, &endpoint).await }));
             }
             Action::Join(channel) => {
                 if let Some(conn) = &mut self.chat {
-                    conn.session.join(shared.clock.now(), &channel);
+                    conn.session.join(services.clock.now(), &channel);
                 }
             }
             Action::Part(channel) => {
@@ -754,7 +746,7 @@ impl Driver {
                 let user_id = self.core.user_id().unwrap_or_default().to_owned();
                 let client_id = self.app.id.clone();
                 self.ops.put = Some(Box::pin(async move {
-                    put_color(&shared, &client_id, &token, &user_id, &color).await
+                    put_color(&services, &client_id, &token, &user_id, &color).await
                 }));
             }
             Action::RefreshToken(purpose) => {
@@ -769,17 +761,17 @@ impl Driver {
                     Purpose::Chat | Purpose::Subscription => Some(self.core.transport().scope()),
                     Purpose::Lookup | Purpose::Color => None,
                 };
-                let now = shared.clock.now();
+                let now = services.clock.now();
                 self.tokens.handle_refused(now, purpose, &stale, check);
             }
             Action::Persist(field) => self.persists.push_back(field),
         }
     }
 
-    fn endpoint(&self, transport: chat::Transport) -> &Endpoint {
+    fn endpoint(&self, transport: chat::Protocol) -> &Endpoint {
         match transport {
-            chat::Transport::Irc => &self.shared.irc,
-            chat::Transport::EventSub => &self.shared.eventsub.0,
+            chat::Protocol::Irc => &self.services.irc,
+            chat::Protocol::EventSub => &self.services.eventsub.endpoint,
         }
     }
 
@@ -787,7 +779,7 @@ impl Driver {
         match result {
             Ok(stream) => {
                 let session = match self.core.transport() {
-                    chat::Transport::Irc => ChatSession::irc(
+                    chat::Protocol::Irc => ChatSession::irc(
                         now,
                         Login {
                             login: &self.username,
@@ -796,12 +788,12 @@ impl Driver {
                             channels: self.core.channels(),
                         },
                     ),
-                    chat::Transport::EventSub => {
-                        let (endpoint, target) = &self.shared.eventsub;
+                    chat::Protocol::EventSub => {
+                        let Url { endpoint, path } = &self.services.eventsub;
                         ChatSession::eventsub(
                             now,
                             endpoint,
-                            target,
+                            path,
                             self.core.user_id().unwrap_or_default(),
                             self.core.channels(),
                             WyRand::new().generate::<u64>(),
@@ -825,7 +817,7 @@ impl Driver {
         let Some(field) = self.persists.pop_front() else {
             return;
         };
-        let file = self.shared.config.clone();
+        let file = self.services.config.clone();
         let username = self.username.clone();
         let (key, value) = field_entry(field);
         let task = smol::unblock(move || {
@@ -838,7 +830,7 @@ impl Driver {
 
     fn persisted(&self, field: Field, result: Result<(), ConfigError>) {
         let (key, value) = field_entry(field);
-        let path = self.shared.config.path().display();
+        let path = self.services.config.path().display();
         match (result, field) {
             (Ok(()), _) => log!(Info, self.who(), None, "saved \"{key}\": {value} to {path}"),
             (Err(e), Field::PrimeOrTurbo(_)) => log!(Error, self.who(), None, "could not save \"{key}\": {value} ({e}); the bot will try hex colors again after a restart"),
@@ -856,19 +848,23 @@ fn field_entry(field: Field) -> (&'static str, serde_json::Value) {
 }
 
 /// Opens a connection to `endpoint`, with an error that names it.
-async fn open(shared: &Shared, endpoint: &Endpoint) -> io::Result<BoxStream> {
-    shared
+async fn open(services: &Services, endpoint: &Endpoint) -> io::Result<BoxStream> {
+    services
         .transport
         .connect(endpoint)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}")))
 }
 
-async fn look_up(shared: &Shared, client_id: &str, token: &Secret) -> Result<Identity, Failure> {
+async fn look_up(
+    services: &Services,
+    client_id: &str,
+    token: &Secret,
+) -> Result<Identity, Failure> {
     let creds = Credentials { token, client_id };
-    match shared.helix.get_user(creds).await {
+    match services.helix.get_user(creds).await {
         Ok(me) => {
-            let color = shared
+            let color = services
                 .helix
                 .get_color(creds, &me.id)
                 .await
@@ -889,14 +885,14 @@ async fn look_up(shared: &Shared, client_id: &str, token: &Secret) -> Result<Ide
 }
 
 async fn put_color(
-    shared: &Shared,
+    services: &Services,
     client_id: &str,
     token: &Secret,
     user_id: &str,
     color: &str,
 ) -> PutResult {
     let creds = Credentials { token, client_id };
-    match shared.helix.put_color(creds, user_id, color).await {
+    match services.helix.put_color(creds, user_id, color).await {
         Ok(_) => PutResult::Done,
         Err(ApiError::Status {
             status,
@@ -907,7 +903,7 @@ async fn put_color(
             message,
             retry_after: rate
                 .reset_at()
-                .map(|at| at.duration_since(shared.clock.wall()).unwrap_or_default()),
+                .map(|at| at.duration_since(services.clock.wall()).unwrap_or_default()),
         },
         Err(e) => PutResult::Failed(e.to_string()),
     }
@@ -916,7 +912,7 @@ async fn put_color(
 /// Performs a Helix call of an EventSub chat session; channel ids come from the process's
 /// cache when known.
 async fn chat_api(
-    shared: &Shared,
+    services: &Services,
     client_id: &str,
     token: &Secret,
     request: ApiRequest,
@@ -938,7 +934,7 @@ async fn chat_api(
         ApiRequest::Resolve(logins) => {
             let (mut found, mut missing) = (Vec::new(), Vec::new());
             {
-                let cache = shared
+                let cache = services
                     .broadcasters
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
@@ -950,9 +946,9 @@ async fn chat_api(
                 }
             }
             if !missing.is_empty() {
-                match shared.helix.get_users_by_login(creds, &missing).await {
+                match services.helix.get_users_by_login(creds, &missing).await {
                     Ok(users) => {
-                        let mut cache = shared
+                        let mut cache = services
                             .broadcasters
                             .lock()
                             .unwrap_or_else(|p| p.into_inner());
@@ -971,7 +967,7 @@ async fn chat_api(
             user_id,
             session_id,
         } => ApiAnswer::Subscribed(
-            shared
+            services
                 .helix
                 .subscribe_chat(creds, &broadcaster_id, &user_id, &session_id)
                 .await
@@ -982,7 +978,7 @@ async fn chat_api(
             session_id,
             id,
         } => ApiAnswer::Unsubscribed(
-            shared
+            services
                 .helix
                 .unsubscribe_chat(creds, &broadcaster_id, &session_id, id.as_deref())
                 .await

@@ -11,7 +11,7 @@ use nanorand::{Rng, WyRand};
 
 use crate::backoff::Backoff;
 use crate::bot::{BotEvent, Change, ColorBot, Outcome};
-use crate::chat::{self, CloseReason, Transport};
+use crate::chat::{self, CloseReason, Protocol};
 use crate::color::Typed;
 use crate::command::{self, Command};
 use crate::config::UserConfig;
@@ -160,7 +160,7 @@ pub struct Status {
     /// Since when chat has been down (`None` while connected).
     pub chat_down_since: Option<Instant>,
     /// How chat is read.
-    pub transport: Transport,
+    pub transport: Protocol,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,11 +187,19 @@ enum Timer {
     Change = 1,
 }
 
+/// The color change in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Putting {
+    color: String,
+    /// Already sent again after a token renewal (a second 401 is not renewed again).
+    retried: bool,
+}
+
 /// One user's state: chat, color changes, commands, counters.
 pub struct UserCore {
     name: String,
     channels: Vec<String>,
-    transport: Transport,
+    transport: Protocol,
     bot: ColorBot,
     rng: WyRand,
     identity: Option<Identity>,
@@ -200,7 +208,7 @@ pub struct UserCore {
     backoff: Backoff,
     lookup_refreshed: bool,
     /// The color being PUT, and whether it was already retried after a refresh.
-    putting: Option<(String, bool)>,
+    putting: Option<Putting>,
     /// A color held back by a 429, sent when [`Timer::Change`] fires.
     held: Option<String>,
     last_channel: Option<String>,
@@ -272,7 +280,7 @@ impl UserCore {
     }
 
     /// How chat is read (the driver opens this kind of session on [`Action::Connect`]).
-    pub fn transport(&self) -> Transport {
+    pub fn transport(&self) -> Protocol {
         self.transport
     }
 
@@ -396,9 +404,9 @@ impl UserCore {
                 self.reconnect_later(now);
             }
             (Purpose::Color, Ok(())) => {
-                if let Some((color, retried)) = &mut self.putting {
-                    *retried = true;
-                    let color = color.clone();
+                if let Some(putting) = &mut self.putting {
+                    putting.retried = true;
+                    let color = putting.color.clone();
                     self.actions.push_back(Action::SetColor(color));
                 }
             }
@@ -653,7 +661,10 @@ impl UserCore {
             }
             _ => {
                 log!(Debug, self.who(), None, "setting color {}", change.color);
-                self.putting = Some((change.color.clone(), false));
+                self.putting = Some(Putting {
+                    color: change.color.clone(),
+                    retried: false,
+                });
                 self.actions.push_back(Action::SetColor(change.color));
             }
         }
@@ -662,7 +673,7 @@ impl UserCore {
     /// The color change asked for with [`Action::SetColor`] ended.
     pub fn handle_put(&mut self, now: Instant, result: PutResult) {
         let retried = match &self.putting {
-            Some((_, retried)) => *retried,
+            Some(putting) => putting.retried,
             None => return,
         };
         // A token Twitch refused even just after a renewal is not renewed again for a while:
@@ -1439,24 +1450,24 @@ mod tests {
     fn a_transport_switch_reconnects_chat_only_and_waits_while_chat_is_down() {
         let t = Instant::now();
         let mut core = ready(t, &["a"], true);
-        assert_eq!(core.status().transport, Transport::Irc);
+        assert_eq!(core.status().transport, Protocol::Irc);
         let mut edited = user(&["a"], true);
-        edited.chat_transport = Some(Transport::EventSub);
+        edited.chat_transport = Some(Protocol::EventSub);
         core.handle_config(&edited);
         // no lookup, no refresh: a new chat session of the other kind
         assert_eq!(actions(&mut core), [Action::Connect]);
         let s = core.status();
         assert_eq!(
             (s.transport, s.state),
-            (Transport::EventSub, State::Connecting)
+            (Protocol::EventSub, State::Connecting)
         );
         assert!(s.joined.is_empty());
-        assert_eq!(core.transport(), Transport::EventSub);
+        assert_eq!(core.transport(), Protocol::EventSub);
         // while chat is down, the next connection simply uses the new one
         core.handle_disconnected(t, "gone", false);
         core.handle_config(&user(&["a"], true));
         assert_eq!(actions(&mut core), []);
-        assert_eq!(core.transport(), Transport::Irc);
+        assert_eq!(core.transport(), Protocol::Irc);
     }
 
     #[test]

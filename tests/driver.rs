@@ -7,14 +7,14 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use twitch_colorchanger::clock::{Clock, VirtualClock};
 use twitch_colorchanger::config::{ConfigFile, UserConfig};
 use twitch_colorchanger::device::LogPrompter;
-use twitch_colorchanger::endpoint::Endpoint;
+use twitch_colorchanger::endpoint::{Endpoint, Url};
 use twitch_colorchanger::helix::Helix;
 use twitch_colorchanger::http::HttpClient;
 use twitch_colorchanger::irc::{IDLE_BEFORE_PING, PONG_TIMEOUT};
 use twitch_colorchanger::oauth::OAuth;
 use twitch_colorchanger::secret::Secret;
 use twitch_colorchanger::transport::{Duplex, MemoryTransport, Transport};
-use twitch_colorchanger::user::{self, Shared};
+use twitch_colorchanger::user::{self, Services};
 
 fn endpoint(host: &str) -> Endpoint {
     Endpoint {
@@ -82,7 +82,7 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         dyn_clock.clone(),
         Duration::from_secs(15),
     ));
-    let shared = Arc::new(Shared {
+    let services = Arc::new(Services {
         clock: dyn_clock,
         transport,
         oauth: Arc::new(OAuth::new(http.clone(), endpoint("auth"), "/oauth2".into())),
@@ -90,7 +90,10 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         auth_attempts: Some(1),
         helix: Helix::new(http, endpoint("api"), "/helix".into()),
         irc: endpoint("irc"),
-        eventsub: (endpoint("eventsub"), "/ws".into()),
+        eventsub: Url {
+            endpoint: endpoint("eventsub"),
+            path: "/ws".into(),
+        },
         default_transport: Default::default(),
         broadcasters: Default::default(),
         config: Arc::new(ConfigFile::new("/nonexistent/never-written.conf")),
@@ -110,7 +113,7 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
     };
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
-        let _bot = ex.spawn(user::run_alone(shared, user));
+        let _bot = ex.spawn(user::run_alone(services, user));
 
         // OAuth: the token is validated before anything else
         let (ep, mut auth) = accepted.recv().await.unwrap();

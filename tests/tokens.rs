@@ -358,8 +358,7 @@ fn refresh_loop_child() {
     let path = std::path::PathBuf::from(path);
     let leftovers = config::sweep_temp_files(&path); // as the bot does at start-up
     let cfg = config::load(&path).unwrap();
-    let (auth, auth_path) =
-        endpoint::parse_url(&std::env::var("TWITCH_AUTH_URL").unwrap()).unwrap();
+    let auth = endpoint::parse_url(&std::env::var("TWITCH_AUTH_URL").unwrap()).unwrap();
     let ca = std::env::var("TWITCH_CA_FILE").unwrap();
     let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
     let tls = transport::tls_config(Some(Path::new(&ca))).unwrap();
@@ -370,17 +369,16 @@ fn refresh_loop_child() {
         clock.clone(),
         Duration::from_secs(10),
     ));
-    let oauth = Arc::new(oauth::OAuth::new(client, auth, auth_path));
+    let oauth = Arc::new(oauth::OAuth::new(client, auth.endpoint, auth.path));
     // the token rules themselves, driven here by hand: refresh, save, refresh, … for ever
     use tokens::{Purpose, TokenAction, TokenCore, TokenEvent};
     let user = &cfg.users[0];
     let spares = config::spare_refresh_tokens(&leftovers, &user.username, &user.refresh_token);
     let mut core = TokenCore::new(user, &path, spares, Some(1));
     let file = config::ConfigFile::new(&path);
-    let app = (user.client_id.clone(), user.client_secret.clone());
-    let client = oauth::Client {
-        id: &app.0,
-        secret: &app.1,
+    let app = oauth::AppCredentials {
+        id: user.client_id.clone(),
+        secret: user.client_secret.clone(),
     };
     smol::block_on(async {
         loop {
@@ -394,7 +392,7 @@ fn refresh_loop_child() {
                     core.handle_validated(now, wall, answer);
                 }
                 Some(TokenAction::Refresh(refresh)) => {
-                    let answer = oauth.refresh(client, &refresh).await;
+                    let answer = oauth.refresh(&app, &refresh).await;
                     core.handle_refreshed(now, wall, answer);
                 }
                 Some(TokenAction::Save(pair)) => {

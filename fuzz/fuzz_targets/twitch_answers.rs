@@ -11,7 +11,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use twitch_colorchanger::clock::{Clock, VirtualClock};
 use twitch_colorchanger::helix::{Credentials, Helix};
 use twitch_colorchanger::http::HttpClient;
-use twitch_colorchanger::oauth::{Client, OAuth};
+use twitch_colorchanger::oauth::{AppCredentials, OAuth};
 use twitch_colorchanger::secret::Secret;
 use twitch_colorchanger::endpoint::Endpoint;
 use twitch_colorchanger::transport::{MemoryTransport, Transport};
@@ -36,10 +36,9 @@ fuzz_target!(|data: &[u8]| {
         token: &token,
         client_id: "cid",
     };
-    let secret = Secret::default();
-    let client = Client {
-        id: "cid",
-        secret: &secret,
+    let app = AppCredentials {
+        id: "cid".into(),
+        secret: Secret::default(),
     };
     let answer = answer.to_vec();
     let server = async {
@@ -63,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
             0 => helix.get_user(creds).await.err().map(|e| e.to_string()),
             1 => helix.get_color(creds, "1").await.err().map(|e| e.to_string()),
             2 => helix.put_color(creds, "1", "red").await.err().map(|e| e.to_string()),
-            3 => oauth.refresh(client, &token).await.err().map(|e| e.to_string()),
+            3 => oauth.refresh(&app, &token).await.err().map(|e| e.to_string()),
             4 => oauth.validate(&token).await.err().map(|e| e.to_string()),
             _ => oauth.device_code("cid").await.err().map(|e| e.to_string()),
         };
