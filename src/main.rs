@@ -98,32 +98,92 @@ struct Demo {
     verbose: bool,
 }
 
-fn main() -> ExitCode {
-    // Signals first, so that a stop during start-up is clean too, and SIGHUP never kills.
-    let signals = match Signals::new([Signal::Int, Signal::Term, Signal::Hup]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot install signal handlers: {e}");
-            return ExitCode::from(1);
+/// How a run ended. [`Ending::exit_code`] is the one place that maps it to the exit codes
+/// `--help` documents (the `error_code`s on [`Cli`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Stopped by SIGINT or SIGTERM; setup authorised every user; healthy; demo played through.
+    Done,
+    /// No user could be authorised (or setup was interrupted); unhealthy; no bot running; a
+    /// demo step failed or was interrupted.
+    NotDone,
+    /// A bad command line, config file or environment variable.
+    BadInput,
+}
+
+impl Ending {
+    fn exit_code(self) -> ExitCode {
+        ExitCode::from(match self {
+            Ending::Done => 0,
+            Ending::NotDone => 1,
+            Ending::BadInput => 2,
+        })
+    }
+}
+
+/// Why a command could not do its work, with the cause.
+#[derive(Debug)]
+enum Error {
+    /// The signal handlers could not be installed.
+    Signals(std::io::Error),
+    /// The bot or `setup` could not start, or every user gave up.
+    Start(app::StartError),
+    /// `status`: no status to show (no bot running, or an unreadable status file).
+    NoStatus(String),
+    /// `demo` failed.
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
+    Demo(String),
+    /// `demo` in a build without it.
+    #[cfg_attr(feature = "demo", allow(dead_code))]
+    NoDemo,
+}
+
+impl Error {
+    fn ending(&self) -> Ending {
+        match self {
+            Error::Start(app::StartError::NoUserLeft) => Ending::NotDone,
+            Error::Start(_) | Error::NoDemo => Ending::BadInput,
+            Error::Signals(_) | Error::NoStatus(_) | Error::Demo(_) => Ending::NotDone,
         }
-    };
+    }
+
+    /// Prints the error where its command prints: the bot's log, or stderr.
+    fn report(&self) {
+        match self {
+            Error::Start(e) => twitch_colorchanger::log!(Error, None, None, "{e}"),
+            Error::Signals(e) => eprintln!("error: cannot install signal handlers: {e}"),
+            Error::NoStatus(why) => eprintln!("{why}"),
+            Error::Demo(e) => eprintln!("demo failed: {e}"),
+            Error::NoDemo => {
+                eprintln!("this build has no demo (it was built without the demo feature)")
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let cli = match Cli::from_args(&["twitch-colorchanger"], &rest) {
-        Ok(cli) => cli,
+    let ending = match Cli::from_args(&["twitch-colorchanger"], &rest) {
+        Ok(cli) => run(cli).unwrap_or_else(|e| {
+            e.report();
+            e.ending()
+        }),
+        Err(early) if early.status.is_ok() => {
+            println!("{}", early.output);
+            Ending::Done
+        }
         Err(early) => {
-            return match early.status {
-                Ok(()) => {
-                    println!("{}", early.output);
-                    ExitCode::SUCCESS
-                }
-                Err(()) => {
-                    eprintln!("{}\nTry --help.", early.output.trim_end());
-                    ExitCode::from(2)
-                }
-            };
+            eprintln!("{}\nTry --help.", early.output.trim_end());
+            Ending::BadInput
         }
     };
+    ending.exit_code()
+}
+
+fn run(cli: Cli) -> Result<Ending, Error> {
+    // Signals first, so that a stop during start-up is clean too, and SIGHUP never kills.
+    let signals = Signals::new([Signal::Int, Signal::Term, Signal::Hup]).map_err(Error::Signals)?;
     if cli.version {
         println!(
             "twitch-colorchanger {} (commit {}, target {})",
@@ -131,7 +191,7 @@ fn main() -> ExitCode {
             env!("TCC_GIT_COMMIT"),
             env!("TCC_TARGET")
         );
-        return ExitCode::SUCCESS;
+        return Ok(Ending::Done);
     }
     if let Some(Command::Demo(demo)) = &cli.command {
         return run_demo(signals, demo);
@@ -144,31 +204,19 @@ fn main() -> ExitCode {
     };
     let path = config::resolve_path(flag.or(cli.config), std::env::var("TWITCH_CONF_FILE").ok());
     if cli.health_check {
-        return health_check(&path);
+        return Ok(health_check(&path));
     }
     match cli.command {
         Some(Command::Status(c)) => return show_status(&path, c.json),
-        Some(Command::Check(_)) => return check(&path),
+        Some(Command::Check(_)) => return Ok(check(&path)),
         _ => {}
     }
     log::init(log::Settings::from_env());
     for problem in log::env_problems(|k| std::env::var(k).ok()) {
         twitch_colorchanger::log!(Warn, None, None, "{problem}");
     }
-    let endpoints = match Endpoints::from_env(&|k| std::env::var(k).ok()) {
-        Ok(e) => e,
-        Err(e) => {
-            twitch_colorchanger::log!(Error, None, None, "{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let env = match app::env_users() {
-        Ok(env) => env,
-        Err(e) => {
-            twitch_colorchanger::log!(Error, None, None, "{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let endpoints = Endpoints::from_env(&|k| std::env::var(k).ok()).map_err(Error::Start)?;
+    let env = app::env_users().map_err(Error::Start)?;
     if matches!(cli.command, Some(Command::Setup(_))) {
         return run_setup(signals, path, endpoints, env);
     }
@@ -176,25 +224,19 @@ fn main() -> ExitCode {
 }
 
 #[cfg(feature = "demo")]
-fn run_demo(mut signals: Signals, demo: &Demo) -> ExitCode {
+fn run_demo(mut signals: Signals, demo: &Demo) -> Result<Ending, Error> {
     let options = twitch_colorchanger::demo::Options {
         pause: Duration::from_millis(demo.pause),
         verbose: demo.verbose,
     };
     let stop = async move { interrupted(&mut signals).await };
-    match twitch_colorchanger::demo::run(&options, stop) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("demo failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+    twitch_colorchanger::demo::run(&options, stop).map_err(|e| Error::Demo(e.to_string()))?;
+    Ok(Ending::Done)
 }
 
 #[cfg(not(feature = "demo"))]
-fn run_demo(_signals: Signals, _demo: &Demo) -> ExitCode {
-    eprintln!("this build has no demo (it was built without the demo feature)");
-    ExitCode::from(2)
+fn run_demo(_signals: Signals, _demo: &Demo) -> Result<Ending, Error> {
+    Err(Error::NoDemo)
 }
 
 /// Waits for SIGINT or SIGTERM (or the end of the signals); SIGHUP changes nothing here.
@@ -213,9 +255,9 @@ fn run_bot(
     path: PathBuf,
     endpoints: Endpoints,
     env: app::EnvUsers,
-) -> ExitCode {
+) -> Result<Ending, Error> {
     let (requests, requests_rx) = async_channel::unbounded();
-    let stopped = smol::block_on(async {
+    let sig = smol::block_on(async {
         let mut bot = std::pin::pin!(app::run(path, endpoints, env, requests_rx));
         let stop = smol::future::or(
             async {
@@ -239,49 +281,34 @@ fn run_bot(
             async { Stopped::Bot(bot.as_mut().await) },
         )
         .await;
-        if let Stopped::Signal(sig) = stop {
-            // Twitch may have rotated a pair already: the users stop once it is saved. The
-            // supervisor bounds that wait; this bound only guards against a stuck executor.
-            let _ = requests.try_send(Request::Stop);
-            smol::future::or(
-                async {
-                    let _ = bot.as_mut().await;
-                },
-                async {
-                    smol::Timer::after(user::STOP_GRACE + Duration::from_secs(1)).await;
-                },
-            )
-            .await;
-            return Ok(sig);
-        }
         match stop {
-            Stopped::Bot(Err(e)) => Err(e),
+            Stopped::Signal(sig) => {
+                // Twitch may have rotated a pair already: the users stop once it is saved.
+                // The supervisor bounds that wait; this bound only guards against a stuck
+                // executor.
+                let _ = requests.try_send(Request::Stop);
+                smol::future::or(
+                    async {
+                        let _ = bot.as_mut().await;
+                    },
+                    async {
+                        smol::Timer::after(user::STOP_GRACE + Duration::from_secs(1)).await;
+                    },
+                )
+                .await;
+                Ok(sig)
+            }
+            Stopped::Bot(Err(e)) => Err(Error::Start(e)),
             // the bot returns by itself only when it was asked to stop, or with an error
-            Stopped::Bot(Ok(())) | Stopped::Signal(_) => Ok(None),
+            Stopped::Bot(Ok(())) => Ok(None),
         }
-    });
-    match stopped {
-        Ok(sig) => {
-            let name = signal_name(sig);
-            twitch_colorchanger::log!(Info, None, None, "{name} received: shutting down");
-            ExitCode::SUCCESS
-        }
-        Err(e @ app::StartError::NoUserLeft) => {
-            twitch_colorchanger::log!(Error, None, None, "{e}");
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            twitch_colorchanger::log!(Error, None, None, "{e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn signal_name(sig: Option<Signal>) -> &'static str {
-    match sig {
+    })?;
+    let name = match sig {
         Some(Signal::Int) => "SIGINT",
         _ => "SIGTERM",
-    }
+    };
+    twitch_colorchanger::log!(Info, None, None, "{name} received: shutting down");
+    Ok(Ending::Done)
 }
 
 fn run_setup(
@@ -289,7 +316,7 @@ fn run_setup(
     path: PathBuf,
     endpoints: Endpoints,
     env: app::EnvUsers,
-) -> ExitCode {
+) -> Result<Ending, Error> {
     let outcome = smol::block_on(smol::future::or(
         async {
             interrupted(&mut signals).await;
@@ -297,98 +324,81 @@ fn run_setup(
         },
         async { Some(app::setup(path, endpoints, env).await) },
     ));
-    match outcome {
-        None => {
-            twitch_colorchanger::log!(Info, None, None, "setup interrupted");
-            ExitCode::from(1)
-        }
-        Some(Err(e)) => {
-            twitch_colorchanger::log!(Error, None, None, "{e}");
-            ExitCode::from(2)
-        }
-        Some(Ok(results)) => {
-            let mut failed = 0;
-            for (user, result) in results {
-                match result {
-                    Ok(()) => twitch_colorchanger::log!(
-                        Info,
-                        Some(&user),
-                        None,
-                        "setup: authorised, tokens saved"
-                    ),
-                    Err(e) => {
-                        failed += 1;
-                        twitch_colorchanger::log!(Error, Some(&user), None, "setup failed: {e}");
-                    }
-                }
+    let Some(results) = outcome else {
+        twitch_colorchanger::log!(Info, None, None, "setup interrupted");
+        return Ok(Ending::NotDone);
+    };
+    let mut failed = 0;
+    for (user, result) in results.map_err(Error::Start)? {
+        match result {
+            Ok(()) => {
+                twitch_colorchanger::log!(
+                    Info,
+                    Some(&user),
+                    None,
+                    "setup: authorised, tokens saved"
+                )
             }
-            if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
+            Err(e) => {
+                failed += 1;
+                twitch_colorchanger::log!(Error, Some(&user), None, "setup failed: {e}");
             }
         }
     }
+    Ok(if failed == 0 {
+        Ending::Done
+    } else {
+        Ending::NotDone
+    })
 }
 
-/// `--health-check`: one line, exit 0 when healthy, 1 with the reason otherwise.
-fn health_check(config: &Path) -> ExitCode {
+/// `--health-check`: one line, healthy or not with the reason.
+fn health_check(config: &Path) -> Ending {
     let verdict = status::read(config)
         .and_then(|doc| status::health(&doc, SystemTime::now(), status::pid_alive(doc.pid)));
     match verdict {
         Ok(summary) => {
             println!("{summary}");
-            ExitCode::SUCCESS
+            Ending::Done
         }
         Err(why) => {
             println!("unhealthy: {why}");
-            ExitCode::from(1)
+            Ending::NotDone
         }
     }
 }
 
 /// `status [--json]`: the running bot's users, or why there is no running bot.
-fn show_status(config: &Path, json: bool) -> ExitCode {
-    let doc = match status::read(config) {
-        Ok(doc) => doc,
-        Err(why) => {
-            eprintln!("{why}");
-            return ExitCode::from(1);
-        }
-    };
+fn show_status(config: &Path, json: bool) -> Result<Ending, Error> {
+    let doc = status::read(config).map_err(Error::NoStatus)?;
     if !status::pid_alive(doc.pid) {
-        eprintln!(
+        return Err(Error::NoStatus(format!(
             "no bot is running for {}: the last one (pid {}) wrote its status at {} and is gone",
             config.display(),
             doc.pid,
             doc.written_at
-        );
-        return ExitCode::from(1);
+        )));
     }
     if json {
-        match serde_json::to_string_pretty(&doc) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(1);
-            }
-        }
+        let text =
+            serde_json::to_string_pretty(&doc).map_err(|e| Error::NoStatus(e.to_string()))?;
+        println!("{text}");
     } else {
         print!("{}", status::table(&doc, SystemTime::now()));
     }
     if let Err(why) = status::health(&doc, SystemTime::now(), true) {
         eprintln!("warning: {why}");
     }
-    ExitCode::SUCCESS
+    Ok(Ending::Done)
 }
 
 /// `check`: the config file and the environment together, every problem listed.
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path) -> Ending {
     let report = twitch_colorchanger::app::check(path, |k| std::env::var(k).ok());
     print!("{}", report.text);
     if report.ok {
-        ExitCode::SUCCESS
+        Ending::Done
     } else {
-        ExitCode::from(2)
+        Ending::BadInput
     }
 }
