@@ -118,12 +118,18 @@ enum InFlight {
     Unsubscribe,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Timer {
     /// Nothing received for too long (or no welcome yet).
     Silence = 0,
     /// Subscribe again to a channel whose subscription was revoked.
     Resubscribe = 1,
+}
+
+impl crate::timer::Kind for Timer {
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// One user's chat over EventSub.
@@ -143,7 +149,7 @@ pub struct Session {
     leaving: Vec<Leaving>,
     in_flight: Option<InFlight>,
     seen: VecDeque<String>,
-    timers: Timers<2>,
+    timers: Timers<Timer, 2>,
     transmits: VecDeque<Transmit>,
     orders: VecDeque<Order>,
     events: VecDeque<Event>,
@@ -188,8 +194,7 @@ impl Session {
         }
         s.add_socket(0, endpoint.clone(), target.to_owned());
         s.handshake(0);
-        s.timers
-            .set(Timer::Silence as usize, Some(now + WELCOME_TIMEOUT));
+        s.timers.set(Timer::Silence, Some(now + WELCOME_TIMEOUT));
         s
     }
 
@@ -400,10 +405,10 @@ impl Session {
         match kind {
             "session_welcome" => self.welcome(now, link, &payload["session"]),
             "session_keepalive" => {
-                self.timers.set(Timer::Silence as usize, Some(now + limit));
+                self.timers.set(Timer::Silence, Some(now + limit));
             }
             "notification" => {
-                self.timers.set(Timer::Silence as usize, Some(now + limit));
+                self.timers.set(Timer::Silence, Some(now + limit));
                 self.notification(metadata, &payload["event"]);
             }
             "session_reconnect" => self.reconnect(&payload["session"]),
@@ -433,10 +438,8 @@ impl Session {
         }
         // the first welcome of the session, not one after a session_reconnect
         let first = self.session_id.replace(id.to_owned()).is_none();
-        self.timers.set(
-            Timer::Silence as usize,
-            Some(now + silence_limit(self.keepalive)),
-        );
+        self.timers
+            .set(Timer::Silence, Some(now + silence_limit(self.keepalive)));
         // a reconnect is complete: the old socket goes (its subscriptions moved here)
         let older: Vec<Link> = self.sockets[..i].iter().map(|s| s.link).collect();
         for old in older {
@@ -787,7 +790,7 @@ impl Session {
                 _ => None,
             })
             .min();
-        self.timers.set(Timer::Resubscribe as usize, at);
+        self.timers.set(Timer::Resubscribe, at);
     }
 
     /// Handles every timer due at `now`.
@@ -795,7 +798,7 @@ impl Session {
         if self.closed {
             return;
         }
-        if self.timers.is_due(Timer::Resubscribe as usize, now) {
+        if self.timers.is_due(Timer::Resubscribe, now) {
             for c in self.channels.values_mut() {
                 if matches!(c.sub, Sub::Held(at) if at <= now) {
                     c.sub = Sub::Wanted;
@@ -804,7 +807,7 @@ impl Session {
             self.arm_resubscribe();
             self.pump();
         }
-        if !self.timers.is_due(Timer::Silence as usize, now) {
+        if !self.timers.is_due(Timer::Silence, now) {
             return;
         }
         if self.session_id.is_none() {

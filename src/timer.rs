@@ -1,43 +1,56 @@
 //! Timers as data (quinn-proto's `connection/timer.rs`): a small table of deadlines indexed
 //! by a core's own timer kinds; the next deadline is the earliest. No task per timer.
 
+use std::marker::PhantomData;
 use std::time::Instant;
 
-/// `N` optional deadlines, indexed by `usize` (a core's `enum Timer { … } as usize`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timers<const N: usize>([Option<Instant>; N]);
+/// A core's timer kinds: a small `enum` whose variants number `0..N`.
+pub trait Kind: Copy {
+    /// The variant's slot in the table.
+    fn index(self) -> usize;
+}
 
-impl<const N: usize> Default for Timers<N> {
+/// One optional deadline for each of a core's `N` timer kinds `K`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers<K, const N: usize> {
+    at: [Option<Instant>; N],
+    kind: PhantomData<K>,
+}
+
+impl<K, const N: usize> Default for Timers<K, N> {
     fn default() -> Self {
-        Timers([None; N])
+        Timers {
+            at: [None; N],
+            kind: PhantomData,
+        }
     }
 }
 
-impl<const N: usize> Timers<N> {
-    /// Arms (`Some`) or stops (`None`) timer `i`.
-    pub fn set(&mut self, i: usize, at: Option<Instant>) {
-        self.0[i] = at;
+impl<K: Kind, const N: usize> Timers<K, N> {
+    /// Arms (`Some`) or stops (`None`) timer `kind`.
+    pub fn set(&mut self, kind: K, at: Option<Instant>) {
+        self.at[kind.index()] = at;
     }
 
-    /// When timer `i` is armed for, if it is.
-    pub fn get(&self, i: usize) -> Option<Instant> {
-        self.0[i]
+    /// When timer `kind` is armed for, if it is.
+    pub fn get(&self, kind: K) -> Option<Instant> {
+        self.at[kind.index()]
     }
 
-    /// True when timer `i` is armed for `now` or earlier.
-    pub fn is_due(&self, i: usize, now: Instant) -> bool {
-        self.0[i].is_some_and(|t| t <= now)
+    /// True when timer `kind` is armed for `now` or earlier.
+    pub fn is_due(&self, kind: K, now: Instant) -> bool {
+        self.at[kind.index()].is_some_and(|t| t <= now)
     }
 
     /// Stops every timer.
     pub fn clear(&mut self) {
-        self.0 = [None; N];
+        self.at = [None; N];
     }
 
     /// The earliest armed deadline.
     #[must_use]
     pub fn next(&self) -> Option<Instant> {
-        self.0.iter().flatten().min().copied()
+        self.at.iter().flatten().min().copied()
     }
 }
 
@@ -46,17 +59,31 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    #[derive(Clone, Copy)]
+    enum T {
+        A,
+        B,
+        C,
+    }
+
+    impl Kind for T {
+        fn index(self) -> usize {
+            self as usize
+        }
+    }
+
     #[test]
     fn the_next_deadline_is_the_earliest_armed_one() {
         let t = Instant::now();
-        let mut timers = Timers::<3>::default();
+        let mut timers = Timers::<T, 3>::default();
         assert_eq!(timers.next(), None);
-        timers.set(0, Some(t + Duration::from_secs(5)));
-        timers.set(2, Some(t + Duration::from_secs(2)));
+        timers.set(T::A, Some(t + Duration::from_secs(5)));
+        timers.set(T::C, Some(t + Duration::from_secs(2)));
         assert_eq!(timers.next(), Some(t + Duration::from_secs(2)));
-        assert!(!timers.is_due(2, t + Duration::from_secs(1)));
-        assert!(timers.is_due(2, t + Duration::from_secs(2)));
-        timers.set(2, None);
+        assert!(!timers.is_due(T::C, t + Duration::from_secs(1)));
+        assert!(timers.is_due(T::C, t + Duration::from_secs(2)));
+        assert_eq!(timers.get(T::B), None);
+        timers.set(T::C, None);
         assert_eq!(timers.next(), Some(t + Duration::from_secs(5)));
         timers.clear();
         assert_eq!(timers.next(), None);

@@ -277,6 +277,12 @@ enum Timer {
     NextCode = 2,
 }
 
+impl crate::timer::Kind for Timer {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[derive(Debug)]
 struct Unsaved {
     error: String,
@@ -311,7 +317,7 @@ pub struct TokenCore {
     /// Device codes before giving up; `None`: forever, pausing between codes (unattended).
     attempts: Option<u32>,
     code_pause: Backoff,
-    timers: Timers<3>,
+    timers: Timers<Timer, 3>,
     actions: VecDeque<TokenAction>,
     events: VecDeque<TokenEvent>,
 }
@@ -467,7 +473,7 @@ impl TokenCore {
                 return self.answer(Ok(()));
             }
             // a renewal now supersedes a pending retry of the same
-            self.timers.set(Timer::Retry as usize, None);
+            self.timers.set(Timer::Retry, None);
             self.retry = None;
             return match want {
                 Want::Refresh => self.start_refresh(Then::Done),
@@ -701,7 +707,7 @@ impl TokenCore {
             wait.as_secs_f64()
         ))));
         self.retry = Some(retry);
-        self.timers.set(Timer::Retry as usize, Some(now + wait));
+        self.timers.set(Timer::Retry, Some(now + wait));
     }
 
     /// A config write asked for with [`TokenAction::Save`] ended (`Err`: why it failed).
@@ -732,11 +738,11 @@ impl TokenCore {
         self.schedule.renewed(now, expires_in);
         self.retry_backoff.reset();
         self.retry = None;
-        self.timers.set(Timer::Retry as usize, None);
+        self.timers.set(Timer::Retry, None);
         match result {
             Ok(()) => {
                 self.unsaved = None;
-                self.timers.set(Timer::Save as usize, None);
+                self.timers.set(Timer::Save, None);
                 log!(
                     Debug,
                     self.who(),
@@ -754,7 +760,7 @@ impl TokenCore {
                     backoff,
                     failures: 1,
                 });
-                self.timers.set(Timer::Save as usize, Some(now + wait));
+                self.timers.set(Timer::Save, Some(now + wait));
             }
         }
         match then {
@@ -779,7 +785,7 @@ impl TokenCore {
                     Some(u) => log!(Error, self.who(), None, "authorised, but the tokens could not be saved to {} ({}): keep the bot running until a save succeeds, or this user must authorise again", self.saved_to, u.error),
                 }
                 self.code_pause.reset();
-                self.timers.set(Timer::NextCode as usize, None);
+                self.timers.set(Timer::NextCode, None);
                 let first = !std::mem::replace(&mut self.ready_once, true);
                 self.stage = Stage::Ready;
                 self.events.push_back(if first {
@@ -821,7 +827,7 @@ impl TokenCore {
                     wait.as_secs()
                 );
                 unsaved.error = error;
-                self.timers.set(Timer::Save as usize, Some(now + wait));
+                self.timers.set(Timer::Save, Some(now + wait));
             }
         }
     }
@@ -837,7 +843,7 @@ impl TokenCore {
         self.answer(Err(RenewError::Refused(why)));
         self.want = None;
         self.retry = None;
-        self.timers.set(Timer::Retry as usize, None);
+        self.timers.set(Timer::Retry, None);
         self.stage = Stage::Authorising(0);
         self.start(Busy::Device, TokenAction::Authorize);
     }
@@ -884,7 +890,7 @@ impl TokenCore {
             "authorisation not completed ({failure}); new code in {}s",
             wait.as_secs()
         );
-        self.timers.set(Timer::NextCode as usize, Some(now + wait));
+        self.timers.set(Timer::NextCode, Some(now + wait));
     }
 
     /// Handles every timer due at `now` (one operation at a time: the rest when it ends).
@@ -893,9 +899,9 @@ impl TokenCore {
             return;
         }
         let mut due = |t: Timer| {
-            let due = self.timers.is_due(t as usize, now);
+            let due = self.timers.is_due(t, now);
             if due {
-                self.timers.set(t as usize, None);
+                self.timers.set(t, None);
             }
             due
         };

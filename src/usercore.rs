@@ -179,12 +179,18 @@ enum Chat {
     Parked,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Timer {
     /// Look the user up again, or reconnect.
     Retry = 0,
     /// Send the color change held back by a 429.
     Change = 1,
+}
+
+impl crate::timer::Kind for Timer {
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// The color change in flight.
@@ -212,7 +218,7 @@ pub struct UserCore {
     /// A color held back by a 429, sent when [`Timer::Change`] fires.
     held: Option<String>,
     last_channel: Option<String>,
-    timers: Timers<2>,
+    timers: Timers<Timer, 2>,
     actions: VecDeque<Action>,
     counters: Counters,
     chat_down_since: Option<Instant>,
@@ -289,14 +295,6 @@ impl UserCore {
         self.identity.as_ref().map(|i| i.id.as_str())
     }
 
-    fn set(&mut self, timer: Timer, at: Option<Instant>) {
-        self.timers.set(timer as usize, at);
-    }
-
-    fn due(&self, timer: Timer, now: Instant) -> bool {
-        self.timers.is_due(timer as usize, now)
-    }
-
     fn error(&mut self, why: String) {
         self.counters.last_error = Some(why);
     }
@@ -366,7 +364,7 @@ impl UserCore {
             wait.as_secs_f64()
         );
         self.error(format!("cannot look up the user id: {why}"));
-        self.set(Timer::Retry, Some(now + wait));
+        self.timers.set(Timer::Retry, Some(now + wait));
     }
 
     fn connect(&mut self) {
@@ -587,7 +585,7 @@ impl UserCore {
         let jitter = self.jitter();
         let wait = self.backoff.next_delay(jitter);
         self.chat = Chat::Waiting;
-        self.set(Timer::Retry, Some(now + wait));
+        self.timers.set(Timer::Retry, Some(now + wait));
         wait
     }
 
@@ -657,7 +655,8 @@ impl UserCore {
         match change.after {
             Some(wait) if !wait.is_zero() => {
                 self.held = Some(change.color);
-                self.set(Timer::Change, Some(now + wait.min(MAX_RATE_WAIT)));
+                self.timers
+                    .set(Timer::Change, Some(now + wait.min(MAX_RATE_WAIT)));
             }
             _ => {
                 log!(Debug, self.who(), None, "setting color {}", change.color);
@@ -862,17 +861,17 @@ impl UserCore {
     /// up is tried now.
     pub fn handle_token_renewed(&mut self, now: Instant) {
         let waiting = self.chat == Chat::Waiting || self.identity.is_none();
-        if waiting && self.timers.get(Timer::Retry as usize).is_some() {
+        if waiting && self.timers.get(Timer::Retry).is_some() {
             log!(Info, self.who(), None, "new token: trying again now");
             self.backoff.reset();
-            self.set(Timer::Retry, Some(now));
+            self.timers.set(Timer::Retry, Some(now));
         }
     }
 
     /// Handles every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.due(Timer::Retry, now) {
-            self.set(Timer::Retry, None);
+        if self.timers.is_due(Timer::Retry, now) {
+            self.timers.set(Timer::Retry, None);
             if self.identity.is_none() {
                 self.lookup_refreshed = false;
                 self.actions.push_back(Action::LookUpUser);
@@ -880,8 +879,8 @@ impl UserCore {
                 self.connect();
             }
         }
-        if self.due(Timer::Change, now) {
-            self.set(Timer::Change, None);
+        if self.timers.is_due(Timer::Change, now) {
+            self.timers.set(Timer::Change, None);
             if let Some(color) = self.held.take() {
                 self.start_change(now, Change { color, after: None });
             }

@@ -691,9 +691,13 @@ fn real_clock_soak() {
             std::fs::write(&config, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
         }
     }
-    let changes: usize = (0..3)
-        .map(|i| fake.state().changes(&i.to_string()).len())
-        .sum();
+    // the last round was just sent: let it land (bounded) before counting
+    let total = |s: &twitch_colorchanger::fake::State| -> usize {
+        (0..3).map(|i| s.changes(&i.to_string()).len()).sum()
+    };
+    let sent = usize::try_from(tick * 3).unwrap_or(usize::MAX);
+    fake.wait(WAIT, |s| total(s) >= sent);
+    let changes = total(&fake.state());
     println!(
         "soak: {seconds}s real time, 3 users, {} messages sent, {changes} color changes, {} logins, VmRSS start {start_rss} kB, end {} kB",
         tick * 3,

@@ -29,12 +29,18 @@ const AUTH_FAILURES: [&str; 5] = [
     "Invalid NICK",
 ];
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Timer {
     Register = 0,
     Idle = 1,
     Pong = 2,
     Join = 3,
+}
+
+impl crate::timer::Kind for Timer {
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// The state of one IRC connection, from registration to close.
@@ -47,7 +53,7 @@ pub struct Session {
     discarding: bool,
     outbox: VecDeque<String>,
     events: VecDeque<Event>,
-    timers: Timers<4>,
+    timers: Timers<Timer, 4>,
     join_queue: VecDeque<String>,
     join_log: VecDeque<Instant>,
 }
@@ -76,8 +82,12 @@ impl Session {
             join_queue: login.channels.iter().cloned().collect(),
             join_log: VecDeque::new(),
         };
-        session.set(Timer::Register, Some(now + REGISTER_TIMEOUT));
-        session.set(Timer::Idle, Some(now + IDLE_BEFORE_PING));
+        session
+            .timers
+            .set(Timer::Register, Some(now + REGISTER_TIMEOUT));
+        session
+            .timers
+            .set(Timer::Idle, Some(now + IDLE_BEFORE_PING));
         session
     }
 
@@ -91,8 +101,8 @@ impl Session {
             let (head, tail) = rest.split_at(pos);
             rest = &tail[1..];
             // Only complete lines show the server alive: a byte now and then is not enough.
-            self.set(Timer::Idle, Some(now + IDLE_BEFORE_PING));
-            self.set(Timer::Pong, None);
+            self.timers.set(Timer::Idle, Some(now + IDLE_BEFORE_PING));
+            self.timers.set(Timer::Pong, None);
             if self.discarding {
                 self.discarding = false;
                 self.inbuf.clear();
@@ -151,7 +161,7 @@ impl Session {
             }
             "001" if !self.ready => {
                 self.ready = true;
-                self.set(Timer::Register, None);
+                self.timers.set(Timer::Register, None);
                 self.events.push_back(Event::Ready);
                 self.flush_joins(now);
             }
@@ -263,7 +273,7 @@ impl Session {
             (false, Some(oldest)) => Some(*oldest + JOIN_WINDOW),
             _ => None,
         };
-        self.set(Timer::Join, next);
+        self.timers.set(Timer::Join, next);
     }
 
     /// Handles every timer due at `now`.
@@ -271,28 +281,20 @@ impl Session {
         if self.closed {
             return;
         }
-        if self.due(Timer::Register, now) {
+        if self.timers.is_due(Timer::Register, now) {
             return self.close(CloseReason::LoginTimeout);
         }
-        if self.due(Timer::Pong, now) {
+        if self.timers.is_due(Timer::Pong, now) {
             return self.close(CloseReason::Timeout);
         }
-        if self.due(Timer::Idle, now) {
+        if self.timers.is_due(Timer::Idle, now) {
             self.outbox.push_back("PING :tmi.twitch.tv".to_owned());
-            self.set(Timer::Idle, None);
-            self.set(Timer::Pong, Some(now + PONG_TIMEOUT));
+            self.timers.set(Timer::Idle, None);
+            self.timers.set(Timer::Pong, Some(now + PONG_TIMEOUT));
         }
-        if self.due(Timer::Join, now) {
+        if self.timers.is_due(Timer::Join, now) {
             self.flush_joins(now);
         }
-    }
-
-    fn due(&self, timer: Timer, now: Instant) -> bool {
-        self.timers.is_due(timer as usize, now)
-    }
-
-    fn set(&mut self, timer: Timer, at: Option<Instant>) {
-        self.timers.set(timer as usize, at);
     }
 
     /// The next line to write, with its CRLF. PASS lines hold the token: never log them
