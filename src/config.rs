@@ -480,6 +480,9 @@ pub struct ConfigFile {
     path: PathBuf,
     /// What this process last wrote, newest first; its lock keeps writes one at a time.
     written: Mutex<VecDeque<Vec<u8>>>,
+    /// Called between a write's complete, fsynced temp file and its rename (see
+    /// [`ConfigFile::before_rename`]).
+    before_rename: Option<fn(&Path)>,
 }
 
 /// How many of its recent writes the file remembers.
@@ -491,6 +494,17 @@ impl ConfigFile {
         ConfigFile {
             path: path.into(),
             written: Mutex::new(VecDeque::new()),
+            before_rename: None,
+        }
+    }
+
+    /// Calls `hook` with the temp file's path once a write's temp file is complete and
+    /// fsynced, right before it is renamed over the file: the window a crash-safety test
+    /// kills the process in. The bot never sets it.
+    pub fn before_rename(self, hook: fn(&Path)) -> ConfigFile {
+        ConfigFile {
+            before_rename: Some(hook),
+            ..self
         }
     }
 
@@ -591,7 +605,8 @@ impl ConfigFile {
         let mut text = serde_json::to_string_pretty(root)
             .map_err(|e| ConfigError::Shape(path.to_owned(), e.to_string()))?;
         text.push('\n');
-        write_atomic(path, text.as_bytes()).map_err(|e| ConfigError::Io(path.to_owned(), e))?;
+        write_atomic_with(path, text.as_bytes(), self.before_rename)
+            .map_err(|e| ConfigError::Io(path.to_owned(), e))?;
         // a few recent writes, so a reload that reads one write while the next lands still knows it
         written.truncate(WRITES_KEPT - 1);
         written.push_front(text.into_bytes());
@@ -751,6 +766,14 @@ pub fn merge_env(root: &mut Value, env: &[Map<String, Value>]) -> bool {
 ///   makes it pick another random name) with mode 0600, then given the original file's
 ///   owner, group and mode (less any bits for others) before it takes its place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, bytes, None)
+}
+
+fn write_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    before_rename: Option<fn(&Path)>,
+) -> io::Result<()> {
     let target = match fs::canonicalize(path) {
         Ok(target) => target,
         Err(e) if e.kind() == io::ErrorKind::NotFound => path.to_owned(),
@@ -775,8 +798,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         }
         file.sync_all()?;
         drop(file);
-        #[cfg(feature = "fake-twitch")]
-        crate::fake::pause_before_rename();
+        if let Some(hook) = before_rename {
+            hook(&tmp);
+        }
         fs::rename(&tmp, &target)?;
         #[cfg(unix)]
         fs::File::open(&dir)?.sync_all()?;

@@ -375,7 +375,14 @@ fn refresh_loop_child() {
     let user = &cfg.users[0];
     let spares = config::spare_refresh_tokens(&leftovers, &user.username, &user.refresh_token);
     let mut core = TokenCore::new(user, &path, spares, Some(1));
-    let file = config::ConfigFile::new(&path);
+    // with TCC_PAUSE_BEFORE_RENAME=MARKER, each save writes MARKER and waits in the window
+    // between the complete, fsynced temp file and the rename, for the parent to kill it there
+    let file = config::ConfigFile::new(&path).before_rename(|_| {
+        if let Some(marker) = std::env::var_os("TCC_PAUSE_BEFORE_RENAME") {
+            let _ = std::fs::write(marker, b"paused");
+            std::thread::sleep(Duration::from_secs(30));
+        }
+    });
     let app = oauth::AppCredentials {
         id: user.client_id.clone(),
         secret: user.client_secret.clone(),

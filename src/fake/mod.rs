@@ -37,17 +37,6 @@ use self::http::http_conn;
 use self::irc::irc_conn;
 use self::tls::tls_acceptor;
 
-#[cfg(feature = "fake-twitch")]
-/// A test hook in the config writer (only in builds with the `fake-twitch` feature): with
-/// `TCC_PAUSE_BEFORE_RENAME=PATH` set, a save writes PATH and waits after its temp file is
-/// complete and before the rename, so that a test can kill the process in exactly that window.
-pub fn pause_before_rename() {
-    if let Some(marker) = std::env::var_os("TCC_PAUSE_BEFORE_RENAME") {
-        let _ = std::fs::write(marker, b"paused");
-        std::thread::sleep(Duration::from_secs(30));
-    }
-}
-
 /// An account the fake knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeUser {
