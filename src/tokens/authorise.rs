@@ -1,0 +1,67 @@
+//! The device-code flow: when the person must authorise again, and what a code's outcome
+//! means (a new code at once at a terminal, growing pauses unattended, a limit).
+
+use super::*;
+
+impl TokenCore {
+    /// Sends the person to the device flow (or gives up, when codes are not allowed).
+    pub(super) fn authorize(&mut self, why: String) {
+        log!(
+            Error,
+            self.who(),
+            None,
+            "{why}: the user must authorise again; starting the device-code flow"
+        );
+        self.answer(Err(RenewError::Refused(why)));
+        self.want = None;
+        self.retry = None;
+        self.timers.set(Timer::Retry, None);
+        self.stage = Stage::Authorising(0);
+        self.start(Busy::Device, TokenAction::Authorize);
+    }
+
+    /// One device-code authorisation asked for with [`TokenAction::Authorize`] ended.
+    pub fn handle_device(&mut self, now: Instant, result: Result<TokenSet, DeviceError>) {
+        if self.busy != Some(Busy::Device) {
+            return;
+        }
+        self.busy = None;
+        match result {
+            Ok(set) => {
+                let access = set.access_token.clone();
+                self.start(Busy::ValidateNew(set), TokenAction::Validate(access));
+            }
+            Err(e) => self.code_failed(now, e.to_string()),
+        }
+    }
+
+    pub(super) fn code_failed(&mut self, now: Instant, failure: String) {
+        let Stage::Authorising(codes) = self.stage else {
+            return;
+        };
+        let codes = codes + 1;
+        self.stage = Stage::Authorising(codes);
+        if self.attempts.is_some_and(|max| codes >= max) {
+            let why = format!("authorisation failed {codes} times, last: {failure}");
+            self.stage = Stage::GaveUp;
+            self.answer(Err(RenewError::Refused(why.clone())));
+            self.events.push_back(TokenEvent::GaveUp(why));
+            return;
+        }
+        // Someone is at the terminal: a new code at once. Unattended: pause, growing, so
+        // that Twitch is not asked for codes nobody reads.
+        let wait = if self.attempts.is_some() {
+            Duration::ZERO
+        } else {
+            self.code_pause.next_delay(1.0)
+        };
+        log!(
+            Warn,
+            self.who(),
+            None,
+            "authorisation not completed ({failure}); new code in {}s",
+            wait.as_secs()
+        );
+        self.timers.set(Timer::NextCode, Some(now + wait));
+    }
+}
