@@ -1,0 +1,256 @@
+//! The config file: the Python bot's JSON format, validated with messages that name the
+//! file, user and field, and rewritten atomically without losing fields we do not know.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::{Map, Value};
+
+use crate::chat::Protocol;
+use crate::color;
+use crate::mode;
+use crate::secret::Secret;
+
+mod env;
+mod file;
+mod schema;
+
+pub use self::env::{env_users, merge_env};
+pub use self::file::{spare_refresh_tokens, sweep_temp_files, write_atomic, ConfigFile};
+pub use self::schema::{normalise_channel, EXAMPLE_CLIENT_ID};
+
+/// One account the bot runs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserConfig {
+    /// Twitch login, as written in the file.
+    pub username: String,
+    /// User access token; empty when the user still needs the device-code flow.
+    pub access_token: Secret,
+    /// Refresh token, may be empty.
+    pub refresh_token: Secret,
+    /// The app's client id.
+    pub client_id: String,
+    /// The app's client secret, empty for public clients.
+    pub client_secret: Secret,
+    /// Channel logins: lowercase, without `#`, no duplicates.
+    pub channels: Vec<String>,
+    /// Use random hex colors (Turbo/Prime) rather than named ones.
+    pub is_prime_or_turbo: bool,
+    /// Change colors automatically.
+    pub enabled: bool,
+    /// When the access token expires (`token_expiry`), if known.
+    pub token_expiry: Option<std::time::SystemTime>,
+    /// `chat_transport`: how chat is read; `None` when the file leaves it to the default
+    /// (`TWITCH_CHAT_TRANSPORT`, else IRC).
+    pub chat_transport: Option<Protocol>,
+    /// `color_mode`, `rainbow_step`, `palette`, `palette_order`.
+    pub colors: mode::Settings,
+}
+
+/// A config file that loaded: the valid users and a warning for each skipped one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The users that passed validation, in file order.
+    pub users: Vec<UserConfig>,
+    /// One line per problem that made a user be skipped.
+    pub warnings: Vec<String>,
+}
+
+/// Why the config cannot be used at all.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file does not exist.
+    Missing(PathBuf),
+    /// The file cannot be read or written.
+    Io(PathBuf, io::Error),
+    /// The file is not JSON.
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// serde_json's description.
+        message: String,
+    },
+    /// The JSON is not `{"users": [...]}`.
+    Shape(PathBuf, String),
+    /// No user passed validation; the problems found.
+    NoValidUsers(PathBuf, Vec<String>),
+    /// The user to update is not in the file any more.
+    UnknownUser(PathBuf, String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Missing(p) => write!(
+                f,
+                "{}: config file not found (give --config PATH or set TWITCH_CONF_FILE; README shows an example)",
+                p.display()
+            ),
+            ConfigError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            ConfigError::Json {
+                path,
+                line,
+                column,
+                message,
+            } => write!(f, "{}:{line}:{column}: invalid JSON: {message}", path.display()),
+            ConfigError::Shape(p, m) => write!(f, "{}: {m}", p.display()),
+            ConfigError::NoValidUsers(p, problems) => {
+                write!(f, "{}: no valid user in the config", p.display())?;
+                for problem in problems {
+                    write!(f, "\n  {problem}")?;
+                }
+                Ok(())
+            }
+            ConfigError::UnknownUser(p, u) => {
+                write!(f, "{}: user {u:?} is no longer in the config", p.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The config path: `--config`, else `TWITCH_CONF_FILE`, else `./twitch_colorchanger.conf`.
+pub fn resolve_path(flag: Option<PathBuf>, env: Option<String>) -> PathBuf {
+    flag.or_else(|| env.filter(|e| !e.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("twitch_colorchanger.conf"))
+}
+
+/// Reads and validates the config file. Invalid users are skipped with a warning; no valid
+/// user at all is an error.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = read_text(path)?;
+    parse(path, &text)
+}
+
+/// Validates the text of a config file read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    validate(path, &parse_json(path, text)?)
+}
+
+/// Validates a parsed config document.
+pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
+    let users = root.get("users").and_then(Value::as_array).ok_or_else(|| {
+        ConfigError::Shape(
+            path.to_owned(),
+            "expected an object with a \"users\" array".into(),
+        )
+    })?;
+    let mut valid: Vec<UserConfig> = Vec::new();
+    let mut warnings = Vec::new();
+    for (index, entry) in users.iter().enumerate() {
+        match schema::parse_user(entry) {
+            Ok(user)
+                if valid
+                    .iter()
+                    .any(|u| u.username.eq_ignore_ascii_case(&user.username)) =>
+            {
+                warnings.push(format!(
+                    "users[{index}] ({}): duplicate username, skipped",
+                    user.username
+                ));
+            }
+            Ok(user) => valid.push(user),
+            Err(problems) => {
+                let who = entry
+                    .get("username")
+                    .and_then(Value::as_str)
+                    .map(|u| format!(" ({u})"))
+                    .unwrap_or_default();
+                for problem in problems {
+                    warnings.push(format!("users[{index}]{who}: {problem}"));
+                }
+            }
+        }
+    }
+    if valid.is_empty() {
+        return Err(ConfigError::NoValidUsers(path.to_owned(), warnings));
+    }
+    Ok(Config {
+        path: path.to_owned(),
+        users: valid,
+        warnings,
+    })
+}
+
+/// The file's text; a missing file is [`ConfigError::Missing`].
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let io_error = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => ConfigError::Missing(path.to_owned()),
+        _ => ConfigError::Io(path.to_owned(), e),
+    };
+    // A FIFO would block `open` until someone writes to it: look before opening.
+    let kind = fs::metadata(path).map_err(io_error)?.file_type();
+    if !kind.is_file() {
+        return Err(ConfigError::Io(
+            path.to_owned(),
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "not a regular file ({}): give the path of the JSON config file",
+                    kind_name(kind)
+                ),
+            ),
+        ));
+    }
+    fs::read_to_string(path).map_err(io_error)
+}
+
+fn kind_name(kind: fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, ConfigError> {
+    parse_json(path, &read_text(path)?)
+}
+
+/// Parses the text of a config file as JSON, errors pointing at `file:line:column`.
+pub fn parse_json(path: &Path, text: &str) -> Result<Value, ConfigError> {
+    // Windows editors like to start UTF-8 files with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    serde_json::from_str(text).map_err(|e| ConfigError::Json {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })
+}
+
+/// serde_json appends " at line L column C"; we print the position first instead.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
