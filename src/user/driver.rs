@@ -1,282 +1,14 @@
-//! The async driver of one user, in the shape of quinn's `ConnectionDriver`: it performs
-//! what the sans-IO [`UserCore`] asks (Helix calls, chat connections, token refreshes,
-//! config writes), feeds back how each ended, shuttles chat bytes through the
-//! [`ChatSession`] and arms one timer. It decides nothing itself.
+//! The driver's loop: one select over the control channel, the operations in flight, the
+//! chat connections and the one timer; then each core is handed what happened, and their
+//! actions become operations, writes and connections.
 
-use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::io;
-use std::pin::{pin, Pin};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
-
-use nanorand::{Rng, WyRand};
-use smol::future;
-use smol::io::{AsyncRead, AsyncWriteExt};
-
-use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
-use crate::chat_session::ChatSession;
-use crate::clock::{timeout_at, Clock, Sleep};
-use crate::config::{ConfigError, ConfigFile, UserConfig};
-use crate::device::{self, DeviceError, Prompter};
-use crate::endpoint::{Endpoint, Url};
-use crate::helix::{ApiError, Credentials, Helix};
-use crate::log;
-use crate::oauth::{AppCredentials, OAuth, OAuthError, TokenSet, Validation};
-use crate::secret::Secret;
-use crate::tokens::{Purpose, TokenAction, TokenCore, TokenEvent, TokenStatus};
-use crate::transport::{BoxStream, Transport};
-use crate::usercore::{Action, Counters, Failure, Field, Identity, PutResult, Status, UserCore};
+use super::calls::{chat_api, look_up, open, put_color};
+use super::*;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a session that ended may take to send its last frames (a WebSocket Close).
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// What every user shares: time, network, Helix, the IRC endpoint and the config file.
-pub struct Services {
-    /// Time.
-    pub clock: Arc<dyn Clock>,
-    /// Byte streams (IRC).
-    pub transport: Arc<dyn Transport>,
-    /// Helix, with its pooled HTTP client.
-    pub helix: Helix,
-    /// OAuth (tokens), sharing that client.
-    pub oauth: Arc<OAuth>,
-    /// Shows device codes to the person.
-    pub prompter: Arc<dyn Prompter>,
-    /// How many device codes to try before giving up on a user; `None`: forever (unattended).
-    pub auth_attempts: Option<u32>,
-    /// Where IRC chat is.
-    pub irc: Endpoint,
-    /// Where EventSub is: the endpoint and the request target (path and query).
-    pub eventsub: Url,
-    /// The chat transport of users whose entry does not choose one.
-    pub default_transport: chat::Protocol,
-    /// Channel logins → user ids, looked up once for the process (EventSub subscriptions).
-    pub broadcasters: Mutex<HashMap<String, String>>,
-    /// The config file, for persisting changes.
-    pub config: Arc<ConfigFile>,
-}
-
-/// A message from the supervisor to a running user.
-#[derive(Debug, Clone)]
-pub enum Control {
-    /// The person edited this user's settings (same credentials).
-    Update(UserConfig),
-    /// The process is stopping: end once no rotated token pair is left unsaved (bounded by
-    /// [`STOP_GRACE`]).
-    Stop,
-}
-
-/// The longest a stop waits for a token refresh in flight to be answered and saved.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// What a user's driver publishes for the supervisor: the user and its tokens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// The user's state and counters.
-    pub user: Status,
-    /// The tokens' state.
-    pub tokens: TokenStatus,
-}
-
-/// Where a user's driver publishes its status for the supervisor.
-#[derive(Clone)]
-pub struct Reporter {
-    /// The latest report; `None` until the driver runs.
-    pub slot: Arc<Mutex<Option<Report>>>,
-    /// Nudged on every change, so that the status file is rewritten.
-    pub changed: async_channel::Sender<()>,
-}
-
-impl Reporter {
-    fn publish(&self, report: Report) {
-        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref() != Some(&report) {
-            *slot = Some(report);
-            let _ = self.changed.try_send(());
-        }
-    }
-}
-
-/// Runs one user until it is stopped (the supervisor drops the task or the control
-/// channel, or sends [`Control::Stop`]). Every failure is logged and retried with backoff,
-/// so one user's trouble never stops another; returns an error only if the user could not
-/// be authorised within the allowed attempts. `spares` are refresh tokens an interrupted
-/// save left behind (see [`TokenCore::new`]).
-pub async fn run(
-    services: Arc<Services>,
-    user: UserConfig,
-    spares: Vec<Secret>,
-    control: async_channel::Receiver<Control>,
-    report: Reporter,
-    counters: Counters,
-) -> Result<(), String> {
-    let seed = WyRand::new().generate::<u64>();
-    let mut user = user;
-    user.chat_transport
-        .get_or_insert(services.default_transport);
-    let tokens = TokenCore::new(
-        &user,
-        services.config.path(),
-        spares,
-        services.auth_attempts,
-    );
-    let core = UserCore::new(services.clock.now(), &user, counters, seed);
-    let driver = Driver {
-        services,
-        username: user.username.clone(),
-        app: AppCredentials {
-            id: user.client_id,
-            secret: user.client_secret,
-        },
-        tokens,
-        started: false,
-        core,
-        chat: None,
-        ended: Vec::new(),
-        ops: Ops::default(),
-        persists: VecDeque::new(),
-        report,
-        timer: None,
-        stop_by: None,
-    };
-    let result = driver.drive(control).await;
-    if let Err(why) = &result {
-        log!(
-            Error,
-            Some(&user.username),
-            None,
-            "{why}; giving up on this user (the others keep running)"
-        );
-    }
-    result
-}
-
-/// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.
-pub async fn run_alone(services: Arc<Services>, user: UserConfig) -> Result<(), String> {
-    let (_control, control_rx) = async_channel::unbounded();
-    let report = Reporter {
-        slot: Arc::new(Mutex::new(None)),
-        changed: async_channel::bounded(1).0,
-    };
-    run(
-        services,
-        user,
-        Vec::new(),
-        control_rx,
-        report,
-        Counters::default(),
-    )
-    .await
-}
-
-/// Makes sure `user` has a valid token (validating, refreshing, or running the device flow,
-/// at most `attempts` codes), as `setup` does, without starting chat. Returns the token
-/// status at the end.
-pub async fn authorise(
-    services: Arc<Services>,
-    user: &UserConfig,
-    spares: Vec<Secret>,
-    attempts: u32,
-) -> Result<TokenStatus, String> {
-    let mut tokens = TokenCore::new(user, services.config.path(), spares, Some(attempts));
-    let app = AppCredentials {
-        id: user.client_id.clone(),
-        secret: user.client_secret.clone(),
-    };
-    let clock = &*services.clock;
-    let mut op: Op<TokenAnswer> = None;
-    loop {
-        while let Some(event) = tokens.poll_event() {
-            match event {
-                TokenEvent::Ready => return Ok(tokens.status()),
-                TokenEvent::GaveUp(why) => return Err(why),
-                _ => {}
-            }
-        }
-        if op.is_none() {
-            if let Some(action) = tokens.poll_action() {
-                op = Some(token_op(&services, &app, &user.username, action));
-            }
-        }
-        let answer = match (op.as_mut(), tokens.poll_timeout()) {
-            (Some(fut), _) => Some(fut.await),
-            (None, Some(at)) => {
-                clock.sleep_until(at).await;
-                None
-            }
-            (None, None) => return Err("the token check stalled".into()),
-        };
-        let now = clock.now();
-        match answer {
-            Some(answer) => {
-                op = None;
-                feed_tokens(&mut tokens, now, clock.wall(), answer);
-            }
-            None => tokens.handle_timeout(now),
-        }
-    }
-}
-
-type Op<T> = Option<Pin<Box<dyn Future<Output = T>>>>;
-
-/// How a [`TokenAction`] ended.
-enum TokenAnswer {
-    Validated(Result<Validation, OAuthError>),
-    Refreshed(Result<TokenSet, OAuthError>),
-    Saved(Result<(), String>),
-    Device(Result<TokenSet, DeviceError>),
-}
-
-/// Performs a token action: an OAuth call, a config write (off the executor thread: the
-/// write waits for the disk), or one device-code authorisation.
-fn token_op(
-    services: &Arc<Services>,
-    app: &AppCredentials,
-    username: &str,
-    action: TokenAction,
-) -> Pin<Box<dyn Future<Output = TokenAnswer>>> {
-    let services = services.clone();
-    let (app, username) = (app.clone(), username.to_owned());
-    match action {
-        TokenAction::Validate(token) => {
-            Box::pin(async move { TokenAnswer::Validated(services.oauth.validate(&token).await) })
-        }
-        TokenAction::Refresh(refresh) => {
-            Box::pin(
-                async move { TokenAnswer::Refreshed(services.oauth.refresh(&app, &refresh).await) },
-            )
-        }
-        TokenAction::Save(pair) => {
-            let file = services.config.clone();
-            Box::pin(async move {
-                let saved = smol::unblock(move || {
-                    file.save_tokens(&username, &pair.access, &pair.refresh, pair.expires_at)
-                })
-                .await;
-                TokenAnswer::Saved(saved.map_err(|e| e.to_string()))
-            })
-        }
-        TokenAction::Authorize => Box::pin(async move {
-            let clock = &*services.clock;
-            let prompter = &*services.prompter;
-            TokenAnswer::Device(
-                device::run(&services.oauth, clock, &app, &username, prompter).await,
-            )
-        }),
-    }
-}
-
-fn feed_tokens(tokens: &mut TokenCore, now: Instant, wall: SystemTime, answer: TokenAnswer) {
-    match answer {
-        TokenAnswer::Validated(r) => tokens.handle_validated(now, wall, r),
-        TokenAnswer::Refreshed(r) => tokens.handle_refreshed(now, wall, r),
-        TokenAnswer::Saved(r) => tokens.handle_saved(now, r),
-        TokenAnswer::Device(r) => tokens.handle_device(now, r),
-    }
-}
 
 /// The operations in flight, at most one of each kind, with the token each one used.
 #[derive(Default)]
@@ -315,7 +47,7 @@ enum Wake {
     Timer,
 }
 
-struct Driver {
+pub(super) struct Driver {
     services: Arc<Services>,
     username: String,
     app: AppCredentials,
@@ -335,16 +67,32 @@ struct Driver {
     stop_by: Option<Instant>,
 }
 
-/// Polls an operation in flight; `None` while it runs or when there is none. A finished
-/// one stays in its slot until the driver clears it.
-fn poll_op<T>(op: &mut Op<T>, cx: &mut Context<'_>) -> Option<T> {
-    match op.as_mut()?.as_mut().poll(cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
-
 impl Driver {
+    pub(super) fn new(
+        services: Arc<Services>,
+        username: String,
+        app: AppCredentials,
+        tokens: TokenCore,
+        core: UserCore,
+        report: Reporter,
+    ) -> Driver {
+        Driver {
+            services,
+            username,
+            app,
+            tokens,
+            started: false,
+            core,
+            chat: None,
+            ended: Vec::new(),
+            ops: Ops::default(),
+            persists: VecDeque::new(),
+            report,
+            timer: None,
+            stop_by: None,
+        }
+    }
+
     fn who(&self) -> Option<&str> {
         Some(&self.username)
     }
@@ -381,7 +129,10 @@ impl Driver {
         });
     }
 
-    async fn drive(mut self, control: async_channel::Receiver<Control>) -> Result<(), String> {
+    pub(super) async fn drive(
+        mut self,
+        control: async_channel::Receiver<Control>,
+    ) -> Result<(), String> {
         let mut buf = vec![0u8; 16 * 1024];
         // the second connection's buffer, only while there is one
         let mut buf2 = Vec::new();
@@ -844,145 +595,5 @@ fn field_entry(field: Field) -> (&'static str, serde_json::Value) {
         Field::Enabled(on) => ("enabled", on.into()),
         Field::PrimeOrTurbo(on) => ("is_prime_or_turbo", on.into()),
         Field::ColorMode(kind) => ("color_mode", kind.name().into()),
-    }
-}
-
-/// Opens a connection to `endpoint`, with an error that names it.
-async fn open(services: &Services, endpoint: &Endpoint) -> io::Result<BoxStream> {
-    services
-        .transport
-        .connect(endpoint)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}")))
-}
-
-async fn look_up(
-    services: &Services,
-    client_id: &str,
-    token: &Secret,
-) -> Result<Identity, Failure> {
-    let creds = Credentials { token, client_id };
-    match services.helix.get_user(creds).await {
-        Ok(me) => {
-            let color = services
-                .helix
-                .get_color(creds, &me.id)
-                .await
-                .map_err(|e| e.to_string());
-            Ok(Identity {
-                id: me.id,
-                login: me.login,
-                color,
-            })
-        }
-        Err(ApiError::Status {
-            status: 401,
-            message,
-            ..
-        }) => Err(Failure::Unauthorized(message)),
-        Err(e) => Err(Failure::Other(e.to_string())),
-    }
-}
-
-async fn put_color(
-    services: &Services,
-    client_id: &str,
-    token: &Secret,
-    user_id: &str,
-    color: &str,
-) -> PutResult {
-    let creds = Credentials { token, client_id };
-    match services.helix.put_color(creds, user_id, color).await {
-        Ok(_) => PutResult::Done,
-        Err(ApiError::Status {
-            status,
-            message,
-            rate,
-        }) => PutResult::Status {
-            status,
-            message,
-            retry_after: rate
-                .reset_at()
-                .map(|at| at.duration_since(services.clock.wall()).unwrap_or_default()),
-        },
-        Err(e) => PutResult::Failed(e.to_string()),
-    }
-}
-
-/// Performs a Helix call of an EventSub chat session; channel ids come from the process's
-/// cache when known.
-async fn chat_api(
-    services: &Services,
-    client_id: &str,
-    token: &Secret,
-    request: ApiRequest,
-) -> ApiAnswer {
-    let creds = Credentials { token, client_id };
-    let fail = |e: ApiError| match e {
-        ApiError::Status {
-            status, message, ..
-        } => ApiFailure {
-            status: Some(status),
-            message,
-        },
-        e => ApiFailure {
-            status: None,
-            message: e.to_string(),
-        },
-    };
-    match request {
-        ApiRequest::Resolve(logins) => {
-            let (mut found, mut missing) = (Vec::new(), Vec::new());
-            {
-                let cache = services
-                    .broadcasters
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                for login in logins {
-                    match cache.get(&login) {
-                        Some(id) => found.push((login, id.clone())),
-                        None => missing.push(login),
-                    }
-                }
-            }
-            if !missing.is_empty() {
-                match services.helix.get_users_by_login(creds, &missing).await {
-                    Ok(users) => {
-                        let mut cache = services
-                            .broadcasters
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner());
-                        for user in users {
-                            cache.insert(user.login.clone(), user.id.clone());
-                            found.push((user.login, user.id));
-                        }
-                    }
-                    Err(e) => return ApiAnswer::Resolved(Err(fail(e))),
-                }
-            }
-            ApiAnswer::Resolved(Ok(found))
-        }
-        ApiRequest::Subscribe {
-            broadcaster_id,
-            user_id,
-            session_id,
-        } => ApiAnswer::Subscribed(
-            services
-                .helix
-                .subscribe_chat(creds, &broadcaster_id, &user_id, &session_id)
-                .await
-                .map_err(fail),
-        ),
-        ApiRequest::Unsubscribe {
-            broadcaster_id,
-            session_id,
-            id,
-        } => ApiAnswer::Unsubscribed(
-            services
-                .helix
-                .unsubscribe_chat(creds, &broadcaster_id, &session_id, id.as_deref())
-                .await
-                .map_err(fail),
-        ),
     }
 }

@@ -1,0 +1,206 @@
+//! What the driver performs for the cores, as futures: OAuth calls, config writes off the
+//! executor thread, one device-code authorisation, Helix calls, and connections; each with
+//! an error that names its peer.
+
+use super::*;
+
+/// How a [`TokenAction`] ended.
+pub(super) enum TokenAnswer {
+    Validated(Result<Validation, OAuthError>),
+    Refreshed(Result<TokenSet, OAuthError>),
+    Saved(Result<(), String>),
+    Device(Result<TokenSet, DeviceError>),
+}
+
+/// Performs a token action: an OAuth call, a config write (off the executor thread: the
+/// write waits for the disk), or one device-code authorisation.
+pub(super) fn token_op(
+    services: &Arc<Services>,
+    app: &AppCredentials,
+    username: &str,
+    action: TokenAction,
+) -> Pin<Box<dyn Future<Output = TokenAnswer>>> {
+    let services = services.clone();
+    let (app, username) = (app.clone(), username.to_owned());
+    match action {
+        TokenAction::Validate(token) => {
+            Box::pin(async move { TokenAnswer::Validated(services.oauth.validate(&token).await) })
+        }
+        TokenAction::Refresh(refresh) => {
+            Box::pin(
+                async move { TokenAnswer::Refreshed(services.oauth.refresh(&app, &refresh).await) },
+            )
+        }
+        TokenAction::Save(pair) => {
+            let file = services.config.clone();
+            Box::pin(async move {
+                let saved = smol::unblock(move || {
+                    file.save_tokens(&username, &pair.access, &pair.refresh, pair.expires_at)
+                })
+                .await;
+                TokenAnswer::Saved(saved.map_err(|e| e.to_string()))
+            })
+        }
+        TokenAction::Authorize => Box::pin(async move {
+            let clock = &*services.clock;
+            let prompter = &*services.prompter;
+            TokenAnswer::Device(
+                device::run(&services.oauth, clock, &app, &username, prompter).await,
+            )
+        }),
+    }
+}
+
+pub(super) fn feed_tokens(
+    tokens: &mut TokenCore,
+    now: Instant,
+    wall: SystemTime,
+    answer: TokenAnswer,
+) {
+    match answer {
+        TokenAnswer::Validated(r) => tokens.handle_validated(now, wall, r),
+        TokenAnswer::Refreshed(r) => tokens.handle_refreshed(now, wall, r),
+        TokenAnswer::Saved(r) => tokens.handle_saved(now, r),
+        TokenAnswer::Device(r) => tokens.handle_device(now, r),
+    }
+}
+
+/// Opens a connection to `endpoint`, with an error that names it.
+pub(super) async fn open(services: &Services, endpoint: &Endpoint) -> io::Result<BoxStream> {
+    services
+        .transport
+        .connect(endpoint)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}")))
+}
+
+pub(super) async fn look_up(
+    services: &Services,
+    client_id: &str,
+    token: &Secret,
+) -> Result<Identity, Failure> {
+    let creds = Credentials { token, client_id };
+    match services.helix.get_user(creds).await {
+        Ok(me) => {
+            let color = services
+                .helix
+                .get_color(creds, &me.id)
+                .await
+                .map_err(|e| e.to_string());
+            Ok(Identity {
+                id: me.id,
+                login: me.login,
+                color,
+            })
+        }
+        Err(ApiError::Status {
+            status: 401,
+            message,
+            ..
+        }) => Err(Failure::Unauthorized(message)),
+        Err(e) => Err(Failure::Other(e.to_string())),
+    }
+}
+
+pub(super) async fn put_color(
+    services: &Services,
+    client_id: &str,
+    token: &Secret,
+    user_id: &str,
+    color: &str,
+) -> PutResult {
+    let creds = Credentials { token, client_id };
+    match services.helix.put_color(creds, user_id, color).await {
+        Ok(_) => PutResult::Done,
+        Err(ApiError::Status {
+            status,
+            message,
+            rate,
+        }) => PutResult::Status {
+            status,
+            message,
+            retry_after: rate
+                .reset_at()
+                .map(|at| at.duration_since(services.clock.wall()).unwrap_or_default()),
+        },
+        Err(e) => PutResult::Failed(e.to_string()),
+    }
+}
+
+/// Performs a Helix call of an EventSub chat session; channel ids come from the process's
+/// cache when known.
+pub(super) async fn chat_api(
+    services: &Services,
+    client_id: &str,
+    token: &Secret,
+    request: ApiRequest,
+) -> ApiAnswer {
+    let creds = Credentials { token, client_id };
+    let fail = |e: ApiError| match e {
+        ApiError::Status {
+            status, message, ..
+        } => ApiFailure {
+            status: Some(status),
+            message,
+        },
+        e => ApiFailure {
+            status: None,
+            message: e.to_string(),
+        },
+    };
+    match request {
+        ApiRequest::Resolve(logins) => {
+            let (mut found, mut missing) = (Vec::new(), Vec::new());
+            {
+                let cache = services
+                    .broadcasters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for login in logins {
+                    match cache.get(&login) {
+                        Some(id) => found.push((login, id.clone())),
+                        None => missing.push(login),
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                match services.helix.get_users_by_login(creds, &missing).await {
+                    Ok(users) => {
+                        let mut cache = services
+                            .broadcasters
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        for user in users {
+                            cache.insert(user.login.clone(), user.id.clone());
+                            found.push((user.login, user.id));
+                        }
+                    }
+                    Err(e) => return ApiAnswer::Resolved(Err(fail(e))),
+                }
+            }
+            ApiAnswer::Resolved(Ok(found))
+        }
+        ApiRequest::Subscribe {
+            broadcaster_id,
+            user_id,
+            session_id,
+        } => ApiAnswer::Subscribed(
+            services
+                .helix
+                .subscribe_chat(creds, &broadcaster_id, &user_id, &session_id)
+                .await
+                .map_err(fail),
+        ),
+        ApiRequest::Unsubscribe {
+            broadcaster_id,
+            session_id,
+            id,
+        } => ApiAnswer::Unsubscribed(
+            services
+                .helix
+                .unsubscribe_chat(creds, &broadcaster_id, &session_id, id.as_deref())
+                .await
+                .map_err(fail),
+        ),
+    }
+}

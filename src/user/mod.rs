@@ -1,0 +1,222 @@
+//! The async driver of one user, in the shape of quinn's `ConnectionDriver`: it performs
+//! what the sans-IO [`UserCore`] asks (Helix calls, chat connections, token refreshes,
+//! config writes), feeds back how each ended, shuttles chat bytes through the
+//! [`ChatSession`] and arms one timer. It decides nothing itself.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use nanorand::{Rng, WyRand};
+use smol::future;
+use smol::io::{AsyncRead, AsyncWriteExt};
+
+use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
+use crate::chat_session::ChatSession;
+use crate::clock::{timeout_at, Clock, Sleep};
+use crate::config::{ConfigError, ConfigFile, UserConfig};
+use crate::device::{self, DeviceError, Prompter};
+use crate::endpoint::{Endpoint, Url};
+use crate::helix::{ApiError, Credentials, Helix};
+use crate::log;
+use crate::oauth::{AppCredentials, OAuth, OAuthError, TokenSet, Validation};
+use crate::secret::Secret;
+use crate::tokens::{Purpose, TokenAction, TokenCore, TokenEvent, TokenStatus};
+use crate::transport::{BoxStream, Transport};
+use crate::usercore::{Action, Counters, Failure, Field, Identity, PutResult, Status, UserCore};
+
+mod calls;
+mod driver;
+
+use self::calls::{feed_tokens, token_op, TokenAnswer};
+use self::driver::Driver;
+
+/// What every user shares: time, network, Helix, the IRC endpoint and the config file.
+pub struct Services {
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Byte streams (IRC).
+    pub transport: Arc<dyn Transport>,
+    /// Helix, with its pooled HTTP client.
+    pub helix: Helix,
+    /// OAuth (tokens), sharing that client.
+    pub oauth: Arc<OAuth>,
+    /// Shows device codes to the person.
+    pub prompter: Arc<dyn Prompter>,
+    /// How many device codes to try before giving up on a user; `None`: forever (unattended).
+    pub auth_attempts: Option<u32>,
+    /// Where IRC chat is.
+    pub irc: Endpoint,
+    /// Where EventSub is: the endpoint and the request target (path and query).
+    pub eventsub: Url,
+    /// The chat transport of users whose entry does not choose one.
+    pub default_transport: chat::Protocol,
+    /// Channel logins → user ids, looked up once for the process (EventSub subscriptions).
+    pub broadcasters: Mutex<HashMap<String, String>>,
+    /// The config file, for persisting changes.
+    pub config: Arc<ConfigFile>,
+}
+
+/// A message from the supervisor to a running user.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// The person edited this user's settings (same credentials).
+    Update(UserConfig),
+    /// The process is stopping: end once no rotated token pair is left unsaved (bounded by
+    /// [`STOP_GRACE`]).
+    Stop,
+}
+
+/// The longest a stop waits for a token refresh in flight to be answered and saved.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// What a user's driver publishes for the supervisor: the user and its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The user's state and counters.
+    pub user: Status,
+    /// The tokens' state.
+    pub tokens: TokenStatus,
+}
+
+/// Where a user's driver publishes its status for the supervisor.
+#[derive(Clone)]
+pub struct Reporter {
+    /// The latest report; `None` until the driver runs.
+    pub slot: Arc<Mutex<Option<Report>>>,
+    /// Nudged on every change, so that the status file is rewritten.
+    pub changed: async_channel::Sender<()>,
+}
+
+impl Reporter {
+    fn publish(&self, report: Report) {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref() != Some(&report) {
+            *slot = Some(report);
+            let _ = self.changed.try_send(());
+        }
+    }
+}
+
+/// Runs one user until it is stopped (the supervisor drops the task or the control
+/// channel, or sends [`Control::Stop`]). Every failure is logged and retried with backoff,
+/// so one user's trouble never stops another; returns an error only if the user could not
+/// be authorised within the allowed attempts. `spares` are refresh tokens an interrupted
+/// save left behind (see [`TokenCore::new`]).
+pub async fn run(
+    services: Arc<Services>,
+    user: UserConfig,
+    spares: Vec<Secret>,
+    control: async_channel::Receiver<Control>,
+    report: Reporter,
+    counters: Counters,
+) -> Result<(), String> {
+    let seed = WyRand::new().generate::<u64>();
+    let mut user = user;
+    user.chat_transport
+        .get_or_insert(services.default_transport);
+    let tokens = TokenCore::new(
+        &user,
+        services.config.path(),
+        spares,
+        services.auth_attempts,
+    );
+    let core = UserCore::new(services.clock.now(), &user, counters, seed);
+    let username = user.username.clone();
+    let app = AppCredentials {
+        id: user.client_id,
+        secret: user.client_secret,
+    };
+    let driver = Driver::new(services, username, app, tokens, core, report);
+    let result = driver.drive(control).await;
+    if let Err(why) = &result {
+        log!(
+            Error,
+            Some(&user.username),
+            None,
+            "{why}; giving up on this user (the others keep running)"
+        );
+    }
+    result
+}
+
+/// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.
+pub async fn run_alone(services: Arc<Services>, user: UserConfig) -> Result<(), String> {
+    let (_control, control_rx) = async_channel::unbounded();
+    let report = Reporter {
+        slot: Arc::new(Mutex::new(None)),
+        changed: async_channel::bounded(1).0,
+    };
+    run(
+        services,
+        user,
+        Vec::new(),
+        control_rx,
+        report,
+        Counters::default(),
+    )
+    .await
+}
+
+/// Makes sure `user` has a valid token (validating, refreshing, or running the device flow,
+/// at most `attempts` codes), as `setup` does, without starting chat. Returns the token
+/// status at the end.
+pub async fn authorise(
+    services: Arc<Services>,
+    user: &UserConfig,
+    spares: Vec<Secret>,
+    attempts: u32,
+) -> Result<TokenStatus, String> {
+    let mut tokens = TokenCore::new(user, services.config.path(), spares, Some(attempts));
+    let app = AppCredentials {
+        id: user.client_id.clone(),
+        secret: user.client_secret.clone(),
+    };
+    let clock = &*services.clock;
+    let mut op: Op<TokenAnswer> = None;
+    loop {
+        while let Some(event) = tokens.poll_event() {
+            match event {
+                TokenEvent::Ready => return Ok(tokens.status()),
+                TokenEvent::GaveUp(why) => return Err(why),
+                _ => {}
+            }
+        }
+        if op.is_none() {
+            if let Some(action) = tokens.poll_action() {
+                op = Some(token_op(&services, &app, &user.username, action));
+            }
+        }
+        let answer = match (op.as_mut(), tokens.poll_timeout()) {
+            (Some(fut), _) => Some(fut.await),
+            (None, Some(at)) => {
+                clock.sleep_until(at).await;
+                None
+            }
+            (None, None) => return Err("the token check stalled".into()),
+        };
+        let now = clock.now();
+        match answer {
+            Some(answer) => {
+                op = None;
+                feed_tokens(&mut tokens, now, clock.wall(), answer);
+            }
+            None => tokens.handle_timeout(now),
+        }
+    }
+}
+
+type Op<T> = Option<Pin<Box<dyn Future<Output = T>>>>;
+
+/// Polls an operation in flight; `None` while it runs or when there is none. A finished
+/// one stays in its slot until the driver clears it.
+fn poll_op<T>(op: &mut Op<T>, cx: &mut Context<'_>) -> Option<T> {
+    match op.as_mut()?.as_mut().poll(cx) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
