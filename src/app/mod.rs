@@ -1,0 +1,279 @@
+//! Wiring for the binary: environment overrides, shared services, and the supervisor that
+//! holds one task per user, applies config edits live and keeps the status file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smol::future;
+
+use crate::chat::Protocol;
+use crate::clock::{timeout_at, Clock, SystemClock};
+use crate::config::{self, ConfigError, ConfigFile, UserConfig};
+use crate::device;
+use crate::endpoint::{self, Endpoint, Url};
+use crate::helix::Helix;
+use crate::http::HttpClient;
+use crate::log;
+use crate::oauth::OAuth;
+use crate::status;
+use crate::transport::{self, NetTransport, Transport};
+use crate::user::{self, Control, Report, Reporter, Services};
+use crate::usercore::Counters;
+use crate::watch;
+
+mod check;
+mod endpoints;
+mod supervisor;
+
+pub use self::check::{check, CheckReport};
+pub use self::endpoints::{
+    Endpoints, DEFAULT_API_URL, DEFAULT_AUTH_URL, DEFAULT_EVENTSUB_URL, DEFAULT_IRC_URL,
+};
+use self::supervisor::Supervisor;
+
+/// Why the bot cannot start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The config file is unusable.
+    Config(ConfigError),
+    /// An environment variable is invalid: its name and what is wrong.
+    Env(&'static str, String),
+    /// A numbered user variable (`TWITCH_*_<n>`) is invalid: `NAME=value: what is wrong`.
+    EnvUser(String),
+    /// Every user stopped (none could be authorised).
+    NoUserLeft,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::Env(name, e) => write!(f, "environment variable {name}: {e}"),
+            StartError::EnvUser(e) => write!(f, "environment variable {e}"),
+            StartError::NoUserLeft => {
+                f.write_str("no user is running any more (see the errors above)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The services every user shares, over the real network and clock.
+fn real_services(
+    file: Arc<ConfigFile>,
+    endpoints: Endpoints,
+    auth_attempts: Option<u32>,
+) -> Result<Arc<Services>, StartError> {
+    let tls = transport::tls_config(endpoints.ca_file.as_deref())
+        .map_err(|e| StartError::Env("TWITCH_CA_FILE", e))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let net: Arc<dyn Transport> = Arc::new(NetTransport::new(tls, clock.clone()));
+    let http = Arc::new(HttpClient::new(
+        net.clone(),
+        clock.clone(),
+        Duration::from_secs(15),
+    ));
+    let (api, auth) = (endpoints.api, endpoints.auth);
+    Ok(Arc::new(Services {
+        clock,
+        transport: net,
+        oauth: Arc::new(OAuth::new(http.clone(), auth.endpoint, auth.path)),
+        prompter: Arc::from(device::prompter()),
+        auth_attempts,
+        helix: Helix::new(http, api.endpoint, api.path),
+        irc: endpoints.irc,
+        eventsub: endpoints.eventsub,
+        default_transport: endpoints.chat_transport,
+        broadcasters: Mutex::default(),
+        config: file,
+    }))
+}
+
+/// What the process asks of the running bot (from its signals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// SIGHUP: read the config now, and re-apply it even if the text is the same.
+    Reload,
+    /// SIGINT or SIGTERM: stop every user once no rotated token pair is left unsaved
+    /// (bounded by [`user::STOP_GRACE`]), then return.
+    Stop,
+}
+
+/// The users the environment defines (`TWITCH_USERNAME_<n>` …), read through `var`.
+pub type EnvUsers = Vec<serde_json::Map<String, serde_json::Value>>;
+
+/// Reads the environment's users from the process environment.
+pub fn env_users() -> Result<EnvUsers, StartError> {
+    config::env_users(|k| std::env::var(k).ok()).map_err(StartError::EnvUser)
+}
+
+/// Writes the environment's users into the config file, creating it when needed. Done
+/// before the first load, and never on reload.
+fn apply_env(file: &ConfigFile, env: &EnvUsers) -> Result<(), StartError> {
+    if file.apply_env(env).map_err(StartError::Config)? {
+        log!(
+            Info,
+            None,
+            None,
+            "wrote {} user(s) from TWITCH_USERNAME_<n> environment variables into {}",
+            env.len(),
+            file.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// Loads the config (with the environment's users, see [`env_users`]), logs what it
+/// skipped, and runs every valid user until [`Request::Stop`], applying edits of the
+/// config file as they come (and at once on [`Request::Reload`]). Returns on a stop, on a
+/// start-up error, or when every user has given up.
+pub async fn run(
+    config_path: PathBuf,
+    endpoints: Endpoints,
+    env: EnvUsers,
+    requests: async_channel::Receiver<Request>,
+) -> Result<(), StartError> {
+    let file = Arc::new(ConfigFile::new(&config_path));
+    let (text, leftovers) = read_at_start(&file, env).await?;
+    let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
+    warn_skipped(&cfg);
+    // Someone at a terminal gets a few device codes; an unattended bot keeps asking, slowly.
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    warn_plain_text(&endpoints);
+    warn_readable(&config_path);
+    let services = real_services(file, endpoints, interactive.then_some(3))?;
+    log!(
+        Info,
+        None,
+        None,
+        "{} user(s) from {}",
+        cfg.users.len(),
+        cfg.path.display()
+    );
+    let executor: smol::LocalExecutor<'static> = smol::LocalExecutor::new();
+    let (changed_tx, changed_rx) = async_channel::unbounded();
+    executor
+        .spawn(watch::run(cfg.path.clone(), changed_tx))
+        .detach();
+    let mut supervisor = Supervisor::new(&executor, services, text);
+    supervisor.leftovers = leftovers;
+    executor
+        .run(async {
+            for user in cfg.users {
+                supervisor.start(user, Counters::default());
+            }
+            supervisor.leftovers.clear();
+            supervisor.run(requests, changed_rx).await
+        })
+        .await
+}
+
+/// The start-up reads, off the executor thread so that SIGTERM is heard even when the file
+/// hangs (a stale network mount): leftover temp files of an interrupted save are collected
+/// (their tokens may be the only copy of a rotated pair) and removed, the environment's
+/// users are written in, and the file is read.
+async fn read_at_start(
+    file: &Arc<ConfigFile>,
+    env: EnvUsers,
+) -> Result<(String, Vec<serde_json::Value>), StartError> {
+    let file = file.clone();
+    smol::unblock(move || {
+        let path = file.path();
+        let leftovers = config::sweep_temp_files(path);
+        if !leftovers.is_empty() {
+            log!(Warn, None, None, "{}: found {} complete copy(ies) left by an interrupted save; their tokens are kept as a fallback", path.display(), leftovers.len());
+        }
+        apply_env(&file, &env)?;
+        let text = config::read_text(path).map_err(StartError::Config)?;
+        Ok((text, leftovers))
+    })
+    .await
+}
+
+/// Plain-text endpoints carry the tokens in the clear: allowed (tests, a local proxy), said.
+fn warn_plain_text(endpoints: &Endpoints) {
+    for (name, endpoint) in [
+        ("TWITCH_IRC_URL", &endpoints.irc),
+        ("TWITCH_API_URL", &endpoints.api.endpoint),
+        ("TWITCH_AUTH_URL", &endpoints.auth.endpoint),
+    ] {
+        if !endpoint.tls {
+            log!(Warn, None, None, "{name} is plain text ({endpoint}): tokens travel unencrypted; use it only on a trusted network");
+        }
+    }
+    if !endpoints.eventsub.endpoint.tls {
+        log!(Warn, None, None, "TWITCH_EVENTSUB_URL is plain text ({}): chat messages travel unencrypted; use it only on a trusted network", endpoints.eventsub.endpoint);
+    }
+}
+
+/// A config others may read exposes the tokens in it.
+fn warn_readable(path: &Path) {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            log!(Warn, None, None, "{} is readable by every user of this machine and holds your tokens: chmod 600 it (the bot's next save removes that permission)", path.display());
+        }
+    }
+}
+
+fn warn_skipped(cfg: &config::Config) {
+    for warning in &cfg.warnings {
+        log!(
+            Warn,
+            None,
+            None,
+            "{}: skipping {warning}",
+            cfg.path.display()
+        );
+    }
+}
+
+/// `setup`: makes sure every user has a valid token, running the device-code flow (for all
+/// who need it at once) where needed. Returns each user's name with the outcome.
+pub async fn setup(
+    config_path: PathBuf,
+    endpoints: Endpoints,
+    env: EnvUsers,
+) -> Result<Vec<(String, Result<(), String>)>, StartError> {
+    const ATTEMPTS: u32 = 3;
+    let file = Arc::new(ConfigFile::new(&config_path));
+    let (text, leftovers) = read_at_start(&file, env).await?;
+    let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
+    warn_skipped(&cfg);
+    let services = real_services(file, endpoints, Some(ATTEMPTS))?;
+    let executor = smol::LocalExecutor::new();
+    let tasks: Vec<_> = cfg
+        .users
+        .iter()
+        .map(|u| {
+            let spares =
+                config::spare_refresh_tokens(&leftovers, &u.username, &u.refresh_token);
+            let (name, services, user) = (u.username.clone(), services.clone(), u.clone());
+            executor.spawn(async move {
+                let result = user::authorise(services, &user, spares, ATTEMPTS)
+                    .await
+                    .and_then(|tokens| match tokens.unsaved {
+                        None => Ok(()),
+                        Some(e) => Err(format!(
+                            "authorised, but the tokens could not be saved ({e}); fix that and run setup again"
+                        )),
+                    });
+                (name, result)
+            })
+        })
+        .collect();
+    Ok(executor
+        .run(async {
+            let mut results = Vec::new();
+            for task in tasks {
+                results.push(task.await);
+            }
+            results
+        })
+        .await)
+}
