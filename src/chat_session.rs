@@ -64,7 +64,7 @@ impl ChatSession {
     }
 
     /// An [`Order::Dial`] ended. IRC never dials: it has one connection, the driver's.
-    pub fn handle_dialed(&mut self, now: Instant, link: Link, result: Result<(), String>) {
+    pub fn handle_dialed(&mut self, now: Instant, link: Link, result: std::io::Result<()>) {
         if let ChatSession::EventSub(s) = self {
             s.handle_dialed(now, link, result);
         }

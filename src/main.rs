@@ -355,6 +355,7 @@ fn run_setup(
 /// `--health-check`: one line, healthy or not with the reason.
 fn health_check(config: &Path) -> Ending {
     let verdict = status::read(config)
+        .map_err(|e| status::Unhealthy(e.to_string()))
         .and_then(|doc| status::health(&doc, SystemTime::now(), status::pid_alive(doc.pid)));
     match verdict {
         Ok(summary) => {
@@ -370,7 +371,7 @@ fn health_check(config: &Path) -> Ending {
 
 /// `status [--json]`: the running bot's users, or why there is no running bot.
 fn show_status(config: &Path, json: bool) -> Result<Ending, Error> {
-    let doc = status::read(config).map_err(Error::NoStatus)?;
+    let doc = status::read(config).map_err(|e| Error::NoStatus(e.to_string()))?;
     if !status::pid_alive(doc.pid) {
         return Err(Error::NoStatus(format!(
             "no bot is running for {}: the last one (pid {}) wrote its status at {} and is gone",

@@ -2,7 +2,7 @@
 //! what `--health-check` and `status` read from it. Judging health is a plain function of
 //! the document, the time and whether the process lives, so tests need no bot.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -71,21 +71,56 @@ pub fn path_for(config: &Path) -> PathBuf {
     config.with_file_name(name)
 }
 
+/// Why there is no status to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StatusError {
+    /// No status file: no bot runs for this config (the config, the status file).
+    NoBot(PathBuf, PathBuf),
+    /// The status file cannot be read, or is not one: its path and why.
+    Unreadable(PathBuf, String),
+}
+
+impl fmt::Display for StatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusError::NoBot(config, path) => write!(
+                f,
+                "no bot is running for {} (no status file {})",
+                config.display(),
+                path.display()
+            ),
+            StatusError::Unreadable(path, why) => write!(f, "{}: {why}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+/// Why the bot is not healthy, one line for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unhealthy(pub String);
+
+impl fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unhealthy {}
+
 /// Reads the status file for `config`; the error says what a person should know.
-pub fn read(config: &Path) -> Result<Document, String> {
+pub fn read(config: &Path) -> Result<Document, StatusError> {
     let path = path_for(config);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "no bot is running for {} (no status file {})",
-                config.display(),
-                path.display()
-            ))
+            return Err(StatusError::NoBot(config.to_owned(), path))
         }
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(StatusError::Unreadable(path, e.to_string())),
     };
-    serde_json::from_str(&text).map_err(|e| format!("{}: not a status file: {e}", path.display()))
+    serde_json::from_str(&text)
+        .map_err(|e| StatusError::Unreadable(path, format!("not a status file: {e}")))
 }
 
 /// Whether process `pid` exists (always true where `/proc` is not mounted).
@@ -101,20 +136,28 @@ fn age(at: &str, now: SystemTime) -> Option<Duration> {
 /// Says whether the bot that wrote `doc` is healthy at `now`: its process lives, the file is
 /// fresh, and every user that is not waiting for a person has had chat within the grace
 /// time. `Ok` carries a one-line summary, `Err` the reason.
-pub fn health(doc: &Document, now: SystemTime, alive: bool) -> Result<String, String> {
+pub fn health(doc: &Document, now: SystemTime, alive: bool) -> Result<String, Unhealthy> {
     if !alive {
-        return Err(format!("the bot (pid {}) is not running", doc.pid));
+        return Err(Unhealthy(format!(
+            "the bot (pid {}) is not running",
+            doc.pid
+        )));
     }
     match age(&doc.written_at, now) {
         Some(old) if old <= FRESH => {}
         Some(old) => {
-            return Err(format!(
+            return Err(Unhealthy(format!(
                 "the status file is {}s old (the bot writes it every {}s): the bot is stuck",
                 old.as_secs(),
                 WRITE_EVERY.as_secs()
-            ))
+            )))
         }
-        None => return Err(format!("unreadable written_at {:?}", doc.written_at)),
+        None => {
+            return Err(Unhealthy(format!(
+                "unreadable written_at {:?}",
+                doc.written_at
+            )))
+        }
     }
     for user in &doc.users {
         if matches!(user.state.as_str(), "awaiting_authorisation" | "stopped") {
@@ -129,12 +172,12 @@ pub fn health(doc: &Document, now: SystemTime, alive: bool) -> Result<String, St
                 .as_deref()
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default();
-            return Err(format!(
+            return Err(Unhealthy(format!(
                 "{} has had no chat connection for {} ({}){why}",
                 user.username,
                 ago(down).trim_end_matches(" ago"),
                 user.state
-            ));
+            )));
         }
     }
     let connected = doc
@@ -298,11 +341,11 @@ mod tests {
         let n = now();
         assert_eq!(
             health(&doc(n), n, false),
-            Err("the bot (pid 42) is not running".into())
+            Err(Unhealthy("the bot (pid 42) is not running".into()))
         );
         let mut stale = doc(n);
         stale.written_at = format_rfc3339(n - Duration::from_secs(91));
-        assert!(health(&stale, n, true).unwrap_err().contains("91s old"));
+        assert!(health(&stale, n, true).unwrap_err().0.contains("91s old"));
         let mut lost = doc(n);
         lost.users[0].state = "reconnecting".into();
         lost.users[0].last_error = Some("chat: cannot connect".into());
@@ -311,7 +354,7 @@ mod tests {
         lost.users[0].chat_down_since = Some(format_rfc3339(n - Duration::from_secs(301)));
         assert_eq!(
             health(&lost, n, true),
-            Err("hueshift_bot has had no chat connection for 5m (reconnecting); last error: chat: cannot connect".into())
+            Err(Unhealthy("hueshift_bot has had no chat connection for 5m (reconnecting); last error: chat: cannot connect".into()))
         );
         // a user waiting for a person to authorise does not make the bot unhealthy
         lost.users[0].state = "awaiting_authorisation".into();

@@ -31,29 +31,53 @@ pub trait Transport: Send + Sync + 'static {
     fn connect<'a>(&'a self, endpoint: &'a Endpoint) -> ConnectFuture<'a>;
 }
 
+/// Why the TLS client settings could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The extra CA bundle is unusable: its path and what is wrong with it.
+    CaBundle(std::path::PathBuf, String),
+    /// rustls refused the settings.
+    Setup(String),
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsError::CaBundle(path, problem) => write!(f, "{}: {problem}", path.display()),
+            TlsError::Setup(e) => write!(f, "TLS setup: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
 /// The TLS client settings: the built-in web PKI roots plus, optionally, a PEM bundle.
-pub fn tls_config(extra_ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+pub fn tls_config(
+    extra_ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = extra_ca_file {
+        let bad = |problem: String| TlsError::CaBundle(path.to_owned(), problem);
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("{}: cannot read CA bundle: {e}", path.display()))?
+            .map_err(|e| bad(format!("cannot read CA bundle: {e}")))?
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
+            .map_err(|e| bad(format!("invalid PEM: {e}")))?;
         if certs.is_empty() {
-            return Err(format!("{}: no certificate in CA bundle", path.display()));
+            return Err(bad("no certificate in CA bundle".into()));
         }
         for cert in certs {
             roots
                 .add(cert)
-                .map_err(|e| format!("{}: unusable CA certificate: {e}", path.display()))?;
+                .map_err(|e| bad(format!("unusable CA certificate: {e}")))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .map_err(|e| TlsError::Setup(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)

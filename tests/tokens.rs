@@ -409,7 +409,7 @@ fn refresh_loop_child() {
                         &pair.refresh,
                         pair.expires_at,
                     );
-                    core.handle_saved(now, saved.map_err(|e| e.to_string()));
+                    core.handle_saved(now, saved);
                 }
                 Some(other) => panic!("the fake accepts every refresh, yet: {other:?}"),
                 None => {

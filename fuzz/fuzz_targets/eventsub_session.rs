@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
             let ok = head & 0x08 == 0;
             match order {
                 Order::Dial { link, .. } if ok => s.handle_dialed(now, link, Ok(())),
-                Order::Dial { link, .. } => s.handle_dialed(now, link, Err("refused".into())),
+                Order::Dial { link, .. } => s.handle_dialed(now, link, Err(std::io::Error::other("refused"))),
                 Order::Api(request) => {
                     let answer = match request {
                         ApiRequest::Resolve(logins) if ok => ApiAnswer::Resolved(Ok(logins

@@ -41,8 +41,8 @@ pub enum StartError {
     Config(ConfigError),
     /// An environment variable is invalid: its name and what is wrong.
     Env(&'static str, String),
-    /// A numbered user variable (`TWITCH_*_<n>`) is invalid: `NAME=value: what is wrong`.
-    EnvUser(String),
+    /// A numbered user variable (`TWITCH_*_<n>`) is invalid.
+    EnvUser(config::EnvError),
     /// Every user stopped (none could be authorised).
     NoUserLeft,
 }
@@ -69,7 +69,7 @@ fn real_services(
     auth_attempts: Option<u32>,
 ) -> Result<Arc<Services>, StartError> {
     let tls = transport::tls_config(endpoints.ca_file.as_deref())
-        .map_err(|e| StartError::Env("TWITCH_CA_FILE", e))?;
+        .map_err(|e| StartError::Env("TWITCH_CA_FILE", e.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let net: Arc<dyn Transport> = Arc::new(NetTransport::new(tls, clock.clone()));
     let http = Arc::new(HttpClient::new(
@@ -239,7 +239,7 @@ pub async fn setup(
     config_path: PathBuf,
     endpoints: Endpoints,
     env: EnvUsers,
-) -> Result<Vec<(String, Result<(), String>)>, StartError> {
+) -> Result<Vec<(String, Result<(), user::UserError>)>, StartError> {
     const ATTEMPTS: u32 = 3;
     let file = Arc::new(ConfigFile::new(&config_path));
     let (text, leftovers) = read_at_start(&file, env).await?;
@@ -251,17 +251,14 @@ pub async fn setup(
         .users
         .iter()
         .map(|u| {
-            let spares =
-                config::spare_refresh_tokens(&leftovers, &u.username, &u.refresh_token);
+            let spares = config::spare_refresh_tokens(&leftovers, &u.username, &u.refresh_token);
             let (name, services, user) = (u.username.clone(), services.clone(), u.clone());
             executor.spawn(async move {
                 let result = user::authorise(services, &user, spares, ATTEMPTS)
                     .await
                     .and_then(|tokens| match tokens.unsaved {
                         None => Ok(()),
-                        Some(e) => Err(format!(
-                            "authorised, but the tokens could not be saved ({e}); fix that and run setup again"
-                        )),
+                        Some(e) => Err(user::UserError::NotSaved(e)),
                     });
                 (name, result)
             })

@@ -103,7 +103,7 @@ impl<'a> Supervisor<'a> {
         let name = key.clone();
         let task = self.executor.spawn(async move {
             let result = run.await;
-            let gave_up = result.err();
+            let gave_up = result.err().map(|e| e.to_string());
             let _ = ended
                 .send(Ended {
                     key: name,

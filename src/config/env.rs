@@ -2,13 +2,44 @@
 
 use super::*;
 
+/// A `TWITCH_*_<n>` variable whose value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvError {
+    /// The variable's name.
+    pub variable: String,
+    /// Its value.
+    pub value: String,
+    /// What a value must be.
+    pub expected: &'static str,
+}
+
+impl EnvError {
+    fn new(variable: &str, value: &str, expected: &'static str) -> EnvError {
+        EnvError {
+            variable: variable.to_owned(),
+            value: value.to_owned(),
+            expected,
+        }
+    }
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={:?}: {}", self.variable, self.value, self.expected)
+    }
+}
+
+impl std::error::Error for EnvError {}
+
 /// The users given by `TWITCH_USERNAME_<n>`, `TWITCH_ACCESS_TOKEN_<n>`,
 /// `TWITCH_REFRESH_TOKEN_<n>`, `TWITCH_CLIENT_ID_<n>`, `TWITCH_CLIENT_SECRET_<n>`,
 /// `TWITCH_CHANNELS_<n>` (comma-separated, default the username),
 /// `USE_RANDOM_COLORS_<n>` (default true) and `TWITCH_CHAT_TRANSPORT_<n>` (irc or
 /// eventsub), for n = 1, 2, … until a username is missing; as config entries. An
 /// unreadable value names its variable.
-pub fn env_users(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Map<String, Value>>, String> {
+pub fn env_users(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Map<String, Value>>, EnvError> {
     let get = |name: String| {
         var(&name)
             .map(|v| v.trim().to_owned())
@@ -46,7 +77,7 @@ pub fn env_users(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Map<String,
             None => true,
             Some("true" | "1" | "yes" | "on") => true,
             Some("false" | "0" | "no" | "off") => false,
-            Some(other) => return Err(format!("{name}={other:?}: expected true or false")),
+            Some(other) => return Err(EnvError::new(&name, other, "expected true or false")),
         };
         entry.insert("is_prime_or_turbo".into(), random.into());
         for (field, var) in [
@@ -61,7 +92,7 @@ pub fn env_users(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Map<String,
         if let Some(value) = get(name.clone()) {
             let step: u64 = value
                 .parse()
-                .map_err(|_| format!("{name}={value:?}: expected degrees, 1 to 359"))?;
+                .map_err(|_| EnvError::new(&name, &value, "expected degrees, 1 to 359"))?;
             entry.insert("rainbow_step".into(), step.into());
         }
         if let Some(list) = get(format!("TWITCH_PALETTE_{n}")) {
@@ -76,7 +107,7 @@ pub fn env_users(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Map<String,
         let name = format!("TWITCH_CHAT_TRANSPORT_{n}");
         if let Some(value) = get(name.clone()) {
             let transport = Protocol::parse(&value)
-                .ok_or_else(|| format!("{name}={value:?}: expected irc or eventsub"))?;
+                .ok_or_else(|| EnvError::new(&name, &value, "expected irc or eventsub"))?;
             entry.insert("chat_transport".into(), transport.name().into());
         }
         users.push(entry);

@@ -19,7 +19,7 @@ mod env;
 mod file;
 mod schema;
 
-pub use self::env::{env_users, merge_env};
+pub use self::env::{env_users, merge_env, EnvError};
 pub use self::file::{spare_refresh_tokens, sweep_temp_files, write_atomic, ConfigFile};
 pub use self::schema::{normalise_channel, EXAMPLE_CLIENT_ID};
 

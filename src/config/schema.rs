@@ -8,9 +8,9 @@ pub(super) fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
         .as_object()
         .ok_or(vec!["expected an object".to_owned()])?;
     let mut problems = Vec::new();
-    let mut note = |r: Result<String, String>| {
+    let mut note = |r: Result<String, FieldProblem>| {
         r.unwrap_or_else(|p| {
-            problems.push(p);
+            problems.push(p.to_string());
             String::new()
         })
     };
@@ -84,11 +84,11 @@ pub(super) fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
         Some(_) => problems.push("field \"channels\" must be a list of channel names".into()),
     }
     let is_prime_or_turbo = optional_bool(obj, "is_prime_or_turbo", true).unwrap_or_else(|p| {
-        problems.push(p);
+        problems.push(p.to_string());
         true
     });
     let enabled = optional_bool(obj, "enabled", true).unwrap_or_else(|p| {
-        problems.push(p);
+        problems.push(p.to_string());
         true
     });
     let chat_transport = match obj.get("chat_transport") {
@@ -205,31 +205,68 @@ pub(super) fn is_placeholder(value: &str) -> bool {
         || v == EXAMPLE_CLIENT_ID
 }
 
-pub(super) fn required_str(obj: &Map<String, Value>, field: &str) -> Result<String, String> {
-    match obj.get(field) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        Some(Value::String(_)) => Err(format!("field {field:?} is empty")),
-        None | Some(Value::Null) => Err(format!("field {field:?} is missing")),
-        Some(_) => Err(format!("field {field:?} must be a string")),
+/// What is wrong with one field of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FieldProblem {
+    field: &'static str,
+    what: Wrong,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrong {
+    Empty,
+    Missing,
+    NotAString,
+    NotABool,
+}
+
+impl fmt::Display for FieldProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.what {
+            Wrong::Empty => "is empty",
+            Wrong::Missing => "is missing",
+            Wrong::NotAString => "must be a string",
+            Wrong::NotABool => "must be true or false",
+        };
+        write!(f, "field {:?} {what}", self.field)
     }
 }
 
-pub(super) fn optional_str(obj: &Map<String, Value>, field: &str) -> Result<String, String> {
+fn wrong(field: &'static str, what: Wrong) -> FieldProblem {
+    FieldProblem { field, what }
+}
+
+pub(super) fn required_str(
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<String, FieldProblem> {
+    match obj.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Some(Value::String(_)) => Err(wrong(field, Wrong::Empty)),
+        None | Some(Value::Null) => Err(wrong(field, Wrong::Missing)),
+        Some(_) => Err(wrong(field, Wrong::NotAString)),
+    }
+}
+
+pub(super) fn optional_str(
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<String, FieldProblem> {
     match obj.get(field) {
         Some(Value::String(s)) => Ok(s.trim().to_owned()),
         None | Some(Value::Null) => Ok(String::new()),
-        Some(_) => Err(format!("field {field:?} must be a string")),
+        Some(_) => Err(wrong(field, Wrong::NotAString)),
     }
 }
 
 pub(super) fn optional_bool(
     obj: &Map<String, Value>,
-    field: &str,
+    field: &'static str,
     default: bool,
-) -> Result<bool, String> {
+) -> Result<bool, FieldProblem> {
     match obj.get(field) {
         Some(Value::Bool(b)) => Ok(*b),
         None | Some(Value::Null) => Ok(default),
-        Some(_) => Err(format!("field {field:?} must be true or false")),
+        Some(_) => Err(wrong(field, Wrong::NotABool)),
     }
 }

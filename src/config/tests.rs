@@ -135,11 +135,15 @@ fn color_modes_and_the_transport_come_from_the_environment_too() {
         }
     };
     assert_eq!(
-        env_users(bad("TWITCH_RAINBOW_STEP_1", "lots")).unwrap_err(),
+        env_users(bad("TWITCH_RAINBOW_STEP_1", "lots"))
+            .unwrap_err()
+            .to_string(),
         "TWITCH_RAINBOW_STEP_1=\"lots\": expected degrees, 1 to 359"
     );
     assert_eq!(
-        env_users(bad("TWITCH_CHAT_TRANSPORT_1", "pubsub")).unwrap_err(),
+        env_users(bad("TWITCH_CHAT_TRANSPORT_1", "pubsub"))
+            .unwrap_err()
+            .to_string(),
         "TWITCH_CHAT_TRANSPORT_1=\"pubsub\": expected irc or eventsub"
     );
 }

@@ -382,7 +382,7 @@ impl Session {
     }
 
     /// The connection asked for with [`Order::Dial`] is open (or failed).
-    pub fn handle_dialed(&mut self, _now: Instant, link: Link, result: Result<(), String>) {
+    pub fn handle_dialed(&mut self, _now: Instant, link: Link, result: std::io::Result<()>) {
         if self.closed || self.socket(link).is_none() {
             return;
         }

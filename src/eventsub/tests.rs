@@ -262,7 +262,7 @@ fn a_failed_reconnect_ends_the_session_and_a_plain_text_one_is_refused() {
     };
     s.handle_input(t, 0, &reconnect("wss://eventsub.example/x"));
     orders(&mut s);
-    s.handle_dialed(t, 1, Err("refused".into()));
+    s.handle_dialed(t, 1, Err(std::io::Error::other("refused")));
     assert!(
         matches!(&events(&mut s)[..], [Event::Closed(CloseReason::Lost(why))] if why.contains("reconnect URL"))
     );

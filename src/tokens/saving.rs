@@ -1,10 +1,11 @@
 //! Saving a new pair before it is used, and retrying a save that failed.
 
 use super::*;
+use crate::config::ConfigError;
 
 impl TokenCore {
     /// A config write asked for with [`TokenAction::Save`] ended (`Err`: why it failed).
-    pub fn handle_saved(&mut self, now: Instant, result: Result<(), String>) {
+    pub fn handle_saved(&mut self, now: Instant, result: Result<(), ConfigError>) {
         match self.busy.take() {
             Some(Busy::Save {
                 pair,
@@ -23,7 +24,7 @@ impl TokenCore {
         pair: Pair,
         expires_in: Option<Duration>,
         then: Then,
-        result: Result<(), String>,
+        result: Result<(), ConfigError>,
     ) {
         self.access = pair.access;
         self.refresh = pair.refresh;
@@ -49,7 +50,7 @@ impl TokenCore {
                 let wait = backoff.next_delay(1.0);
                 log!(Error, self.who(), None, "could not save the new tokens ({error}); they are kept in memory and the save is retried in {}s, but if the bot stops before a save succeeds this user must authorise again", wait.as_secs());
                 self.unsaved = Some(Unsaved {
-                    error,
+                    error: error.to_string(),
                     backoff,
                     failures: 1,
                 });
@@ -91,7 +92,7 @@ impl TokenCore {
         }
     }
 
-    pub(super) fn resaved(&mut self, now: Instant, pair: Pair, result: Result<(), String>) {
+    pub(super) fn resaved(&mut self, now: Instant, pair: Pair, result: Result<(), ConfigError>) {
         let current = pair.access == self.access && pair.refresh == self.refresh;
         let Some(unsaved) = self.unsaved.as_mut() else {
             return;
@@ -119,7 +120,7 @@ impl TokenCore {
                     "still cannot save the tokens ({error}); trying again in {}s",
                     wait.as_secs()
                 );
-                unsaved.error = error;
+                unsaved.error = error.to_string();
                 self.timers.set(Timer::Save, Some(now + wait));
             }
         }

@@ -1,6 +1,7 @@
 //! The token rules on `t0 + Duration`: no I/O, no clock, every answer given by hand.
 
 use super::*;
+use crate::config::ConfigError;
 use crate::oauth::OAuthError;
 
 const SCOPES: [&str; 3] = ["chat:read", "user:manage:chat_color", "user:read:chat"];
@@ -75,6 +76,14 @@ fn events(core: &mut TokenCore) -> Vec<TokenEvent> {
     std::iter::from_fn(|| core.poll_event()).collect()
 }
 
+/// A save that failed with `why`.
+fn disk(why: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Io(
+        "/etc/tcc.conf".into(),
+        std::io::Error::other(why.to_owned()),
+    ))
+}
+
 fn secret(s: &str) -> Secret {
     Secret::new(s)
 }
@@ -93,7 +102,7 @@ fn ready(t: Instant) -> TokenCore {
 }
 
 /// Answers a refresh with pair `n` and its save with `saved`.
-fn refresh_with(core: &mut TokenCore, t: Instant, n: u32, saved: Result<(), String>) {
+fn refresh_with(core: &mut TokenCore, t: Instant, n: u32, saved: Result<(), ConfigError>) {
     assert!(matches!(action(core), Some(TokenAction::Refresh(_))));
     assert!(core.renewal_in_flight());
     core.handle_refreshed(t, wall(), pair(n));
@@ -202,7 +211,7 @@ fn a_failed_save_after_a_refresh_the_driver_asked_for_is_retried_on_time() {
     let mut core = ready(t);
     let t1 = t + Duration::from_secs(60);
     core.handle_refused(t1, Purpose::Color, &secret("tok"), None);
-    refresh_with(&mut core, t1, 2, Err("read-only file system".into()));
+    refresh_with(&mut core, t1, 2, disk("read-only file system"));
     assert_eq!(
         events(&mut core),
         [
@@ -212,7 +221,7 @@ fn a_failed_save_after_a_refresh_the_driver_asked_for_is_retried_on_time() {
     );
     assert_eq!(
         core.status().unsaved.as_deref(),
-        Some("read-only file system")
+        Some("/etc/tcc.conf: read-only file system")
     );
     // the retry is the next deadline, whoever started the refresh
     assert_eq!(core.poll_timeout(), Some(t1 + SAVE_RETRY_FIRST));
@@ -221,7 +230,7 @@ fn a_failed_save_after_a_refresh_the_driver_asked_for_is_retried_on_time() {
         panic!("the save is retried");
     };
     assert_eq!((p.access.expose(), p.refresh.expose()), ("tok2", "ref2"));
-    core.handle_saved(t1 + SAVE_RETRY_FIRST, Err("still read-only".into()));
+    core.handle_saved(t1 + SAVE_RETRY_FIRST, disk("still read-only"));
     let t2 = t1 + SAVE_RETRY_FIRST * 3;
     assert_eq!(core.poll_timeout(), Some(t2), "then twice as long");
     core.handle_timeout(t2);
@@ -236,7 +245,7 @@ fn a_refresh_during_a_failed_save_replaces_the_unsaved_pair() {
     let t = Instant::now();
     let mut core = ready(t);
     core.handle_refused(t, Purpose::Color, &secret("tok"), None);
-    refresh_with(&mut core, t, 2, Err("disk full".into()));
+    refresh_with(&mut core, t, 2, disk("disk full"));
     events(&mut core);
     // before the save retry, a 401 refreshes the unsaved pair; the new one saves fine
     let t1 = t + Duration::from_secs(1);
@@ -257,7 +266,7 @@ fn a_refresh_during_a_failed_save_replaces_the_unsaved_pair() {
     // a save retry that comes due while a refresh runs waits for it
     let mut core = ready(t);
     core.handle_refused(t, Purpose::Color, &secret("tok"), None);
-    refresh_with(&mut core, t, 2, Err("disk full".into()));
+    refresh_with(&mut core, t, 2, disk("disk full"));
     core.handle_refused(t, Purpose::Color, &secret("tok2"), None);
     assert!(matches!(action(&mut core), Some(TokenAction::Refresh(_))));
     assert_eq!(

@@ -8,7 +8,7 @@ use super::*;
 pub(super) enum TokenAnswer {
     Validated(Result<Validation, OAuthError>),
     Refreshed(Result<TokenSet, OAuthError>),
-    Saved(Result<(), String>),
+    Saved(Result<(), ConfigError>),
     Device(Result<TokenSet, DeviceError>),
 }
 
@@ -38,7 +38,7 @@ pub(super) fn token_op(
                     file.save_tokens(&username, &pair.access, &pair.refresh, pair.expires_at)
                 })
                 .await;
-                TokenAnswer::Saved(saved.map_err(|e| e.to_string()))
+                TokenAnswer::Saved(saved)
             })
         }
         TokenAction::Authorize => Box::pin(async move {
@@ -82,11 +82,7 @@ pub(super) async fn look_up(
     let creds = Credentials { token, client_id };
     match services.helix.get_user(creds).await {
         Ok(me) => {
-            let color = services
-                .helix
-                .get_color(creds, &me.id)
-                .await
-                .map_err(|e| e.to_string());
+            let color = services.helix.get_color(creds, &me.id).await;
             Ok(Identity {
                 id: me.id,
                 login: me.login,

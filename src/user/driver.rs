@@ -132,7 +132,7 @@ impl Driver {
     pub(super) async fn drive(
         mut self,
         control: async_channel::Receiver<Control>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UserError> {
         let mut buf = vec![0u8; 16 * 1024];
         // the second connection's buffer, only while there is one
         let mut buf2 = Vec::new();
@@ -254,13 +254,7 @@ impl Driver {
                 Wake::Dialed(link, result) => {
                     self.ops.dial = None;
                     if let Some(conn) = &mut self.chat {
-                        let result = match result {
-                            Ok(stream) => {
-                                conn.links.push((link, stream));
-                                Ok(())
-                            }
-                            Err(e) => Err(e.to_string()),
-                        };
+                        let result = result.map(|stream| conn.links.push((link, stream)));
                         conn.session.handle_dialed(now, link, result);
                     }
                 }
@@ -316,7 +310,7 @@ impl Driver {
     /// Performs the cores' actions and hands each the other's events and the chat
     /// session's, until none has anything more. Returns whether there was anything, or why
     /// the user gives up.
-    fn settle(&mut self) -> Result<bool, String> {
+    fn settle(&mut self) -> Result<bool, UserError> {
         let mut any = false;
         loop {
             let mut busy = false;
@@ -338,7 +332,7 @@ impl Driver {
                     }
                     TokenEvent::GaveUp(why) => {
                         self.publish();
-                        return Err(why);
+                        return Err(UserError::NotAuthorised(why));
                     }
                 }
             }

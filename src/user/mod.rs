@@ -102,6 +102,30 @@ impl Reporter {
     }
 }
 
+/// Why a user stopped for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserError {
+    /// No valid token within the allowed device codes; the last reason.
+    NotAuthorised(String),
+    /// `setup`: authorised, but the new tokens could not be saved; why.
+    NotSaved(String),
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserError::NotAuthorised(why) => f.write_str(why),
+            UserError::NotSaved(why) => write!(
+                f,
+                "authorised, but the tokens could not be saved ({why}); fix that and run setup again"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UserError {}
+
 /// Runs one user until it is stopped (the supervisor drops the task or the control
 /// channel, or sends [`Control::Stop`]). Every failure is logged and retried with backoff,
 /// so one user's trouble never stops another; returns an error only if the user could not
@@ -114,7 +138,7 @@ pub async fn run(
     control: async_channel::Receiver<Control>,
     report: Reporter,
     counters: Counters,
-) -> Result<(), String> {
+) -> Result<(), UserError> {
     let seed = WyRand::new().generate::<u64>();
     let mut user = user;
     user.chat_transport
@@ -145,7 +169,7 @@ pub async fn run(
 }
 
 /// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.
-pub async fn run_alone(services: Arc<Services>, user: UserConfig) -> Result<(), String> {
+pub async fn run_alone(services: Arc<Services>, user: UserConfig) -> Result<(), UserError> {
     let (_control, control_rx) = async_channel::unbounded();
     let report = Reporter {
         slot: Arc::new(Mutex::new(None)),
@@ -170,7 +194,7 @@ pub async fn authorise(
     user: &UserConfig,
     spares: Vec<Secret>,
     attempts: u32,
-) -> Result<TokenStatus, String> {
+) -> Result<TokenStatus, UserError> {
     let mut tokens = TokenCore::new(user, services.config.path(), spares, Some(attempts));
     let app = AppCredentials {
         id: user.client_id.clone(),
@@ -182,7 +206,7 @@ pub async fn authorise(
         while let Some(event) = tokens.poll_event() {
             match event {
                 TokenEvent::Ready => return Ok(tokens.status()),
-                TokenEvent::GaveUp(why) => return Err(why),
+                TokenEvent::GaveUp(why) => return Err(UserError::NotAuthorised(why)),
                 _ => {}
             }
         }
@@ -197,7 +221,7 @@ pub async fn authorise(
                 clock.sleep_until(at).await;
                 None
             }
-            (None, None) => return Err("the token check stalled".into()),
+            (None, None) => return Err(UserError::NotAuthorised("the token check stalled".into())),
         };
         let now = clock.now();
         match answer {

@@ -15,6 +15,7 @@ use crate::chat::{self, CloseReason, Protocol};
 use crate::color::Typed;
 use crate::command::{self, Command};
 use crate::config::UserConfig;
+use crate::helix::ApiError;
 use crate::log;
 use crate::mode;
 use crate::timer::Timers;
@@ -72,7 +73,7 @@ pub struct Identity {
     /// Login.
     pub login: String,
     /// The color in use; `Err` with the reason when it could not be read.
-    pub color: Result<Option<String>, String>,
+    pub color: Result<Option<String>, ApiError>,
 }
 
 /// Why a Helix call failed, as far as the core needs to know.
