@@ -11,6 +11,7 @@
 use std::fmt;
 
 use crate::endpoint::Endpoint;
+use crate::helix::ErrorKind;
 use crate::secret::Secret;
 
 /// Which of a session's connections bytes belong to. The connection the driver opened
@@ -224,6 +225,14 @@ pub struct ApiFailure {
     pub status: Option<u16>,
     /// Twitch's message, or what went wrong (escaped and capped).
     pub message: String,
+}
+
+impl ApiFailure {
+    /// What the failure means to the session.
+    pub fn kind(&self) -> ErrorKind {
+        self.status
+            .map_or(ErrorKind::NoAnswer, ErrorKind::of_status)
+    }
 }
 
 /// How an [`ApiRequest`] ended.

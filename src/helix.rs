@@ -43,6 +43,41 @@ impl RateLimit {
     }
 }
 
+/// What an HTTP error status from Twitch means to the bot, whichever endpoint answered (Helix
+/// or OAuth): the one place statuses are classified; the cores match on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// 401: the token (or the client id it goes with) was refused.
+    Unauthorized,
+    /// 403: the token lacks a scope, or the action is not allowed.
+    Forbidden,
+    /// 400: the request itself was refused (a hex color without Turbo, a bad subscription).
+    Invalid,
+    /// 409: it exists already.
+    Conflict,
+    /// 429: rate limited.
+    RateLimited,
+    /// Any other status (5xx above all): Twitch trouble; trying later may work.
+    Unavailable,
+    /// No usable HTTP answer (network, TLS, timeout, a body that is not what Twitch documents).
+    NoAnswer,
+}
+
+impl ErrorKind {
+    /// What `status` means.
+    pub fn of_status(status: u16) -> ErrorKind {
+        match status {
+            400 => ErrorKind::Invalid,
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            409 => ErrorKind::Conflict,
+            429 => ErrorKind::RateLimited,
+            _ => ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// A failed Helix call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -65,6 +100,16 @@ pub enum ApiError {
     },
     /// A 2xx answer whose body is not what the API documents.
     BadBody(String),
+}
+
+impl ApiError {
+    /// What the failure means to the bot.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ApiError::Status { status, .. } => ErrorKind::of_status(*status),
+            ApiError::Http { .. } | ApiError::BadBody(_) => ErrorKind::NoAnswer,
+        }
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -341,6 +386,34 @@ pub(crate) fn error_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_are_classified_in_one_place() {
+        let status = |status| ApiError::Status {
+            status,
+            message: String::new(),
+            rate: RateLimit::default(),
+        };
+        let kinds: Vec<ErrorKind> = [400, 401, 403, 409, 429, 500, 503, 418]
+            .into_iter()
+            .map(|s| status(s).kind())
+            .collect();
+        use ErrorKind::*;
+        assert_eq!(
+            kinds,
+            [
+                Invalid,
+                Unauthorized,
+                Forbidden,
+                Conflict,
+                RateLimited,
+                Unavailable,
+                Unavailable,
+                Unavailable
+            ]
+        );
+        assert_eq!(ApiError::BadBody("x".into()).kind(), NoAnswer);
+    }
 
     #[test]
     fn reads_rate_limit_headers() {

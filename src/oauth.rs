@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::endpoint::Endpoint;
+use crate::helix::ErrorKind;
 use crate::http::{encode_component, HttpClient, HttpError};
 use crate::secret::Secret;
 
@@ -235,13 +236,16 @@ impl OAuth {
             fields.push(("client_secret", app.secret.expose()));
         }
         let (status, body) = self.post("/token", form(&fields)).await?;
-        match status {
-            200 => token_set(&body),
-            400 if message(&body).eq_ignore_ascii_case("invalid refresh token") => {
-                Err(OAuthError::InvalidToken(message(&body)))
+        if status == 200 {
+            return token_set(&body);
+        }
+        let message = message(&body);
+        match ErrorKind::of_status(status) {
+            ErrorKind::Unauthorized => Err(OAuthError::InvalidToken(message)),
+            ErrorKind::Invalid if message.eq_ignore_ascii_case("invalid refresh token") => {
+                Err(OAuthError::InvalidToken(message))
             }
-            401 => Err(OAuthError::InvalidToken(message(&body))),
-            _ => Err(refusal(status, &body)),
+            _ => Err(OAuthError::Refused(status, message)),
         }
     }
 
@@ -256,9 +260,9 @@ impl OAuth {
                 OAuthError::BadBody("access token has characters not allowed in a header".into())
             })?;
         let (status, body) = self.send(req).await?;
-        match status {
-            200 => json(&body),
-            401 => Err(OAuthError::InvalidToken(message(&body))),
+        match (status, ErrorKind::of_status(status)) {
+            (200, _) => json(&body),
+            (_, ErrorKind::Unauthorized) => Err(OAuthError::InvalidToken(message(&body))),
             _ => Err(refusal(status, &body)),
         }
     }

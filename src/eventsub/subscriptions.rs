@@ -3,6 +3,7 @@
 //! channels held after a revocation until they are subscribed again.
 
 use super::*;
+use crate::helix::ErrorKind;
 
 impl Session {
     /// Reads `channel` (a login without `#`) from now on: subscribes when the session allows.
@@ -154,8 +155,8 @@ impl Session {
                             subscription_id: Some(id),
                         });
                     }
-                    Err(f) if f.status == Some(409) => self.subscribed(&login, None),
-                    Err(f) if f.status == Some(400) => {
+                    Err(f) if f.kind() == ErrorKind::Conflict => self.subscribed(&login, None),
+                    Err(f) if f.kind() == ErrorKind::Invalid => {
                         if let Some(c) = self.channels.get_mut(&login) {
                             c.sub = Sub::Dead;
                         }
@@ -188,18 +189,20 @@ impl Session {
 
     pub(super) fn api_failed(&mut self, what: &str, channel: Option<&str>, f: ApiFailure) {
         let at = channel.map(|c| format!(" #{c}")).unwrap_or_default();
-        let reason = match f.status {
-            Some(401) => CloseReason::AuthFailed(f.message),
-            Some(403) => CloseReason::AuthFailed(format!(
+        let reason = match (f.kind(), f.status) {
+            (ErrorKind::Unauthorized, _) => CloseReason::AuthFailed(f.message),
+            (ErrorKind::Forbidden, _) => CloseReason::AuthFailed(format!(
                 "{} (reading chat over EventSub needs a token with the user:read:chat scope)",
                 f.message
             )),
-            Some(429) => CloseReason::Lost(format!(
+            (ErrorKind::RateLimited, _) => CloseReason::Lost(format!(
                 "{what}{at}: HTTP 429: {}: Twitch allows 3 EventSub WebSocket connections per client id and user; another program or another copy of this bot is using them",
                 f.message
             )),
-            Some(status) => CloseReason::Lost(format!("{what}{at}: HTTP {status}: {}", f.message)),
-            None => CloseReason::Lost(format!("{what}{at}: {}", f.message)),
+            (_, Some(status)) => {
+                CloseReason::Lost(format!("{what}{at}: HTTP {status}: {}", f.message))
+            }
+            (_, None) => CloseReason::Lost(format!("{what}{at}: {}", f.message)),
         };
         self.close(reason);
     }

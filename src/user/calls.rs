@@ -3,6 +3,7 @@
 //! an error that names its peer.
 
 use super::*;
+use crate::helix::ErrorKind;
 
 /// How a [`TokenAction`] ended.
 pub(super) enum TokenAnswer {
@@ -89,12 +90,12 @@ pub(super) async fn look_up(
                 color,
             })
         }
-        Err(ApiError::Status {
-            status: 401,
-            message,
-            ..
-        }) => Err(Failure::Unauthorized(message)),
-        Err(e) => Err(Failure::Other(e.to_string())),
+        Err(e) => Err(match (e.kind(), e) {
+            (ErrorKind::Unauthorized, ApiError::Status { message, .. }) => {
+                Failure::Unauthorized(message)
+            }
+            (_, e) => Failure::Other(e.to_string()),
+        }),
     }
 }
 

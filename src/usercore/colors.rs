@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::helix::ErrorKind;
 
 impl UserCore {
     /// A token refresh asked for with [`Action::RefreshToken`] ended.
@@ -170,37 +171,31 @@ impl UserCore {
             .is_none_or(|at| now.duration_since(at) >= NO_RENEWAL_AFTER_USELESS);
         let outcome = match result {
             PutResult::Done => Outcome::Done,
-            PutResult::Status { status: 401, .. } if !retried && renewal_helps => {
-                self.actions.push_back(Action::RefreshToken(Purpose::Color));
-                return;
-            }
-            PutResult::Status {
-                status: 401,
-                message,
-                ..
-            } => {
-                if retried {
-                    self.useless_renewal = Some(now);
-                }
-                Outcome::Unauthorized(format!(
-                    "{} even with a freshly renewed token: a missing scope, or a client id that does not match the token",
-                    log::quoted(&message)
-                ))
-            }
-            PutResult::Status {
-                status: 400,
-                message,
-                ..
-            } => Outcome::Rejected(message),
-            PutResult::Status {
-                status: 429,
-                retry_after,
-                ..
-            } => Outcome::RateLimited(Some(retry_after.unwrap_or(Duration::from_secs(1)))),
-            PutResult::Status {
-                status, message, ..
-            } => Outcome::Failed(format!("HTTP {status}: {message}")),
             PutResult::Failed(why) => Outcome::Failed(why),
+            PutResult::Status {
+                status,
+                message,
+                retry_after,
+            } => match ErrorKind::of_status(status) {
+                ErrorKind::Unauthorized if !retried && renewal_helps => {
+                    self.actions.push_back(Action::RefreshToken(Purpose::Color));
+                    return;
+                }
+                ErrorKind::Unauthorized => {
+                    if retried {
+                        self.useless_renewal = Some(now);
+                    }
+                    Outcome::Unauthorized(format!(
+                        "{} even with a freshly renewed token: a missing scope, or a client id that does not match the token",
+                        log::quoted(&message)
+                    ))
+                }
+                ErrorKind::Invalid => Outcome::Rejected(message),
+                ErrorKind::RateLimited => {
+                    Outcome::RateLimited(Some(retry_after.unwrap_or(Duration::from_secs(1))))
+                }
+                _ => Outcome::Failed(format!("HTTP {status}: {message}")),
+            },
         };
         self.putting = None;
         self.finish(now, outcome);
