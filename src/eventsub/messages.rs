@@ -1,7 +1,102 @@
 //! The EventSub messages a session acts on: welcome, keepalive, notification (the user's
 //! own chat messages, de-duplicated), session_reconnect and revocation.
 
+use serde_json::Value;
+
 use super::*;
+
+/// The envelope's `metadata`: what the payload is.
+struct Metadata {
+    message_id: String,
+    message_type: String,
+    /// Notifications and revocations only.
+    subscription_type: Option<String>,
+}
+
+/// `session_welcome`'s session.
+struct WelcomeSession {
+    id: String,
+    keepalive_timeout_seconds: Option<u64>,
+}
+
+/// A `channel.chat.message` notification's event.
+struct ChatMessage {
+    message_id: String,
+    broadcaster_user_login: String,
+    chatter_user_id: String,
+    text: String,
+}
+
+/// `revocation`'s subscription.
+struct RevokedSubscription {
+    status: String,
+    broadcaster_user_id: String,
+}
+
+/// The string at `path` in `message`, or an error that names the field. (Typed by hand:
+/// serde's derive for these few structs costs 26 KB of binary.)
+fn field_text(message: &Value, path: &[&str]) -> Result<String, String> {
+    let mut at = message;
+    for (depth, key) in path.iter().enumerate() {
+        at = match at.get(key) {
+            Some(v) if !v.is_null() => v,
+            _ => return Err(format!("missing field `{}`", path[..=depth].join("."))),
+        };
+    }
+    match at.as_str() {
+        Some(s) => Ok(s.to_owned()),
+        None => Err(format!("field `{}` is not a string", path.join("."))),
+    }
+}
+
+impl Metadata {
+    fn read(m: &Value) -> Result<Metadata, String> {
+        Ok(Metadata {
+            message_id: field_text(m, &["metadata", "message_id"])?,
+            message_type: field_text(m, &["metadata", "message_type"])?,
+            subscription_type: field_text(m, &["metadata", "subscription_type"]).ok(),
+        })
+    }
+}
+
+impl WelcomeSession {
+    fn read(m: &Value) -> Result<WelcomeSession, String> {
+        Ok(WelcomeSession {
+            id: field_text(m, &["payload", "session", "id"])?,
+            keepalive_timeout_seconds: m["payload"]["session"]["keepalive_timeout_seconds"]
+                .as_u64(),
+        })
+    }
+}
+
+impl ChatMessage {
+    fn read(m: &Value) -> Result<ChatMessage, String> {
+        let field = |name| field_text(m, &["payload", "event", name]);
+        Ok(ChatMessage {
+            message_id: field("message_id")?,
+            broadcaster_user_login: field("broadcaster_user_login")?,
+            chatter_user_id: field("chatter_user_id")?,
+            text: field_text(m, &["payload", "event", "message", "text"])?,
+        })
+    }
+}
+
+impl RevokedSubscription {
+    fn read(m: &Value) -> Result<RevokedSubscription, String> {
+        Ok(RevokedSubscription {
+            status: field_text(m, &["payload", "subscription", "status"])?,
+            broadcaster_user_id: field_text(
+                m,
+                &[
+                    "payload",
+                    "subscription",
+                    "condition",
+                    "broadcaster_user_id",
+                ],
+            )?,
+        })
+    }
+}
 
 impl Session {
     pub(super) fn handle_text(&mut self, now: Instant, link: Link, text: &str) {
@@ -10,21 +105,52 @@ impl Session {
                 .events
                 .push_back(Event::Dropped("EventSub message that is not JSON".into()));
         };
-        let metadata = &message["metadata"];
-        let payload = &message["payload"];
-        let kind = metadata["message_type"].as_str().unwrap_or("");
+        let header = match Metadata::read(&message) {
+            Ok(header) => header,
+            Err(e) => {
+                return self.events.push_back(Event::Dropped(format!(
+                    "EventSub message not understood: {e}"
+                )))
+            }
+        };
         let limit = silence_limit(self.keepalive);
-        match kind {
-            "session_welcome" => self.welcome(now, link, &payload["session"]),
+        match header.message_type.as_str() {
+            "session_welcome" => match WelcomeSession::read(&message) {
+                Ok(session) => self.welcome(now, link, session),
+                Err(e) => self.close(CloseReason::Lost(format!("EventSub welcome: {e}"))),
+            },
             "session_keepalive" => {
                 self.timers.set(Timer::Silence, Some(now + limit));
             }
             "notification" => {
                 self.timers.set(Timer::Silence, Some(now + limit));
-                self.notification(metadata, &payload["event"]);
+                if header.subscription_type.as_deref() != Some("channel.chat.message") {
+                    return self.events.push_back(Event::Dropped(format!(
+                        "EventSub notification of type {}",
+                        log::quoted(header.subscription_type.as_deref().unwrap_or(""))
+                    )));
+                }
+                match ChatMessage::read(&message) {
+                    Ok(event) => self.notification(&header.message_id, event),
+                    Err(e) => self.events.push_back(Event::Dropped(format!(
+                        "EventSub chat message not understood: {e}"
+                    ))),
+                }
             }
-            "session_reconnect" => self.reconnect(&payload["session"]),
-            "revocation" => self.revocation(now, &payload["subscription"]),
+            "session_reconnect" => {
+                match field_text(&message, &["payload", "session", "reconnect_url"]) {
+                    Ok(url) => self.reconnect(&url),
+                    Err(e) => self.close(CloseReason::Lost(format!(
+                        "EventSub sent an unusable session_reconnect: {e}"
+                    ))),
+                }
+            }
+            "revocation" => match RevokedSubscription::read(&message) {
+                Ok(subscription) => self.revocation(now, subscription),
+                Err(e) => self.events.push_back(Event::Dropped(format!(
+                    "EventSub revocation not understood: {e}"
+                ))),
+            },
             other => self.events.push_back(Event::Dropped(format!(
                 "EventSub message of type {}",
                 log::quoted(other)
@@ -32,24 +158,25 @@ impl Session {
         }
     }
 
-    pub(super) fn welcome(&mut self, now: Instant, link: Link, session: &Value) {
+    fn welcome(&mut self, now: Instant, link: Link, session: WelcomeSession) {
         let Some(i) = self.socket(link) else { return };
-        let Some(id) = session["id"].as_str().filter(|id| !id.is_empty()) else {
+        let id = session.id;
+        if id.is_empty() {
             return self.close(CloseReason::Lost(
                 "EventSub welcome without a session id".into(),
             ));
-        };
+        }
         if self.sockets[i].welcomed {
             return self
                 .events
                 .push_back(Event::Dropped("a second EventSub welcome".into()));
         }
         self.sockets[i].welcomed = true;
-        if let Some(secs) = session["keepalive_timeout_seconds"].as_u64() {
+        if let Some(secs) = session.keepalive_timeout_seconds {
             self.keepalive = Duration::from_secs(secs.clamp(1, 600));
         }
         // the first welcome of the session, not one after a session_reconnect
-        let first = self.session_id.replace(id.to_owned()).is_none();
+        let first = self.session_id.replace(id).is_none();
         self.timers
             .set(Timer::Silence, Some(now + silence_limit(self.keepalive)));
         // a reconnect is complete: the old socket goes (its subscriptions moved here)
@@ -63,17 +190,8 @@ impl Session {
         self.pump();
     }
 
-    pub(super) fn notification(&mut self, metadata: &Value, event: &Value) {
-        if metadata["subscription_type"].as_str() != Some("channel.chat.message") {
-            return self.events.push_back(Event::Dropped(format!(
-                "EventSub notification of type {}",
-                log::quoted(metadata["subscription_type"].as_str().unwrap_or(""))
-            )));
-        }
-        let ids = [
-            metadata["message_id"].as_str().unwrap_or(""),
-            event["message_id"].as_str().unwrap_or(""),
-        ];
+    fn notification(&mut self, delivery_id: &str, event: ChatMessage) {
+        let ids = [delivery_id, event.message_id.as_str()];
         if ids
             .iter()
             .any(|id| !id.is_empty() && self.seen.iter().any(|s| s == id))
@@ -88,24 +206,23 @@ impl Session {
             }
             self.seen.push_back(id.to_owned());
         }
-        let channel = event["broadcaster_user_login"].as_str().unwrap_or("");
+        let channel = event.broadcaster_user_login;
         let reading = self
             .channels
-            .get(channel)
+            .get(&channel)
             .is_some_and(|c| c.sub != Sub::Dead);
-        if reading && event["chatter_user_id"].as_str() == Some(self.user_id.as_str()) {
+        if reading && event.chatter_user_id == self.user_id {
             self.events.push_back(Event::OwnMessage {
-                channel: channel.to_owned(),
-                text: event["message"]["text"].as_str().unwrap_or("").to_owned(),
+                channel,
+                text: event.text,
             });
         }
     }
 
-    pub(super) fn reconnect(&mut self, session: &Value) {
+    fn reconnect(&mut self, url: &str) {
         if self.sockets.len() > 1 {
             return;
         }
-        let url = session["reconnect_url"].as_str().unwrap_or("");
         let current_tls = self.sockets.first().is_some_and(|s| s.endpoint.tls);
         match endpoint::parse_ws_url(url) {
             Ok(parsed) if current_tls && !parsed.endpoint.tls => {
@@ -127,11 +244,9 @@ impl Session {
         }
     }
 
-    pub(super) fn revocation(&mut self, now: Instant, subscription: &Value) {
-        let status = subscription["status"].as_str().unwrap_or("");
-        let broadcaster = subscription["condition"]["broadcaster_user_id"]
-            .as_str()
-            .unwrap_or("");
+    fn revocation(&mut self, now: Instant, subscription: RevokedSubscription) {
+        let status = subscription.status.as_str();
+        let broadcaster = subscription.broadcaster_user_id.as_str();
         let Some(login) = self
             .channels
             .iter()

@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use nanorand::{Rng, WyRand};
-use serde_json::Value;
 
 use crate::chat::{ApiAnswer, ApiFailure, ApiRequest, CloseReason, Event, Link, Order, Transmit};
 use crate::endpoint::{self, Endpoint, Url};

@@ -514,3 +514,49 @@ fn a_wrong_accept_or_a_refused_upgrade_ends_the_session() {
         matches!(&events(&mut s)[..], [Event::Closed(CloseReason::Lost(why))] if why.contains("HTTP 429"))
     );
 }
+
+#[test]
+fn a_message_missing_a_field_is_named_not_read_as_empty() {
+    let t = Instant::now();
+    // a chat message without its chatter: dropped, the field named, the session goes on
+    let mut s = subscribed(t, &["lumenwave"]);
+    let no_chatter = text_frame(
+        r#"{"metadata":{"message_id":"m1","message_type":"notification","subscription_type":"channel.chat.message"},"payload":{"event":{"broadcaster_user_login":"lumenwave","message_id":"x1","message":{"text":"hi"}}}}"#,
+    );
+    s.handle_input(t, 0, &no_chatter);
+    let evs = events(&mut s);
+    assert!(
+        matches!(&evs[..], [Event::Dropped(why)] if why.contains("missing field `payload.event.chatter_user_id`")),
+        "{evs:?}"
+    );
+    s.handle_input(t, 0, &chat("m2", "lumenwave", ME, "still here"));
+    assert!(matches!(&events(&mut s)[..], [Event::OwnMessage { .. }]));
+    // a message without metadata: dropped, named
+    s.handle_input(t, 0, &text_frame(r#"{"payload":{}}"#));
+    let evs = events(&mut s);
+    assert!(
+        matches!(&evs[..], [Event::Dropped(why)] if why.contains("missing field `metadata`")),
+        "{evs:?}"
+    );
+    // a reconnect without its URL ends the session, saying which field is missing
+    s.handle_input(
+        t,
+        0,
+        &control("session_reconnect", r#"{"session":{"id":"S1"}}"#),
+    );
+    let evs = events(&mut s);
+    assert!(
+        matches!(&evs[..], [Event::Closed(CloseReason::Lost(why))] if why.contains("missing field `payload.session.reconnect_url`")),
+        "{evs:?}"
+    );
+    // a welcome whose session id is empty is refused, as one without it
+    let mut s = Session::new(t, &endpoint(), "/ws", ME, &["a".to_owned()], 7);
+    let out = transmits(&mut s);
+    let mut bytes = accept(&out[0]);
+    bytes.extend(welcome("", 10));
+    s.handle_input(t, 0, &bytes);
+    assert!(matches!(
+        &events(&mut s)[..],
+        [Event::Closed(CloseReason::Lost(why))] if why.contains("without a session id")
+    ));
+}
