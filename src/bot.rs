@@ -242,7 +242,8 @@ impl ColorBot {
         self.prime_or_turbo = prime_or_turbo;
     }
 
-    /// True while a change is in flight.
+    /// True while a change is in flight (the tests' view of it).
+    #[cfg(test)]
     pub fn is_busy(&self) -> bool {
         self.in_flight.is_some()
     }
@@ -258,6 +259,7 @@ impl ColorBot {
     }
 
     /// The next event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<BotEvent> {
         self.events.pop_front()
     }

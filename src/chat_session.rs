@@ -112,6 +112,7 @@ impl ChatSession {
     }
 
     /// The next bytes to write.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         match self {
             ChatSession::Irc(s) => s.poll_transmit().map(|line| Transmit {
@@ -126,6 +127,7 @@ impl ChatSession {
 
     /// The next connection or Helix call the session needs. IRC needs neither (see
     /// [`ChatSession::handle_dialed`] and [`ChatSession::handle_api`]).
+    #[must_use]
     pub fn poll_order(&mut self) -> Option<Order> {
         match self {
             ChatSession::Irc(_) => None,
@@ -134,6 +136,7 @@ impl ChatSession {
     }
 
     /// The next event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         match self {
             ChatSession::Irc(s) => s.poll_event(),

@@ -3,13 +3,13 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod app;
-pub mod backoff;
-pub mod bot;
+mod backoff;
+mod bot;
 pub mod chat;
 pub mod chat_session;
 pub mod clock;
 pub mod color;
-pub mod command;
+mod command;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -27,10 +27,10 @@ pub mod oauth;
 pub mod secret;
 pub mod status;
 pub mod time;
-pub mod timer;
+mod timer;
 pub mod tokens;
 pub mod transport;
 pub mod user;
 pub mod usercore;
-pub mod watch;
+mod watch;
 pub mod ws;

@@ -207,6 +207,7 @@ impl Decoder {
     }
 
     /// The next complete message.
+    #[must_use]
     pub fn poll_message(&mut self) -> Option<Message> {
         self.messages.pop_front()
     }

@@ -419,16 +419,19 @@ impl Session {
     }
 
     /// The next bytes to write.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
     /// The next connection or Helix call needed.
+    #[must_use]
     pub fn poll_order(&mut self) -> Option<Order> {
         self.orders.pop_front()
     }
 
     /// The next event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

@@ -299,6 +299,7 @@ impl Session {
 
     /// The next line to write, with its CRLF. PASS lines hold the token: never log them
     /// unfiltered (see [`redact`]).
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<String> {
         self.outbox.pop_front().map(|mut line| {
             line.push_str("\r\n");
@@ -307,11 +308,13 @@ impl Session {
     }
 
     /// The next event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     /// When [`Session::handle_timeout`] should next be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
     }

@@ -58,6 +58,7 @@ impl Schedule {
     }
 
     /// The next moment something is due.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         [self.next_validate, self.refresh_at]
             .into_iter()

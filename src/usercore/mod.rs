@@ -324,6 +324,7 @@ impl UserCore {
     }
 
     /// The next action for the driver.
+    #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
