@@ -66,36 +66,36 @@ impl fmt::Display for UrlError {
 
 impl std::error::Error for UrlError {}
 
+fn bad(url: &str, reason: &'static str) -> UrlError {
+    UrlError {
+        url: url.to_owned(),
+        reason,
+    }
+}
+
 /// `scheme` (lowercased) and what follows `://`, or `expected` as the error.
 fn split_scheme<'a>(url: &'a str, expected: &'static str) -> Result<(String, &'a str), UrlError> {
-    let (scheme, rest) = url.split_once("://").ok_or(UrlError {
-        url: url.to_owned(),
-        reason: expected,
-    })?;
+    let (scheme, rest) = url.split_once("://").ok_or(bad(url, expected))?;
     Ok((scheme.to_ascii_lowercase(), rest))
 }
 
 /// Splits `scheme://host[:port][/path]` into an endpoint and the path (`""` when absent).
 /// `tls` and `https` mean TLS; `tcp` and `http` mean plain TCP.
 pub fn parse_url(url: &str) -> Result<Url, UrlError> {
-    let err = |reason| UrlError {
-        url: url.to_owned(),
-        reason,
-    };
     let (scheme, rest) = split_scheme(url, "expected scheme://host:port")?;
     let (tls, default_port) = match scheme.as_str() {
         "tls" => (true, None),
         "tcp" => (false, None),
         "https" => (true, Some(443)),
         "http" => (false, Some(80)),
-        _ => return Err(err("scheme must be tls, tcp, https or http")),
+        _ => return Err(bad(url, "scheme must be tls, tcp, https or http")),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
         None => (rest, ""),
     };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or(err("unclosed '[' in host"))?;
+        let (host, after) = v6.split_once(']').ok_or(bad(url, "unclosed '[' in host"))?;
         (host, after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -104,15 +104,17 @@ pub fn parse_url(url: &str) -> Result<Url, UrlError> {
         }
     };
     if host.is_empty() {
-        return Err(err("missing host"));
+        return Err(bad(url, "missing host"));
     }
     let port = match (port, default_port) {
-        (Some(p), _) => p.parse().map_err(|_| err("port is not a number 1-65535"))?,
+        (Some(p), _) => p
+            .parse()
+            .map_err(|_| bad(url, "port is not a number 1-65535"))?,
         (None, Some(p)) => p,
-        (None, None) => return Err(err("missing port")),
+        (None, None) => return Err(bad(url, "missing port")),
     };
     if port == 0 {
-        return Err(err("port is not a number 1-65535"));
+        return Err(bad(url, "port is not a number 1-65535"));
     }
     Ok(Url {
         endpoint: Endpoint {
@@ -128,15 +130,11 @@ pub fn parse_url(url: &str) -> Result<Url, UrlError> {
 /// and query, `/` when absent), kept exactly as given: EventSub's `reconnect_url` must be
 /// used unmodified.
 pub fn parse_ws_url(url: &str) -> Result<Url, UrlError> {
-    let err = |reason| UrlError {
-        url: url.to_owned(),
-        reason,
-    };
     let (scheme, rest) = split_scheme(url, "expected wss://host[:port]/path")?;
     let (tls, port) = match scheme.as_str() {
         "wss" => (true, 443),
         "ws" => (false, 80),
-        _ => return Err(err("scheme must be wss or ws")),
+        _ => return Err(bad(url, "scheme must be wss or ws")),
     };
     let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, target) = rest.split_at(split);
@@ -147,7 +145,7 @@ pub fn parse_ws_url(url: &str) -> Result<Url, UrlError> {
         t => t.to_owned(),
     };
     if target.bytes().any(|b| b <= b' ' || b == 0x7F) {
-        return Err(err("spaces or control characters in the path"));
+        return Err(bad(url, "spaces or control characters in the path"));
     }
     let scheme = if tls { "tls" } else { "tcp" };
     let has_port = match authority.rfind(']') {
@@ -160,7 +158,7 @@ pub fn parse_ws_url(url: &str) -> Result<Url, UrlError> {
         format!("{authority}:{port}")
     };
     let Url { endpoint, .. } =
-        parse_url(&format!("{scheme}://{authority}")).map_err(|e| err(e.reason))?;
+        parse_url(&format!("{scheme}://{authority}")).map_err(|e| bad(url, e.reason))?;
     Ok(Url {
         endpoint,
         path: target,
