@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::chat::{ApiAnswer, Event, Link, Login, Order, Protocol, Transmit};
-use crate::endpoint::Endpoint;
+use crate::endpoint::Url;
 use crate::eventsub;
 use crate::irc;
 
@@ -24,19 +24,17 @@ impl ChatSession {
         ChatSession::Irc(Box::new(irc::Session::new(now, login)))
     }
 
-    /// An EventSub session on the connection just opened to `endpoint` (link 0), asking for
-    /// `target`, reading `channels` for the user `user_id`; `seed` for WebSocket keys and masks.
+    /// An EventSub session on the connection just opened to `url` (link 0), reading
+    /// `channels` for the user `user_id`; `seed` for WebSocket keys and masks.
     pub fn eventsub(
         now: Instant,
-        endpoint: &Endpoint,
-        target: &str,
+        url: &Url,
         user_id: &str,
         channels: &[String],
         seed: u64,
     ) -> ChatSession {
-        ChatSession::EventSub(Box::new(eventsub::Session::new(
-            now, endpoint, target, user_id, channels, seed,
-        )))
+        let session = eventsub::Session::new(now, url, user_id, channels, seed);
+        ChatSession::EventSub(Box::new(session))
     }
 
     /// Which protocol this is.

@@ -54,6 +54,19 @@ impl<K: Kind, const N: usize> Timers<K, N> {
     }
 }
 
+/// Gives a core's timer `enum` (unit variants, in table order) its [`Kind`]:
+/// `timer_kind!(Timer);` beside the enum.
+macro_rules! timer_kind {
+    ($kind:ty) => {
+        impl $crate::timer::Kind for $kind {
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+pub(crate) use timer_kind;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,11 +79,7 @@ mod tests {
         C,
     }
 
-    impl Kind for T {
-        fn index(self) -> usize {
-            self as usize
-        }
-    }
+    timer_kind!(T);
 
     #[test]
     fn the_next_deadline_is_the_earliest_armed_one() {

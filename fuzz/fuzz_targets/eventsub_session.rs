@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use twitch_colorchanger::chat::{ApiAnswer, ApiFailure, ApiRequest, Order, Transmit};
 use twitch_colorchanger::eventsub::Session;
-use twitch_colorchanger::endpoint::Endpoint;
+use twitch_colorchanger::endpoint::{Endpoint, Url};
 use twitch_colorchanger::ws;
 
 fn check(out: &Transmit) {
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         port: 443,
     };
     let channels = vec!["lumenwave".to_owned(), "other".to_owned()];
-    let mut s = Session::new(t, &endpoint, "/ws", "81234567", &channels, 1);
+    let mut s = Session::new(t, &Url { endpoint, path: "/ws".into() }, "81234567", &channels, 1);
     let request = s.poll_transmit().expect("the upgrade request");
     let text = String::from_utf8(request.bytes).unwrap();
     let key = text

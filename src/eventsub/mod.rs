@@ -123,16 +123,12 @@ enum InFlight {
 #[derive(Debug, Clone, Copy)]
 enum Timer {
     /// Nothing received for too long (or no welcome yet).
-    Silence = 0,
+    Silence,
     /// Subscribe again to a channel whose subscription was revoked.
-    Resubscribe = 1,
+    Resubscribe,
 }
 
-impl crate::timer::Kind for Timer {
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+crate::timer::timer_kind!(Timer);
 
 /// One user's chat over EventSub.
 #[derive(Debug)]
@@ -160,14 +156,7 @@ pub struct Session {
 impl Session {
     /// A session on the connection the driver just opened to `endpoint` (link 0), asking for
     /// `target`, for the user `user_id` reading `channels`.
-    pub fn new(
-        now: Instant,
-        endpoint: &Endpoint,
-        target: &str,
-        user_id: &str,
-        channels: &[String],
-        seed: u64,
-    ) -> Session {
+    pub fn new(now: Instant, url: &Url, user_id: &str, channels: &[String], seed: u64) -> Session {
         let mut s = Session {
             user_id: user_id.to_owned(),
             rng: WyRand::new_seed(seed),
@@ -194,7 +183,7 @@ impl Session {
             ));
             return s;
         }
-        s.add_socket(0, endpoint.clone(), target.to_owned());
+        s.add_socket(0, url.endpoint.clone(), url.path.clone());
         s.handshake(0);
         s.timers.set(Timer::Silence, Some(now + WELCOME_TIMEOUT));
         s

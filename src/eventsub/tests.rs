@@ -12,6 +12,13 @@ fn endpoint() -> Endpoint {
     }
 }
 
+fn url() -> Url {
+    Url {
+        endpoint: endpoint(),
+        path: "/ws".into(),
+    }
+}
+
 fn text_frame(text: &str) -> Vec<u8> {
     ws::encode_unmasked(0x81, text.as_bytes())
 }
@@ -63,7 +70,7 @@ fn control(kind: &str, payload: &str) -> Vec<u8> {
 /// A session welcomed as S1 whose channels are subscribed.
 fn subscribed(t: Instant, channels: &[&str]) -> Session {
     let chans: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
-    let mut s = Session::new(t, &endpoint(), "/ws", ME, &chans, 7);
+    let mut s = Session::new(t, &url(), ME, &chans, 7);
     let out = transmits(&mut s);
     assert_eq!(out.len(), 1);
     assert!(out[0].shown.starts_with("GET /ws"));
@@ -165,7 +172,7 @@ fn leaving_says_close_1000_and_nothing_more() {
 #[test]
 fn no_welcome_in_time_is_a_login_timeout() {
     let t = Instant::now();
-    let mut s = Session::new(t, &endpoint(), "/ws", ME, &[], 1);
+    let mut s = Session::new(t, &url(), ME, &[], 1);
     s.handle_timeout(t + WELCOME_TIMEOUT);
     assert_eq!(events(&mut s), [Event::Closed(CloseReason::LoginTimeout)]);
 }
@@ -393,7 +400,7 @@ fn revocations_resubscribe_drop_the_channel_or_renew_the_token() {
 fn subscription_answers_409_401_403_429() {
     let t = Instant::now();
     let start = || {
-        let mut s = Session::new(t, &endpoint(), "/ws", ME, &["lumenwave".into()], 3);
+        let mut s = Session::new(t, &url(), ME, &["lumenwave".into()], 3);
         let out = transmits(&mut s);
         let mut bytes = accept(&out[0]);
         bytes.extend(welcome("S1", 10));
@@ -466,7 +473,7 @@ fn subscription_answers_409_401_403_429() {
 fn unknown_channels_and_more_than_300_are_refused_with_a_notice() {
     let t = Instant::now();
     let names: Vec<String> = (0..301).map(|i| format!("c{i:03}")).collect();
-    let mut s = Session::new(t, &endpoint(), "/ws", ME, &names, 3);
+    let mut s = Session::new(t, &url(), ME, &names, 3);
     let evs = events(&mut s);
     assert!(
         matches!(&evs[..], [Event::Notice { channel: Some(c), msg_id: Some(id), .. }] if c == "c300" && id == "too_many_channels")
@@ -492,7 +499,7 @@ fn unknown_channels_and_more_than_300_are_refused_with_a_notice() {
 #[test]
 fn a_wrong_accept_or_a_refused_upgrade_ends_the_session() {
     let t = Instant::now();
-    let mut s = Session::new(t, &endpoint(), "/ws", ME, &[], 1);
+    let mut s = Session::new(t, &url(), ME, &[], 1);
     transmits(&mut s);
     s.handle_input(
         t,
@@ -503,7 +510,7 @@ fn a_wrong_accept_or_a_refused_upgrade_ends_the_session() {
         matches!(&events(&mut s)[..], [Event::Closed(CloseReason::Lost(why))] if why.contains("Sec-WebSocket-Accept"))
     );
 
-    let mut s = Session::new(t, &endpoint(), "/ws", ME, &[], 1);
+    let mut s = Session::new(t, &url(), ME, &[], 1);
     transmits(&mut s);
     s.handle_input(
         t,
@@ -550,7 +557,7 @@ fn a_message_missing_a_field_is_named_not_read_as_empty() {
         "{evs:?}"
     );
     // a welcome whose session id is empty is refused, as one without it
-    let mut s = Session::new(t, &endpoint(), "/ws", ME, &["a".to_owned()], 7);
+    let mut s = Session::new(t, &url(), ME, &["a".to_owned()], 7);
     let out = transmits(&mut s);
     let mut bytes = accept(&out[0]);
     bytes.extend(welcome("", 10));

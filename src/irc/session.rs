@@ -31,17 +31,13 @@ const AUTH_FAILURES: [&str; 5] = [
 
 #[derive(Debug, Clone, Copy)]
 enum Timer {
-    Register = 0,
-    Idle = 1,
-    Pong = 2,
-    Join = 3,
+    Register,
+    Idle,
+    Pong,
+    Join,
 }
 
-impl crate::timer::Kind for Timer {
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+crate::timer::timer_kind!(Timer);
 
 /// The state of one IRC connection, from registration to close.
 pub struct Session {

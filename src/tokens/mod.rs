@@ -215,18 +215,14 @@ enum Retry {
 #[derive(Debug, Clone, Copy)]
 enum Timer {
     /// Repeat the operation the token endpoint failed (see [`Retry`]).
-    Retry = 0,
+    Retry,
     /// Save the pair in use again.
-    Save = 1,
+    Save,
     /// Issue the next device code.
-    NextCode = 2,
+    NextCode,
 }
 
-impl crate::timer::Kind for Timer {
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+crate::timer::timer_kind!(Timer);
 
 #[derive(Debug)]
 struct Unsaved {

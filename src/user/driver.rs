@@ -533,17 +533,13 @@ impl Driver {
                             channels: self.core.channels(),
                         },
                     ),
-                    chat::Protocol::EventSub => {
-                        let Url { endpoint, path } = &self.services.eventsub;
-                        ChatSession::eventsub(
-                            now,
-                            endpoint,
-                            path,
-                            self.core.user_id().unwrap_or_default(),
-                            self.core.channels(),
-                            WyRand::new().generate::<u64>(),
-                        )
-                    }
+                    chat::Protocol::EventSub => ChatSession::eventsub(
+                        now,
+                        &self.services.eventsub,
+                        self.core.user_id().unwrap_or_default(),
+                        self.core.channels(),
+                        WyRand::new().generate::<u64>(),
+                    ),
                 };
                 self.chat = Some(Conn {
                     session,

@@ -187,16 +187,12 @@ enum Chat {
 #[derive(Debug, Clone, Copy)]
 enum Timer {
     /// Look the user up again, or reconnect.
-    Retry = 0,
+    Retry,
     /// Send the color change held back by a 429.
-    Change = 1,
+    Change,
 }
 
-impl crate::timer::Kind for Timer {
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+crate::timer::timer_kind!(Timer);
 
 /// The color change in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
