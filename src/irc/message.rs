@@ -24,6 +24,10 @@ pub struct Message {
     pub command: String,
     /// Middle parameters followed by the trailing one, if any.
     pub params: Vec<String>,
+    /// The last parameter is written after a `:`, as it was read (Twitch writes
+    /// `PING :tmi.twitch.tv`); it is written so anyway when it must be (empty, holding a
+    /// space, or starting with `:`).
+    pub trailing: bool,
 }
 
 /// Why a line is not an IRC message.
@@ -54,13 +58,23 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 impl Message {
-    /// A message with a command and parameters, no tags and no source.
+    /// A message with a command and parameters, no tags and no source; the last parameter
+    /// is trailing only where it must be.
     pub fn new(command: &str, params: &[&str]) -> Message {
         Message {
             tags: Vec::new(),
             source: None,
             command: command.to_owned(),
             params: params.iter().map(|p| (*p).to_owned()).collect(),
+            trailing: params.last().is_some_and(|p| must_trail(p)),
+        }
+    }
+
+    /// The same message with its last parameter written after a `:`.
+    pub fn trailing(self) -> Message {
+        Message {
+            trailing: !self.params.is_empty(),
+            ..self
         }
     }
 
@@ -112,6 +126,7 @@ impl Message {
             }
             if let Some(trailing) = rest.strip_prefix(':') {
                 msg.params.push(trailing.to_owned());
+                msg.trailing = true;
                 break;
             }
             let (param, tail) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -142,7 +157,7 @@ impl Message {
 }
 
 /// Encodes the message as one line without CRLF. The last parameter is sent as trailing
-/// (`:`) when it is empty, holds a space or starts with `:`.
+/// (`:`) when the message says so, or when it is empty, holds a space or starts with `:`.
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.tags.is_empty() {
@@ -164,7 +179,7 @@ impl fmt::Display for Message {
         f.write_str(&self.command)?;
         for (i, param) in self.params.iter().enumerate() {
             let last = i + 1 == self.params.len();
-            if last && (param.is_empty() || param.contains(' ') || param.starts_with(':')) {
+            if last && (self.trailing || must_trail(param)) {
                 write!(f, " :{param}")?;
             } else {
                 write!(f, " {param}")?;
@@ -172,6 +187,11 @@ impl fmt::Display for Message {
         }
         Ok(())
     }
+}
+
+/// A last parameter that can only be written after a `:`.
+fn must_trail(param: &str) -> bool {
+    param.is_empty() || param.contains(' ') || param.starts_with(':')
 }
 
 fn unescape_tag(value: &str) -> String {
@@ -238,6 +258,7 @@ mod tests {
                 source: Some("hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv".into()),
                 command: "PRIVMSG".into(),
                 params: vec!["#lumenwave".into(), "typed this on the website".into()],
+                trailing: true,
             }
         );
     }
@@ -245,7 +266,8 @@ mod tests {
     #[test]
     fn parses_ping_and_notice() {
         let ping = Message::parse("PING :tmi.twitch.tv").unwrap();
-        assert_eq!(ping, Message::new("PING", &["tmi.twitch.tv"]));
+        assert_eq!(ping, Message::new("PING", &["tmi.twitch.tv"]).trailing());
+        assert_eq!(ping.to_string(), "PING :tmi.twitch.tv", "kept as read");
         let notice =
             Message::parse(":tmi.twitch.tv NOTICE * :Login authentication failed").unwrap();
         assert_eq!(notice.param(1), Some("Login authentication failed"));
@@ -304,6 +326,7 @@ mod tests {
             source: Some("nick!user@host".into()),
             command: "PRIVMSG".into(),
             params: vec!["#chan".into(), ":starts with colon".into()],
+            trailing: true,
         };
         assert_eq!(Message::parse(&msg.to_string()).unwrap(), msg);
     }

@@ -1,5 +1,6 @@
 //! Twitch chat over IRC: the line format, and the sans-IO session behind [`crate::chat_session::ChatSession`].
 
+pub mod commands;
 mod message;
 mod session;
 

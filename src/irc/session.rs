@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::commands::{self, Command};
 use super::message::Message;
 use crate::chat::{CloseReason, Event, Login};
 use crate::timer::Timers;
@@ -63,9 +64,9 @@ impl Session {
         let nick = login.login.to_ascii_lowercase();
         let mut session = Session {
             outbox: VecDeque::from([
-                "CAP REQ :twitch.tv/tags twitch.tv/commands".to_owned(),
-                format!("PASS oauth:{token}"),
-                format!("NICK {nick}"),
+                commands::cap_req().to_string(),
+                commands::pass(token).to_string(),
+                commands::nick(&nick).to_string(),
             ]),
             login: nick,
             user_id: login.user_id.map(str::to_owned),
@@ -150,67 +151,67 @@ impl Session {
                 return;
             }
         };
-        match msg.command.as_str() {
-            "PING" => {
-                let text = msg.param(0).unwrap_or("tmi.twitch.tv");
-                self.outbox.push_back(format!("PONG :{text}"));
-            }
-            "001" if !self.ready => {
+        let command = match Command::try_from(&msg) {
+            Ok(command) => command,
+            Err(e) => return self.events.push_back(Event::Dropped(e.to_string())),
+        };
+        match command {
+            Command::Ping { text } => self.outbox.push_back(commands::pong(text).to_string()),
+            Command::Welcome if !self.ready => {
                 self.ready = true;
                 self.timers.set(Timer::Register, None);
                 self.events.push_back(Event::Ready);
                 self.flush_joins(now);
             }
-            "RECONNECT" => self.close(CloseReason::Reconnect),
-            "NOTICE" => {
-                let channel = msg.param(0).unwrap_or("*");
-                let text = msg.param(1).unwrap_or("").to_owned();
-                if channel == "*" && AUTH_FAILURES.iter().any(|f| text.starts_with(f)) {
-                    self.close(CloseReason::AuthFailed(text));
+            Command::Reconnect => self.close(CloseReason::Reconnect),
+            Command::Notice {
+                channel: None,
+                text,
+                ..
+            } if AUTH_FAILURES.iter().any(|f| text.starts_with(f)) => {
+                self.close(CloseReason::AuthFailed(text.to_owned()))
+            }
+            Command::Notice {
+                channel,
+                msg_id,
+                text,
+            } => self.events.push_back(Event::Notice {
+                channel: channel.map(str::to_owned),
+                msg_id: msg_id.map(str::to_owned),
+                text: text.to_owned(),
+            }),
+            Command::Membership {
+                joined,
+                channel,
+                nick,
+            } if nick.eq_ignore_ascii_case(&self.login) => {
+                let channel = channel.to_owned();
+                self.events.push_back(if joined {
+                    Event::Joined(channel)
                 } else {
-                    self.events.push_back(Event::Notice {
-                        channel: (channel != "*")
-                            .then(|| channel.trim_start_matches('#').to_owned()),
-                        msg_id: msg.tag("msg-id").map(str::to_owned),
-                        text,
-                    });
-                }
+                    Event::Left(channel)
+                });
             }
-            "JOIN" | "PART" if self.is_own(&msg) => {
-                if let Some(chan) = msg.param(0) {
-                    let chan = chan.trim_start_matches('#').to_owned();
-                    self.events.push_back(if msg.command == "JOIN" {
-                        Event::Joined(chan)
-                    } else {
-                        Event::Left(chan)
-                    });
-                }
-            }
-            "PRIVMSG" => {
-                let (Some(chan), Some(login)) = (msg.param(0), msg.source_nick()) else {
-                    self.events
-                        .push_back(Event::Dropped("PRIVMSG without channel or sender".into()));
-                    return;
-                };
+            Command::Privmsg {
+                channel,
+                sender,
+                user_id,
+                text,
+            } => {
                 // The user id is the sure test; the login serves until the id is known.
-                let own = match (&self.user_id, msg.tag("user-id")) {
+                let own = match (&self.user_id, user_id) {
                     (Some(mine), Some(theirs)) => mine == theirs,
-                    _ => login.eq_ignore_ascii_case(&self.login),
+                    _ => sender.eq_ignore_ascii_case(&self.login),
                 };
                 if own {
                     self.events.push_back(Event::OwnMessage {
-                        channel: chan.trim_start_matches('#').to_owned(),
-                        text: msg.param(1).unwrap_or("").to_owned(),
+                        channel: channel.to_owned(),
+                        text: text.to_owned(),
                     });
                 }
             }
             _ => {}
         }
-    }
-
-    fn is_own(&self, msg: &Message) -> bool {
-        msg.source_nick()
-            .is_some_and(|n| n.eq_ignore_ascii_case(&self.login))
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -246,7 +247,7 @@ impl Session {
         let queued = self.join_queue.len();
         self.join_queue.retain(|c| c != channel);
         if self.ready && queued == self.join_queue.len() {
-            self.outbox.push_back(format!("PART #{channel}"));
+            self.outbox.push_back(commands::part(channel).to_string());
         }
     }
 
@@ -262,7 +263,7 @@ impl Session {
             let Some(chan) = self.join_queue.pop_front() else {
                 break;
             };
-            self.outbox.push_back(format!("JOIN #{chan}"));
+            self.outbox.push_back(commands::join(&chan).to_string());
             self.join_log.push_back(now);
         }
         let next = match (self.join_queue.is_empty(), self.join_log.front()) {
@@ -284,7 +285,7 @@ impl Session {
             return self.close(CloseReason::Timeout);
         }
         if self.timers.is_due(Timer::Idle, now) {
-            self.outbox.push_back("PING :tmi.twitch.tv".to_owned());
+            self.outbox.push_back(commands::ping().to_string());
             self.timers.set(Timer::Idle, None);
             self.timers.set(Timer::Pong, Some(now + PONG_TIMEOUT));
         }
