@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Delays of 1 s, 2 s, 4 s … up to `max`, each scaled by a random factor in [0.5, 1.0].
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     max: Duration,
     attempt: u32,
@@ -21,7 +21,7 @@ impl Backoff {
     }
 
     /// The next delay; `jitter` in [0, 1) picks where in [0.5, 1.0] of the step it falls.
-    pub fn next_delay(&mut self, jitter: f64) -> Duration {
+    pub(crate) fn next_delay(&mut self, jitter: f64) -> Duration {
         let step = self
             .base
             .saturating_mul(1u32 << self.attempt.min(20))
@@ -31,7 +31,7 @@ impl Backoff {
     }
 
     /// Jumps straight to the longest delay (for failures that retrying soon cannot fix).
-    pub fn saturate(&mut self) {
+    pub(crate) fn saturate(&mut self) {
         self.attempt = 20;
     }
 

@@ -12,7 +12,7 @@ use crate::mode::{Picker, Settings};
 /// A color change to make: `PUT /chat/color` with `color`, after waiting `after` (set
 /// after a 429).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     /// The color to set.
     pub color: String,
     /// Wait this long before sending.
@@ -21,7 +21,7 @@ pub struct Change {
 
 /// How a PUT ended, as the bot needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// 204: the color is set.
     Done,
     /// 400, with Twitch's message.
@@ -36,7 +36,7 @@ pub enum Outcome {
 
 /// What happened, for the log and the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BotEvent {
+pub(crate) enum BotEvent {
     /// The color changed.
     Changed {
         /// The color before, if known.
@@ -77,7 +77,7 @@ struct InFlight {
 
 /// One user's bot: which color is in use, whether hex colors work, what is in flight.
 #[derive(Debug)]
-pub struct ColorBot {
+pub(crate) struct ColorBot {
     prime_or_turbo: bool,
     picker: Picker,
     enabled: bool,
@@ -104,7 +104,7 @@ impl ColorBot {
 
     /// The user sent a chat message. Returns the change to start now, if any: none while
     /// disabled, and none while one is in flight (that one is followed by one more).
-    pub fn on_own_message(&mut self, rng: &mut impl Rng<8>) -> Option<Change> {
+    pub(crate) fn on_own_message(&mut self, rng: &mut impl Rng<8>) -> Option<Change> {
         if !self.enabled {
             return None;
         }
@@ -131,7 +131,7 @@ impl ColorBot {
     }
 
     /// New color mode settings (the rainbow or palette starts over if they changed).
-    pub fn set_colors(&mut self, settings: Settings) {
+    pub(crate) fn set_colors(&mut self, settings: Settings) {
         self.picker.set(settings);
     }
 
@@ -154,7 +154,7 @@ impl ColorBot {
     }
 
     /// The change in flight ended with `outcome`. Returns the next change to make, if any.
-    pub fn on_outcome(&mut self, outcome: Outcome, rng: &mut impl Rng<8>) -> Option<Change> {
+    pub(crate) fn on_outcome(&mut self, outcome: Outcome, rng: &mut impl Rng<8>) -> Option<Change> {
         let mut flight = self.in_flight.take()?;
         match outcome {
             Outcome::Done => {
@@ -228,7 +228,7 @@ impl ColorBot {
     }
 
     /// Turns automatic changes on or off.
-    pub fn set_enabled(&mut self, enabled: bool) {
+    pub(crate) fn set_enabled(&mut self, enabled: bool) {
         self.enabled = enabled;
     }
 
@@ -238,13 +238,13 @@ impl ColorBot {
     }
 
     /// Uses hex colors (`true`) or named ones from now on.
-    pub fn set_prime_or_turbo(&mut self, prime_or_turbo: bool) {
+    pub(crate) fn set_prime_or_turbo(&mut self, prime_or_turbo: bool) {
         self.prime_or_turbo = prime_or_turbo;
     }
 
     /// True while a change is in flight (the tests' view of it).
     #[cfg(test)]
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         self.in_flight.is_some()
     }
 
@@ -254,7 +254,7 @@ impl ColorBot {
     }
 
     /// Whether hex colors are used.
-    pub fn prime_or_turbo(&self) -> bool {
+    pub(crate) fn prime_or_turbo(&self) -> bool {
         self.prime_or_turbo
     }
 

@@ -174,7 +174,7 @@ pub struct Transmit {
     /// A redacted rendering for logs.
     pub shown: String,
     /// Close this connection once the bytes are written (a WebSocket close frame).
-    pub then_close: bool,
+    pub(crate) then_close: bool,
 }
 
 /// Something a session needs the driver to do besides writing bytes.

@@ -54,7 +54,7 @@ impl ChatSession {
     }
 
     /// Connection `link` ended (closed by the peer, or a read or write failed).
-    pub fn handle_lost(&mut self, now: Instant, link: Link, why: String) {
+    pub(crate) fn handle_lost(&mut self, now: Instant, link: Link, why: String) {
         match self {
             ChatSession::Irc(s) => s.handle_lost(why),
             ChatSession::EventSub(s) => s.handle_lost(now, link, why),

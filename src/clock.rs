@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A boxed future that sleeps.
-pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Where the drivers get the time from. Protocol cores never call it: they take `now`.
 pub trait Clock: Send + Sync + 'static {
@@ -38,7 +38,7 @@ impl Clock for SystemClock {
 }
 
 /// Runs `fut` until `deadline`; `None` if the deadline came first.
-pub async fn timeout_at<T>(
+pub(crate) async fn timeout_at<T>(
     clock: &dyn Clock,
     deadline: Instant,
     fut: impl Future<Output = T>,

@@ -51,7 +51,7 @@ pub fn is_hex(color: &str) -> bool {
 }
 
 /// A random named color other than `current`.
-pub fn random_named(rng: &mut impl Rng<8>, current: Option<&str>) -> &'static str {
+pub(crate) fn random_named(rng: &mut impl Rng<8>, current: Option<&str>) -> &'static str {
     let choices: Vec<&str> = NAMED
         .iter()
         .map(|(name, _)| *name)
@@ -61,7 +61,7 @@ pub fn random_named(rng: &mut impl Rng<8>, current: Option<&str>) -> &'static st
 }
 
 /// A random `#RRGGBB` from hue 0-359, saturation 60-100 %, lightness 35-75 %, other than `current`.
-pub fn random_hex(rng: &mut impl Rng<8>, current: Option<&str>) -> String {
+pub(crate) fn random_hex(rng: &mut impl Rng<8>, current: Option<&str>) -> String {
     loop {
         let hue = rng.generate_range(0u32..360);
         let sat = rng.generate_range(60u32..=100);
@@ -75,7 +75,7 @@ pub fn random_hex(rng: &mut impl Rng<8>, current: Option<&str>) -> String {
 
 /// A color a person typed (`ccc Sea_Green`, `ccc #A1B2C3`, `ccc abc`), as Helix takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Typed {
+pub(crate) enum Typed {
     /// One of [`NAMED`], in lowercase.
     Named(&'static str),
     /// `#rrggbb`, lowercase; three digits are doubled (`abc` → `#aabbcc`).
@@ -85,7 +85,7 @@ pub enum Typed {
 /// Reads a typed color: a named color in any case, with or without its underscores (Helix's
 /// `hot_pink`, or `HotPink` as Twitch's chat spelled it), or hex with or without `#`, 3 or 6
 /// digits.
-pub fn parse_typed(text: &str) -> Option<Typed> {
+pub(crate) fn parse_typed(text: &str) -> Option<Typed> {
     let bare = |s: &str| -> String {
         s.chars()
             .filter(|c| *c != '_')
@@ -125,7 +125,7 @@ pub fn next(rng: &mut impl Rng<8>, prime_or_turbo: bool, current: Option<&str>) 
 }
 
 /// HSL (degrees, percent, percent) to `#RRGGBB`.
-pub fn hsl_to_hex(hue: u32, sat: u32, light: u32) -> String {
+pub(crate) fn hsl_to_hex(hue: u32, sat: u32, light: u32) -> String {
     let h = f64::from(hue % 360) / 60.0;
     let s = f64::from(sat.min(100)) / 100.0;
     let l = f64::from(light.min(100)) / 100.0;

@@ -73,7 +73,7 @@ impl Prompter for LogPrompter {
 
 /// A boxed prompt with a QR code of the URL on stdout, written in one piece so that the
 /// prompts of several users never interleave.
-pub struct TerminalPrompter;
+pub(crate) struct TerminalPrompter;
 
 impl Prompter for TerminalPrompter {
     fn show(&self, username: &str, code: &DeviceCode, left: Duration) {
@@ -90,7 +90,7 @@ impl Prompter for TerminalPrompter {
 
 /// The prompt block: a QR code of the URL, then who, where, which code and how long, last,
 /// so that on a small terminal (80×24) the link and the code are what stays on the screen.
-pub fn terminal_prompt(username: &str, code: &DeviceCode, left: Duration) -> String {
+pub(crate) fn terminal_prompt(username: &str, code: &DeviceCode, left: Duration) -> String {
     let lines = [
         format!("Authorise twitch-colorchanger for Twitch account {username}"),
         String::new(),
@@ -123,7 +123,7 @@ fn spaced(code: &str) -> String {
 
 /// A QR code drawn with half blocks, light modules as `█` (for dark terminals), with a quiet
 /// zone; empty if the text does not fit a QR code.
-pub fn qr(text: &str) -> String {
+pub(crate) fn qr(text: &str) -> String {
     let Ok(code) = qrcodegen::QrCode::encode_text(text, qrcodegen::QrCodeEcc::Low) else {
         return String::new();
     };

@@ -17,7 +17,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// The host as it goes in a URL or a `Host` header: IPv6 addresses in brackets.
-    pub fn url_host(&self) -> String {
+    pub(crate) fn url_host(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -26,7 +26,7 @@ impl Endpoint {
     }
 
     /// `https://host:port{path}` (or `http://` without TLS), for messages.
-    pub fn http_url(&self, path: &str) -> String {
+    pub(crate) fn http_url(&self, path: &str) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}:{}{path}", self.url_host(), self.port)
     }
@@ -129,7 +129,7 @@ pub fn parse_url(url: &str) -> Result<Url, UrlError> {
 /// Splits a `wss://` or `ws://` URL into the endpoint to dial and the request target (path
 /// and query, `/` when absent), kept exactly as given: EventSub's `reconnect_url` must be
 /// used unmodified.
-pub fn parse_ws_url(url: &str) -> Result<Url, UrlError> {
+pub(crate) fn parse_ws_url(url: &str) -> Result<Url, UrlError> {
     let (scheme, rest) = split_scheme(url, "expected wss://host[:port]/path")?;
     let (tls, port) = match scheme.as_str() {
         "wss" => (true, 443),
@@ -166,7 +166,7 @@ pub fn parse_ws_url(url: &str) -> Result<Url, UrlError> {
 }
 
 /// The `Host` header for `endpoint`: the port only when it is not the scheme's default.
-pub fn host_header(endpoint: &Endpoint) -> String {
+pub(crate) fn host_header(endpoint: &Endpoint) -> String {
     let default = if endpoint.tls { 443 } else { 80 };
     if endpoint.port == default {
         endpoint.url_host()

@@ -16,14 +16,14 @@ pub struct RateLimit {
     /// `Ratelimit-Limit`: the bucket size.
     pub limit: Option<u32>,
     /// `Ratelimit-Remaining`: points left.
-    pub remaining: Option<u32>,
+    pub(crate) remaining: Option<u32>,
     /// `Ratelimit-Reset`: Unix seconds when the bucket is full again.
     pub reset: Option<u64>,
 }
 
 impl RateLimit {
     /// Reads the headers; absent or unparsable ones are `None`.
-    pub fn from_headers(headers: &http::HeaderMap) -> RateLimit {
+    pub(crate) fn from_headers(headers: &http::HeaderMap) -> RateLimit {
         let num = |name: &str| {
             headers
                 .get(name)
@@ -38,7 +38,7 @@ impl RateLimit {
     }
 
     /// When the bucket refills, as wall-clock time.
-    pub fn reset_at(&self) -> Option<SystemTime> {
+    pub(crate) fn reset_at(&self) -> Option<SystemTime> {
         self.reset.map(|s| UNIX_EPOCH + Duration::from_secs(s))
     }
 }
@@ -66,7 +66,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// What `status` means.
-    pub fn of_status(status: u16) -> ErrorKind {
+    pub(crate) fn of_status(status: u16) -> ErrorKind {
         match status {
             400 => ErrorKind::Invalid,
             401 => ErrorKind::Unauthorized,
@@ -230,7 +230,7 @@ impl Helix {
     }
 
     /// The users with these logins (up to 100); logins with no account are left out.
-    pub async fn get_users_by_login(
+    pub(crate) async fn get_users_by_login(
         &self,
         creds: Credentials<'_>,
         logins: &[String],
@@ -247,7 +247,7 @@ impl Helix {
 
     /// Subscribes the WebSocket session to `channel.chat.message` v1 for the channel
     /// `broadcaster_id` as read by `user_id`; returns the subscription id.
-    pub async fn subscribe_chat(
+    pub(crate) async fn subscribe_chat(
         &self,
         creds: Credentials<'_>,
         broadcaster_id: &str,
@@ -278,7 +278,7 @@ impl Helix {
 
     /// Deletes the `channel.chat.message` subscription for `broadcaster_id` on the
     /// WebSocket session `session_id`: `id` when known, else found by listing them.
-    pub async fn unsubscribe_chat(
+    pub(crate) async fn unsubscribe_chat(
         &self,
         creds: Credentials<'_>,
         broadcaster_id: &str,

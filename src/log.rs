@@ -141,11 +141,6 @@ fn settings() -> &'static Settings {
     SETTINGS.get_or_init(Settings::from_env)
 }
 
-/// True when debug lines are printed.
-pub fn debug_enabled() -> bool {
-    settings().debug
-}
-
 /// Set by [`mute`].
 static MUTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -221,11 +216,11 @@ macro_rules! log {
 }
 
 /// The most of a server-supplied string that goes into one log line.
-pub const MAX_SHOWN: usize = 300;
+pub(crate) const MAX_SHOWN: usize = 300;
 
 /// Text from the network or a person, fit for a log line: control characters escaped
 /// (so it cannot forge lines or repaint a terminal) and at most [`MAX_SHOWN`] characters.
-pub fn capped(text: &str) -> String {
+pub(crate) fn capped(text: &str) -> String {
     let mut out = String::new();
     let mut shown = 0;
     for c in text.chars() {
@@ -245,7 +240,7 @@ pub fn capped(text: &str) -> String {
 }
 
 /// [`capped`], in double quotes.
-pub fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     format!("\"{}\"", capped(text))
 }
 

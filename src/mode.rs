@@ -60,12 +60,12 @@ pub struct Settings {
     /// The mode in use.
     pub kind: Kind,
     /// Hue degrees per message in rainbow mode, 1-359.
-    pub rainbow_step: u32,
+    pub(crate) rainbow_step: u32,
     /// Colors as Helix takes them (named in lowercase, or `#rrggbb`); at least two distinct
     /// ones when given.
     pub palette: Vec<String>,
     /// Palette order: shuffled without repeats instead of in order.
-    pub shuffle: bool,
+    pub(crate) shuffle: bool,
 }
 
 impl Default for Settings {
@@ -82,13 +82,13 @@ impl Default for Settings {
 impl Settings {
     /// True when the palette holds at least two different colors (palette mode needs that
     /// to never repeat a color).
-    pub fn has_palette(&self) -> bool {
+    pub(crate) fn has_palette(&self) -> bool {
         let p = &self.palette;
         (1..p.len()).any(|i| p[..i].iter().any(|b| !same(&p[i], b)))
     }
 
     /// A few words for logs and `check`.
-    pub fn describe(&self, prime_or_turbo: bool) -> String {
+    pub(crate) fn describe(&self, prime_or_turbo: bool) -> String {
         match (self.kind, prime_or_turbo) {
             (Kind::Random, true) => "random hex colors".into(),
             (Kind::Random, false) => "random named colors".into(),
@@ -105,7 +105,7 @@ impl Settings {
 
 /// Picks the next color by the settings, remembering where the rainbow or the palette is.
 #[derive(Debug, Clone)]
-pub struct Picker {
+pub(crate) struct Picker {
     settings: Settings,
     /// Rainbow: the hue (degrees) of the last color picked, hex or named.
     hue: Option<u32>,
@@ -127,7 +127,7 @@ impl Picker {
     }
 
     /// The settings in use.
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
 

@@ -13,7 +13,7 @@ use crate::secret::Secret;
 /// The scopes the bot asks for: read chat, change the color, and read chat over EventSub.
 pub const SCOPES: [&str; 3] = ["chat:read", "user:manage:chat_color", "user:read:chat"];
 /// The scope without which the bot cannot work.
-pub const REQUIRED_SCOPE: &str = "user:manage:chat_color";
+pub(crate) const REQUIRED_SCOPE: &str = "user:manage:chat_color";
 
 /// A started device-code authorisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +188,7 @@ impl OAuth {
     }
 
     /// Polls once for the tokens of an approved device code.
-    pub async fn poll_device(
+    pub(crate) async fn poll_device(
         &self,
         app: &AppCredentials,
         device_code: &Secret,

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::time::{format_rfc3339, parse_rfc3339};
 
 /// The bot rewrites the file at least this often.
-pub const WRITE_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const WRITE_EVERY: Duration = Duration::from_secs(30);
 /// An older file means the bot is stuck or gone.
-pub const FRESH: Duration = Duration::from_secs(90);
+pub(crate) const FRESH: Duration = Duration::from_secs(90);
 /// A user with valid tokens may be without chat this long before the bot counts as unhealthy.
-pub const CHAT_GRACE: Duration = Duration::from_secs(5 * 60);
+pub(crate) const CHAT_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,7 +294,7 @@ pub fn table(doc: &Document, now: SystemTime) -> String {
 }
 
 /// RFC 3339 for an optional time.
-pub fn stamp(at: Option<SystemTime>) -> Option<String> {
+pub(crate) fn stamp(at: Option<SystemTime>) -> Option<String> {
     at.map(format_rfc3339)
 }
 

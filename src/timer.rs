@@ -12,7 +12,7 @@ pub trait Kind: Copy {
 
 /// One optional deadline for each of a core's `N` timer kinds `K`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timers<K, const N: usize> {
+pub(crate) struct Timers<K, const N: usize> {
     at: [Option<Instant>; N],
     kind: PhantomData<K>,
 }
@@ -38,7 +38,7 @@ impl<K: Kind, const N: usize> Timers<K, N> {
     }
 
     /// True when timer `kind` is armed for `now` or earlier.
-    pub fn is_due(&self, kind: K, now: Instant) -> bool {
+    pub(crate) fn is_due(&self, kind: K, now: Instant) -> bool {
         self.at[kind.index()].is_some_and(|t| t <= now)
     }
 

@@ -20,10 +20,11 @@ pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// A boxed byte stream as the drivers use it.
-pub type BoxStream = Box<dyn Stream>;
+pub(crate) type BoxStream = Box<dyn Stream>;
 
 /// A boxed future returning a connected stream.
-pub type ConnectFuture<'a> = Pin<Box<dyn Future<Output = io::Result<BoxStream>> + Send + 'a>>;
+pub(crate) type ConnectFuture<'a> =
+    Pin<Box<dyn Future<Output = io::Result<BoxStream>> + Send + 'a>>;
 
 /// Opens byte streams. The real one dials TCP and wraps TLS; tests use [`MemoryTransport`].
 pub trait Transport: Send + Sync + 'static {
@@ -142,7 +143,7 @@ pub struct Duplex {
 }
 
 /// Two connected in-memory stream ends.
-pub fn duplex(capacity: usize) -> (Duplex, Duplex) {
+pub(crate) fn duplex(capacity: usize) -> (Duplex, Duplex) {
     let (r1, w1) = piper::pipe(capacity);
     let (r2, w2) = piper::pipe(capacity);
     (

@@ -16,9 +16,9 @@ use smol::{Async, Timer};
 use crate::log;
 
 /// How long the directory must stay quiet before the file is read again.
-pub const DEBOUNCE: Duration = Duration::from_millis(500);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(500);
 /// How often the file is read when inotify is not available.
-pub const POLL_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const POLL_EVERY: Duration = Duration::from_secs(2);
 
 /// Sends `()` on `changed` whenever the config file at `path` may have changed. Runs until
 /// the receiver is gone.

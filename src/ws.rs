@@ -68,7 +68,7 @@ impl std::error::Error for WsError {}
 /// Frame opcodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Opcode {
+pub(crate) enum Opcode {
     /// Continues a fragmented message.
     Continuation = 0x0,
     /// Text.
@@ -85,7 +85,7 @@ pub enum Opcode {
 
 /// The opening handshake request for `path` on `host` (as in the `Host` header), with the
 /// client's random 16-byte `key`.
-pub fn handshake_request(host: &str, path: &str, key: &[u8; 16]) -> String {
+pub(crate) fn handshake_request(host: &str, path: &str, key: &[u8; 16]) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: twitch-colorchanger\r\n\r\n",
         base64(key)
@@ -93,7 +93,7 @@ pub fn handshake_request(host: &str, path: &str, key: &[u8; 16]) -> String {
 }
 
 /// The `Sec-WebSocket-Accept` value the server must answer to `key`.
-pub fn accept_value(key: &[u8; 16]) -> String {
+pub(crate) fn accept_value(key: &[u8; 16]) -> String {
     accept_for(&base64(key))
 }
 
@@ -126,7 +126,7 @@ pub fn base64(bytes: &[u8]) -> String {
 }
 
 /// One client frame (FIN set), masked with `mask` as RFC 6455 requires of clients.
-pub fn encode_frame(opcode: Opcode, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+pub(crate) fn encode_frame(opcode: Opcode, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut frame = head(0x80 | opcode as u8, 0x80, payload.len());
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
@@ -160,7 +160,7 @@ fn head(first: u8, mask_bit: u8, len: usize) -> Vec<u8> {
 }
 
 /// A close frame with `code` and `reason` (cut to fit a control frame).
-pub fn encode_close(code: u16, reason: &str, mask: [u8; 4]) -> Vec<u8> {
+pub(crate) fn encode_close(code: u16, reason: &str, mask: [u8; 4]) -> Vec<u8> {
     let mut payload = code.to_be_bytes().to_vec();
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {

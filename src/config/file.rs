@@ -70,7 +70,7 @@ impl ConfigFile {
     /// Re-reads the file, lets `edit` change the entry of `username` (matched
     /// case-insensitively), and writes the result atomically. Other users and unknown fields
     /// are kept as they are.
-    pub fn update_user(
+    pub(crate) fn update_user(
         &self,
         username: &str,
         edit: impl FnOnce(&mut Map<String, Value>),
@@ -104,7 +104,7 @@ impl ConfigFile {
     /// Writes the environment's users into the file (see [`merge_env`]), creating it (mode
     /// 0600) when there is none, so that rotated tokens survive a restart. Returns whether
     /// the file was written.
-    pub fn apply_env(&self, env: &[Map<String, Value>]) -> Result<bool, ConfigError> {
+    pub(crate) fn apply_env(&self, env: &[Map<String, Value>]) -> Result<bool, ConfigError> {
         if env.is_empty() {
             return Ok(false);
         }
@@ -146,7 +146,7 @@ impl ConfigFile {
     }
 
     /// True when `bytes` are exactly what this process recently wrote to the file.
-    pub fn written_by_us(&self, bytes: &[u8]) -> bool {
+    pub(crate) fn written_by_us(&self, bytes: &[u8]) -> bool {
         lock(&self.written).iter().any(|w| w == bytes)
     }
 }

@@ -59,7 +59,7 @@ pub struct Config {
     /// The users that passed validation, in file order.
     pub users: Vec<UserConfig>,
     /// One line per problem that made a user be skipped.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Why the config cannot be used at all.
@@ -185,7 +185,7 @@ pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
 }
 
 /// The file's text; a missing file is [`ConfigError::Missing`].
-pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
     let io_error = |e: io::Error| match e.kind() {
         io::ErrorKind::NotFound => ConfigError::Missing(path.to_owned()),
         _ => ConfigError::Io(path.to_owned(), e),

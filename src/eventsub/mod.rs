@@ -26,27 +26,27 @@ mod subscriptions;
 use crate::ws::{self, Message, Opcode};
 
 /// Twitch's limit of enabled subscriptions on one WebSocket connection.
-pub const MAX_SUBSCRIPTIONS: usize = 300;
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 300;
 /// From opening a connection to its welcome.
-pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const WELCOME_TIMEOUT: Duration = Duration::from_secs(20);
 /// Message ids remembered to drop redeliveries (EventSub delivers at least once).
 const REMEMBERED: usize = 256;
 /// Logins per `GET /helix/users` request.
 const LOGINS_PER_LOOKUP: usize = 100;
 /// After Twitch revoked the authorization of one channel's subscription, subscribe again
 /// this much later (the token is checked, and renewed if need be, meanwhile).
-pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(5);
+pub(crate) const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(5);
 /// A second revocation of the same channel within this long drops the channel.
-pub const REVOKED_AGAIN_WITHIN: Duration = Duration::from_secs(3600);
+pub(crate) const REVOKED_AGAIN_WITHIN: Duration = Duration::from_secs(3600);
 
 /// How long silence means a dead connection: the keepalive timeout plus half of it plus a
 /// second, for delivery delays.
-pub fn silence_limit(keepalive: Duration) -> Duration {
+pub(crate) fn silence_limit(keepalive: Duration) -> Duration {
     keepalive + keepalive / 2 + Duration::from_secs(1)
 }
 
 /// What each close code of the EventSub server means (twitch-facts §4.7).
-pub fn close_code_meaning(code: u16) -> &'static str {
+pub(crate) fn close_code_meaning(code: u16) -> &'static str {
     match code {
         4000 => "internal server error",
         4001 => "the client sent inbound traffic",
@@ -363,7 +363,7 @@ impl Session {
     }
 
     /// Connection `link` ended.
-    pub fn handle_lost(&mut self, _now: Instant, link: Link, why: String) {
+    pub(crate) fn handle_lost(&mut self, _now: Instant, link: Link, why: String) {
         if !self.closed && self.socket(link).is_some() {
             self.lost(link, why);
         }

@@ -69,7 +69,7 @@ pub struct Parsed {
     pub keep_alive: bool,
     /// After `101 Switching Protocols` (a WebSocket handshake): the bytes that followed the
     /// head in what was fed so far; they belong to the new protocol.
-    pub upgraded: Option<Vec<u8>>,
+    pub(crate) upgraded: Option<Vec<u8>>,
 }
 
 /// Collects response bytes until a whole response is there.

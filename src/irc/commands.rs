@@ -113,7 +113,7 @@ impl<'a> TryFrom<&'a Message> for Command<'a> {
 }
 
 /// `CAP REQ :twitch.tv/tags twitch.tv/commands`: tags (user ids) and Twitch's commands.
-pub fn cap_req() -> Message {
+pub(crate) fn cap_req() -> Message {
     Message::new("CAP", &["REQ", "twitch.tv/tags twitch.tv/commands"])
 }
 

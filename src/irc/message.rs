@@ -27,7 +27,7 @@ pub struct Message {
     /// The last parameter is written after a `:`, as it was read (Twitch writes
     /// `PING :tmi.twitch.tv`); it is written so anyway when it must be (empty, holding a
     /// space, or starting with `:`).
-    pub trailing: bool,
+    pub(crate) trailing: bool,
 }
 
 /// Why a line is not an IRC message.
@@ -71,7 +71,7 @@ impl Message {
     }
 
     /// The same message with its last parameter written after a `:`.
-    pub fn trailing(self) -> Message {
+    pub(crate) fn trailing(self) -> Message {
         Message {
             trailing: !self.params.is_empty(),
             ..self

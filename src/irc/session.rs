@@ -221,7 +221,7 @@ impl Session {
     }
 
     /// The connection ended: the session is over.
-    pub fn handle_lost(&mut self, why: String) {
+    pub(crate) fn handle_lost(&mut self, why: String) {
         if !self.closed {
             self.close(CloseReason::Lost(why));
         }
@@ -314,11 +314,6 @@ impl Session {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
-    }
-
-    /// True once logged in (`001` seen).
-    pub fn is_ready(&self) -> bool {
-        self.ready
     }
 }
 

@@ -34,17 +34,17 @@ pub const VALIDATE_EVERY: Duration = Duration::from_secs(3600);
 /// Refresh this long before the access token expires.
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(600);
 /// Never refresh on schedule more often than this, whatever `expires_in` says.
-pub const MIN_REFRESH_GAP: Duration = Duration::from_secs(30);
+pub(crate) const MIN_REFRESH_GAP: Duration = Duration::from_secs(30);
 /// First retry of a failed save after this long, doubling up to [`SAVE_RETRY_MAX`].
-pub const SAVE_RETRY_FIRST: Duration = Duration::from_secs(5);
+pub(crate) const SAVE_RETRY_FIRST: Duration = Duration::from_secs(5);
 /// The longest pause between retries of a failed save.
-pub const SAVE_RETRY_MAX: Duration = Duration::from_secs(300);
+pub(crate) const SAVE_RETRY_MAX: Duration = Duration::from_secs(300);
 /// The first retry after the token endpoint failed (network, 5xx), doubling from there.
-pub const RETRY_FIRST: Duration = Duration::from_secs(2);
+pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(2);
 /// The longest pause between retries of a token endpoint that keeps failing.
-pub const RETRY_MAX: Duration = Duration::from_secs(180);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(180);
 /// Unattended, the first pause before a new device code (doubling up to 30 minutes).
-pub const NEXT_CODE_FIRST: Duration = Duration::from_secs(60);
+pub(crate) const NEXT_CODE_FIRST: Duration = Duration::from_secs(60);
 
 /// Who asked for a renewal with [`TokenCore::handle_refused`], so that the answer finds
 /// its way back.
@@ -136,9 +136,9 @@ pub struct TokenStatus {
     /// When the access token expires, as far as known.
     pub expires_at: Option<SystemTime>,
     /// The device-code flow waits for the person.
-    pub authorising: bool,
+    pub(crate) authorising: bool,
     /// Why the pair in use is not in the config file, if it is not.
-    pub unsaved: Option<String>,
+    pub(crate) unsaved: Option<String>,
 }
 
 /// Where the tokens stand.
@@ -474,7 +474,7 @@ impl TokenCore {
 
     /// True while a pair Twitch may already have rotated is between its request and its
     /// save: a stop now could lose it.
-    pub fn renewal_in_flight(&self) -> bool {
+    pub(crate) fn renewal_in_flight(&self) -> bool {
         matches!(
             self.busy,
             Some(Busy::Refresh { .. } | Busy::Save { .. } | Busy::ValidateNew(_))

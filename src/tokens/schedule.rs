@@ -47,7 +47,7 @@ impl Schedule {
 
     /// What is due at `now`, taken off the schedule: it is not due again until the token is
     /// next validated or renewed (a failure retries on its own timer).
-    pub fn take_due(&mut self, now: Instant) -> Option<Due> {
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<Due> {
         let due = self.due(now);
         match due {
             Some(Due::Refresh) => self.refresh_at = None,

@@ -76,7 +76,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// What a user's driver publishes for the supervisor: the user and its tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// The user's state and counters.
     pub user: Status,
     /// The tokens' state.
@@ -87,7 +87,7 @@ pub struct Report {
 #[derive(Clone)]
 pub struct Reporter {
     /// The latest report; `None` until the driver runs.
-    pub slot: Arc<Mutex<Option<Report>>>,
+    pub(crate) slot: Arc<Mutex<Option<Report>>>,
     /// Nudged on every change, so that the status file is rewritten.
     pub changed: async_channel::Sender<()>,
 }

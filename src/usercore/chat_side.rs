@@ -229,7 +229,7 @@ impl UserCore {
     /// The token keeper has a new token (a refresh, or the device flow someone just
     /// completed): a reconnect or lookup waiting out the backoff that refused tokens built
     /// up is tried now.
-    pub fn handle_token_renewed(&mut self, now: Instant) {
+    pub(crate) fn handle_token_renewed(&mut self, now: Instant) {
         let waiting = self.chat == Chat::Waiting || self.identity.is_none();
         if waiting && self.timers.get(Timer::Retry).is_some() {
             log!(Info, self.who(), None, "new token: trying again now");

@@ -5,7 +5,7 @@ use super::*;
 impl UserCore {
     /// The person edited this user's settings (channels, `enabled`, `is_prime_or_turbo`):
     /// applied in place, joining and leaving channels on the live session.
-    pub fn handle_config(&mut self, user: &UserConfig) {
+    pub(crate) fn handle_config(&mut self, user: &UserConfig) {
         let added: Vec<String> = user
             .channels
             .iter()

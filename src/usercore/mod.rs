@@ -26,12 +26,12 @@ mod edits;
 use crate::tokens::{Purpose, RenewError};
 
 /// A chat connection that stayed logged in this long resets the reconnect backoff.
-pub const HEALTHY: Duration = Duration::from_secs(30);
+pub(crate) const HEALTHY: Duration = Duration::from_secs(30);
 /// Longest wait for a rate-limit bucket to refill.
-pub const MAX_RATE_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RATE_WAIT: Duration = Duration::from_secs(60);
 
 /// After a renewed token was refused all the same, a 401 does not renew it again for this long.
-pub const NO_RENEWAL_AFTER_USELESS: Duration = Duration::from_secs(600);
+pub(crate) const NO_RENEWAL_AFTER_USELESS: Duration = Duration::from_secs(600);
 
 /// What the driver should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +155,7 @@ pub struct Status {
     /// Automatic changes on.
     pub enabled: bool,
     /// Hex colors in use.
-    pub prime_or_turbo: bool,
+    pub(crate) prime_or_turbo: bool,
     /// Channels joined (confirmed by the server), sorted.
     pub joined: Vec<String>,
     /// The color in use, as far as known.
