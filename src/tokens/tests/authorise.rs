@@ -1,0 +1,74 @@
+//! The device-code flow's decisions: at a terminal, unattended, and its limit.
+
+use super::*;
+
+#[test]
+fn device_codes_at_a_terminal_come_at_once_and_give_up_after_the_limit() {
+    let t = Instant::now();
+    let mut core = core_for("", "", Some(2));
+    assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    // approved by the wrong account: a new code at once
+    core.handle_device(t, Ok(pair(2).unwrap()));
+    assert_eq!(
+        action(&mut core),
+        Some(TokenAction::Validate(secret("tok2")))
+    );
+    core.handle_validated(t, wall(), valid_as("someone_else", &SCOPES, 9000));
+    assert_eq!(core.poll_timeout(), Some(t));
+    core.handle_timeout(t);
+    assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    core.handle_device(t, Err(DeviceError::Denied));
+    let evs = events(&mut core);
+    assert!(
+        matches!(&evs[..], [TokenEvent::GaveUp(why)] if why.starts_with("authorisation failed 2 times")),
+        "{evs:?}"
+    );
+    assert_eq!((core.poll_action(), core.poll_timeout()), (None, None));
+}
+
+#[test]
+fn unattended_device_codes_pause_longer_each_time_and_renewals_wait_for_them() {
+    let t = Instant::now();
+    let mut core = ready(t);
+    core.handle_refused(t, Purpose::Color, &secret("tok"), None);
+    action(&mut core);
+    core.handle_refreshed(
+        t,
+        wall(),
+        Err(OAuthError::InvalidToken("Invalid refresh token".into())),
+    );
+    assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    events(&mut core);
+    // a renewal asked for while the person has not approved yet waits for the approval
+    core.handle_refused(t, Purpose::Lookup, &secret("tok"), None);
+    assert_eq!(events(&mut core), []);
+    core.handle_device(t, Err(DeviceError::Expired));
+    assert_eq!(core.poll_timeout(), Some(t + NEXT_CODE_FIRST));
+    let t1 = t + NEXT_CODE_FIRST;
+    core.handle_timeout(t1);
+    assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    core.handle_device(t1, Err(DeviceError::Expired));
+    assert_eq!(core.poll_timeout(), Some(t1 + NEXT_CODE_FIRST * 2));
+    let t2 = t1 + NEXT_CODE_FIRST * 2;
+    core.handle_timeout(t2);
+    action(&mut core);
+    core.handle_device(t2, Ok(pair(7).unwrap()));
+    assert_eq!(
+        action(&mut core),
+        Some(TokenAction::Validate(secret("tok7")))
+    );
+    core.handle_validated(t2, wall(), valid(14_400));
+    assert!(matches!(action(&mut core), Some(TokenAction::Save(_))));
+    assert!(core.renewal_in_flight());
+    core.handle_saved(t2, Ok(()));
+    assert_eq!(
+        events(&mut core),
+        [
+            TokenEvent::Renewed,
+            TokenEvent::Answer(Purpose::Lookup, Ok(()))
+        ]
+    );
+    assert!(!core.status().authorising);
+    assert_eq!(core.access(), &secret("tok7"));
+    assert_eq!(core.poll_timeout(), Some(t2 + VALIDATE_EVERY));
+}
