@@ -79,6 +79,13 @@ impl<'a> TryFrom<&'a Message> for Command<'a> {
                 .map(|c| c.trim_start_matches('#'))
                 .ok_or(missing(command, "a channel"))
         };
+        let membership = |joined, command| {
+            Ok(Command::Membership {
+                joined,
+                channel: channel(0, command)?,
+                nick: msg.source_nick().ok_or(missing(command, "a sender"))?,
+            })
+        };
         Ok(match msg.command.as_str() {
             "PING" => Command::Ping {
                 text: msg.param(0).unwrap_or("tmi.twitch.tv"),
@@ -93,14 +100,8 @@ impl<'a> TryFrom<&'a Message> for Command<'a> {
                     text: msg.param(1).unwrap_or(""),
                 }
             }
-            verb @ ("JOIN" | "PART") => {
-                let name = if verb == "JOIN" { "JOIN" } else { "PART" };
-                Command::Membership {
-                    joined: verb == "JOIN",
-                    channel: channel(0, name)?,
-                    nick: msg.source_nick().ok_or(missing(name, "a sender"))?,
-                }
-            }
+            "JOIN" => membership(true, "JOIN")?,
+            "PART" => membership(false, "PART")?,
             "PRIVMSG" => Command::Privmsg {
                 channel: channel(0, "PRIVMSG")?,
                 sender: msg.source_nick().ok_or(missing("PRIVMSG", "a sender"))?,

@@ -199,7 +199,7 @@ impl TokenCore {
         wall: SystemTime,
         result: Result<TokenSet, OAuthError>,
     ) {
-        let Some(Busy::Refresh { spare, then }) = self.busy.clone() else {
+        let Some(Busy::Refresh { spare, then }) = self.busy else {
             return;
         };
         self.busy = None;
