@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::header;
 use serde::Deserialize;
 
 use crate::endpoint::Endpoint;
-use crate::http::{encode_component, HttpClient, HttpError};
+use crate::http::{encode_component, names, HttpClient, HttpError};
 use crate::secret::Secret;
 
 /// The `Ratelimit-*` headers of a Helix response.
@@ -24,16 +25,16 @@ pub struct RateLimit {
 impl RateLimit {
     /// Reads the headers; absent or unparsable ones are `None`.
     pub(crate) fn from_headers(headers: &http::HeaderMap) -> RateLimit {
-        let num = |name: &str| {
+        let num = |name: http::HeaderName| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
         RateLimit {
-            limit: num("ratelimit-limit").and_then(|v| u32::try_from(v).ok()),
-            remaining: num("ratelimit-remaining").and_then(|v| u32::try_from(v).ok()),
-            reset: num("ratelimit-reset"),
+            limit: num(names::RATELIMIT_LIMIT).and_then(|v| u32::try_from(v).ok()),
+            remaining: num(names::RATELIMIT_REMAINING).and_then(|v| u32::try_from(v).ok()),
+            reset: num(names::RATELIMIT_RESET),
         }
     }
 
@@ -333,10 +334,10 @@ impl Helix {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base_path, path))
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Client-Id", creds.client_id);
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(names::CLIENT_ID, creds.client_id);
         if !body.is_empty() {
-            req = req.header("Content-Type", "application/json");
+            req = req.header(header::CONTENT_TYPE, "application/json");
         }
         let req = req
             .body(body)

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use http::header;
 use serde::Deserialize;
 
 use crate::endpoint::Endpoint;
@@ -254,7 +255,7 @@ impl OAuth {
         let token = access_token.expose();
         let token = token.strip_prefix("oauth:").unwrap_or(token);
         let req = http::Request::get(format!("{}/validate", self.base_path))
-            .header("Authorization", format!("OAuth {token}"))
+            .header(header::AUTHORIZATION, format!("OAuth {token}"))
             .body(Vec::new())
             .map_err(|_| {
                 OAuthError::BadBody("access token has characters not allowed in a header".into())
@@ -269,8 +270,8 @@ impl OAuth {
 
     async fn post(&self, path: &str, body: String) -> Result<(u16, Vec<u8>), OAuthError> {
         let req = http::Request::post(format!("{}{path}", self.base_path))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("Accept", "application/json")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
             .body(body.into_bytes())
             .map_err(|e| OAuthError::BadBody(e.to_string()))?;
         self.send(req).await

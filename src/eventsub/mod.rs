@@ -298,7 +298,7 @@ impl Session {
             let accept = parsed
                 .response
                 .headers()
-                .get("sec-websocket-accept")
+                .get(http::header::SEC_WEBSOCKET_ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             if accept != ws::accept_value(&self.sockets[i].key) {

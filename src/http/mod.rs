@@ -4,4 +4,6 @@ mod client;
 mod wire;
 
 pub use client::HttpClient;
-pub use wire::{encode_component, encode_request, HttpError, Parsed, ResponseParser, MAX_RESPONSE};
+pub use wire::{
+    encode_component, encode_request, names, HttpError, Parsed, ResponseParser, MAX_RESPONSE,
+};

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use http::header::{self, HeaderName};
+
 /// The largest response (head and body) we accept.
 pub const MAX_RESPONSE: usize = 1024 * 1024;
 const MAX_HEAD: usize = 64 * 1024;
@@ -35,6 +37,37 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
+
+/// Header names the bot sends or reads that `http` has no constant for. Names are built at
+/// compile time everywhere: parsing one at run time pulls in `http`'s table of every
+/// standard header (11 KB of code in the release binary).
+pub mod names {
+    use http::header::HeaderName;
+
+    /// Helix's `Client-Id`.
+    pub const CLIENT_ID: HeaderName = HeaderName::from_static("client-id");
+    /// Helix's `Ratelimit-Limit`: points in the bucket.
+    pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+    /// Helix's `Ratelimit-Remaining`: points left.
+    pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+    /// Helix's `Ratelimit-Reset`: Unix seconds when the bucket is full again.
+    pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+}
+
+/// The response headers a [`Parsed`] response keeps; the parser reads the framing ones and
+/// drops every other header (nothing in the bot reads them).
+const KEPT: [HeaderName; 10] = [
+    header::CONNECTION,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::RETRY_AFTER,
+    header::SEC_WEBSOCKET_ACCEPT,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    names::RATELIMIT_LIMIT,
+    names::RATELIMIT_REMAINING,
+    names::RATELIMIT_RESET,
+];
 
 /// Encodes a request for `host` (the `Host` header); the URI's path and query are sent as is.
 pub fn encode_request(req: &http::Request<Vec<u8>>, host: &str) -> Vec<u8> {
@@ -182,7 +215,9 @@ impl ResponseParser {
                 }
                 _ => {}
             }
-            builder = builder.header(name.trim(), value);
+            if let Some(kept) = KEPT.iter().find(|kept| kept.as_str() == lname) {
+                builder = builder.header(kept.clone(), value);
+            }
         }
 
         let framing = if self.head_request
@@ -324,6 +359,20 @@ mod tests {
             String::from_utf8(encode_request(&req, "api.twitch.tv")).unwrap(),
             "PUT /helix/chat/color?user_id=1&color=%239146FF HTTP/1.1\r\nHost: api.twitch.tv\r\nauthorization: Bearer x\r\nContent-Length: 0\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn keeps_the_headers_the_bot_reads_and_drops_the_rest() {
+        let p = parse_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nRatelimit-Limit: 800\r\nRatelimit-Reset: 17\r\nX-Trace: abc\r\nSet-Cookie: a=b\r\nContent-Type: application/json\r\n\r\n",
+        );
+        let headers = p.response.headers();
+        assert_eq!(headers[names::RATELIMIT_LIMIT], "800");
+        assert_eq!(headers[names::RATELIMIT_RESET], "17");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert!(headers.get("x-trace").is_none());
+        assert!(headers.get(header::SET_COOKIE).is_none());
+        assert_eq!(headers.len(), 4, "{headers:?}");
     }
 
     #[test]
