@@ -85,6 +85,12 @@ pub enum Event {
         channel: String,
         /// The message text.
         text: String,
+        /// Which message this is, the same for every copy Twitch shows of it: in shared chat
+        /// a message sent in one channel is shown in every channel of the session, and each
+        /// copy names the message it came from. `None` when the wire gave no id.
+        id: Option<String>,
+        /// This is such a copy, shown in another channel than the one it was sent in.
+        copy: bool,
     },
     /// A notice from the server (moderation, rate limits, …).
     Notice {

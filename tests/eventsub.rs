@@ -112,7 +112,11 @@ fn a_redelivered_message_changes_the_color_once() {
     );
     es_sync(&fake, "after-dup");
     assert!(wait_changes(&fake, 1));
-    assert!(bot.wait_log("same message id", 1), "{}", bot.output());
+    assert!(
+        bot.wait_log("acted on once already, skipped", 1),
+        "{}",
+        bot.output()
+    );
     // another message still works, and the duplicate did not count as one
     fake.privmsg("chan", "hueshift_bot", "1", "twice");
     assert!(wait_changes(&fake, 2));

@@ -151,6 +151,8 @@ impl Sim {
             Event::OwnMessage {
                 channel: "shared".into(),
                 text: "hello".into(),
+                id: Some(format!("m{}", self.delivered)),
+                copy: false,
             },
         );
         self.settle(now);

@@ -1,5 +1,5 @@
 //! The EventSub messages a session acts on: welcome, keepalive, notification (the user's
-//! own chat messages, de-duplicated), session_reconnect and revocation.
+//! own chat messages), session_reconnect and revocation.
 
 use serde_json::Value;
 
@@ -7,7 +7,6 @@ use super::*;
 
 /// The envelope's `metadata`: what the payload is.
 struct Metadata {
-    message_id: String,
     message_type: String,
     /// Notifications and revocations only.
     subscription_type: Option<String>,
@@ -22,6 +21,9 @@ struct WelcomeSession {
 /// A `channel.chat.message` notification's event.
 struct ChatMessage {
     message_id: String,
+    /// Shared chat: on a copy shown in another channel, the id of the message in the channel
+    /// where it was sent; `null` there.
+    source_message_id: Option<String>,
     broadcaster_user_login: String,
     chatter_user_id: String,
     text: String,
@@ -52,7 +54,6 @@ fn field_text(message: &Value, path: &[&str]) -> Result<String, String> {
 impl Metadata {
     fn read(m: &Value) -> Result<Metadata, String> {
         Ok(Metadata {
-            message_id: field_text(m, &["metadata", "message_id"])?,
             message_type: field_text(m, &["metadata", "message_type"])?,
             subscription_type: field_text(m, &["metadata", "subscription_type"]).ok(),
         })
@@ -74,6 +75,7 @@ impl ChatMessage {
         let field = |name| field_text(m, &["payload", "event", name]);
         Ok(ChatMessage {
             message_id: field("message_id")?,
+            source_message_id: field("source_message_id").ok(),
             broadcaster_user_login: field("broadcaster_user_login")?,
             chatter_user_id: field("chatter_user_id")?,
             text: field_text(m, &["payload", "event", "message", "text"])?,
@@ -131,7 +133,7 @@ impl Session {
                     )));
                 }
                 match ChatMessage::read(&message) {
-                    Ok(event) => self.notification(&header.message_id, event),
+                    Ok(event) => self.notification(event),
                     Err(e) => self.events.push_back(Event::Dropped(format!(
                         "EventSub chat message not understood: {e}"
                     ))),
@@ -190,31 +192,21 @@ impl Session {
         self.pump();
     }
 
-    fn notification(&mut self, delivery_id: &str, event: ChatMessage) {
-        let ids = [delivery_id, event.message_id.as_str()];
-        if ids
-            .iter()
-            .any(|id| !id.is_empty() && self.seen.iter().any(|s| s == id))
-        {
-            return self.events.push_back(Event::Dropped(
-                "EventSub delivered a message again (same message id)".into(),
-            ));
-        }
-        for id in ids.into_iter().filter(|id| !id.is_empty()) {
-            if self.seen.len() == REMEMBERED {
-                self.seen.pop_front();
-            }
-            self.seen.push_back(id.to_owned());
-        }
+    fn notification(&mut self, event: ChatMessage) {
         let channel = event.broadcaster_user_login;
         let reading = self
             .channels
             .get(&channel)
             .is_some_and(|c| c.sub != Sub::Dead);
         if reading && event.chatter_user_id == self.user_id {
+            // Redeliveries (EventSub delivers at least once) and shared chat's copies carry
+            // the same id; the user core acts on it once.
+            let copy = (event.source_message_id.as_ref()).is_some_and(|s| *s != event.message_id);
             self.events.push_back(Event::OwnMessage {
                 channel,
                 text: event.text,
+                id: Some(event.source_message_id.unwrap_or(event.message_id)),
+                copy,
             });
         }
     }

@@ -29,8 +29,6 @@ use crate::ws::{self, Message, Opcode};
 pub(crate) const MAX_SUBSCRIPTIONS: usize = 300;
 /// From opening a connection to its welcome.
 pub(crate) const WELCOME_TIMEOUT: Duration = Duration::from_secs(20);
-/// Message ids remembered to drop redeliveries (EventSub delivers at least once).
-const REMEMBERED: usize = 256;
 /// Logins per `GET /helix/users` request.
 const LOGINS_PER_LOOKUP: usize = 100;
 /// After Twitch revoked the authorization of one channel's subscription, subscribe again
@@ -146,7 +144,6 @@ pub struct Session {
     /// Subscriptions to delete: (broadcaster id, subscription id when known).
     leaving: Vec<Leaving>,
     in_flight: Option<InFlight>,
-    seen: VecDeque<String>,
     timers: Timers<Timer, 2>,
     transmits: VecDeque<Transmit>,
     orders: VecDeque<Order>,
@@ -168,7 +165,6 @@ impl Session {
             channels: BTreeMap::new(),
             leaving: Vec::new(),
             in_flight: None,
-            seen: VecDeque::new(),
             timers: Timers::default(),
             transmits: VecDeque::new(),
             orders: VecDeque::new(),

@@ -56,8 +56,26 @@ fn welcome(id: &str, keepalive: u64) -> Vec<u8> {
 }
 
 fn chat(mid: &str, channel: &str, chatter: &str, text: &str) -> Vec<u8> {
+    shared_chat(mid, channel, chatter, text, None)
+}
+
+/// A `channel.chat.message` notification; in shared chat, `source` is the channel the
+/// message was sent in and its id there.
+fn shared_chat(
+    mid: &str,
+    channel: &str,
+    chatter: &str,
+    text: &str,
+    source: Option<(&str, &str)>,
+) -> Vec<u8> {
+    let source = match source {
+        Some((login, id)) => format!(
+            r#""source_broadcaster_user_id":"556","source_broadcaster_user_login":"{login}","source_broadcaster_user_name":"{login}","source_message_id":"{id}","source_badges":[]"#
+        ),
+        None => r#""source_broadcaster_user_id":null,"source_broadcaster_user_login":null,"source_broadcaster_user_name":null,"source_message_id":null,"source_badges":null"#.into(),
+    };
     text_frame(&format!(
-        r#"{{"metadata":{{"message_id":"{mid}","message_type":"notification","message_timestamp":"2026-11-26T10:00:01.1Z","subscription_type":"channel.chat.message","subscription_version":"1"}},"payload":{{"subscription":{{"id":"sub","status":"enabled","type":"channel.chat.message","version":"1","condition":{{"broadcaster_user_id":"555","user_id":"{ME}"}},"transport":{{"method":"websocket","session_id":"S1"}},"created_at":"2026-11-26T10:00:00Z","cost":0}},"event":{{"broadcaster_user_id":"555","broadcaster_user_login":"{channel}","broadcaster_user_name":"{channel}","chatter_user_id":"{chatter}","chatter_user_login":"x","chatter_user_name":"x","message_id":"m-{mid}","message":{{"text":"{text}","fragments":[]}},"message_type":"text","badges":[],"cheer":null,"color":"","reply":null,"channel_points_custom_reward_id":null}}}}}}"#
+        r#"{{"metadata":{{"message_id":"{mid}","message_type":"notification","message_timestamp":"2026-11-26T10:00:01.1Z","subscription_type":"channel.chat.message","subscription_version":"1"}},"payload":{{"subscription":{{"id":"sub","status":"enabled","type":"channel.chat.message","version":"1","condition":{{"broadcaster_user_id":"555","user_id":"{ME}"}},"transport":{{"method":"websocket","session_id":"S1"}},"created_at":"2026-11-26T10:00:00Z","cost":0}},"event":{{"broadcaster_user_id":"555","broadcaster_user_login":"{channel}","broadcaster_user_name":"{channel}","chatter_user_id":"{chatter}","chatter_user_login":"x","chatter_user_name":"x","message_id":"m-{mid}","message":{{"text":"{text}","fragments":[]}},"message_type":"text","badges":[],"cheer":null,"color":"","reply":null,"channel_points_custom_reward_id":null,{source}}}}}}}"#
     ))
 }
 
@@ -121,16 +139,48 @@ fn welcomes_subscribes_and_reports_only_own_messages_once() {
     let own = Event::OwnMessage {
         channel: "lumenwave".into(),
         text: "hello".into(),
+        id: Some("m-b".into()),
+        copy: false,
     };
-    assert_eq!(events(&mut s), [own]);
-    // redelivered (at least once): the same message id changes nothing
+    assert_eq!(events(&mut s), std::slice::from_ref(&own));
+    // redelivered (at least once): the same message id, which the user core acts on once
     s.handle_input(t, 0, &chat("b", "lumenwave", ME, "hello"));
-    assert!(matches!(events(&mut s)[..], [Event::Dropped(_)]));
+    assert_eq!(events(&mut s), [own]);
     // a channel no longer read is ignored even if Twitch still delivers it
     s.handle_input(t, 0, &chat("c", "elsewhere", ME, "hi"));
     assert!(events(&mut s).is_empty());
     // the client only ever wrote the upgrade request
     assert!(transmits(&mut s).is_empty());
+}
+
+#[test]
+fn a_shared_chat_copy_names_the_message_it_came_from() {
+    let t = Instant::now();
+    let mut s = subscribed(t, &["lumenwave", "partner"]);
+    // shown in partner, sent in lumenwave (whose original is m-o1)
+    s.handle_input(
+        t,
+        0,
+        &shared_chat("c", "partner", ME, "hi", Some(("lumenwave", "m-o1"))),
+    );
+    s.handle_input(t, 0, &chat("o1", "lumenwave", ME, "hi"));
+    assert_eq!(
+        events(&mut s),
+        [
+            Event::OwnMessage {
+                channel: "partner".into(),
+                text: "hi".into(),
+                id: Some("m-o1".into()),
+                copy: true,
+            },
+            Event::OwnMessage {
+                channel: "lumenwave".into(),
+                text: "hi".into(),
+                id: Some("m-o1".into()),
+                copy: false,
+            }
+        ]
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::request::read_request;
-use super::{FakeTwitch, Inner, ServerTls, State};
+use super::{FakeTwitch, Inner, ServerTls, Shown, State};
 use crate::time::format_rfc3339;
 
 /// One EventSub WebSocket connection.
@@ -340,10 +340,30 @@ impl FakeTwitch {
         text: &str,
         message_id: &str,
     ) -> usize {
+        self.eventsub_message(&Shown {
+            channel,
+            source: None,
+            login,
+            user_id,
+            text,
+            id: message_id,
+        })
+    }
+
+    /// [`Self::eventsub_chat`] for a message shown in shared chat when `source` is set.
+    pub(super) fn eventsub_message(&self, m: &Shown<'_>) -> usize {
+        let (channel, message_id) = (m.channel, m.id);
         let mut state = self.inner.lock();
         let Some(broadcaster) = state.channel_id(channel) else {
             return 0;
         };
+        // null in the channel where the message was sent, and outside shared chat
+        let (mut source_id, mut source_login, mut source_message) = (None, None, None);
+        if let Some(s) = m.source.filter(|s| s.channel != channel) {
+            source_id = state.channel_id(s.channel);
+            source_login = Some(s.channel.to_owned());
+            source_message = Some(s.id.to_owned());
+        }
         let mut sent = 0;
         for sub in state
             .subscriptions
@@ -356,13 +376,18 @@ impl FakeTwitch {
                     "transport": {"method": "websocket", "session_id": sub.session_id},
                     "created_at": now_stamp(), "cost": 0},
                 "event": {"broadcaster_user_id": broadcaster, "broadcaster_user_login": channel,
-                    "broadcaster_user_name": channel, "chatter_user_id": user_id,
-                    "chatter_user_login": login, "chatter_user_name": login,
+                    "broadcaster_user_name": channel, "chatter_user_id": m.user_id,
+                    "chatter_user_login": m.login, "chatter_user_name": m.login,
                     "message_id": message_id,
-                    "message": {"text": text, "fragments": [{"type": "text", "text": text,
+                    "message": {"text": m.text, "fragments": [{"type": "text", "text": m.text,
                         "cheermote": null, "emote": null, "mention": null}]},
                     "message_type": "text", "badges": [], "cheer": null, "color": "#1E90FF",
-                    "reply": null, "channel_points_custom_reward_id": null},
+                    "reply": null, "channel_points_custom_reward_id": null,
+                    "source_broadcaster_user_id": source_id,
+                    "source_broadcaster_user_login": source_login,
+                    "source_broadcaster_user_name": source_login,
+                    "source_message_id": source_message,
+                    "source_badges": source_message.as_ref().map(|_| serde_json::json!([]))},
             });
             let extra = serde_json::json!({"subscription_type": "channel.chat.message", "subscription_version": "1"});
             let text = envelope(message_id, "notification", extra, event);

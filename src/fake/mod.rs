@@ -180,6 +180,9 @@ pub struct State {
     pub subscribe_script: VecDeque<(u16, String)>,
     /// Channel logins `GET /helix/users?login=` does not know.
     pub unknown_channels: BTreeSet<String>,
+    /// The channels (logins) of a shared chat session: a message sent in one of them is
+    /// shown in all of them (see [`FakeTwitch::shared_message`]).
+    pub shared_chat: Vec<String>,
     serial: u64,
     #[cfg(feature = "fake-twitch")]
     refresh_owner: HashMap<String, String>,
@@ -189,6 +192,26 @@ pub struct State {
     channel_ids: HashMap<String, String>,
     #[cfg(feature = "fake-twitch")]
     eventsub_port: u16,
+}
+
+/// A chat message as shown in one channel.
+#[derive(Clone, Copy)]
+pub(crate) struct Shown<'a> {
+    pub(crate) channel: &'a str,
+    /// Set in a shared chat session.
+    pub(crate) source: Option<&'a Source<'a>>,
+    pub(crate) login: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) text: &'a str,
+    /// The message's id in this channel.
+    pub(crate) id: &'a str,
+}
+
+/// Where a message shown in shared chat was sent: the channel (login) and the message's id
+/// there.
+pub(crate) struct Source<'a> {
+    pub(crate) channel: &'a str,
+    pub(crate) id: &'a str,
 }
 
 impl State {
@@ -473,34 +496,102 @@ impl FakeTwitch {
     }
 
     /// Delivers a chat message from `login` to every IRC connection that joined `channel`
-    /// and every EventSub subscription to it; returns to how many.
+    /// and every EventSub subscription to it, and if `channel` is in [`State::shared_chat`],
+    /// shows it in the session's other channels too; returns to how many.
     pub fn privmsg(&self, channel: &str, login: &str, user_id: &str, text: &str) -> usize {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()));
-        let id = self.inner.update(|s| {
-            s.serial += 1;
-            format!("9b2f4c1e-7a3d-4e8b-b1c2-{:012}", s.serial)
-        });
-        let irc = self.irc_privmsg(channel, login, user_id, text, ts, &id);
-        #[cfg(feature = "fake-twitch")]
-        let irc = irc + self.eventsub_chat(channel, login, user_id, text, &id);
-        irc
+        let session = self.inner.lock().shared_chat.clone();
+        if session.iter().any(|c| c == channel) {
+            let mut shown = vec![channel];
+            shown.extend(session.iter().map(String::as_str).filter(|c| *c != channel));
+            return self.shared_message(channel, &shown, login, user_id, text);
+        }
+        let id = self.message_id();
+        self.show(&Shown {
+            channel,
+            source: None,
+            login,
+            user_id,
+            text,
+            id: &id,
+        })
     }
 
-    fn irc_privmsg(
+    /// One message `login` sent in `sent_in`, shown in each channel of `shown_in` in that
+    /// order the way shared chat shows it: in `sent_in` (if listed) as the original, elsewhere
+    /// as a copy with an id of its own that names the original's id and channel (IRC
+    /// `source-id`/`source-room-id`, EventSub `source_message_id`/`source_broadcaster_*`).
+    /// Returns to how many connections it went.
+    pub fn shared_message(
         &self,
-        channel: &str,
+        sent_in: &str,
+        shown_in: &[&str],
         login: &str,
         user_id: &str,
         text: &str,
-        ts: u64,
-        id: &str,
     ) -> usize {
+        let original = self.message_id();
+        let source = Source {
+            channel: sent_in,
+            id: &original,
+        };
+        let mut sent = 0;
+        for channel in shown_in {
+            let id = if *channel == sent_in {
+                original.clone()
+            } else {
+                self.message_id()
+            };
+            sent += self.show(&Shown {
+                channel,
+                source: Some(&source),
+                login,
+                user_id,
+                text,
+                id: &id,
+            });
+        }
+        sent
+    }
+
+    fn message_id(&self) -> String {
+        self.inner.update(|s| {
+            s.serial += 1;
+            format!("9b2f4c1e-7a3d-4e8b-b1c2-{:012}", s.serial)
+        })
+    }
+
+    fn show(&self, m: &Shown<'_>) -> usize {
+        let Shown {
+            channel,
+            source,
+            login,
+            user_id,
+            text,
+            id,
+        } = *m;
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()));
+        let room = |login| {
+            self.inner
+                .update(|s| s.channel_id(login))
+                .unwrap_or_default()
+        };
+        let shared = source.map_or(String::new(), |s| {
+            format!(
+                "source-badge-info=;source-badges=;source-id={};source-room-id={};",
+                s.id,
+                room(s.channel)
+            )
+        });
         let line = format!(
-            "@badge-info=;badges=;color=#1E90FF;display-name={login};emotes=;first-msg=0;flags=;id={id};mod=0;returning-chatter=0;room-id=55500123;subscriber=0;tmi-sent-ts={ts};turbo=0;user-id={user_id};user-type= :{login}!{login}@{login}.tmi.twitch.tv PRIVMSG #{channel} :{text}"
+            "@badge-info=;badges=;color=#1E90FF;display-name={login};emotes=;first-msg=0;flags=;id={id};mod=0;returning-chatter=0;room-id={};{shared}subscriber=0;tmi-sent-ts={ts};turbo=0;user-id={user_id};user-type= :{login}!{login}@{login}.tmi.twitch.tv PRIVMSG #{channel} :{text}",
+            room(channel)
         );
-        self.send_where(|c| c.channels.contains(channel), Cmd::Line, &line)
+        let irc = self.send_where(|c| c.channels.contains(channel), Cmd::Line, &line);
+        #[cfg(feature = "fake-twitch")]
+        let irc = irc + self.eventsub_message(m);
+        irc
     }
 
     /// Sends a raw line to every open, logged-in connection.

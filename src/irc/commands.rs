@@ -45,6 +45,11 @@ pub enum Command<'a> {
         sender: &'a str,
         /// The sender's user id (`user-id` tag), when given.
         user_id: Option<&'a str>,
+        /// The message's id (`id` tag), when given.
+        id: Option<&'a str>,
+        /// Shared chat: the id of the message in the channel where it was sent (`source-id`
+        /// tag), on every copy and on the original alike.
+        source_id: Option<&'a str>,
         /// The text.
         text: &'a str,
     },
@@ -106,6 +111,8 @@ impl<'a> TryFrom<&'a Message> for Command<'a> {
                 channel: channel(0, "PRIVMSG")?,
                 sender: msg.source_nick().ok_or(missing("PRIVMSG", "a sender"))?,
                 user_id: msg.tag("user-id"),
+                id: msg.tag("id").filter(|id| !id.is_empty()),
+                source_id: msg.tag("source-id").filter(|id| !id.is_empty()),
                 text: msg.param(1).unwrap_or(""),
             },
             _ => Command::Other,
@@ -205,7 +212,26 @@ mod tests {
                 channel: "lumenwave",
                 sender: "hueshift_bot",
                 user_id: Some("81234567"),
+                id: None,
+                source_id: None,
                 text: "typed this on the website",
+            });
+        // a copy shown in another channel of a shared chat, and the original
+        reads("@id=c2;room-id=2;source-id=o1;source-room-id=1;user-id=81234567 :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #partner :hi", Command::Privmsg {
+                channel: "partner",
+                sender: "hueshift_bot",
+                user_id: Some("81234567"),
+                id: Some("c2"),
+                source_id: Some("o1"),
+                text: "hi",
+            });
+        reads("@id=o1;room-id=1;source-id=o1;source-room-id=1;user-id=81234567 :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #lumenwave :hi", Command::Privmsg {
+                channel: "lumenwave",
+                sender: "hueshift_bot",
+                user_id: Some("81234567"),
+                id: Some("o1"),
+                source_id: Some("o1"),
+                text: "hi",
             });
         reads(":tmi.twitch.tv CAP * ACK :twitch.tv/tags", Command::Other);
         refused("PRIVMSG #lumenwave :no sender", "PRIVMSG without a sender");

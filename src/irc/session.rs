@@ -196,6 +196,8 @@ impl Session {
                 channel,
                 sender,
                 user_id,
+                id,
+                source_id,
                 text,
             } => {
                 // The user id is the sure test; the login serves until the id is known.
@@ -207,6 +209,9 @@ impl Session {
                     self.events.push_back(Event::OwnMessage {
                         channel: channel.to_owned(),
                         text: text.to_owned(),
+                        // shared chat: the source's id on every copy, else the message's own
+                        id: source_id.or(id).map(str::to_owned),
+                        copy: source_id.is_some() && source_id != id,
                     });
                 }
             }
@@ -518,7 +523,30 @@ mod tests {
             [Event::OwnMessage {
                 channel: "lumenwave".into(),
                 text: "hi there".into(),
+                id: None,
+                copy: false,
             }]
+        );
+        // shared chat: the original and a copy name the same message; only the copy is one
+        s.handle_input(t, b"@id=o1;room-id=1;source-id=o1;source-room-id=1;user-id=81234567 :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #lumenwave :hi\r\n");
+        s.handle_input(t, b"@id=c2;room-id=2;source-id=o1;source-room-id=1;user-id=81234567 :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #partner :hi\r\n");
+        s.handle_input(t, b"@id=p3;room-id=1;user-id=81234567 :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #lumenwave :plain\r\n");
+        let ids: Vec<_> = events(&mut s)
+            .into_iter()
+            .map(|e| match e {
+                Event::OwnMessage {
+                    channel, id, copy, ..
+                } => (channel, id.unwrap(), copy),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("lumenwave".into(), "o1".into(), false),
+                ("partner".into(), "o1".into(), true),
+                ("lumenwave".into(), "p3".into(), false),
+            ]
         );
         // another chatter, and one whose login looks like ours but whose id is not
         s.handle_input(

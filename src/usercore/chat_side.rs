@@ -110,7 +110,20 @@ impl UserCore {
                 }
                 self.joined.remove(&chan);
             }
-            chat::Event::OwnMessage { channel, text } => self.own_message(now, channel, &text),
+            chat::Event::OwnMessage {
+                channel,
+                text,
+                id,
+                copy,
+            } => {
+                if id.is_none_or(|id| self.seen.first_sighting(&id)) {
+                    self.own_message(now, channel, &text);
+                } else if copy {
+                    log!(Debug, self.who(), Some(&channel), "own message shown again here by shared chat: acted on once already, skipped");
+                } else {
+                    log!(Debug, self.who(), Some(&channel), "own message seen again (shared chat's original after a copy, or delivered twice): acted on once already, skipped");
+                }
+            }
             chat::Event::Notice {
                 channel,
                 msg_id,

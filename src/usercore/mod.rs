@@ -23,7 +23,9 @@ use crate::timer::Timers;
 mod chat_side;
 mod colors;
 mod edits;
+mod seen;
 use crate::tokens::{Purpose, RenewError};
+use seen::SeenMessages;
 
 /// A chat connection that stayed logged in this long resets the reconnect backoff.
 pub(crate) const HEALTHY: Duration = Duration::from_secs(30);
@@ -219,6 +221,8 @@ pub struct UserCore {
     /// A color held back by a 429, sent when [`Timer::Change`] fires.
     held: Option<String>,
     last_channel: Option<String>,
+    /// Own messages acted on lately (shared chat's copies and redeliveries act once).
+    seen: SeenMessages,
     timers: Timers<Timer, 2>,
     actions: VecDeque<Action>,
     counters: Counters,
@@ -246,6 +250,7 @@ impl UserCore {
             putting: None,
             held: None,
             last_channel: None,
+            seen: SeenMessages::default(),
             timers: Timers::default(),
             actions: VecDeque::from([Action::LookUpUser]),
             counters,

@@ -52,6 +52,21 @@ fn say(core: &mut UserCore, t: Instant, text: &str) {
         chat::Event::OwnMessage {
             channel: "lumenwave".into(),
             text: text.into(),
+            id: None,
+            copy: false,
+        },
+    );
+}
+
+/// An own message with Twitch's id for it, shown in `channel` (a shared-chat copy if `copy`).
+fn shown(core: &mut UserCore, t: Instant, channel: &str, text: &str, id: &str, copy: bool) {
+    core.handle_chat(
+        t,
+        chat::Event::OwnMessage {
+            channel: channel.into(),
+            text: text.into(),
+            id: Some(id.into()),
+            copy,
         },
     );
 }
@@ -81,6 +96,43 @@ fn own_message_sets_a_new_color_and_counts() {
         Some(t + Duration::from_millis(5))
     );
     assert_eq!(s.joined, ["lumenwave"]);
+}
+
+#[test]
+fn one_message_shown_in_several_channels_by_shared_chat_is_one_change() {
+    let t = Instant::now();
+    let mut core = ready(t, &["lumenwave", "partner"], true);
+    let change = |core: &mut UserCore| {
+        let acts = actions(core);
+        if !acts.is_empty() {
+            core.handle_put(t, PutResult::Done);
+        }
+        acts.len()
+    };
+    // the original first, then its copy
+    shown(&mut core, t, "lumenwave", "hi", "o1", false);
+    shown(&mut core, t, "partner", "hi", "o1", true);
+    assert_eq!(change(&mut core), 1);
+    // the copy first (another connection may be faster), then the original
+    shown(&mut core, t, "partner", "hey", "o2", true);
+    assert_eq!(change(&mut core), 1);
+    shown(&mut core, t, "lumenwave", "hey", "o2", false);
+    assert_eq!(change(&mut core), 0);
+    // only a copy: sent in a channel the bot does not read
+    shown(&mut core, t, "partner", "yo", "o3", true);
+    assert_eq!(change(&mut core), 1);
+    // a command shown twice acts once
+    shown(&mut core, t, "lumenwave", "ccd", "o4", false);
+    shown(&mut core, t, "partner", "ccd", "o4", true);
+    assert_eq!(actions(&mut core), [Action::Persist(Field::Enabled(false))]);
+    shown(&mut core, t, "partner", "cce", "o5", true);
+    shown(&mut core, t, "lumenwave", "cce", "o5", false);
+    assert_eq!(actions(&mut core), [Action::Persist(Field::Enabled(true))]);
+    // and a plain message after them still changes, once
+    shown(&mut core, t, "lumenwave", "plain", "p6", false);
+    assert_eq!(change(&mut core), 1);
+    let s = core.status();
+    assert_eq!((s.counters.changes, s.counters.messages), (4, 6), "{s:?}");
 }
 
 #[test]
