@@ -99,7 +99,8 @@ pub fn run(options: &Options, stop: impl Future<Output = ()>) -> Result<(), Stri
         let (_reload_tx, reloads) = async_channel::unbounded();
         let outcome = smol::block_on(async {
             let bot = async {
-                let end = app::run(config.clone(), endpoints, Vec::new(), reloads).await;
+                let status = Some(dir.path().join("status.json"));
+                let end = app::run(config.clone(), status, endpoints, Vec::new(), reloads).await;
                 Err(match end {
                     Ok(()) => "the bot stopped".to_owned(),
                     Err(e) => format!("the bot stopped: {e}"),

@@ -15,7 +15,7 @@ use twitch_colorchanger::{config, log, status, user};
 /// Changes your Twitch chat name color after every message you send.
 #[derive(FromArgs)]
 #[argh(
-    note = "Config file: --config PATH, else $TWITCH_CONF_FILE, else ./twitch_colorchanger.conf",
+    note = "Config file: --config PATH, else $TWITCH_CONF_FILE, else ./twitch_colorchanger.conf.\nStatus file: --status-file PATH, else $STATUS_FILE, else in a runtime directory\n($RUNTIME_DIRECTORY, $XDG_RUNTIME_DIR, /run or the temp dir), never beside the config.",
     error_code(
         0,
         "stopped by SIGINT or SIGTERM; setup: every user authorised; healthy; demo: played through"
@@ -38,6 +38,10 @@ struct Cli {
     /// exit 0 if the bot running for this config is healthy, else 1 with the reason
     #[argh(switch)]
     health_check: bool,
+
+    /// where the bot keeps its status file, and where status and --health-check read it
+    #[argh(option)]
+    status_file: Option<PathBuf>,
 
     #[argh(subcommand)]
     command: Option<Command>,
@@ -203,11 +207,12 @@ fn run(cli: Cli) -> Result<Ending, Error> {
         Some(Command::Demo(_)) | None => None,
     };
     let path = config::resolve_path(flag.or(cli.config), std::env::var("TWITCH_CONF_FILE").ok());
+    let status_file = status::wanted(cli.status_file);
     if cli.health_check {
-        return Ok(health_check(&path));
+        return Ok(health_check(&path, status_file));
     }
     match cli.command {
-        Some(Command::Status(c)) => return show_status(&path, c.json),
+        Some(Command::Status(c)) => return show_status(&path, status_file, c.json),
         Some(Command::Check(_)) => return Ok(check(&path)),
         _ => {}
     }
@@ -220,7 +225,7 @@ fn run(cli: Cli) -> Result<Ending, Error> {
     if matches!(cli.command, Some(Command::Setup(_))) {
         return run_setup(signals, path, endpoints, env);
     }
-    run_bot(signals, path, endpoints, env)
+    run_bot(signals, path, status_file, endpoints, env)
 }
 
 #[cfg(feature = "demo")]
@@ -253,12 +258,13 @@ enum Stopped {
 fn run_bot(
     mut signals: Signals,
     path: PathBuf,
+    status_file: Option<PathBuf>,
     endpoints: Endpoints,
     env: app::EnvUsers,
 ) -> Result<Ending, Error> {
     let (requests, requests_rx) = async_channel::unbounded();
     let sig = smol::block_on(async {
-        let mut bot = std::pin::pin!(app::run(path, endpoints, env, requests_rx));
+        let mut bot = std::pin::pin!(app::run(path, status_file, endpoints, env, requests_rx));
         let stop = smol::future::or(
             async {
                 loop {
@@ -353,8 +359,8 @@ fn run_setup(
 }
 
 /// `--health-check`: one line, healthy or not with the reason.
-fn health_check(config: &Path) -> Ending {
-    let verdict = status::read(config)
+fn health_check(config: &Path, status_file: Option<PathBuf>) -> Ending {
+    let verdict = status::read_with(config, status_file)
         .map_err(|e| status::Unhealthy(e.to_string()))
         .and_then(|doc| status::health(&doc, SystemTime::now(), status::pid_alive(doc.pid)));
     match verdict {
@@ -370,8 +376,8 @@ fn health_check(config: &Path) -> Ending {
 }
 
 /// `status [--json]`: the running bot's users, or why there is no running bot.
-fn show_status(config: &Path, json: bool) -> Result<Ending, Error> {
-    let doc = status::read(config).map_err(|e| Error::NoStatus(e.to_string()))?;
+fn show_status(config: &Path, status_file: Option<PathBuf>, json: bool) -> Result<Ending, Error> {
+    let doc = status::read_with(config, status_file).map_err(|e| Error::NoStatus(e.to_string()))?;
     if !status::pid_alive(doc.pid) {
         return Err(Error::NoStatus(format!(
             "no bot is running for {}: the last one (pid {}) wrote its status at {} and is gone",

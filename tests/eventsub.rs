@@ -376,7 +376,7 @@ fn no_readable_channel_idles_instead_of_reconnecting_until_the_config_names_one(
         .received
         .iter()
         .any(|r| r == "close 1000")));
-    let status_file = config.with_file_name("twitch_colorchanger.conf.status.json");
+    let status_file = status_path(&config);
     assert!(
         eventually(|| std::fs::read_to_string(&status_file).is_ok_and(|t| {
             let doc: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();

@@ -12,7 +12,7 @@ use common::*;
 use serde_json::{json, Value};
 use twitch_colorchanger::color;
 use twitch_colorchanger::fake::FakeTwitch;
-use twitch_colorchanger::status::{self, Document, UserStatus};
+use twitch_colorchanger::status::{Document, UserStatus};
 use twitch_colorchanger::time::format_rfc3339;
 
 const TOKEN_D: &str = "tokdddddddddddddddddddddddddddd4";
@@ -64,7 +64,7 @@ fn alpha(name: &str, channels: &[&str]) -> (FakeTwitch, PathBuf, Bot) {
 }
 
 fn status_doc(config: &Path) -> Option<Document> {
-    let text = std::fs::read_to_string(status::path_for(config)).ok()?;
+    let text = std::fs::read_to_string(status_path(config)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -590,7 +590,7 @@ fn status_file_status_command_and_health_check_follow_the_bot() {
     assert_eq!((user.messages, user.chat_down_since.as_deref()), (1, None));
     assert!(user.last_change_at.is_some() && user.token_expires_at.is_some());
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(status::path_for(&config))
+    let mode = std::fs::metadata(status_path(&config))
         .unwrap()
         .permissions()
         .mode();
@@ -655,6 +655,79 @@ fn status_file_status_command_and_health_check_follow_the_bot() {
 }
 
 #[test]
+fn the_status_file_lives_in_the_runtime_directory_or_where_it_is_told() {
+    let dir = temp_dir("live-status-place");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("alpha_user", "111", TOKEN_A, true);
+    let config = write_config(
+        &dir,
+        vec![user_entry("alpha_user", TOKEN_A, &["a_chan"], true)],
+    );
+    let conf = config.to_str().unwrap();
+    let healthy = |env: &[(&str, &str)], flag: &[&str]| {
+        let mut args = flag.to_vec();
+        args.extend(["--health-check", "--config", conf]);
+        eventually(|| cli(&args, env).status.success())
+    };
+
+    // systemd's RuntimeDirectory=: the file is there, and nothing beside the config
+    let runtime = dir.join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let rt = runtime.to_str().unwrap();
+    let bot = Bot::start_with(&fake, &config, &[("RUNTIME_DIRECTORY", rt)]);
+    assert!(joined(&fake, "alpha_user", &["a_chan"]));
+    assert!(
+        healthy(&[("RUNTIME_DIRECTORY", rt)], &[]),
+        "{}",
+        bot.output()
+    );
+    let in_runtime: Vec<_> = std::fs::read_dir(&runtime).unwrap().collect();
+    assert_eq!(in_runtime.len(), 1);
+    let name = in_runtime[0].as_ref().unwrap().file_name();
+    let name = name.to_str().unwrap();
+    assert!(
+        name.starts_with("twitch_colorchanger.conf-") && name.ends_with(".status.json"),
+        "{name}"
+    );
+    assert!(!dir.join("twitch_colorchanger.conf.status.json").exists());
+    drop(bot);
+
+    // --status-file on the bot, and the same flag or STATUS_FILE on the readers
+    let told = dir.join("told.json");
+    let told_s = told.to_str().unwrap();
+    let mut cmd = bot_command();
+    cmd.args(["--status-file", told_s, "--config", conf]);
+    let bot = Bot::spawn(&fake, cmd);
+    assert!(healthy(&[], &["--status-file", told_s]), "{}", bot.output());
+    assert!(healthy(&[("STATUS_FILE", told_s)], &[]));
+    let out = cli(&["--status-file", told_s, "status", "--config", conf], &[]);
+    assert!(text(&out).contains("alpha_user"), "{}", text(&out));
+    drop(bot);
+
+    // nowhere to write it: the bot runs all the same and says so once
+    let bot = Bot::start_with(
+        &fake,
+        &config,
+        &[("STATUS_FILE", "/proc/no/such/status.json")],
+    );
+    assert!(joined(&fake, "alpha_user", &["a_chan"]));
+    fake.privmsg("a_chan", "alpha_user", "111", "still changes");
+    assert!(
+        fake.wait(WAIT, |s| !s.changes("111").is_empty()),
+        "{}",
+        bot.output()
+    );
+    assert!(bot.wait_log("cannot write the status file /proc/no/such/status.json", 1));
+    let (status, _, out) = bot.terminate();
+    assert!(status.success());
+    assert_eq!(
+        out.matches("cannot write the status file").count(),
+        1,
+        "{out}"
+    );
+}
+
+#[test]
 fn health_check_reports_a_stale_file_and_a_user_without_chat() {
     let dir = temp_dir("live-health");
     let config = dir.join("twitch_colorchanger.conf");
@@ -681,11 +754,7 @@ fn health_check_reports_a_stale_file_and_a_user_without_chat() {
         }],
     };
     let write = |doc: &Document| {
-        std::fs::write(
-            status::path_for(&config),
-            serde_json::to_string(doc).unwrap(),
-        )
-        .unwrap()
+        std::fs::write(status_path(&config), serde_json::to_string(doc).unwrap()).unwrap()
     };
     write(&doc);
     let out = cli(&["--health-check", "--config", conf], &[]);

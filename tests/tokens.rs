@@ -805,7 +805,7 @@ fn no_token_secret_or_device_code_appears_in_any_output_over_the_whole_lifecycle
     let (status, _, output) = bot.terminate();
     assert!(status.success());
     outputs.push(output);
-    outputs.push(std::fs::read_to_string(twitch_colorchanger::status::path_for(&config)).unwrap());
+    outputs.push(std::fs::read_to_string(status_path(&config)).unwrap());
 
     assert!(
         fake.state().issued.len() >= 3,

@@ -129,16 +129,19 @@ fn apply_env(file: &ConfigFile, env: &EnvUsers) -> Result<(), StartError> {
 
 /// Loads the config (with the environment's users, see [`env_users`]), logs what it
 /// skipped, and runs every valid user until [`Request::Stop`], applying edits of the
-/// config file as they come (and at once on [`Request::Reload`]). Returns on a stop, on a
-/// start-up error, or when every user has given up.
+/// config file as they come (and at once on [`Request::Reload`]). The status file goes to
+/// `status_file` if given, else to a runtime directory ([`status::place`]). Returns on a
+/// stop, on a start-up error, or when every user has given up.
 pub async fn run(
     config_path: PathBuf,
+    status_file: Option<PathBuf>,
     endpoints: Endpoints,
     env: EnvUsers,
     requests: async_channel::Receiver<Request>,
 ) -> Result<(), StartError> {
     let file = Arc::new(ConfigFile::new(&config_path));
     let (text, leftovers) = read_at_start(&file, env).await?;
+    let status_path = choose_status_place(&config_path, status_file).await;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
     // Someone at a terminal gets a few device codes; an unattended bot keeps asking, slowly.
@@ -161,6 +164,7 @@ pub async fn run(
         .detach();
     let mut supervisor = Supervisor::new(&executor, services, text);
     supervisor.leftovers = leftovers;
+    supervisor.status_path = status_path;
     executor
         .run(async {
             for user in cfg.users {
@@ -192,6 +196,24 @@ async fn read_at_start(
         Ok((text, leftovers))
     })
     .await
+}
+
+/// Where the status file goes, said once; a bot without one still runs.
+async fn choose_status_place(config: &Path, wanted: Option<PathBuf>) -> Option<PathBuf> {
+    let config = config.to_owned();
+    let chosen =
+        smol::unblock(move || status::place::choose(&config, wanted, &|k| std::env::var(k).ok()))
+            .await;
+    match chosen {
+        Ok(path) => {
+            log!(Debug, None, None, "status file: {}", path.display());
+            Some(path)
+        }
+        Err(tried) => {
+            log!(Warn, None, None, "no place for the status file ({tried}); the bot runs, but --health-check and status will not see it (set STATUS_FILE to a writable path)");
+            None
+        }
+    }
 }
 
 /// Plain-text endpoints carry the tokens in the clear: allowed (tests, a local proxy), said.

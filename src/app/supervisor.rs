@@ -49,6 +49,8 @@ pub(super) struct Supervisor<'a> {
     applied: String,
     missing: bool,
     status_warned: bool,
+    /// Where the status file goes (`None`: nowhere could hold it, said at start).
+    pub(super) status_path: Option<PathBuf>,
     /// Documents an interrupted save left behind, read at start-up (see [`read_at_start`]).
     pub(super) leftovers: Vec<serde_json::Value>,
 }
@@ -69,6 +71,7 @@ impl<'a> Supervisor<'a> {
             applied: text,
             missing: false,
             status_warned: false,
+            status_path: None,
             leftovers: Vec::new(),
         }
     }
@@ -431,19 +434,22 @@ impl<'a> Supervisor<'a> {
     }
 
     async fn write_status(&mut self) {
+        let Some(path) = self.status_path.clone() else {
+            return;
+        };
         let doc = self.document();
-        let path = status::path_for(self.services.config.path());
+        let shown = path.display().to_string();
         let result = smol::unblock(move || {
             let mut text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
             text.push('\n');
-            config::write_atomic(&path, text.as_bytes())
+            status::place::write(&path, text.as_bytes())
         })
         .await;
         match result {
             Ok(()) => self.status_warned = false,
             Err(e) if !self.status_warned => {
                 self.status_warned = true;
-                log!(Warn, None, None, "cannot write the status file {} ({e}); --health-check and status will not see this bot", status::path_for(self.services.config.path()).display());
+                log!(Warn, None, None, "cannot write the status file {shown} ({e}); --health-check and status will not see this bot until it can");
             }
             Err(_) => {}
         }

@@ -235,6 +235,12 @@ pub fn edit_by_rename(path: &Path, edit: impl FnOnce(&mut Value)) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Where the bot started by these tests keeps the status for `config` (it runs with this
+/// process's environment, so it chooses the same place).
+pub fn status_path(config: &Path) -> PathBuf {
+    twitch_colorchanger::status::place::choose(config, None, &|k| std::env::var(k).ok()).unwrap()
+}
+
 /// Polls `done` until it holds (bounded by [`WAIT`]).
 pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + WAIT;

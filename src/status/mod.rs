@@ -1,5 +1,5 @@
-//! The status file the running bot keeps next to its config (`<config>.status.json`), and
-//! what `--health-check` and `status` read from it. Judging health is a plain function of
+//! The status file the running bot keeps in a runtime directory (see [`place`]), and what
+//! `--health-check` and `status` read from it. Judging health is a plain function of
 //! the document, the time and whether the process lives, so tests need no bot.
 
 use std::fmt::{self, Write as _};
@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::time::{format_rfc3339, parse_rfc3339};
+
+pub mod place;
 
 /// The bot rewrites the file at least this often.
 pub(crate) const WRITE_EVERY: Duration = Duration::from_secs(30);
@@ -61,22 +63,28 @@ pub struct UserStatus {
     pub transport: String,
 }
 
-/// `<config>.status.json`, beside the config file.
-pub fn path_for(config: &Path) -> PathBuf {
-    let mut name = config
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| "twitch_colorchanger.conf".into());
-    name.push(".status.json");
-    config.with_file_name(name)
+/// The status file's path given on the command line (`--status-file`), else in
+/// [`place::STATUS_FILE_ENV`], else `None` (the runtime directories of [`place::dirs`]).
+pub fn wanted(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| {
+        std::env::var_os(place::STATUS_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
+/// Where the running bot for `config` keeps its status (see [`place::find`]).
+pub fn locate(config: &Path, wanted: Option<PathBuf>) -> Result<PathBuf, StatusError> {
+    place::find(config, wanted, &|k| std::env::var(k).ok())
+        .map_err(|places| StatusError::NoBot(config.to_owned(), places))
 }
 
 /// Why there is no status to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StatusError {
-    /// No status file: no bot runs for this config (the config, the status file).
-    NoBot(PathBuf, PathBuf),
+    /// No status file: no bot runs for this config (the config, the places looked in).
+    NoBot(PathBuf, Vec<PathBuf>),
     /// The status file cannot be read, or is not one: its path and why.
     Unreadable(PathBuf, String),
 }
@@ -84,12 +92,20 @@ pub enum StatusError {
 impl fmt::Display for StatusError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StatusError::NoBot(config, path) => write!(
-                f,
-                "no bot is running for {} (no status file {})",
-                config.display(),
-                path.display()
-            ),
+            StatusError::NoBot(config, places) => {
+                write!(
+                    f,
+                    "no bot is running for {} (no status file in ",
+                    config.display()
+                )?;
+                for (i, place) in places.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{}", place.display())?;
+                }
+                f.write_str(
+                    "; a bot started with --status-file or STATUS_FILE needs the same here)",
+                )
+            }
             StatusError::Unreadable(path, why) => write!(f, "{}: {why}", path.display()),
         }
     }
@@ -109,13 +125,19 @@ impl fmt::Display for Unhealthy {
 
 impl std::error::Error for Unhealthy {}
 
-/// Reads the status file for `config`; the error says what a person should know.
+/// Reads the status file of the bot running for `config` (found as [`locate`] says, with
+/// [`wanted`]`(None)`); the error says what a person should know.
 pub fn read(config: &Path) -> Result<Document, StatusError> {
-    let path = path_for(config);
+    read_with(config, wanted(None))
+}
+
+/// [`read`], with the status file's path given (`--status-file`) or not.
+pub fn read_with(config: &Path, wanted: Option<PathBuf>) -> Result<Document, StatusError> {
+    let path = locate(config, wanted)?;
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StatusError::NoBot(config.to_owned(), path))
+            return Err(StatusError::NoBot(config.to_owned(), vec![path]))
         }
         Err(e) => return Err(StatusError::Unreadable(path, e.to_string())),
     };
@@ -376,13 +398,5 @@ mod tests {
         assert!(lines[2].starts_with(
             "pid 42, config /config/twitch_colorchanger.conf, status written 10s ago"
         ));
-    }
-
-    #[test]
-    fn the_file_sits_beside_the_config() {
-        assert_eq!(
-            path_for(Path::new("/config/twitch_colorchanger.conf")),
-            Path::new("/config/twitch_colorchanger.conf.status.json")
-        );
     }
 }
