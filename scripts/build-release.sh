@@ -12,7 +12,8 @@
 #
 # Output in dist/: twitch-colorchanger-<version>-<target>, a .tar.gz of each with README.md
 # and LICENSE, SHA256SUMS, and SIZES.md (a table of sizes against the 2 MB budget, and what
-# `demo` adds to x86_64 against its 150 KB budget: over it, the script fails).
+# `demo` and the HTTP listener add to x86_64 against their 150 KB and 40 KB budgets: over
+# either, the script fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,7 @@ ZIGLANG_VERSION=0.17.1
 ZIGBUILD_VERSION=0.24.0
 BUDGET=2000000      # "under 2 MB"
 DEMO_BUDGET=150000  # what demo may add to the x86_64 binary
+WEB_BUDGET=40000    # what the HTTP listener (feature web) may add to it
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${ALL_TARGETS[@]}")
@@ -99,15 +101,19 @@ for t in "${targets[@]}"; do
     echo "   built in $(($(date +%s) - start)) s"
 done
 
-# What `demo` (and the part of the fake Twitch it plays against) adds: x86_64 built again
-# without it.
+# What `demo` (and the part of the fake Twitch it plays against) and the HTTP listener
+# (`web`) add: x86_64 built again without each.
 demo_cost=""
+web_cost=""
 x86=x86_64-unknown-linux-musl
 if [[ " ${targets[*]} " == *" $x86 "* ]]; then
+    full=$(stat -c %s "dist/twitch-colorchanger-$version-$x86")
     echo "== building $x86 without demo (to measure what demo costs)"
-    build "$x86" --no-default-features
-    demo_cost=$(($(stat -c %s "dist/twitch-colorchanger-$version-$x86") -
-        $(stat -c %s "target/$x86/release/twitch-colorchanger")))
+    build "$x86" --no-default-features --features web
+    demo_cost=$((full - $(stat -c %s "target/$x86/release/twitch-colorchanger")))
+    echo "== building $x86 without web (to measure what the HTTP listener costs)"
+    build "$x86" --no-default-features --features demo
+    web_cost=$((full - $(stat -c %s "target/$x86/release/twitch-colorchanger")))
 fi
 
 # The container image's inputs (Dockerfile, "prebuilt"): each binary where the image build
@@ -150,10 +156,19 @@ chmod 1777 dist/image/root/tmp # for `docker run … demo` (a scratch image has 
             echo
             echo "demo adds $demo_cost bytes to the x86_64 binary (budget 150 KB): $verdict"
         fi
+        if [ -n "$web_cost" ]; then
+            verdict=ok
+            [ "$web_cost" -le "$WEB_BUDGET" ] || verdict="OVER"
+            echo "the HTTP listener (web) adds $web_cost bytes to the x86_64 binary (budget 40 KB): $verdict"
+        fi
     } > SIZES.md
     cat SIZES.md
 )
 if [ -n "$demo_cost" ] && [ "$demo_cost" -gt "$DEMO_BUDGET" ]; then
     echo "demo is over its size budget" >&2
+    exit 1
+fi
+if [ -n "$web_cost" ] && [ "$web_cost" -gt "$WEB_BUDGET" ]; then
+    echo "the HTTP listener is over its size budget" >&2
     exit 1
 fi

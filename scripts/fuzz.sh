@@ -35,6 +35,10 @@ for i, t in enumerate(json.load(open("tests/data/irc-parser-tests/msg-split.json
 PY
             ;;
         config) cp scripts/docker-compose.yml "fuzz/corpus/$t/seed-compose" 2>/dev/null || true ;;
+        web_request)
+            printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAccept: */*\r\n\r\n' >"fuzz/corpus/$t/seed-get"
+            printf 'HEAD /?x=1 HTTP/1.0\n\n' >"fuzz/corpus/$t/seed-head"
+            ;;
         eventsub_session)
             # each piece: a head byte (0x40: a text frame; length in 32-byte units), then JSON
             python3 - "fuzz/corpus/$t" <<'PY'

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::endpoint::Endpoint;
 use crate::http::{encode_component, names, HttpClient, HttpError};
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 
 /// The `Ratelimit-*` headers of a Helix response.
@@ -171,6 +172,7 @@ pub struct Helix {
     http: Arc<HttpClient>,
     endpoint: Endpoint,
     base_path: String,
+    metrics: Arc<Metrics>,
 }
 
 impl Helix {
@@ -180,7 +182,13 @@ impl Helix {
             http,
             endpoint,
             base_path,
+            metrics: Arc::default(),
         }
+    }
+
+    /// How long its requests have taken.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The base URL, for messages.
@@ -342,14 +350,13 @@ impl Helix {
         let req = req
             .body(body)
             .map_err(|_| ApiError::BadBody("invalid characters in client id or token".into()))?;
-        let response =
-            self.http
-                .send(&self.endpoint, req)
-                .await
-                .map_err(|error| ApiError::Http {
-                    peer: self.url(),
-                    error,
-                })?;
+        let started = std::time::Instant::now();
+        let response = self.http.send(&self.endpoint, req).await;
+        self.metrics.observe_helix(started.elapsed());
+        let response = response.map_err(|error| ApiError::Http {
+            peer: self.url(),
+            error,
+        })?;
         let rate = RateLimit::from_headers(response.headers());
         let status = response.status();
         let body = response.into_body();

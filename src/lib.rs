@@ -22,6 +22,7 @@ pub mod helix;
 pub mod http;
 pub mod irc;
 pub mod log;
+pub mod metrics;
 pub mod mode;
 pub mod oauth;
 pub mod secret;
@@ -33,4 +34,6 @@ pub mod transport;
 pub mod user;
 pub mod usercore;
 mod watch;
+#[cfg(feature = "web")]
+pub mod web;
 pub mod ws;

@@ -145,7 +145,10 @@ enum Error {
 impl Error {
     fn ending(&self) -> Ending {
         match self {
-            Error::Start(app::StartError::NoUserLeft) => Ending::NotDone,
+            // a port in use may be free after a restart
+            Error::Start(app::StartError::NoUserLeft | app::StartError::Listen(..)) => {
+                Ending::NotDone
+            }
             Error::Start(_) | Error::NoDemo => Ending::BadInput,
             Error::Signals(_) | Error::NoStatus(_) | Error::Demo(_) => Ending::NotDone,
         }

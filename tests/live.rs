@@ -739,6 +739,9 @@ fn health_check_reports_a_stale_file_and_a_user_without_chat() {
         pid: std::process::id(),
         config: conf.into(),
         users: vec![UserStatus {
+            errors: Default::default(),
+            reconnects: 0,
+            recent_colors: Vec::new(),
             username: "alpha_user".into(),
             state: "reconnecting".into(),
             enabled: true,

@@ -18,10 +18,13 @@ use crate::http::HttpClient;
 use crate::log;
 use crate::oauth::OAuth;
 use crate::status;
+use crate::status::latest::{Latest, Recording};
 use crate::transport::{self, NetTransport, Transport};
 use crate::user::{self, Control, Report, Reporter, Services};
 use crate::usercore::Counters;
 use crate::watch;
+#[cfg(feature = "web")]
+use crate::web;
 
 mod check;
 mod endpoints;
@@ -45,6 +48,8 @@ pub enum StartError {
     EnvUser(config::EnvError),
     /// Every user stopped (none could be authorised).
     NoUserLeft,
+    /// The HTTP listener cannot listen on this address: why.
+    Listen(std::net::SocketAddr, std::io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -56,6 +61,11 @@ impl fmt::Display for StartError {
             StartError::NoUserLeft => {
                 f.write_str("no user is running any more (see the errors above)")
             }
+            StartError::Listen(addr, e) => write!(
+                f,
+                "cannot serve the status page on {addr} ({e}); change \"http_listen\" or {}",
+                config::HTTP_LISTEN_ENV
+            ),
         }
     }
 }
@@ -67,6 +77,7 @@ fn real_services(
     file: Arc<ConfigFile>,
     endpoints: Endpoints,
     auth_attempts: Option<u32>,
+    page: Option<Arc<Latest>>,
 ) -> Result<Arc<Services>, StartError> {
     let tls = transport::tls_config(endpoints.ca_file.as_deref())
         .map_err(|e| StartError::Env("TWITCH_CA_FILE", e.to_string()))?;
@@ -79,10 +90,18 @@ fn real_services(
     ));
     let (api, auth) = (endpoints.api, endpoints.auth);
     Ok(Arc::new(Services {
-        clock,
+        clock: clock.clone(),
         transport: net,
         oauth: Arc::new(OAuth::new(http.clone(), auth.endpoint, auth.path)),
-        prompter: Arc::from(device::prompter()),
+        prompter: match page {
+            // device codes on the status page too
+            Some(latest) => Arc::new(Recording {
+                inner: device::prompter(),
+                latest,
+                clock: clock.clone(),
+            }),
+            None => Arc::from(device::prompter()),
+        },
         auth_attempts,
         helix: Helix::new(http, api.endpoint, api.path),
         irc: endpoints.irc,
@@ -148,7 +167,19 @@ pub async fn run(
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
     warn_plain_text(&endpoints);
     warn_readable(&config_path);
-    let services = real_services(file, endpoints, interactive.then_some(3))?;
+    let listen = match std::env::var(config::HTTP_LISTEN_ENV) {
+        Ok(text) if !text.trim().is_empty() => Some(
+            config::parse_listen(&text).map_err(|e| StartError::Env(config::HTTP_LISTEN_ENV, e))?,
+        ),
+        _ => cfg.http_listen,
+    };
+    if listen.is_some() && !cfg!(feature = "web") {
+        log!(Warn, None, None, "http_listen is set, but this build has no HTTP listener (built without the web feature)");
+    }
+    let page = listen
+        .filter(|_| cfg!(feature = "web"))
+        .map(|_| Arc::new(Latest::default()));
+    let services = real_services(file, endpoints, interactive.then_some(3), page.clone())?;
     log!(
         Info,
         None,
@@ -162,8 +193,12 @@ pub async fn run(
     executor
         .spawn(watch::run(cfg.path.clone(), changed_tx))
         .detach();
+    if let (Some(addr), Some(latest)) = (listen, &page) {
+        serve_page(&executor, addr, latest.clone(), &services)?;
+    }
     let mut supervisor = Supervisor::new(&executor, services, text);
     supervisor.leftovers = leftovers;
+    supervisor.page = page;
     supervisor.status_path = status_path;
     executor
         .run(async {
@@ -174,6 +209,47 @@ pub async fn run(
             supervisor.run(requests, changed_rx).await
         })
         .await
+}
+
+/// Starts the HTTP listener on `addr` (see [`web`]), on the bot's executor.
+#[cfg(feature = "web")]
+fn serve_page(
+    executor: &smol::LocalExecutor<'static>,
+    addr: std::net::SocketAddr,
+    latest: Arc<Latest>,
+    services: &Services,
+) -> Result<(), StartError> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(async_net::TcpListener::try_from)
+        .map_err(|e| StartError::Listen(addr, e))?;
+    if !addr.ip().is_loopback() {
+        log!(Warn, None, None, "the status page listens on {addr}, beyond this machine, with no authentication: anyone who reaches it sees the users, channels and device codes; prefer 127.0.0.1 behind a reverse proxy");
+    }
+    log!(
+        Info,
+        None,
+        None,
+        "status page on http://{}/ (and /status.json, /metrics, /livez, /readyz)",
+        listener.local_addr().unwrap_or(addr)
+    );
+    let serve = web::serve(
+        listener,
+        latest,
+        services.helix.metrics(),
+        services.clock.clone(),
+    );
+    executor.spawn(serve).detach();
+    Ok(())
+}
+
+#[cfg(not(feature = "web"))]
+fn serve_page(
+    _: &smol::LocalExecutor<'static>,
+    _: std::net::SocketAddr,
+    _: Arc<Latest>,
+    _: &Services,
+) -> Result<(), StartError> {
+    Ok(())
 }
 
 /// The start-up reads, off the executor thread so that SIGTERM is heard even when the file
@@ -267,7 +343,7 @@ pub async fn setup(
     let (text, leftovers) = read_at_start(&file, env).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
-    let services = real_services(file, endpoints, Some(ATTEMPTS))?;
+    let services = real_services(file, endpoints, Some(ATTEMPTS), None)?;
     let executor = smol::LocalExecutor::new();
     let tasks: Vec<_> = cfg
         .users

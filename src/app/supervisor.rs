@@ -51,6 +51,8 @@ pub(super) struct Supervisor<'a> {
     status_warned: bool,
     /// Where the status file goes (`None`: nowhere could hold it, said at start).
     pub(super) status_path: Option<PathBuf>,
+    /// Where the HTTP listener reads the status from, when it runs.
+    pub(super) page: Option<Arc<crate::status::latest::Latest>>,
     /// Documents an interrupted save left behind, read at start-up (see [`read_at_start`]).
     pub(super) leftovers: Vec<serde_json::Value>,
 }
@@ -72,6 +74,7 @@ impl<'a> Supervisor<'a> {
             missing: false,
             status_warned: false,
             status_path: None,
+            page: None,
             leftovers: Vec::new(),
         }
     }
@@ -422,6 +425,18 @@ impl<'a> Supervisor<'a> {
                     ),
                     chat_down_since: status::stamp(down.and_then(wall_of)),
                     transport: transport.name().into(),
+                    errors: counters.errors,
+                    reconnects: counters.reconnects,
+                    recent_colors: counters
+                        .recent
+                        .iter()
+                        .filter_map(|(color, at)| {
+                            Some(status::RecentColor {
+                                color: color.clone(),
+                                at: status::stamp(wall_of(*at))?,
+                            })
+                        })
+                        .collect(),
                 }
             })
             .collect();
@@ -434,10 +449,13 @@ impl<'a> Supervisor<'a> {
     }
 
     async fn write_status(&mut self) {
+        let doc = self.document();
+        if let Some(page) = &self.page {
+            page.publish(doc.clone());
+        }
         let Some(path) = self.status_path.clone() else {
             return;
         };
-        let doc = self.document();
         let shown = path.display().to_string();
         let result = smol::unblock(move || {
             let mut text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;

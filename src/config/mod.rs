@@ -60,6 +60,8 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// One line per problem that made a user be skipped.
     pub(crate) warnings: Vec<String>,
+    /// `"http_listen"`: where the status page and metrics are served (off when absent).
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why the config cannot be used at all.
@@ -139,6 +141,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     validate(path, &parse_json(path, text)?)
 }
 
+/// The environment variable naming where the HTTP listener listens (it wins over the
+/// config's `"http_listen"`).
+pub const HTTP_LISTEN_ENV: &str = "TWITCH_HTTP_LISTEN";
+
+/// Reads a listen address (`127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:8080`); the error says
+/// what is expected.
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("{text:?} is not an address and port like 127.0.0.1:8080 or [::1]:8080")
+    })
+}
+
 /// Validates a parsed config document.
 pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
     let users = root.get("users").and_then(Value::as_array).ok_or_else(|| {
@@ -177,10 +191,25 @@ pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
     if valid.is_empty() {
         return Err(ConfigError::NoValidUsers(path.to_owned(), warnings));
     }
+    let http_listen =
+        match root.get("http_listen") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(parse_listen(s).map_err(|e| {
+                ConfigError::Shape(path.to_owned(), format!("\"http_listen\": {e}"))
+            })?),
+            Some(_) => {
+                return Err(ConfigError::Shape(
+                    path.to_owned(),
+                    "\"http_listen\": expected a string like \"127.0.0.1:8080\"".into(),
+                ))
+            }
+        };
     Ok(Config {
         path: path.to_owned(),
         users: valid,
         warnings,
+        http_listen,
     })
 }
 

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::time::{format_rfc3339, parse_rfc3339};
+pub use crate::usercore::Errors;
 
+pub mod latest;
 pub mod place;
 
 /// The bot rewrites the file at least this often.
@@ -61,6 +63,24 @@ pub struct UserStatus {
     /// How chat is read: `irc` or `eventsub` (absent in files of older versions).
     #[serde(default)]
     pub transport: String,
+    /// Errors since the bot started, by what failed.
+    #[serde(default)]
+    pub errors: Errors,
+    /// Chat connections lost after they were up, since the bot started.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// The last colors set (at most 20), oldest first.
+    #[serde(default)]
+    pub recent_colors: Vec<RecentColor>,
+}
+
+/// A color set, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentColor {
+    /// `#RRGGBB` or a named color.
+    pub color: String,
+    /// When (RFC 3339 UTC).
+    pub at: String,
 }
 
 /// The status file's path given on the command line (`--status-file`), else in
@@ -330,6 +350,9 @@ mod tests {
             pid: 42,
             config: "/config/twitch_colorchanger.conf".into(),
             users: vec![UserStatus {
+                errors: Errors::default(),
+                reconnects: 0,
+                recent_colors: Vec::new(),
                 username: "hueshift_bot".into(),
                 state: "connected".into(),
                 enabled: true,

@@ -70,7 +70,7 @@ impl UserCore {
             "cannot look up the user id: {why}; retrying in {:.1}s",
             wait.as_secs_f64()
         );
-        self.error(format!("cannot look up the user id: {why}"));
+        self.error(Fault::Lookup, format!("cannot look up the user id: {why}"));
         self.timers.set(Timer::Retry, Some(now + wait));
     }
 
@@ -151,7 +151,7 @@ impl UserCore {
             chat::Event::Unreadable { channel, why } => {
                 log!(Warn, self.who(), Some(&channel), "{why}");
                 self.joined.remove(&channel);
-                self.error(format!("#{channel}: {why}"));
+                self.error(Fault::Chat, format!("#{channel}: {why}"));
             }
             chat::Event::Dropped(why) => {
                 log!(Debug, self.who(), None, "ignored chat input: {why}")
@@ -174,7 +174,7 @@ impl UserCore {
                 self.chat = Chat::Parked;
                 let why = "none of the channels can be read over EventSub (Twitch has no such channel, or it was removed); not connecting again until the config names another channel or chat transport";
                 log!(Warn, self.who(), None, "{why}");
-                self.error(why.to_owned());
+                self.error(Fault::Chat, why.to_owned());
             }
             chat::Event::Closed(reason) => {
                 let routine = reason == CloseReason::Reconnect;
@@ -185,6 +185,7 @@ impl UserCore {
 
     pub(super) fn chat_lost(&mut self, now: Instant) {
         if let Chat::Ready(since) = self.chat {
+            self.counters.reconnects += 1;
             if now.duration_since(since) >= HEALTHY {
                 self.backoff.reset();
             }
@@ -207,7 +208,7 @@ impl UserCore {
         };
         self.chat_lost(now);
         if !routine {
-            self.error(format!("chat: {why}"));
+            self.error(Fault::Chat, format!("chat: {why}"));
         }
         let wait = self.wait_to_reconnect(now);
         log!(

@@ -31,7 +31,7 @@ impl UserCore {
             (Purpose::Chat, Err(e)) => {
                 let why = format!("chat login refused: {e}");
                 log!(Error, self.who(), None, "{why}");
-                self.error(why);
+                self.error(Fault::Token, why);
                 if !matches!(e, RenewError::Unavailable(_)) {
                     self.backoff.saturate();
                 }
@@ -73,7 +73,7 @@ impl UserCore {
             (Purpose::Subscription, Err(e)) => {
                 let why = format!("after a revoked chat subscription, the token check failed: {e}");
                 log!(Warn, self.who(), None, "{why}");
-                self.error(why);
+                self.error(Fault::Token, why);
             }
         }
     }
@@ -210,6 +210,11 @@ impl UserCore {
                 BotEvent::Changed { old, new } => {
                     self.counters.changes += 1;
                     self.counters.last_change_at = Some(now);
+                    let recent = &mut self.counters.recent;
+                    if recent.len() == RECENT_COLORS {
+                        recent.pop_front();
+                    }
+                    recent.push_back((new.clone(), now));
                     log!(
                         Info,
                         self.who(),
@@ -233,7 +238,7 @@ impl UserCore {
                         log::quoted(&named_error)
                     );
                     log!(Error, self.who(), chan, "color not changed: {why}");
-                    self.error(why);
+                    self.error(Fault::Color, why);
                 }
                 BotEvent::RateLimited => log!(
                     Warn,
@@ -244,12 +249,12 @@ impl UserCore {
                 BotEvent::Failed(why) => {
                     let why = log::capped(&why);
                     log!(Error, self.who(), chan, "color not changed: {why}");
-                    self.error(why);
+                    self.error(Fault::Color, why);
                 }
                 BotEvent::Unauthorized(why) => {
                     let why = format!("Twitch refused the access token: {why}");
                     log!(Error, self.who(), chan, "color not changed: {why}");
-                    self.error(why);
+                    self.error(Fault::Token, why);
                 }
             }
         }

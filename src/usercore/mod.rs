@@ -147,6 +147,38 @@ pub struct Counters {
     pub last_change_at: Option<Instant>,
     /// The last thing that went wrong.
     pub last_error: Option<String>,
+    /// Errors, by what failed.
+    pub errors: Errors,
+    /// Chat connections lost after they were up.
+    pub reconnects: u64,
+    /// The last [`RECENT_COLORS`] colors set, oldest first, with when.
+    pub recent: VecDeque<(String, Instant)>,
+}
+
+/// How many colors [`Counters::recent`] keeps (the status page shows them).
+pub const RECENT_COLORS: usize = 20;
+
+/// Errors counted by what failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Errors {
+    /// Looking up the user id or color.
+    pub lookup: u64,
+    /// Chat: a lost connection, a channel that cannot be read.
+    pub chat: u64,
+    /// Setting a color.
+    pub color: u64,
+    /// The token: refused, or renewing it failed.
+    pub token: u64,
+}
+
+/// What an error was about, for [`Errors`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    Lookup,
+    Chat,
+    Color,
+    Token,
 }
 
 /// A snapshot for status reports.
@@ -301,7 +333,14 @@ impl UserCore {
         self.identity.as_ref().map(|i| i.id.as_str())
     }
 
-    fn error(&mut self, why: String) {
+    fn error(&mut self, fault: Fault, why: String) {
+        let errors = &mut self.counters.errors;
+        *match fault {
+            Fault::Lookup => &mut errors.lookup,
+            Fault::Chat => &mut errors.chat,
+            Fault::Color => &mut errors.color,
+            Fault::Token => &mut errors.token,
+        } += 1;
         self.counters.last_error = Some(why);
     }
 

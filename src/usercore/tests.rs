@@ -590,6 +590,12 @@ fn counters_carry_over() {
         messages: 9,
         last_change_at: Some(t),
         last_error: None,
+        errors: Errors {
+            chat: 2,
+            ..Errors::default()
+        },
+        reconnects: 2,
+        recent: [("#123456".to_owned(), t)].into(),
     };
     let core = UserCore::new(t, &user(&["a"], true), carried.clone(), 1);
     assert_eq!(core.status().counters, carried);

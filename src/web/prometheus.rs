@@ -1,0 +1,326 @@
+//! `/metrics` in the Prometheus text exposition format 0.0.4: names prefixed
+//! `twitch_colorchanger_`, base units (seconds, bytes), `_total` on counters.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use crate::metrics::{Histogram, HELIX_BUCKETS};
+use crate::status::Document;
+use crate::time::parse_rfc3339;
+
+/// The exact `Content-Type` of the format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Everything the exposition shows, read at one moment.
+pub struct Sample<'a> {
+    /// The status document (`None` while the bot starts).
+    pub doc: Option<&'a Document>,
+    /// Helix request durations.
+    pub helix: Histogram,
+    /// The process's resident memory, when known.
+    pub resident_bytes: Option<u64>,
+    /// The time of the scrape.
+    pub now: SystemTime,
+}
+
+/// The exposition text.
+pub fn render(s: &Sample<'_>) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut family = |name: &str, kind: &str, help: &str| {
+        let _ = write!(
+            out,
+            "# HELP twitch_colorchanger_{name} {help}\n# TYPE twitch_colorchanger_{name} {kind}\n"
+        );
+    };
+    family(
+        "build_info",
+        "gauge",
+        "Always 1; the labels say which build runs.",
+    );
+    let _ = writeln!(
+        out,
+        "twitch_colorchanger_build_info{{version=\"{}\",commit=\"{}\",target=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        label(env!("TCC_GIT_COMMIT")),
+        label(env!("TCC_TARGET"))
+    );
+    let users = s.doc.map_or(&[][..], |d| &d.users[..]);
+    let per_user =
+        |out: &mut String,
+         name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&crate::status::UserStatus) -> Option<String>| {
+            let _ = write!(
+            out,
+            "# HELP twitch_colorchanger_{name} {help}\n# TYPE twitch_colorchanger_{name} {kind}\n"
+        );
+            for u in users {
+                if let Some(v) = value(u) {
+                    let _ = writeln!(
+                        out,
+                        "twitch_colorchanger_{name}{{user=\"{}\"}} {v}",
+                        label(&u.username)
+                    );
+                }
+            }
+        };
+    per_user(
+        &mut out,
+        "color_changes_total",
+        "counter",
+        "Color changes Twitch accepted since the bot started.",
+        &|u| Some(u.changes.to_string()),
+    );
+    per_user(
+        &mut out,
+        "own_messages_total",
+        "counter",
+        "The user's own chat messages seen since the bot started (one per message in shared chat).",
+        &|u| Some(u.messages.to_string()),
+    );
+    per_user(
+        &mut out,
+        "chat_reconnects_total",
+        "counter",
+        "Chat connections lost after they were up.",
+        &|u| Some(u.reconnects.to_string()),
+    );
+    per_user(
+        &mut out,
+        "token_expiry_seconds",
+        "gauge",
+        "Seconds until the access token expires (negative: expired; renewed when next needed).",
+        &|u| {
+            let at = parse_rfc3339(u.token_expires_at.as_deref()?)?;
+            Some(match at.duration_since(s.now) {
+                Ok(left) => left.as_secs().to_string(),
+                Err(past) => format!("-{}", past.duration().as_secs()),
+            })
+        },
+    );
+    let _ = write!(
+        out,
+        "# HELP twitch_colorchanger_errors_total Errors since the bot started, by what failed.\n# TYPE twitch_colorchanger_errors_total counter\n"
+    );
+    for u in users {
+        let e = &u.errors;
+        for (kind, n) in [
+            ("lookup", e.lookup),
+            ("chat", e.chat),
+            ("color", e.color),
+            ("token", e.token),
+        ] {
+            let _ = writeln!(
+                out,
+                "twitch_colorchanger_errors_total{{user=\"{}\",kind=\"{kind}\"}} {n}",
+                label(&u.username)
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "# HELP twitch_colorchanger_chat_connected 1 while the user is in chat over this transport.\n# TYPE twitch_colorchanger_chat_connected gauge\n"
+    );
+    for u in users {
+        let up = matches!(u.state.as_str(), "connected" | "disabled");
+        let _ = writeln!(
+            out,
+            "twitch_colorchanger_chat_connected{{user=\"{}\",transport=\"{}\"}} {}",
+            label(&u.username),
+            label(&u.transport),
+            u8::from(up)
+        );
+    }
+    let h = &s.helix;
+    let _ = write!(
+        out,
+        "# HELP twitch_colorchanger_helix_request_duration_seconds Helix API requests, answered or failed.\n# TYPE twitch_colorchanger_helix_request_duration_seconds histogram\n"
+    );
+    for (bound, n) in HELIX_BUCKETS.iter().zip(h.cumulative) {
+        let _ = writeln!(
+            out,
+            "twitch_colorchanger_helix_request_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+        );
+    }
+    let _ = write!(
+        out,
+        "twitch_colorchanger_helix_request_duration_seconds_bucket{{le=\"+Inf\"}} {0}\ntwitch_colorchanger_helix_request_duration_seconds_sum {1}\ntwitch_colorchanger_helix_request_duration_seconds_count {0}\n",
+        h.count, h.sum
+    );
+    if let Some(bytes) = s.resident_bytes {
+        let _ = write!(
+            out,
+            "# HELP twitch_colorchanger_resident_memory_bytes Resident memory of the process.\n# TYPE twitch_colorchanger_resident_memory_bytes gauge\ntwitch_colorchanger_resident_memory_bytes {bytes}\n"
+        );
+    }
+    out
+}
+
+/// A label value with `\`, `"` and newlines escaped, as the format asks.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// This process's resident memory, from `/proc/self/status`.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::status::{Errors, UserStatus};
+    use std::time::Duration;
+
+    /// A strict reading of the text format: every sample line belongs to a family declared
+    /// by `# TYPE` before it, names and label names are valid, values are numbers, no family
+    /// is declared twice, and histograms have ordered buckets ending in `+Inf` = `_count`.
+    pub(crate) fn check(text: &str) -> Result<usize, String> {
+        let mut types: Vec<(String, String)> = Vec::new();
+        let mut samples = 0;
+        let valid_name = |n: &str| {
+            !n.is_empty()
+                && n.chars().enumerate().all(|(i, c)| {
+                    c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+                })
+        };
+        let mut last_le = f64::NEG_INFINITY;
+        let mut inf = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').ok_or("TYPE without a kind")?;
+                if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                    return Err(format!("bad type {kind}"));
+                }
+                if types.iter().any(|(n, _)| n == name) {
+                    return Err(format!("{name} declared twice"));
+                }
+                if kind == "counter" && !name.ends_with("_total") {
+                    return Err(format!("counter {name} without _total"));
+                }
+                types.push((name.into(), kind.into()));
+                last_le = f64::NEG_INFINITY;
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            if line.starts_with('#') || line.is_empty() {
+                return Err(format!("stray line {line:?}"));
+            }
+            let (series, value) = line.rsplit_once(' ').ok_or("sample without a value")?;
+            if value.parse::<f64>().is_err() && !["+Inf", "-Inf", "NaN"].contains(&value) {
+                return Err(format!("bad value in {line:?}"));
+            }
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l.strip_suffix('}').ok_or("unclosed labels")?),
+                None => (series, ""),
+            };
+            if !valid_name(name) {
+                return Err(format!("bad name {name}"));
+            }
+            let (family, kind) = types.last().ok_or("sample before any TYPE")?;
+            let ok = match kind.as_str() {
+                "histogram" => [
+                    format!("{family}_bucket"),
+                    format!("{family}_sum"),
+                    format!("{family}_count"),
+                ]
+                .contains(&name.to_owned()),
+                _ => name == family,
+            };
+            if !ok {
+                return Err(format!("{name} outside its family {family}"));
+            }
+            for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once("=\"").ok_or(format!("bad label {pair}"))?;
+                if !valid_name(k) || k.contains(':') {
+                    return Err(format!("bad label name {k}"));
+                }
+                if k == "le" {
+                    let le = v.trim_end_matches('"');
+                    let bound = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().map_err(|_| format!("bad le {le}"))?
+                    };
+                    if bound <= last_le {
+                        return Err("buckets out of order".into());
+                    }
+                    last_le = bound;
+                    if le == "+Inf" {
+                        inf = Some(value.to_owned());
+                    }
+                }
+            }
+            if name.ends_with("_count") && inf.as_deref() != Some(value) {
+                return Err("+Inf bucket differs from _count".into());
+            }
+            samples += 1;
+        }
+        Ok(samples)
+    }
+
+    #[test]
+    fn the_exposition_is_valid_and_names_every_user() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let user = |name: &str| UserStatus {
+            username: name.into(),
+            state: "connected".into(),
+            enabled: true,
+            channels: vec![],
+            color: None,
+            changes: 5,
+            messages: 6,
+            last_change_at: None,
+            last_error: None,
+            token_expires_at: Some(crate::time::format_rfc3339(now + Duration::from_secs(3600))),
+            chat_down_since: None,
+            transport: "eventsub".into(),
+            errors: Errors {
+                chat: 2,
+                ..Errors::default()
+            },
+            reconnects: 2,
+            recent_colors: vec![],
+        };
+        let doc = Document {
+            written_at: String::new(),
+            pid: 1,
+            config: String::new(),
+            users: vec![user("a"), user("we\"ird\\")],
+        };
+        let metrics = Metrics::default();
+        metrics.observe_helix(Duration::from_millis(30));
+        let text = render(&Sample {
+            doc: Some(&doc),
+            helix: metrics.helix(),
+            resident_bytes: Some(4096),
+            now,
+        });
+        assert_eq!(check(&text), Ok(1 + 2 * 4 + 8 + 2 + 13 + 1), "{text}");
+        for line in [
+            "twitch_colorchanger_color_changes_total{user=\"a\"} 5",
+            "twitch_colorchanger_token_expiry_seconds{user=\"a\"} 3600",
+            "twitch_colorchanger_errors_total{user=\"a\",kind=\"chat\"} 2",
+            "twitch_colorchanger_chat_connected{user=\"we\\\"ird\\\\\",transport=\"eventsub\"} 1",
+            "twitch_colorchanger_helix_request_duration_seconds_bucket{le=\"0.05\"} 1",
+            "twitch_colorchanger_helix_request_duration_seconds_count 1",
+            "twitch_colorchanger_resident_memory_bytes 4096",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        // and the checker is strict
+        assert!(check("x 1").is_err());
+        assert!(check("# TYPE a_total counter\nb_total 1").is_err());
+        assert!(check("# TYPE a counter\na 1").is_err());
+    }
+}
