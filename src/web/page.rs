@@ -51,8 +51,7 @@ pub fn render(doc: Option<&Document>, prompts: &[(String, Prompt)], now: SystemT
     };
     let _ = write!(
         out,
-        "<p>{verdict} · pid {} · {} · version {}</p></header>",
-        doc.pid,
+        "<p>{verdict} · {} · version {}</p></header>",
         escape(&doc.config),
         env!("CARGO_PKG_VERSION")
     );
@@ -117,7 +116,7 @@ fn user_card(out: &mut String, user: &UserStatus, prompt: Option<&Prompt>, now: 
                 escape(c)
             );
         }
-        None => out.push_str("<div class=now class=dim>color not known yet</div>"),
+        None => out.push_str("<div class=\"now dim\">color not known yet</div>"),
     }
     if !user.recent_colors.is_empty() {
         out.push_str("<p class=dim>Last colors, newest first:</p><ol>");
