@@ -19,8 +19,11 @@ pub enum DeviceError {
     Expired,
     /// The person declined.
     Denied,
-    /// Twitch refused or could not be reached.
+    /// Twitch refused.
     Failed(String),
+    /// Twitch could not be reached, or failed on its side (no network, DNS, a 5xx): not
+    /// the person's doing, so it does not count toward the limit of codes.
+    Unreachable(String),
 }
 
 impl fmt::Display for DeviceError {
@@ -28,7 +31,7 @@ impl fmt::Display for DeviceError {
         match self {
             DeviceError::Expired => f.write_str("the code expired before it was approved"),
             DeviceError::Denied => f.write_str("the authorisation was declined"),
-            DeviceError::Failed(e) => f.write_str(e),
+            DeviceError::Failed(e) | DeviceError::Unreachable(e) => f.write_str(e),
         }
     }
 }
@@ -155,10 +158,12 @@ pub async fn run(
     username: &str,
     prompter: &dyn Prompter,
 ) -> Result<TokenSet, DeviceError> {
-    let code = oauth
-        .device_code(&app.id)
-        .await
-        .map_err(|e| DeviceError::Failed(format!("cannot start the device-code flow: {e}")))?;
+    let code = oauth.device_code(&app.id).await.map_err(|e| match e {
+        OAuthError::Http { .. } | OAuthError::Refused(500..=599, _) => {
+            DeviceError::Unreachable(format!("cannot reach Twitch to start the device-code flow: {e}"))
+        }
+        e => DeviceError::Failed(format!("cannot start the device-code flow: {e}")),
+    })?;
     let start = clock.now();
     let deadline = start + Duration::from_secs(code.expires_in);
     prompter.show(username, &code, Duration::from_secs(code.expires_in));

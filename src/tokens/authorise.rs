@@ -28,17 +28,35 @@ impl TokenCore {
         self.busy = None;
         match result {
             Ok(set) => {
+                self.retry_backoff.reset();
                 let access = set.access_token.clone();
                 self.start(Busy::ValidateNew(set), TokenAction::Validate(access));
             }
+            Err(DeviceError::Unreachable(why)) => self.unreachable(now, why),
             Err(e) => self.code_failed(now, e.to_string()),
         }
+    }
+
+    /// Twitch could not be reached for a code: not a refusal, so it does not count toward
+    /// the limit; tried again after a pause growing from about 2 s to 3 minutes, at a
+    /// terminal too.
+    fn unreachable(&mut self, now: Instant, why: String) {
+        let wait = self.retry_backoff.next_delay(0.75);
+        log!(
+            Warn,
+            self.who(),
+            None,
+            "{why}; trying again in {:.0}s (waiting for the network or Twitch)",
+            wait.as_secs_f64().ceil()
+        );
+        self.timers.set(Timer::NextCode, Some(now + wait));
     }
 
     pub(super) fn code_failed(&mut self, now: Instant, failure: String) {
         let Stage::Authorising(codes) = self.stage else {
             return;
         };
+        self.retry_backoff.reset(); // Twitch answered
         let codes = codes + 1;
         self.stage = Stage::Authorising(codes);
         if self.attempts.is_some_and(|max| codes >= max) {

@@ -27,6 +27,45 @@ fn device_codes_at_a_terminal_come_at_once_and_give_up_after_the_limit() {
 }
 
 #[test]
+fn an_unreachable_twitch_is_waited_for_and_does_not_count_toward_the_limit() {
+    let mut t = Instant::now();
+    let mut core = core_for("", "", Some(2));
+    assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    let offline = || {
+        Err(DeviceError::Unreachable(
+            "cannot reach Twitch to start the device-code flow: Temporary failure in name resolution"
+                .into(),
+        ))
+    };
+    // ten failures in a row at a terminal: no giving up, pauses growing to the cap
+    let mut waits = Vec::new();
+    for _ in 0..10 {
+        core.handle_device(t, offline());
+        assert_eq!(events(&mut core), [], "not given up");
+        let at = core.poll_timeout().expect("a next try");
+        waits.push(at - t);
+        t = at;
+        core.handle_timeout(t);
+        assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    }
+    assert!(waits[0] > Duration::ZERO && waits[0] <= RETRY_FIRST, "{waits:?}");
+    assert!(waits[3] > waits[0] && waits[9] <= RETRY_MAX, "{waits:?}");
+    // once Twitch answers, declined codes count as before: the limit is 2
+    core.handle_device(t, Err(DeviceError::Denied));
+    assert_eq!(events(&mut core), []);
+    assert_eq!(core.poll_timeout(), Some(t));
+    core.handle_timeout(t);
+    assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    core.handle_device(t, offline());
+    let retry_at = core.poll_timeout().unwrap();
+    assert!(retry_at - t <= RETRY_FIRST, "the pause starts over after an answer");
+    core.handle_timeout(retry_at);
+    action(&mut core);
+    core.handle_device(retry_at, Err(DeviceError::Denied));
+    assert!(matches!(&events(&mut core)[..], [TokenEvent::GaveUp(why)] if why.starts_with("authorisation failed 2 times")));
+}
+
+#[test]
 fn unattended_device_codes_pause_longer_each_time_and_renewals_wait_for_them() {
     let t = Instant::now();
     let mut core = ready(t);
