@@ -80,40 +80,54 @@ pub(crate) struct TerminalPrompter;
 
 impl Prompter for TerminalPrompter {
     fn show(&self, username: &str, code: &DeviceCode, left: Duration) {
+        // the log line first: on a small terminal it is what scrolls away
+        LogPrompter.show(username, code, left);
         let text = terminal_prompt(username, code, left);
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
-        LogPrompter.show(username, code, left);
     }
     fn remind(&self, username: &str, code: &DeviceCode, left: Duration) {
         LogPrompter.remind(username, code, left);
     }
 }
 
-/// The prompt block: a QR code of the URL, then who, where, which code and how long, last,
-/// so that on a small terminal (80×24) the link and the code are what stays on the screen.
+/// Rows the prompt block may take: with the log line above it (three rows at 80 columns)
+/// and the shell's prompt line, it fits an 80×24 terminal.
+pub(crate) const PROMPT_ROWS: usize = 20;
+
+/// The prompt block: the QR code of the link on the left with the steps beside it, and the
+/// link in full below, all within 80 columns and [`PROMPT_ROWS`] rows.
 pub(crate) fn terminal_prompt(username: &str, code: &DeviceCode, left: Duration) -> String {
-    let lines = [
-        format!("Authorise twitch-colorchanger for Twitch account {username}"),
+    let steps = [
+        "Authorise twitch-colorchanger".to_owned(),
+        format!("for the Twitch account {username}"),
         String::new(),
-        format!("  1. Open   {}", code.verification_uri),
-        format!("  2. Check the code   {}", spaced(&code.user_code)),
-        format!("  3. Click Authorize (logged in as {username})"),
+        "1. Open the link below, or scan".into(),
+        "   the QR code with your phone".into(),
+        "2. Check that it shows the code".into(),
+        format!("   {}", spaced(&code.user_code)),
+        "3. Click Authorize, logged in".into(),
+        format!("   as {username}"),
         String::new(),
         format!(
-            "The code expires in {} minutes. The QR code above opens the same link.",
+            "The code expires in {} minutes.",
             left.as_secs().div_ceil(60)
         ),
     ];
-    let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) + 2;
-    let mut out = String::from("\n");
-    out.push_str(&qr(&code.verification_uri));
-    out.push_str(&format!("╔{}╗\n", "═".repeat(width)));
-    for line in &lines {
-        out.push_str(&format!("║ {line:<w$} ║\n", w = width - 2));
+    let qr = qr(&code.verification_uri);
+    let qr: Vec<&str> = qr.lines().collect();
+    let qr_width = qr.first().map_or(0, |row| row.chars().count());
+    let mut out = String::new();
+    for i in 0..qr.len().max(steps.len()) {
+        let row = qr.get(i).copied().unwrap_or_default();
+        let pad = if row.is_empty() { qr_width } else { 0 };
+        let step = steps.get(i).map_or("", String::as_str);
+        let line = format!("{row}{:pad$}  {step}", "");
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
-    out.push_str(&format!("╚{}╝\n", "═".repeat(width)));
+    out.push_str(&format!("Link: {}\n", code.verification_uri));
     out
 }
 
@@ -227,15 +241,15 @@ mod tests {
         assert!(text.contains("A B C D E F G H"));
         assert!(text.contains("expires in 30 minutes"));
         assert!(!text.contains("ike3GM8Q"));
-        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('║')).collect();
-        let widths: Vec<usize> = rows.iter().map(|l| l.chars().count()).collect();
-        assert!(widths.windows(2).all(|w| w[0] == w[1]), "box rows line up");
-        assert!(widths[0] <= 80, "fits an 80-column terminal");
-        // the link and the code come last, so an 80×24 terminal keeps them on screen
+        // all of it on an 80×24 terminal: the block's rows, and each within 80 columns
         let lines: Vec<&str> = text.lines().collect();
-        let link = lines.iter().position(|l| l.contains("1. Open")).unwrap();
-        assert!(lines.len() - link <= 8, "{text}");
-        assert!(lines[1].starts_with('█'), "the QR code first");
+        assert!(lines.len() <= PROMPT_ROWS, "{} rows:\n{text}", lines.len());
+        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{text}");
+        assert!(lines[0].starts_with('█'), "the QR code on the left");
+        assert!(lines[0].ends_with("Authorise twitch-colorchanger"), "{text}");
+        // with the log line above it (at most three rows) and a shell prompt
+        let log = format!("2026-12-04T10:00:00Z WARN  [hueshift_bot] ACTION REQUIRED: authorise twitch-colorchanger for hueshift_bot: open {} and enter code ABCDEFGH (valid 30 minutes)", code().verification_uri);
+        assert!(log.chars().count() <= 240 && lines.len() + log.chars().count().div_ceil(80) + 1 <= 24);
     }
 
     #[test]
