@@ -145,10 +145,12 @@ enum Error {
 impl Error {
     fn ending(&self) -> Ending {
         match self {
-            // a port in use may be free after a restart
-            Error::Start(app::StartError::NoUserLeft | app::StartError::Listen(..)) => {
-                Ending::NotDone
-            }
+            // a port in use may be free after a restart, and the other bot gone
+            Error::Start(
+                app::StartError::NoUserLeft
+                | app::StartError::Listen(..)
+                | app::StartError::InUse(..),
+            ) => Ending::NotDone,
             Error::Start(_) | Error::NoDemo => Ending::BadInput,
             Error::Signals(_) | Error::NoStatus(_) | Error::Demo(_) => Ending::NotDone,
         }

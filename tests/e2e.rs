@@ -683,10 +683,10 @@ fn real_clock_soak() {
         for (i, login) in logins.iter().enumerate() {
             fake.privmsg("common", login, &i.to_string(), "soak");
         }
-        if tick % 30 == 0 {
+        if tick.is_multiple_of(30) {
             fake.reconnect_all();
         }
-        if tick % 60 == 0 {
+        if tick.is_multiple_of(60) {
             let doc = json!({ "users": entries(&format!("extra_{tick}")) });
             std::fs::write(&config, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
         }

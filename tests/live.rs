@@ -655,6 +655,64 @@ fn status_file_status_command_and_health_check_follow_the_bot() {
 }
 
 #[test]
+fn a_second_bot_on_the_same_config_is_refused_and_check_and_status_still_work() {
+    let (fake, config, bot) = alpha("live-lock", &["a_chan"]);
+    let conf = config.to_str().unwrap();
+    let pid = bot.child.id();
+    let second = |when: &str| {
+        let mut cmd = bot_command();
+        cmd.args(["--config", conf]);
+        let mut other = Bot::spawn(&fake, cmd);
+        let exit = wait_exit(&mut other.child, WAIT);
+        assert_eq!(exit.code(), Some(1), "{when}: {}", other.output());
+        other.wait_log("lock the account out", 1);
+        let out = other.output();
+        assert!(
+            out.contains(&format!(
+                "another twitch-colorchanger (pid {pid}) is running with {conf}"
+            )),
+            "{when}: {out}"
+        );
+    };
+    assert!(eventually(|| status_doc(&config).is_some()));
+    second("at once");
+    // status and check do not take the lock
+    assert_eq!(
+        cli(&["status", "--config", conf], &[]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        cli(&["check", "--config", conf], &[]).status.code(),
+        Some(0)
+    );
+    // the bot's own save and a person's save by rename both make a new file: still held
+    fake.privmsg("a_chan", "alpha_user", "111", "ccd");
+    assert!(
+        bot.wait_log("saved \"enabled\": false", 1),
+        "{}",
+        bot.output()
+    );
+    second("after the bot's own save");
+    edit_by_rename(&config, |doc| doc["users"][0]["note"] = json!("edited"));
+    assert!(bot.wait_log("config reloaded", 1), "{}", bot.output());
+    second("after an edit by rename");
+    assert!(
+        !bot.output().contains("another process locked"),
+        "{}",
+        bot.output()
+    );
+    // once it is gone, the next one starts
+    let (status, _, _) = bot.terminate();
+    assert!(status.success());
+    let next = Bot::start(&fake, &config);
+    assert!(
+        joined(&fake, "alpha_user", &["a_chan"]),
+        "{}",
+        next.output()
+    );
+}
+
+#[test]
 fn the_status_file_lives_in_the_runtime_directory_or_where_it_is_told() {
     let dir = temp_dir("live-status-place");
     let fake = FakeTwitch::start(&dir).unwrap();

@@ -251,7 +251,7 @@ fn three_users_for_thirty_days_keep_every_schedule() {
         let start = cycle * refresh_every;
         let stop = (start + refresh_every).min(end);
         expected_validations += multiples_below(stop - start, VALIDATE_EVERY.as_secs())
-            + u64::from((stop - start) % VALIDATE_EVERY.as_secs() == 0 && stop < end);
+            + u64::from((stop - start).is_multiple_of(VALIDATE_EVERY.as_secs()) && stop < end);
     }
     for (i, sim) in sims.iter().enumerate() {
         let first_reconnect = RECONNECT_EVERY + 600 * i as u64;

@@ -50,6 +50,9 @@ pub enum StartError {
     NoUserLeft,
     /// The HTTP listener cannot listen on this address: why.
     Listen(std::net::SocketAddr, std::io::Error),
+    /// Another process (another bot, `setup`) holds the config: the config, and the other
+    /// bot's pid when its status says.
+    InUse(PathBuf, Option<u32>),
 }
 
 impl fmt::Display for StartError {
@@ -61,6 +64,13 @@ impl fmt::Display for StartError {
             StartError::NoUserLeft => {
                 f.write_str("no user is running any more (see the errors above)")
             }
+            StartError::InUse(path, pid) => write!(
+                f,
+                "another twitch-colorchanger{} is running with {}: two bots on one config use up each other's single-use refresh tokens and lock the account out; stop that one first (`twitch-colorchanger status -c {}` shows it)",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                path.display(),
+                path.display()
+            ),
             StartError::Listen(addr, e) => write!(
                 f,
                 "cannot serve the status page on {addr} ({e}); change \"http_listen\" or {}",
@@ -263,11 +273,13 @@ async fn read_at_start(
     let file = file.clone();
     smol::unblock(move || {
         let path = file.path();
+        take_lock(&file)?;
         let leftovers = config::sweep_temp_files(path);
         if !leftovers.is_empty() {
             log!(Warn, None, None, "{}: found {} complete copy(ies) left by an interrupted save; their tokens are kept as a fallback", path.display(), leftovers.len());
         }
         apply_env(&file, &env)?;
+        take_lock(&file)?; // the environment's users may have created it
         let text = config::read_text(path).map_err(StartError::Config)?;
         Ok((text, leftovers))
     })
@@ -289,6 +301,24 @@ async fn choose_status_place(config: &Path, wanted: Option<PathBuf>) -> Option<P
             log!(Warn, None, None, "no place for the status file ({tried}); the bot runs, but --health-check and status will not see it (set STATUS_FILE to a writable path)");
             None
         }
+    }
+}
+
+/// Locks the config (see [`ConfigFile::lock`]); the error names the bot holding it.
+fn take_lock(file: &ConfigFile) -> Result<(), StartError> {
+    match file.lock() {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            let pid = status::read(file.path())
+                .ok()
+                .map(|doc| doc.pid)
+                .filter(|pid| status::pid_alive(*pid));
+            Err(StartError::InUse(file.path().to_owned(), pid))
+        }
+        Err(e) => Err(StartError::Config(ConfigError::Io(
+            file.path().to_owned(),
+            e,
+        ))),
     }
 }
 

@@ -251,8 +251,13 @@ impl<'a> Supervisor<'a> {
     async fn reload(&mut self, why: Reload) {
         let path = self.services.config.path().to_owned();
         let read = {
-            let path = path.clone();
-            smol::unblock(move || config::read_text(&path)).await
+            let file = self.services.config.clone();
+            // an editor's save made a new file: the lock goes with the file now there
+            smol::unblock(move || {
+                file.relock();
+                config::read_text(file.path())
+            })
+            .await
         };
         let text = match read {
             Ok(text) => text,

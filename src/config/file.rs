@@ -15,6 +15,8 @@ pub struct ConfigFile {
     /// Called between a write's complete, fsynced temp file and its rename (see
     /// [`ConfigFile::before_rename`]).
     before_rename: Option<fn(&Path)>,
+    /// The file, open and locked (see [`ConfigFile::lock`]), once locked.
+    held: Mutex<Option<fs::File>>,
 }
 
 /// How many of its recent writes the file remembers.
@@ -27,6 +29,49 @@ impl ConfigFile {
             path: path.into(),
             written: Mutex::new(VecDeque::new()),
             before_rename: None,
+            held: Mutex::new(None),
+        }
+    }
+
+    /// Takes the advisory lock (`flock`) that tells another bot this config is in use, so
+    /// that two bots never rotate the same single-use refresh tokens. Nothing is written:
+    /// the file is opened for reading and locked, and the lock ends with the process.
+    /// `Ok(false)`: another process holds it. A missing file is not locked (`Ok(true)`).
+    /// Every rename over the file (the bot's own saves, an editor's) makes a new file, so
+    /// the lock is taken again after each ([`ConfigFile::relock`]).
+    pub fn lock(&self) -> io::Result<bool> {
+        // only a regular file: opening a FIFO would wait for a writer (reading it says why)
+        match fs::metadata(&self.path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e),
+        }
+        let file = match fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        let mut held = lock(&self.held);
+        // locks belong to open files: a second one on the same file would fail against ours
+        if held.as_ref().is_some_and(|h| same_file(h, &file)) {
+            return Ok(true);
+        }
+        match file.try_lock() {
+            Ok(()) => {
+                *held = Some(file);
+                Ok(true)
+            }
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Takes the lock on the file now at the path, after it was replaced; says so if another
+    /// process got there first.
+    pub(crate) fn relock(&self) {
+        if matches!(self.lock(), Ok(false)) {
+            crate::log!(Error, None, None, "{}: another process locked the config (a second bot?); two bots on one config use up each other's refresh tokens", self.path.display());
         }
     }
 
@@ -139,6 +184,7 @@ impl ConfigFile {
         text.push('\n');
         write_atomic_with(path, text.as_bytes(), self.before_rename)
             .map_err(|e| ConfigError::Io(path.to_owned(), e))?;
+        self.relock();
         // a few recent writes, so a reload that reads one write while the next lands still knows it
         written.truncate(WRITES_KEPT - 1);
         written.push_front(text.into_bytes());
@@ -149,6 +195,19 @@ impl ConfigFile {
     pub(crate) fn written_by_us(&self, bytes: &[u8]) -> bool {
         lock(&self.written).iter().any(|w| w == bytes)
     }
+}
+
+fn same_file(a: &fs::File, b: &fs::File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (a.metadata(), b.metadata()) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    false
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -48,7 +48,10 @@ fn an_unreachable_twitch_is_waited_for_and_does_not_count_toward_the_limit() {
         core.handle_timeout(t);
         assert_eq!(action(&mut core), Some(TokenAction::Authorize));
     }
-    assert!(waits[0] > Duration::ZERO && waits[0] <= RETRY_FIRST, "{waits:?}");
+    assert!(
+        waits[0] > Duration::ZERO && waits[0] <= RETRY_FIRST,
+        "{waits:?}"
+    );
     assert!(waits[3] > waits[0] && waits[9] <= RETRY_MAX, "{waits:?}");
     // once Twitch answers, declined codes count as before: the limit is 2
     core.handle_device(t, Err(DeviceError::Denied));
@@ -58,11 +61,16 @@ fn an_unreachable_twitch_is_waited_for_and_does_not_count_toward_the_limit() {
     assert_eq!(action(&mut core), Some(TokenAction::Authorize));
     core.handle_device(t, offline());
     let retry_at = core.poll_timeout().unwrap();
-    assert!(retry_at - t <= RETRY_FIRST, "the pause starts over after an answer");
+    assert!(
+        retry_at - t <= RETRY_FIRST,
+        "the pause starts over after an answer"
+    );
     core.handle_timeout(retry_at);
     action(&mut core);
     core.handle_device(retry_at, Err(DeviceError::Denied));
-    assert!(matches!(&events(&mut core)[..], [TokenEvent::GaveUp(why)] if why.starts_with("authorisation failed 2 times")));
+    assert!(
+        matches!(&events(&mut core)[..], [TokenEvent::GaveUp(why)] if why.starts_with("authorisation failed 2 times"))
+    );
 }
 
 #[test]
