@@ -82,6 +82,15 @@ pub(crate) enum Typed {
     Hex(String),
 }
 
+/// What a color may be, for error messages: the 15 names, and hex.
+pub fn accepted() -> String {
+    let names: Vec<&str> = NAMED.iter().map(|(n, _)| *n).collect();
+    format!(
+        "one of the named colors {} (any case, with or without the underscores, so Twitch chat's BlueViolet works too), or hex such as #a1b2c3 (Turbo or Prime only)",
+        names.join(", ")
+    )
+}
+
 /// Reads a typed color: a named color in any case, with or without its underscores (Helix's
 /// `hot_pink`, or `HotPink` as Twitch's chat spelled it), or hex with or without `#`, 3 or 6
 /// digits.

@@ -58,7 +58,11 @@ pub fn parse(text: &str) -> Option<Command> {
     };
     Some(match color::parse_typed(arg) {
         Some(typed) => Command::SetColor(typed),
-        None => Command::Invalid(format!("ccc: unknown color {}", crate::log::quoted(arg))),
+        None => Command::Invalid(format!(
+            "ccc: unknown color {}: use {}",
+            crate::log::quoted(arg),
+            color::accepted()
+        )),
     })
 }
 

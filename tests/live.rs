@@ -449,7 +449,7 @@ fn chat_commands_disable_enable_and_set_colors_and_persist() {
     assert!(bot.output().contains("hex colors need Turbo or Prime"));
     assert!(bot
         .output()
-        .contains("ccc: unknown color \"purple\"; ignored"));
+        .contains("ccc: unknown color \"purple\": use one of the named colors blue, blue_violet,"));
     assert_eq!(fake.state().puts.len(), 1);
 
     fake.privmsg("chan", "named_user", "555", "cce");
@@ -651,6 +651,21 @@ fn status_file_status_command_and_health_check_follow_the_bot() {
         text(&out).contains(&format!("the last one (pid {pid})")),
         "{}",
         text(&out)
+    );
+}
+
+#[test]
+fn check_names_a_misspelled_field_and_the_one_meant() {
+    let dir = temp_dir("live-typo");
+    let mut entry = user_entry("alpha_user", TOKEN_A, &["a_chan"], true);
+    entry["colour_mode"] = json!("rainbow");
+    let config = write_config(&dir, vec![entry]);
+    let out = cli(&["check", "--config", config.to_str().unwrap()], &[]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("users[0] (alpha_user): unknown field \"colour_mode\" (did you mean \"color_mode\"?); kept in the file, not used"),
+        "{said}"
     );
 }
 

@@ -16,6 +16,7 @@ pub struct CheckReport {
 /// writing anything) and the endpoint variables, listing every problem of every user.
 pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
     let mut problems = log::env_problems(&var);
+    let mut notes: Vec<String> = Vec::new();
     let default_transport = match Endpoints::from_env(&var) {
         Ok(endpoints) => endpoints.chat_transport,
         Err(e) => {
@@ -40,6 +41,7 @@ pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
             config::merge_env(&mut root, &env);
             match config::validate(path, &root) {
                 Ok(cfg) => {
+                    notes.extend(cfg.unknown.iter().map(|w| format!("{}: {w}", path.display())));
                     problems.extend(
                         cfg.warnings
                             .iter()
@@ -71,6 +73,12 @@ pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
         text.push_str("would run:\n");
         for line in &running {
             text.push_str(&format!("  {line}\n"));
+        }
+    }
+    if !notes.is_empty() {
+        text.push_str(&format!("{} warning(s):\n", notes.len()));
+        for n in &notes {
+            text.push_str(&format!("  {n}\n"));
         }
     }
     if problems.is_empty() {

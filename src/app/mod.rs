@@ -350,6 +350,9 @@ fn warn_readable(path: &Path) {
 }
 
 fn warn_skipped(cfg: &config::Config) {
+    for unknown in &cfg.unknown {
+        log!(Warn, None, None, "{}: {unknown}", cfg.path.display());
+    }
     for warning in &cfg.warnings {
         log!(
             Warn,

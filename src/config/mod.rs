@@ -62,6 +62,66 @@ pub struct Config {
     pub(crate) warnings: Vec<String>,
     /// `"http_listen"`: where the status page and metrics are served (off when absent).
     pub http_listen: Option<std::net::SocketAddr>,
+    /// One line per field the bot does not know (a typo, or a note of the person's): kept
+    /// in the file, not used.
+    pub unknown: Vec<String>,
+}
+
+/// The fields of a user entry (all of them the Python bot's, plus this bot's own).
+pub const USER_FIELDS: [&str; 14] = [
+    "username",
+    "client_id",
+    "client_secret",
+    "access_token",
+    "refresh_token",
+    "token_expiry",
+    "channels",
+    "is_prime_or_turbo",
+    "enabled",
+    "color_mode",
+    "rainbow_step",
+    "palette",
+    "palette_order",
+    "chat_transport",
+];
+
+/// The fields of the top level.
+pub const TOP_FIELDS: [&str; 2] = ["users", "http_listen"];
+
+/// Says what is wrong with each unknown field of `obj`, naming the nearest known one when
+/// it looks like a typo of it.
+fn unknown_fields(obj: &Map<String, Value>, known: &[&str], at: &str) -> Vec<String> {
+    obj.keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .map(|k| {
+            let nearest = known
+                .iter()
+                .map(|n| (distance(k, n), n))
+                .min()
+                .filter(|(d, n)| *d <= 2.max(n.len() / 4));
+            match nearest {
+                Some((_, n)) => format!("{at}unknown field {k:?} (did you mean {n:?}?); kept in the file, not used"),
+                None => format!("{at}unknown field {k:?}; kept in the file, not used"),
+            }
+        })
+        .collect()
+}
+
+/// Edit distance (Levenshtein) between two short names, ignoring case.
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    let b: Vec<u8> = b.into_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
 }
 
 /// Why the config cannot be used at all.
@@ -163,7 +223,19 @@ pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
     })?;
     let mut valid: Vec<UserConfig> = Vec::new();
     let mut warnings = Vec::new();
+    let mut unknown = root
+        .as_object()
+        .map(|top| unknown_fields(top, &TOP_FIELDS, ""))
+        .unwrap_or_default();
     for (index, entry) in users.iter().enumerate() {
+        if let Some(obj) = entry.as_object() {
+            let who = obj
+                .get("username")
+                .and_then(Value::as_str)
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default();
+            unknown.extend(unknown_fields(obj, &USER_FIELDS, &format!("users[{index}]{who}: ")));
+        }
         match schema::parse_user(entry) {
             Ok(user)
                 if valid
@@ -210,6 +282,7 @@ pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
         users: valid,
         warnings,
         http_listen,
+        unknown,
     })
 }
 

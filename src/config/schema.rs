@@ -173,7 +173,7 @@ pub(super) fn color_settings(
                     Some(color::Typed::Hex(hex)) => settings.palette.push(hex),
                     Some(color::Typed::Named(name)) => settings.palette.push(name.to_owned()),
                     None => problems.push(format!(
-                        "field \"palette\"[{i}]: {item} is not a color (a name such as sea_green, or hex such as #a1b2c3)"
+                        "field \"palette\"[{i}]: {item} is not a color: use {}", color::accepted()
                     )),
                 }
             }

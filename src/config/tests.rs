@@ -87,7 +87,7 @@ fn color_modes_are_read_and_every_bad_field_is_named() {
             "users[0] (hueshift_bot): field \"color_mode\": \"gradient\" is not \"random\", \"rainbow\" or \"palette\"",
             "users[0] (hueshift_bot): field \"rainbow_step\": 0 is not a whole number of degrees from 1 to 359",
             "users[0] (hueshift_bot): field \"palette_order\": \"backwards\" is not \"cycle\" or \"shuffle\"",
-            "users[0] (hueshift_bot): field \"palette\"[1]: \"purple\" is not a color (a name such as sea_green, or hex such as #a1b2c3)",
+            &format!("users[0] (hueshift_bot): field \"palette\"[1]: \"purple\" is not a color: use {}", crate::color::accepted()),
             "users[0] (hueshift_bot): field \"palette\"[2]: #abcdef is a hex color, which needs Turbo or Prime (\"is_prime_or_turbo\" is false); use named colors",
         ]
     );
@@ -412,4 +412,34 @@ fn path_comes_from_flag_then_env_then_default() {
         resolve_path(None, None),
         PathBuf::from("twitch_colorchanger.conf")
     );
+}
+
+#[test]
+fn unknown_fields_are_named_with_the_nearest_known_one() {
+    let root: Value = serde_json::from_str(
+        r#"{"users": [{"username": "hueshift_bot", "client_id": "abcdefghij0123456789", "channels": ["a"],
+            "colour_mode": "rainbow", "Enabled": false, "my_note": "mine",
+            "access_token": "", "refresh_token": "", "token_expiry": null, "client_secret": "",
+            "is_prime_or_turbo": true, "enabled": true}],
+            "http_listn": "127.0.0.1:8080"}"#,
+    )
+    .unwrap();
+    let cfg = validate(Path::new("c.conf"), &root).unwrap();
+    assert_eq!(
+        cfg.unknown,
+        [
+            r#"unknown field "http_listn" (did you mean "http_listen"?); kept in the file, not used"#,
+            r#"users[0] (hueshift_bot): unknown field "colour_mode" (did you mean "color_mode"?); kept in the file, not used"#,
+            r#"users[0] (hueshift_bot): unknown field "Enabled" (did you mean "enabled"?); kept in the file, not used"#,
+            r#"users[0] (hueshift_bot): unknown field "my_note"; kept in the file, not used"#,
+        ]
+    );
+    // every field the Python bot writes is known
+    let python: Value = serde_json::from_str(
+        r#"{"users": [{"username": "u_1", "client_id": "abcdefghij0123456789", "client_secret": "",
+            "access_token": "", "refresh_token": "", "token_expiry": "2026-11-23T02:30:00Z",
+            "channels": ["a"], "is_prime_or_turbo": true, "enabled": true}]}"#,
+    )
+    .unwrap();
+    assert_eq!(validate(Path::new("c.conf"), &python).unwrap().unknown, Vec::<String>::new());
 }
