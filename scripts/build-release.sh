@@ -15,6 +15,7 @@
 # `demo` and the HTTP listener add to x86_64 against their 150 KB and 40 KB budgets: over
 # either, the script fails).
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -/p' "$0" | sed '$d' | cut -c3-; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 
 ALL_TARGETS=(

@@ -3,6 +3,7 @@
 # Run scripts/build-release.sh first. Needs Docker with buildx.
 #   scripts/docker-buildx.sh IMAGE[:TAG] [--push]
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -/p' "$0" | sed '$d' | cut -c3-; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 image=${1:-ghcr.io/twitch-colorchanger/twitch-colorchanger:latest}
 shift || true

@@ -5,6 +5,7 @@
 # then in fuzz/artifacts/<target>/ (turn it into a regression test, fix, run again).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -/p' "$0" | sed '$d' | cut -c3-; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true

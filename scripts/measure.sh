@@ -4,6 +4,7 @@
 # end-to-end run against the fake Twitch, over IRC and over EventSub. Figures only: nothing
 # here passes or fails on them.
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -/p' "$0" | sed '$d' | cut -c3-; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
 # the release binary as shipped (zig, std rebuilt for size), not a plain cargo build

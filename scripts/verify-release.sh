@@ -14,6 +14,7 @@
 #   scripts/verify-release.sh                 # every binary in dist/
 #   scripts/verify-release.sh aarch64-unknown-linux-musl
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -/p' "$0" | sed '$d' | cut -c3-; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 
 BUDGET=2000000 # "under 2 MB"

@@ -41,7 +41,11 @@ pub fn check(path: &Path, var: impl Fn(&str) -> Option<String>) -> CheckReport {
             config::merge_env(&mut root, &env);
             match config::validate(path, &root) {
                 Ok(cfg) => {
-                    notes.extend(cfg.unknown.iter().map(|w| format!("{}: {w}", path.display())));
+                    notes.extend(
+                        cfg.unknown
+                            .iter()
+                            .map(|w| format!("{}: {w}", path.display())),
+                    );
                     problems.extend(
                         cfg.warnings
                             .iter()

@@ -100,7 +100,9 @@ fn unknown_fields(obj: &Map<String, Value>, known: &[&str], at: &str) -> Vec<Str
                 .min()
                 .filter(|(d, n)| *d <= 2.max(n.len() / 4));
             match nearest {
-                Some((_, n)) => format!("{at}unknown field {k:?} (did you mean {n:?}?); kept in the file, not used"),
+                Some((_, n)) => format!(
+                    "{at}unknown field {k:?} (did you mean {n:?}?); kept in the file, not used"
+                ),
                 None => format!("{at}unknown field {k:?}; kept in the file, not used"),
             }
         })
@@ -117,7 +119,9 @@ fn distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let here = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
             prev = here;
         }
     }
@@ -234,7 +238,11 @@ pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
                 .and_then(Value::as_str)
                 .map(|u| format!(" ({u})"))
                 .unwrap_or_default();
-            unknown.extend(unknown_fields(obj, &USER_FIELDS, &format!("users[{index}]{who}: ")));
+            unknown.extend(unknown_fields(
+                obj,
+                &USER_FIELDS,
+                &format!("users[{index}]{who}: "),
+            ));
         }
         match schema::parse_user(entry) {
             Ok(user)

@@ -441,5 +441,8 @@ fn unknown_fields_are_named_with_the_nearest_known_one() {
             "channels": ["a"], "is_prime_or_turbo": true, "enabled": true}]}"#,
     )
     .unwrap();
-    assert_eq!(validate(Path::new("c.conf"), &python).unwrap().unknown, Vec::<String>::new());
+    assert_eq!(
+        validate(Path::new("c.conf"), &python).unwrap().unknown,
+        Vec::<String>::new()
+    );
 }
