@@ -172,14 +172,19 @@ impl Error {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    // `-h` as most commands take it (argh knows only `--help` and `help`)
+    let rest: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .map(|a| if a == "-h" { "--help" } else { a.as_str() })
+        .collect();
     let ending = match Cli::from_args(&["twitch-colorchanger"], &rest) {
         Ok(cli) => run(cli).unwrap_or_else(|e| {
             e.report();
             e.ending()
         }),
         Err(early) if early.status.is_ok() => {
-            println!("{}", early.output);
+            say(&format!("{}\n", early.output));
             Ending::Done
         }
         Err(early) => {
@@ -194,12 +199,12 @@ fn run(cli: Cli) -> Result<Ending, Error> {
     // Signals first, so that a stop during start-up is clean too, and SIGHUP never kills.
     let signals = Signals::new([Signal::Int, Signal::Term, Signal::Hup]).map_err(Error::Signals)?;
     if cli.version {
-        println!(
-            "twitch-colorchanger {} (commit {}, target {})",
+        say(&format!(
+            "twitch-colorchanger {} (commit {}, target {})\n",
             env!("CARGO_PKG_VERSION"),
             env!("TCC_GIT_COMMIT"),
             env!("TCC_TARGET")
-        );
+        ));
         return Ok(Ending::Done);
     }
     if let Some(Command::Demo(demo)) = &cli.command {
@@ -370,11 +375,11 @@ fn health_check(config: &Path, status_file: Option<PathBuf>) -> Ending {
         .and_then(|doc| status::health(&doc, SystemTime::now(), status::pid_alive(doc.pid)));
     match verdict {
         Ok(summary) => {
-            println!("{summary}");
+            say(&format!("{summary}\n"));
             Ending::Done
         }
         Err(why) => {
-            println!("unhealthy: {why}");
+            say(&format!("unhealthy: {why}\n"));
             Ending::NotDone
         }
     }
@@ -394,9 +399,9 @@ fn show_status(config: &Path, status_file: Option<PathBuf>, json: bool) -> Resul
     if json {
         let text =
             serde_json::to_string_pretty(&doc).map_err(|e| Error::NoStatus(e.to_string()))?;
-        println!("{text}");
+        say(&format!("{text}\n"));
     } else {
-        print!("{}", status::table(&doc, SystemTime::now()));
+        say(&status::table(&doc, SystemTime::now()));
     }
     if let Err(why) = status::health(&doc, SystemTime::now(), true) {
         eprintln!("warning: {why}");
@@ -407,10 +412,17 @@ fn show_status(config: &Path, status_file: Option<PathBuf>, json: bool) -> Resul
 /// `check`: the config file and the environment together, every problem listed.
 fn check(path: &Path) -> Ending {
     let report = twitch_colorchanger::app::check(path, |k| std::env::var(k).ok());
-    print!("{}", report.text);
+    say(&report.text);
     if report.ok {
         Ending::Done
     } else {
         Ending::BadInput
     }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn say(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

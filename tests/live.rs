@@ -635,10 +635,11 @@ fn status_file_status_command_and_health_check_follow_the_bot() {
         status_doc(&config)
     );
 
-    // bot gone
+    // bot gone: its last word says every user stopped
     let pid = bot.child.id();
     let (status, _, _) = bot.terminate();
     assert!(status.success());
+    assert_eq!(status_doc(&config).unwrap().users[0].state, "stopped");
     let out = cli(&["--health-check", "--config", conf], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -649,6 +650,23 @@ fn status_file_status_command_and_health_check_follow_the_bot() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).contains(&format!("the last one (pid {pid})")),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn dash_h_is_help() {
+    let out = cli(&["-h"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out).starts_with("Usage: twitch-colorchanger"),
+        "{}",
+        text(&out)
+    );
+    let out = cli(&["status", "-h"], &[]);
+    assert!(
+        text(&out).starts_with("Usage: twitch-colorchanger status"),
         "{}",
         text(&out)
     );

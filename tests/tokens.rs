@@ -71,6 +71,14 @@ fn first_start_with_only_a_client_id_authorises_saves_and_changes_colors() {
     let bot = Bot::start(&fake, &config);
     approve_when_asked(&fake, &bot, "new_user");
     assert!(joined(&fake, "new_user", &["chan"]), "{}", bot.output());
+    // a file others may read is warned about for what it will hold, not what it holds
+    assert!(
+        bot.output().contains(
+            "readable by every user of this machine and will hold your tokens once you authorise"
+        ),
+        "{}",
+        bot.output()
+    );
 
     // the pair Twitch issued is in the file, with its expiry, next to what was there
     let (access, refresh) = fake.state().issued.last().cloned().unwrap();

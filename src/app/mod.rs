@@ -176,7 +176,11 @@ pub async fn run(
     // Someone at a terminal gets a few device codes; an unattended bot keeps asking, slowly.
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
     warn_plain_text(&endpoints);
-    warn_readable(&config_path);
+    let tokens = cfg
+        .users
+        .iter()
+        .any(|u| !u.access_token.expose().is_empty() || !u.refresh_token.expose().is_empty());
+    warn_readable(&config_path, tokens);
     let listen = match std::env::var(config::HTTP_LISTEN_ENV) {
         Ok(text) if !text.trim().is_empty() => Some(
             config::parse_listen(&text).map_err(|e| StartError::Env(config::HTTP_LISTEN_ENV, e))?,
@@ -338,15 +342,22 @@ fn warn_plain_text(endpoints: &Endpoints) {
     }
 }
 
-/// A config others may read exposes the tokens in it.
-fn warn_readable(path: &Path) {
+/// A config others may read exposes the tokens in it (or will, once the bot saves some).
+fn warn_readable(path: &Path, tokens: bool) {
     #[cfg(unix)]
     if let Ok(meta) = std::fs::metadata(path) {
         use std::os::unix::fs::PermissionsExt;
         if meta.permissions().mode() & 0o004 != 0 {
-            log!(Warn, None, None, "{} is readable by every user of this machine and holds your tokens: chmod 600 it (the bot's next save removes that permission)", path.display());
+            let holds = if tokens {
+                "holds your tokens"
+            } else {
+                "will hold your tokens once you authorise"
+            };
+            log!(Warn, None, None, "{} is readable by every user of this machine and {holds}: chmod 600 it (the bot's next save removes that permission)", path.display());
         }
     }
+    #[cfg(not(unix))]
+    let _ = (path, tokens);
 }
 
 fn warn_skipped(cfg: &config::Config) {

@@ -49,6 +49,8 @@ pub(super) struct Supervisor<'a> {
     applied: String,
     missing: bool,
     status_warned: bool,
+    /// The process is stopping: the status says `stopped` for every user.
+    stopped: bool,
     /// Where the status file goes (`None`: nowhere could hold it, said at start).
     pub(super) status_path: Option<PathBuf>,
     /// Where the HTTP listener reads the status from, when it runs.
@@ -75,6 +77,7 @@ impl<'a> Supervisor<'a> {
             status_warned: false,
             status_path: None,
             page: None,
+            stopped: false,
             leftovers: Vec::new(),
         }
     }
@@ -192,6 +195,9 @@ impl<'a> Supervisor<'a> {
             match wake {
                 Wake::Stop => {
                     self.stop().await;
+                    // the last word: every user stopped, not what it was doing
+                    self.stopped = true;
+                    self.write_status().await;
                     return Ok(());
                 }
                 Wake::Reload(why) => self.reload(why).await,
@@ -408,7 +414,7 @@ impl<'a> Supervisor<'a> {
                         Some(now),
                     ),
                 };
-                let state = if r.gave_up.is_some() {
+                let state = if r.gave_up.is_some() || self.stopped {
                     "stopped"
                 } else if tokens.as_ref().is_some_and(|t| t.authorising) {
                     "awaiting_authorisation"
