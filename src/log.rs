@@ -77,6 +77,8 @@ pub struct Settings {
     pub json: bool,
     /// ANSI colors.
     pub color: bool,
+    /// Lines go through the test harness's capture (see [`Settings::captured`]).
+    pub captured: bool,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -98,6 +100,20 @@ impl Settings {
             quiet_below: Level::Debug,
             json,
             color: !json && !no_color && std::io::stderr().is_terminal(),
+            captured: false,
+        }
+    }
+
+    /// For tests that run the bot's code in their own process: lines go through the test
+    /// harness's output capture (shown only when a test fails), with debug lines.
+    pub fn captured() -> Settings {
+        Settings {
+            file: None,
+            debug: true,
+            quiet_below: Level::Debug,
+            json: false,
+            color: false,
+            captured: true,
         }
     }
 }
@@ -138,6 +154,10 @@ pub fn reopen() {
 }
 
 fn settings() -> &'static Settings {
+    // the crate's own unit tests: through the capture, so only a failing test shows them
+    #[cfg(test)]
+    return SETTINGS.get_or_init(Settings::captured);
+    #[cfg(not(test))]
     SETTINGS.get_or_init(Settings::from_env)
 }
 
@@ -202,6 +222,11 @@ pub fn write(level: Level, user: Option<&str>, channel: Option<&str>, args: fmt:
         }
         out
     };
+    if s.captured {
+        // through the test harness's capture: shown only for a test that fails
+        eprintln!("{line}");
+        return;
+    }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{line}");
 }

@@ -73,6 +73,7 @@ async fn advance_to_next_sleep(clock: &VirtualClock) -> Duration {
 
 #[test]
 fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
+    twitch_colorchanger::log::init(twitch_colorchanger::log::Settings::captured());
     let clock = VirtualClock::new();
     let (transport, accepted) = MemoryTransport::new();
     let transport: Arc<dyn Transport> = Arc::new(transport);

@@ -2,8 +2,10 @@
 
 use super::*;
 
+/// A fresh directory under `target/tmp` (never the system temp directory; the same path
+/// every run, so nothing piles up).
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tcc-config-{name}-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/tmp/tcc-config-{name}"));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir

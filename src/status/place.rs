@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn the_writer_takes_the_first_usable_directory_and_readers_find_it() {
-        let base = std::env::temp_dir().join(format!("tcc-place-{}", std::process::id()));
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/tcc-place");
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).unwrap();
         let config = base.join("twitch_colorchanger.conf");

@@ -19,8 +19,10 @@ pub const TOKEN_B: &str = "tokbbbbbbbbbbbbbbbbbbbbbbbbbbb2";
 pub const REFRESH: &str = "refreshrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr9";
 pub const SECRET: &str = "secretssssssssssssssssssssssss";
 
+/// A fresh directory for one test, under cargo's `target/tmp` (never the system temp
+/// directory): the same path every run, emptied at the test's start, so nothing piles up.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tcc-e2e-{name}-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tcc-e2e-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
