@@ -1,19 +1,24 @@
 //! Process-wide measurements for `/metrics`: how long Helix requests take. Per-user figures
 //! live in the user core's counters; this is what no single user owns.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the Helix duration histogram's buckets.
 pub const HELIX_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// Counters shared by every user's driver (atomics: drivers run on one thread today, but
-/// nothing here should care).
+/// Counters shared by every user's driver (behind a mutex rather than 64-bit atomics, which
+/// 32-bit MIPS does not have).
 #[derive(Debug, Default)]
 pub struct Metrics {
-    buckets: [AtomicU64; HELIX_BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+    helix: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    buckets: [u64; HELIX_BUCKETS.len()],
+    count: u64,
+    sum_micros: u64,
 }
 
 /// A histogram read at one moment.
@@ -32,26 +37,28 @@ impl Metrics {
     /// One Helix request (answered or failed) took `took`.
     pub fn observe_helix(&self, took: Duration) {
         let secs = took.as_secs_f64();
+        let mut c = self.helix.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = HELIX_BUCKETS.iter().position(|&bound| secs <= bound) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            c.buckets[i] += 1;
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        c.count += 1;
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        c.sum_micros = c.sum_micros.saturating_add(micros);
     }
 
     /// The Helix durations so far.
     pub fn helix(&self) -> Histogram {
+        let c = self.helix.lock().unwrap_or_else(|p| p.into_inner());
         let mut cumulative = [0; HELIX_BUCKETS.len()];
         let mut total = 0;
-        for (i, bucket) in self.buckets.iter().enumerate() {
-            total += bucket.load(Ordering::Relaxed);
+        for (i, bucket) in c.buckets.iter().enumerate() {
+            total += bucket;
             cumulative[i] = total;
         }
         Histogram {
             cumulative,
-            count: self.count.load(Ordering::Relaxed),
-            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count: c.count,
+            sum: c.sum_micros as f64 / 1e6,
         }
     }
 }
