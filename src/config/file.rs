@@ -38,7 +38,7 @@ impl ConfigFile {
     /// the file is opened for reading and locked, and the lock ends with the process.
     /// `Ok(false)`: another process holds it. A missing file is not locked (`Ok(true)`).
     /// Every rename over the file (the bot's own saves, an editor's) makes a new file, so
-    /// the lock is taken again after each ([`ConfigFile::relock`]).
+    /// the lock is taken again after each.
     pub fn lock(&self) -> io::Result<bool> {
         // only a regular file: opening a FIFO would wait for a writer (reading it says why)
         match fs::metadata(&self.path) {
