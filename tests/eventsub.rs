@@ -10,7 +10,6 @@ use std::path::Path;
 use common::*;
 use serde_json::{json, Value};
 use twitch_colorchanger::fake::FakeTwitch;
-use twitch_colorchanger::status;
 
 /// The fake knowing `hueshift_bot` (id 1), its config switched to EventSub.
 fn eventsub_user(name: &str) -> (FakeTwitch, std::path::PathBuf) {
@@ -456,7 +455,7 @@ fn channel_edits_subscribe_and_unsubscribe_live() {
 }
 
 fn state_of(config: &Path, user: &str) -> Option<(String, String)> {
-    let doc = status::read(config).ok()?;
+    let doc = read_status(config).ok()?;
     let u = doc.users.into_iter().find(|u| u.username == user)?;
     Some((u.state, u.transport))
 }
@@ -546,7 +545,7 @@ fn one_process_runs_a_user_on_each_transport() {
     assert!(wait_changes(&fake, 1));
     assert!(fake.wait(WAIT, |s| s.changes("2").len() == 1));
     assert!(eventually(|| {
-        status::read(&config).is_ok_and(|d| {
+        read_status(&config).is_ok_and(|d| {
             let t: Vec<&str> = d.users.iter().map(|u| u.transport.as_str()).collect();
             t == ["eventsub", "irc"]
         })

@@ -15,7 +15,6 @@ use std::time::Duration;
 use common::*;
 use inotify::{Inotify, WatchMask};
 use twitch_colorchanger::fake::FakeTwitch;
-use twitch_colorchanger::status;
 
 const CHANGES: usize = 1000;
 
@@ -105,7 +104,7 @@ fn the_config_disk_is_not_written_while_tokens_and_settings_are_unchanged() {
     std::thread::sleep(Duration::from_secs(idle));
     // the status file, elsewhere, has caught up with every change
     assert!(
-        eventually(|| status::read(&config).is_ok_and(|d| d.users[0].changes == CHANGES as u64)),
+        eventually(|| read_status(&config).is_ok_and(|d| d.users[0].changes == CHANGES as u64)),
         "{}",
         bot.output()
     );

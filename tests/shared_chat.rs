@@ -9,7 +9,6 @@ use std::path::Path;
 use common::*;
 use serde_json::json;
 use twitch_colorchanger::fake::FakeTwitch;
-use twitch_colorchanger::status;
 
 const ME: &str = "hueshift_bot";
 
@@ -52,7 +51,7 @@ fn changes(fake: &FakeTwitch) -> usize {
 }
 
 fn messages_in_status(config: &Path) -> u64 {
-    status::read(config).unwrap().users[0].messages
+    read_status(config).unwrap().users[0].messages
 }
 
 fn one_message_is_one_change(transport: &str) {

@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -49,21 +49,40 @@ pub fn write_config(dir: &Path, users: Vec<Value>) -> PathBuf {
     path
 }
 
-/// The bot's command: the binary cargo built, or `TCC_BIN` run through `TCC_RUNNER`.
+/// The runtime directory every bot of this test binary is given (`RUNTIME_DIRECTORY`), so
+/// their status files stay out of the machine's own places and no run reads a file an
+/// earlier run left for the same config path: emptied when this process first asks for it.
+pub fn runtime_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("tcc-e2e-run-{}", env!("CARGO_CRATE_NAME")));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// The bot's command: the binary cargo built, or `TCC_BIN` run through `TCC_RUNNER`, with
+/// [`runtime_dir`] as its runtime directory (a test may set another).
 pub fn bot_command() -> Command {
-    let Some(bin) = std::env::var_os("TCC_BIN").filter(|b| !b.is_empty()) else {
-        return Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger"));
-    };
-    let runner = std::env::var("TCC_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    match words.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words).arg(bin);
-            cmd
+    let mut cmd = match std::env::var_os("TCC_BIN").filter(|b| !b.is_empty()) {
+        None => Command::new(env!("CARGO_BIN_EXE_twitch-colorchanger")),
+        Some(bin) => {
+            let runner = std::env::var("TCC_RUNNER").unwrap_or_default();
+            let mut words = runner.split_whitespace();
+            match words.next() {
+                Some(program) => {
+                    let mut cmd = Command::new(program);
+                    cmd.args(words).arg(bin);
+                    cmd
+                }
+                None => Command::new(bin),
+            }
         }
-        None => Command::new(bin),
-    }
+    };
+    cmd.env("RUNTIME_DIRECTORY", runtime_dir());
+    cmd
 }
 
 /// The bot as a child process, its stderr collected line by line.
@@ -237,10 +256,20 @@ pub fn edit_by_rename(path: &Path, edit: impl FnOnce(&mut Value)) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Where the bot started by these tests keeps the status for `config` (it runs with this
-/// process's environment, so it chooses the same place).
+/// Where a bot from [`bot_command`] keeps the status for `config`.
 pub fn status_path(config: &Path) -> PathBuf {
-    twitch_colorchanger::status::place::choose(config, None, &|k| std::env::var(k).ok()).unwrap()
+    let env = |key: &str| match key {
+        "RUNTIME_DIRECTORY" => Some(runtime_dir().display().to_string()),
+        _ => std::env::var(key).ok(),
+    };
+    twitch_colorchanger::status::place::choose(config, None, &env).unwrap()
+}
+
+/// The status document a bot from [`bot_command`] keeps for `config`.
+pub fn read_status(
+    config: &Path,
+) -> Result<twitch_colorchanger::status::Document, twitch_colorchanger::status::StatusError> {
+    twitch_colorchanger::status::read_with(config, Some(status_path(config)))
 }
 
 /// Polls `done` until it holds (bounded by [`WAIT`]).
