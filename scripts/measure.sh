@@ -1,19 +1,47 @@
 #!/usr/bin/env bash
-# Prints the size of the static x86_64 release binary, and the bot's peak memory and the
-# time for every user's color to change after a message (median of 10 rounds) in an
-# end-to-end run against the fake Twitch, over IRC and over EventSub. Figures only: nothing
-# here passes or fails on them.
+# Prints the figures of the static x86_64 release binary as shipped, over IRC and over
+# EventSub, against the fake Twitch (tests/figures.rs): its size; for one user sending 200
+# own messages 50 ms apart, the bot's CPU for the 200 color changes, its idle CPU, and the
+# reaction time inside the bot (chat message read to color request written, from its
+# /metrics histogram); and its peak memory (VmHWM) with 1, 100 and 1,000 users. Figures
+# only: nothing here passes or fails on them. About two minutes.
+#
+#   scripts/measure.sh
+#   FIGURES_BIN=target/release/twitch-colorchanger scripts/measure.sh   # another build
 set -euo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^set -/p' "$0" | sed '$d' | cut -c3-; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
-# the release binary as shipped (zig, std rebuilt for size), not a plain cargo build
-scripts/build-release.sh "$target" >/dev/null
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-bin="dist/twitch-colorchanger-$version-$target"
+bin=${FIGURES_BIN:-}
+if [ -z "$bin" ]; then
+    # the release binary as shipped (zig, musl, std rebuilt for size), not a plain cargo build
+    scripts/build-release.sh "$target" >/dev/null
+    bin="dist/twitch-colorchanger-$version-$target"
+fi
 printf 'binary: %s bytes (%s)\n' "$(stat -c %s "$bin")" "$bin"
+cargo test --locked --release --test figures --no-run 2>/dev/null
+figures() { # transport users rounds gap_ms idle_s
+    TCC_BIN="$PWD/$bin" FIGURES_TRANSPORT=$1 FIGURES_USERS=$2 FIGURES_ROUNDS=$3 \
+        FIGURES_GAP_MS=$4 FIGURES_IDLE_SECS=$5 \
+        cargo test --locked --release --test figures -- --ignored --nocapture 2>&1 \
+        | sed -n 's/^figures: //p'
+}
+field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+echo
+echo '| transport | CPU, 200 changes (ms) | idle CPU, 10 s (ms) | reaction p50 / p99 / mean (ms) | VmHWM 1 user | 100 users | 1,000 users | 1,000 ready in |'
+echo '|---|---|---|---|---|---|---|---|'
 for transport in irc eventsub; do
-    FIGURES_TRANSPORT=$transport FIGURES_USERS="${FIGURES_USERS:-20}" \
-        cargo test --locked --release --test e2e -- --ignored --nocapture figures 2>&1 \
-        | grep '^figures:'
+    one=$(figures "$transport" 1 200 50 10)
+    hundred=$(figures "$transport" 100 1 0 0)
+    thousand=$(figures "$transport" 1000 1 0 0)
+    for line in "$one" "$hundred" "$thousand"; do echo "   $line" >&2; done
+    mib() { awk -v k="$(echo "$1" | field VmHWM_kB)" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+    printf '| %s | %s | %s | %s / %s / %s | %s | %s | %s | %s s |\n' "$transport" \
+        "$(echo "$one" | field cpu_ms_per_200_changes)" \
+        "$(echo "$one" | field 'idle_cpu_ms_in_10s')" \
+        "$(echo "$one" | field reaction_ms_p50)" "$(echo "$one" | field reaction_ms_p99)" \
+        "$(echo "$one" | field reaction_ms_mean)" \
+        "$(mib "$one")" "$(mib "$hundred")" "$(mib "$thousand")" \
+        "$(echo "$thousand" | field ready_s)"
 done

@@ -1,14 +1,15 @@
 //! The three Helix calls the bot makes: who am I, what is my color, set my color.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header;
 use serde::Deserialize;
 
 use crate::endpoint::Endpoint;
-use crate::http::{encode_component, names, HttpClient, HttpError};
+use crate::http::{encode_component, names, HttpClient, HttpError, Sent};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 
@@ -229,13 +230,32 @@ impl Helix {
         user_id: &str,
         color: &str,
     ) -> Result<RateLimit, ApiError> {
+        self.put_color_for(creds, user_id, color, None).await
+    }
+
+    /// [`Helix::put_color`] for the chat message read at `read_at`: the time from then to
+    /// the request written goes into the reaction histogram of [`Helix::metrics`].
+    pub async fn put_color_for(
+        &self,
+        creds: Credentials<'_>,
+        user_id: &str,
+        color: &str,
+        read_at: Option<Instant>,
+    ) -> Result<RateLimit, ApiError> {
         let path = format!(
             "/chat/color?user_id={}&color={}",
             encode_component(user_id),
             encode_component(color)
         );
-        let (_, rate) = self.call(http::Method::PUT, &path, creds).await?;
-        Ok(rate)
+        let sent = Cell::new(None);
+        let result = self
+            .call_noting(http::Method::PUT, &path, creds, Vec::new(), &sent)
+            .await;
+        if let (Some(read), Some(sent)) = (read_at, sent.get()) {
+            self.metrics
+                .observe_reaction(sent.saturating_duration_since(read));
+        }
+        result.map(|(_, rate)| rate)
     }
 
     /// The users with these logins (up to 100); logins with no account are left out.
@@ -337,6 +357,19 @@ impl Helix {
         creds: Credentials<'_>,
         body: Vec<u8>,
     ) -> Result<(Vec<u8>, RateLimit), ApiError> {
+        self.call_noting(method, path, creds, body, &Cell::new(None))
+            .await
+    }
+
+    /// [`Helix::call_with`], noting in `sent` when the request had been written.
+    async fn call_noting(
+        &self,
+        method: http::Method,
+        path: &str,
+        creds: Credentials<'_>,
+        body: Vec<u8>,
+        sent: &Cell<Option<Instant>>,
+    ) -> Result<(Vec<u8>, RateLimit), ApiError> {
         let token = creds.token.expose();
         let token = token.strip_prefix("oauth:").unwrap_or(token);
         let mut req = http::Request::builder()
@@ -357,6 +390,7 @@ impl Helix {
             peer: self.url(),
             error,
         })?;
+        sent.set(response.extensions().get::<Sent>().map(|s| s.0));
         let rate = RateLimit::from_headers(response.headers());
         let status = response.status();
         let body = response.into_body();

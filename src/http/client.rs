@@ -14,6 +14,10 @@ use crate::transport::{BoxStream, Transport};
 
 const MAX_IDLE_PER_ENDPOINT: usize = 4;
 
+/// In a response's extensions: when its request had been written (for the reaction time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent(pub Instant);
+
 /// Sends requests with keep-alive reuse, a deadline for the whole exchange, and one retry
 /// on a fresh connection when a pooled one turns out to have been closed by the server.
 pub struct HttpClient {
@@ -88,6 +92,7 @@ impl HttpClient {
             .await
             .ok_or((HttpError::Timeout, false))?
             .map_err(io)?;
+        let sent = Sent(self.clock.now());
 
         let mut parser = ResponseParser::new(head);
         let mut buf = vec![0u8; 8192];
@@ -98,11 +103,13 @@ impl HttpClient {
                 .map_err(|e| (HttpError::Io(e.to_string()), !parser.is_empty()))?;
             if n == 0 {
                 let got_bytes = !parser.is_empty();
-                let parsed = parser.finish().map_err(|e| (e, got_bytes))?;
+                let mut parsed = parser.finish().map_err(|e| (e, got_bytes))?;
+                parsed.response.extensions_mut().insert(sent);
                 return Ok((parsed.response, None));
             }
             let got_bytes = true;
-            if let Some(parsed) = parser.feed(&buf[..n]).map_err(|e| (e, got_bytes))? {
+            if let Some(mut parsed) = parser.feed(&buf[..n]).map_err(|e| (e, got_bytes))? {
+                parsed.response.extensions_mut().insert(sent);
                 let keep = parsed.keep_alive.then_some(conn);
                 return Ok((parsed.response, keep));
             }

@@ -3,7 +3,7 @@
 mod client;
 mod wire;
 
-pub use client::HttpClient;
+pub use client::{HttpClient, Sent};
 pub use wire::{
     encode_component, encode_request, names, HttpError, Parsed, ResponseParser, MAX_RESPONSE,
 };

@@ -105,9 +105,14 @@ pub(super) async fn put_color(
     token: &Secret,
     user_id: &str,
     color: &str,
+    read_at: Option<Instant>,
 ) -> PutResult {
     let creds = Credentials { token, client_id };
-    match services.helix.put_color(creds, user_id, color).await {
+    match services
+        .helix
+        .put_color_for(creds, user_id, color, read_at)
+        .await
+    {
         Ok(_) => PutResult::Done,
         Err(ApiError::Status {
             status,

@@ -65,6 +65,8 @@ pub(super) struct Driver {
     timer: Option<(Instant, Sleep)>,
     /// Stopping: end by then at the latest.
     stop_by: Option<Instant>,
+    /// When the chat input being handled was read (a color it asks for is timed from then).
+    read_at: Option<Instant>,
 }
 
 impl Driver {
@@ -90,6 +92,7 @@ impl Driver {
             report,
             timer: None,
             stop_by: None,
+            read_at: None,
         }
     }
 
@@ -211,6 +214,7 @@ impl Driver {
 
             let now = self.now();
             chat_input_only = matches!(wake, Wake::Read(_, Ok(n)) if n > 0);
+            self.read_at = chat_input_only.then_some(now);
             match wake {
                 Wake::Control(None) => return Ok(()),
                 Wake::Control(Some(Control::Update(mut user))) => {
@@ -490,8 +494,9 @@ impl Driver {
                 self.ops.put_token = token.clone();
                 let user_id = self.core.user_id().unwrap_or_default().to_owned();
                 let client_id = self.app.id.clone();
+                let read_at = self.read_at;
                 self.ops.put = Some(Box::pin(async move {
-                    put_color(&services, &client_id, &token, &user_id, &color).await
+                    put_color(&services, &client_id, &token, &user_id, &color, read_at).await
                 }));
             }
             Action::RefreshToken(purpose) => {

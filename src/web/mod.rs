@@ -143,6 +143,7 @@ pub fn answer(req: &Request, latest: &Latest, metrics: &Metrics, clock: &dyn Clo
             prometheus::render(&prometheus::Sample {
                 doc: doc.as_ref(),
                 helix: metrics.helix(),
+                reaction: metrics.reaction(),
                 resident_bytes: prometheus::resident_bytes(),
                 now,
             }),

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::metrics::{Histogram, HELIX_BUCKETS};
+use crate::metrics::Histogram;
 use crate::status::Document;
 use crate::time::parse_rfc3339;
 
@@ -17,6 +17,8 @@ pub struct Sample<'a> {
     pub doc: Option<&'a Document>,
     /// Helix request durations.
     pub helix: Histogram,
+    /// Reaction times (message read to color request written).
+    pub reaction: Histogram,
     /// The process's resident memory, when known.
     pub resident_bytes: Option<u64>,
     /// The time of the scrape.
@@ -132,21 +134,17 @@ pub fn render(s: &Sample<'_>) -> String {
             u8::from(up)
         );
     }
-    let h = &s.helix;
-    let _ = write!(
-        out,
-        "# HELP twitch_colorchanger_helix_request_duration_seconds Helix API requests, answered or failed.\n# TYPE twitch_colorchanger_helix_request_duration_seconds histogram\n"
+    histogram(
+        &mut out,
+        "helix_request_duration_seconds",
+        "Helix API requests, answered or failed.",
+        &s.helix,
     );
-    for (bound, n) in HELIX_BUCKETS.iter().zip(h.cumulative) {
-        let _ = writeln!(
-            out,
-            "twitch_colorchanger_helix_request_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
-        );
-    }
-    let _ = write!(
-        out,
-        "twitch_colorchanger_helix_request_duration_seconds_bucket{{le=\"+Inf\"}} {0}\ntwitch_colorchanger_helix_request_duration_seconds_sum {1}\ntwitch_colorchanger_helix_request_duration_seconds_count {0}\n",
-        h.count, h.sum
+    histogram(
+        &mut out,
+        "reaction_seconds",
+        "From a user's chat message read to their color request written.",
+        &s.reaction,
     );
     if let Some(bytes) = s.resident_bytes {
         let _ = write!(
@@ -155,6 +153,24 @@ pub fn render(s: &Sample<'_>) -> String {
         );
     }
     out
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = write!(
+        out,
+        "# HELP twitch_colorchanger_{name} {help}\n# TYPE twitch_colorchanger_{name} histogram\n"
+    );
+    for (bound, n) in h.bounds.iter().zip(&h.cumulative) {
+        let _ = writeln!(
+            out,
+            "twitch_colorchanger_{name}_bucket{{le=\"{bound}\"}} {n}"
+        );
+    }
+    let _ = write!(
+        out,
+        "twitch_colorchanger_{name}_bucket{{le=\"+Inf\"}} {0}\ntwitch_colorchanger_{name}_sum {1}\ntwitch_colorchanger_{name}_count {0}\n",
+        h.count, h.sum
+    );
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the format asks.
@@ -303,10 +319,11 @@ mod tests {
         let text = render(&Sample {
             doc: Some(&doc),
             helix: metrics.helix(),
+            reaction: metrics.reaction(),
             resident_bytes: Some(4096),
             now,
         });
-        assert_eq!(check(&text), Ok(1 + 2 * 4 + 8 + 2 + 13 + 1), "{text}");
+        assert_eq!(check(&text), Ok(1 + 2 * 4 + 8 + 2 + 13 + 13 + 1), "{text}");
         for line in [
             "twitch_colorchanger_color_changes_total{user=\"a\"} 5",
             "twitch_colorchanger_token_expiry_seconds{user=\"a\"} 3600",
