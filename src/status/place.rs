@@ -144,7 +144,11 @@ fn usable(dir: &Path) -> io::Result<()> {
     if !meta.is_dir() {
         return Err(io::Error::other("not a directory"));
     }
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    // a name of this call's own: two threads probing the same directory at once must not
+    // find each other's probe and call the directory unusable
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".probe-{}-{n}", std::process::id()));
     let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -206,6 +210,24 @@ mod tests {
         assert_eq!(
             file_name(Path::new("/x.conf")),
             "x.conf-474b7531d21aead2.status.json"
+        );
+    }
+
+    #[test]
+    fn threads_probing_one_directory_at_once_all_find_it_usable() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/tcc-place-probes");
+        let _ = fs::remove_dir_all(&dir);
+        let probes: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || (0..200).all(|_| usable(&dir).is_ok()))
+            })
+            .collect();
+        assert!(probes.into_iter().all(|t| t.join().unwrap()));
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            0,
+            "no probe left behind"
         );
     }
 
