@@ -273,7 +273,7 @@ fn run_bot(
     env: app::EnvUsers,
 ) -> Result<Ending, Error> {
     let (requests, requests_rx) = async_channel::unbounded();
-    let sig = smol::block_on(async {
+    let sig = smol::future::block_on(async {
         let mut bot = std::pin::pin!(app::run(path, status_file, endpoints, env, requests_rx));
         let stop = smol::future::or(
             async {

@@ -5,7 +5,8 @@
 //! Set by the environment: `FIGURES_TRANSPORT` (irc, eventsub), `FIGURES_USERS` (20),
 //! `FIGURES_ROUNDS` (10: each round every user sends one message and the bot changes every
 //! color), `FIGURES_GAP_MS` (0: the pause after each round), `FIGURES_IDLE_SECS` (10: then
-//! nobody chats, and the bot's idle CPU is read).
+//! nobody chats, and the bot's idle CPU is read), `FIGURES_STRACE` (a file: the system calls
+//! of the rounds, counted by `strace -f -c`, are written there).
 //!
 //! Run: `cargo test --release --test figures -- --ignored --nocapture`.
 
@@ -137,6 +138,18 @@ fn figures() {
     );
     let ready = started.elapsed();
 
+    let strace = std::env::var_os("FIGURES_STRACE").map(|out| {
+        let child = std::process::Command::new("strace")
+            .args(["-f", "-c", "-o"])
+            .arg(out)
+            .args(["-p", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("strace runs");
+        // strace says nothing once attached; give it the time to attach to every thread
+        std::thread::sleep(Duration::from_millis(500));
+        child
+    });
     let cpu_before = cpu_ms(pid);
     let mut round_times = Vec::new();
     for round in 1..=rounds {
@@ -156,6 +169,15 @@ fn figures() {
         std::thread::sleep(gap);
     }
     let cpu_changes = cpu_ms(pid) - cpu_before;
+    if let Some(mut strace) = strace {
+        // SIGINT: strace detaches and writes its counts
+        let interrupt = format!("kill -INT {}", strace.id());
+        std::process::Command::new("sh")
+            .args(["-c", &interrupt])
+            .status()
+            .unwrap();
+        strace.wait().unwrap();
+    }
     round_times.sort();
     let changes = fake.state().puts.len();
 

@@ -151,11 +151,18 @@ impl<'a> Supervisor<'a> {
         let clock = self.services.clock.clone();
         let mut next_write = clock.now();
         let mut dirty_since: Option<Instant> = None;
+        // the timer of the next status write, made again only when that moment moves (a
+        // new timer wakes the reactor: once per chat message before)
+        let mut timer: Option<(Instant, crate::clock::Sleep)> = None;
         loop {
             let ended = self.ended.1.clone();
             let status = self.status_changed.1.clone();
             // a burst of status changes settles into one write
             let write_at = dirty_since.map_or(next_write, |d| (d + STATUS_SETTLE).min(next_write));
+            if timer.as_ref().is_none_or(|(at, _)| *at != write_at) {
+                timer = Some((write_at, clock.sleep_until(write_at)));
+            }
+            let sleep = &mut timer.as_mut().expect("armed just above").1;
             let wake = future::or(
                 future::or(
                     async {
@@ -185,7 +192,7 @@ impl<'a> Supervisor<'a> {
                             Wake::StatusChanged
                         },
                         async {
-                            clock.sleep_until(write_at).await;
+                            sleep.await;
                             Wake::WriteStatus
                         },
                     ),
@@ -219,6 +226,7 @@ impl<'a> Supervisor<'a> {
                     dirty_since.get_or_insert(clock.now());
                 }
                 Wake::WriteStatus => {
+                    timer = None;
                     dirty_since = None;
                     self.write_status().await;
                     next_write = clock.now() + status::WRITE_EVERY;
@@ -485,8 +493,10 @@ impl<'a> Supervisor<'a> {
     }
 }
 
-/// Let a burst of status changes settle this long into one write.
-const STATUS_SETTLE: Duration = Duration::from_millis(100);
+/// Let a burst of status changes settle this long into one write: the status file and page
+/// lag at most this much, and a user chatting fast costs one write a second, not one a
+/// message.
+const STATUS_SETTLE: Duration = Duration::from_secs(1);
 
 fn counters_of(running: &Running) -> Counters {
     running

@@ -50,27 +50,40 @@ impl HttpClient {
     ) -> Result<http::Response<Vec<u8>>, HttpError> {
         let bytes = encode_request(&req, &host_header(endpoint));
         let head = req.method() == http::Method::HEAD;
+        // one timer for the whole exchange: each timer made wakes the reactor
         let deadline = self.clock.now() + self.timeout;
+        timeout_at(
+            &*self.clock,
+            deadline,
+            self.send_now(endpoint, &bytes, head),
+        )
+        .await
+        .unwrap_or(Err(HttpError::Timeout))
+    }
 
+    async fn send_now(
+        &self,
+        endpoint: &Endpoint,
+        bytes: &[u8],
+        head: bool,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
         if let Some(conn) = self.take_idle(endpoint) {
-            match self.exchange(conn, &bytes, head, deadline).await {
+            match self.exchange(conn, bytes, head).await {
                 Ok((response, conn)) => {
                     self.put_idle(endpoint, conn);
                     return Ok(response);
                 }
                 // The server had closed the idle connection: try once on a fresh one.
-                Err((e, false)) if e != HttpError::Timeout => {}
-                Err((e, _)) => return Err(e),
+                Err((_, false)) => {}
+                Err((e, true)) => return Err(e),
             }
         }
-        let conn = timeout_at(&*self.clock, deadline, self.transport.connect(endpoint))
+        let conn = self
+            .transport
+            .connect(endpoint)
             .await
-            .ok_or(HttpError::Timeout)?
             .map_err(|e| HttpError::Io(e.to_string()))?;
-        let (response, conn) = self
-            .exchange(conn, &bytes, head, deadline)
-            .await
-            .map_err(|(e, _)| e)?;
+        let (response, conn) = self.exchange(conn, bytes, head).await.map_err(|(e, _)| e)?;
         self.put_idle(endpoint, conn);
         Ok(response)
     }
@@ -81,25 +94,18 @@ impl HttpClient {
         mut conn: BoxStream,
         request: &[u8],
         head: bool,
-        deadline: Instant,
     ) -> Result<(http::Response<Vec<u8>>, Option<BoxStream>), (HttpError, bool)> {
         let io = |e: std::io::Error| (HttpError::Io(e.to_string()), false);
-        let write = async {
-            conn.write_all(request).await?;
-            conn.flush().await
-        };
-        timeout_at(&*self.clock, deadline, write)
-            .await
-            .ok_or((HttpError::Timeout, false))?
-            .map_err(io)?;
+        conn.write_all(request).await.map_err(io)?;
+        conn.flush().await.map_err(io)?;
         let sent = Sent(self.clock.now());
 
         let mut parser = ResponseParser::new(head);
         let mut buf = vec![0u8; 8192];
         loop {
-            let n = timeout_at(&*self.clock, deadline, conn.read(&mut buf))
+            let n = conn
+                .read(&mut buf)
                 .await
-                .ok_or((HttpError::Timeout, !parser.is_empty()))?
                 .map_err(|e| (HttpError::Io(e.to_string()), !parser.is_empty()))?;
             if n == 0 {
                 let got_bytes = !parser.is_empty();

@@ -117,11 +117,17 @@ impl Driver {
         .min()
     }
 
-    /// Re-arms the timer only when the deadline changed.
+    /// Arms the timer for the earliest deadline, made again only when that comes sooner
+    /// than the one armed: a deadline that moved later (the chat idle timer, pushed back by
+    /// every message) lets the armed timer fire early once, the cores find nothing due, and
+    /// it is armed again then. A new timer wakes the reactor; this keeps it off the message
+    /// path.
     fn arm_timer(&mut self) {
-        let deadline = self.deadline();
-        if self.timer.as_ref().map(|(at, _)| *at) != deadline {
-            self.timer = deadline.map(|at| (at, self.services.clock.sleep_until(at)));
+        let Some(deadline) = self.deadline() else {
+            return;
+        };
+        if self.timer.as_ref().is_none_or(|(at, _)| deadline < *at) {
+            self.timer = Some((deadline, self.services.clock.sleep_until(deadline)));
         }
     }
 
