@@ -25,6 +25,7 @@ pub mod log;
 pub mod metrics;
 pub mod mode;
 pub mod oauth;
+mod readbuf;
 pub mod secret;
 pub mod status;
 pub mod time;

@@ -101,17 +101,13 @@ impl<'a> Supervisor<'a> {
         let generation = self.generation;
         let key = user.username.to_ascii_lowercase();
         let ended = self.ended.0.clone();
-        let run = user::run(
-            self.services.clone(),
-            user.clone(),
-            spares,
-            control_rx,
-            report,
-            counters,
-        );
+        let services = self.services.clone();
+        let config = user.clone();
         let name = key.clone();
+        // the user's future is made inside the task, not moved into it: a future moved in
+        // is held twice (5 KB per user)
         let task = self.executor.spawn(async move {
-            let result = run.await;
+            let result = user::run(services, config, spares, control_rx, report, counters).await;
             let gave_up = result.err().map(|e| e.to_string());
             let _ = ended
                 .send(Ended {
@@ -377,7 +373,7 @@ impl<'a> Supervisor<'a> {
                 self.start(user, counters);
             } else if running.config != user {
                 running.config = user.clone();
-                let _ = running.control.try_send(Control::Update(user));
+                let _ = running.control.try_send(Control::Update(Box::new(user)));
             }
         }
         // keep the config's order for the status file

@@ -4,6 +4,7 @@
 
 use super::calls::{chat_api, look_up, open, put_color};
 use super::*;
+use crate::readbuf;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,7 +44,10 @@ enum Wake {
     Persisted(Field, Result<(), ConfigError>),
     Dialed(Link, io::Result<BoxStream>),
     Api(ApiAnswer),
-    Read(Link, io::Result<usize>),
+    /// Chat bytes read at that moment, already handed to the session.
+    Input(Instant),
+    /// A chat connection ended (`Ok`: at the server's close) or failed.
+    Closed(Link, io::Result<()>),
     Timer,
 }
 
@@ -138,13 +142,12 @@ impl Driver {
         });
     }
 
+    /// Runs the user until it stops or gives up. (`&mut self`, not `self`: the future
+    /// would hold the driver twice.)
     pub(super) async fn drive(
-        mut self,
+        &mut self,
         control: async_channel::Receiver<Control>,
     ) -> Result<(), UserError> {
-        let mut buf = vec![0u8; 16 * 1024];
-        // the second connection's buffer, only while there is one
-        let mut buf2 = Vec::new();
         // Chat input the core never saw (other people's messages, PINGs) changes no status:
         // only then is the status snapshot (a few allocations) skipped.
         let mut chat_input_only = false;
@@ -163,12 +166,7 @@ impl Driver {
             }
             self.arm_timer();
 
-            let two = self.chat.as_ref().is_some_and(|c| c.links.len() > 1);
-            if two && buf2.is_empty() {
-                buf2 = vec![0u8; 16 * 1024];
-            } else if !two && !buf2.is_empty() {
-                buf2 = Vec::new();
-            }
+            let clock = &*self.services.clock;
             let ops = &mut self.ops;
             let chat = &mut self.chat;
             let timer = &mut self.timer;
@@ -207,10 +205,23 @@ impl Driver {
                     return Poll::Ready(Wake::Api(answer));
                 }
                 if let Some(conn) = chat.as_mut() {
-                    for (i, (link, stream)) in conn.links.iter_mut().enumerate() {
-                        let buf = if i == 0 { &mut buf } else { &mut buf2 };
-                        if let Poll::Ready(r) = Pin::new(stream).poll_read(cx, buf) {
-                            return Poll::Ready(Wake::Read(*link, r));
+                    let session = &mut conn.session;
+                    for (link, stream) in &mut conn.links {
+                        // the bytes go to the session straight from the thread's buffer
+                        let read = readbuf::poll_read_with(stream, cx, |bytes| {
+                            let now = clock.now();
+                            if !bytes.is_empty() {
+                                session.handle_input(now, *link, bytes);
+                            }
+                            (!bytes.is_empty()).then_some(now)
+                        });
+                        match read {
+                            Poll::Ready(Ok(Some(at))) => return Poll::Ready(Wake::Input(at)),
+                            Poll::Ready(Ok(None)) => {
+                                return Poll::Ready(Wake::Closed(*link, Ok(())))
+                            }
+                            Poll::Ready(Err(e)) => return Poll::Ready(Wake::Closed(*link, Err(e))),
+                            Poll::Pending => {}
                         }
                     }
                 }
@@ -219,8 +230,11 @@ impl Driver {
             .await;
 
             let now = self.now();
-            chat_input_only = matches!(wake, Wake::Read(_, Ok(n)) if n > 0);
-            self.read_at = chat_input_only.then_some(now);
+            self.read_at = match wake {
+                Wake::Input(at) => Some(at),
+                _ => None,
+            };
+            chat_input_only = self.read_at.is_some();
             match wake {
                 Wake::Control(None) => return Ok(()),
                 Wake::Control(Some(Control::Update(mut user))) => {
@@ -274,18 +288,13 @@ impl Driver {
                         conn.session.handle_api(now, answer);
                     }
                 }
-                Wake::Read(link, Ok(0)) => self.lost(now, link, "server closed the connection"),
+                Wake::Input(_) => {}
+                Wake::Closed(link, Ok(())) => self.lost(now, link, "server closed the connection"),
                 // A peer that closes without TLS close_notify is still just a closed connection.
-                Wake::Read(link, Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Wake::Closed(link, Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     self.lost(now, link, "server closed the connection")
                 }
-                Wake::Read(link, Err(e)) => self.lost(now, link, &format!("read failed: {e}")),
-                Wake::Read(link, Ok(n)) => {
-                    if let Some(conn) = &mut self.chat {
-                        let bytes = if link == conn.links[0].0 { &buf } else { &buf2 };
-                        conn.session.handle_input(now, link, &bytes[..n]);
-                    }
-                }
+                Wake::Closed(link, Err(e)) => self.lost(now, link, &format!("read failed: {e}")),
                 Wake::Timer => {
                     if self.stop_by.is_some_and(|by| by <= now) {
                         return Ok(());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nanorand::{Rng, WyRand};
 use smol::future;
-use smol::io::{AsyncRead, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
 
 use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
 use crate::chat_session::ChatSession;
@@ -65,7 +65,7 @@ pub struct Services {
 #[derive(Debug, Clone)]
 pub enum Control {
     /// The person edited this user's settings (same credentials).
-    Update(UserConfig),
+    Update(Box<UserConfig>),
     /// The process is stopping: end once no rotated token pair is left unsaved (bounded by
     /// [`STOP_GRACE`]).
     Stop,
@@ -155,7 +155,7 @@ pub async fn run(
         id: user.client_id,
         secret: user.client_secret,
     };
-    let driver = Driver::new(services, username, app, tokens, core, report);
+    let mut driver = Driver::new(services, username, app, tokens, core, report);
     let result = driver.drive(control).await;
     if let Err(why) = &result {
         log!(

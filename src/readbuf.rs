@@ -1,0 +1,78 @@
+//! One read buffer per thread, shared by every connection the thread reads: a read hands
+//! its bytes on before the task yields, so no connection needs a buffer of its own while
+//! it waits (16 KiB per chat connection and 8 KiB per HTTP exchange before, most of a
+//! user's memory).
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use smol::io::AsyncRead;
+
+/// The buffer's size: one TLS record's plaintext.
+const SIZE: usize = 16 * 1024;
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Polls a read of `stream` into the thread's buffer and hands the bytes read to `take`
+/// (an empty slice at the end of the stream) before returning what it made of them.
+pub(crate) fn poll_read_with<S, T>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    take: impl FnOnce(&[u8]) -> T,
+) -> Poll<io::Result<T>>
+where
+    S: AsyncRead + Unpin + ?Sized,
+{
+    BUF.with(|cell| {
+        // `take` never reads again, so the buffer is free; if it ever were not, a
+        // buffer of this call's own does the same work
+        let mut own = Vec::new();
+        let mut shared = cell.try_borrow_mut().ok();
+        let buf = shared.as_deref_mut().unwrap_or(&mut own);
+        if buf.is_empty() {
+            buf.resize(SIZE, 0);
+        }
+        match Pin::new(stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(take(&buf[..n]))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smol::io::Cursor;
+    use std::task::Waker;
+
+    #[test]
+    fn hands_on_what_was_read_and_an_empty_slice_at_the_end() {
+        let mut stream = Cursor::new(b"PING :tmi.twitch.tv\r\n".to_vec());
+        let mut cx = Context::from_waker(Waker::noop());
+        let got = poll_read_with(&mut stream, &mut cx, |b| b.to_vec());
+        assert!(matches!(got, Poll::Ready(Ok(ref b)) if b == b"PING :tmi.twitch.tv\r\n"));
+        let end = poll_read_with(&mut stream, &mut cx, <[u8]>::len);
+        assert!(matches!(end, Poll::Ready(Ok(0))));
+    }
+
+    #[test]
+    fn a_read_inside_another_gets_a_buffer_of_its_own() {
+        let mut outer = Cursor::new(b"outer".to_vec());
+        let mut inner = Cursor::new(b"inner".to_vec());
+        let mut cx = Context::from_waker(Waker::noop());
+        let got = poll_read_with(&mut outer, &mut cx, |a| {
+            let mut cx = Context::from_waker(Waker::noop());
+            let b = poll_read_with(&mut inner, &mut cx, |b| b.to_vec());
+            (a.to_vec(), b)
+        });
+        let Poll::Ready(Ok((a, Poll::Ready(Ok(b))))) = got else {
+            panic!("both reads complete");
+        };
+        assert_eq!((a, b), (b"outer".to_vec(), b"inner".to_vec()));
+    }
+}
