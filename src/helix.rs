@@ -223,19 +223,10 @@ impl Helix {
             .filter(|c| !c.is_empty()))
     }
 
-    /// Sets the user's chat color (a named color or `#RRGGBB`).
+    /// Sets the user's chat color (a named color or `#RRGGBB`). For a chat message read at
+    /// `read_at`, the time from then to the request written goes into the reaction
+    /// histogram of [`Helix::metrics`].
     pub async fn put_color(
-        &self,
-        creds: Credentials<'_>,
-        user_id: &str,
-        color: &str,
-    ) -> Result<RateLimit, ApiError> {
-        self.put_color_for(creds, user_id, color, None).await
-    }
-
-    /// [`Helix::put_color`] for the chat message read at `read_at`: the time from then to
-    /// the request written goes into the reaction histogram of [`Helix::metrics`].
-    pub async fn put_color_for(
         &self,
         creds: Credentials<'_>,
         user_id: &str,

@@ -171,9 +171,8 @@ fn figures() {
     let cpu_changes = cpu_ms(pid) - cpu_before;
     if let Some(mut strace) = strace {
         // SIGINT: strace detaches and writes its counts
-        let interrupt = format!("kill -INT {}", strace.id());
-        std::process::Command::new("sh")
-            .args(["-c", &interrupt])
+        std::process::Command::new("kill")
+            .args(["-INT", &strace.id().to_string()])
             .status()
             .unwrap();
         strace.wait().unwrap();

@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         let error = match which % 6 {
             0 => helix.get_user(creds).await.err().map(|e| e.to_string()),
             1 => helix.get_color(creds, "1").await.err().map(|e| e.to_string()),
-            2 => helix.put_color(creds, "1", "red").await.err().map(|e| e.to_string()),
+            2 => helix.put_color(creds, "1", "red", None).await.err().map(|e| e.to_string()),
             3 => oauth.refresh(&app, &token).await.err().map(|e| e.to_string()),
             4 => oauth.validate(&token).await.err().map(|e| e.to_string()),
             _ => oauth.device_code("cid").await.err().map(|e| e.to_string()),

@@ -110,7 +110,7 @@ pub(super) async fn put_color(
     let creds = Credentials { token, client_id };
     match services
         .helix
-        .put_color_for(creds, user_id, color, read_at)
+        .put_color(creds, user_id, color, read_at)
         .await
     {
         Ok(_) => PutResult::Done,
