@@ -6,12 +6,17 @@
 # it takes the x86_64 binary from 2.02 MB to 1.77 MB. Unwind tables are left out
 # (force-unwind-tables=no): with panic = "abort" nothing unwinds, and a stripped binary's
 # backtrace names nothing anyway; that is another 240 KB on x86_64 (.eh_frame).
+# Each binary carries its dependency list (cargo auditable: a compressed `.dep-v0` section of
+# about 1.2 KB, readable by `cargo audit bin`, syft or trivy), and gets a CycloneDX SBOM
+# beside it (cargo cyclonedx). Both tools come from crates.io (cargo install, about 90 s).
 #
 #   scripts/build-release.sh                 # all seven targets
 #   scripts/build-release.sh x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 #
 # Output in dist/: twitch-colorchanger-<version>-<target>, a .tar.gz of each with README.md
-# and LICENSE, SHA256SUMS, and SIZES.md (a table of sizes against the 2 MB budget, and what
+# and LICENSE, its SBOM twitch-colorchanger-<version>-<target>.cdx.json, the Debian packages
+# of amd64, arm64, armhf and armel (scripts/build-deb.sh; where dpkg-deb is), SHA256SUMS of
+# all of them, and SIZES.md (a table of sizes against the 2 MB budget, and what
 # `demo` and the HTTP listener add to x86_64 against their 150 KB and 40 KB budgets: over
 # either, the script fails).
 set -euo pipefail
@@ -29,6 +34,8 @@ ALL_TARGETS=(
 )
 ZIGLANG_VERSION=0.17.1
 ZIGBUILD_VERSION=0.24.0
+AUDITABLE_VERSION=0.7.7
+CYCLONEDX_VERSION=0.5.9
 BUDGET=2000000      # "under 2 MB"
 DEMO_BUDGET=150000  # what demo may add to the x86_64 binary
 WEB_BUDGET=40000    # what the HTTP listener (feature web) may add to it
@@ -58,6 +65,10 @@ install_tools() {
         PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
         export PATH
     fi
+    if ! cargo auditable --help >/dev/null 2>&1 || ! cargo cyclonedx --help >/dev/null 2>&1; then
+        echo "== installing cargo-auditable $AUDITABLE_VERSION and cargo-cyclonedx $CYCLONEDX_VERSION from crates.io"
+        cargo install --quiet --locked "cargo-auditable@$AUDITABLE_VERSION" "cargo-cyclonedx@$CYCLONEDX_VERSION"
+    fi
     rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
     for t in "${targets[@]}"; do
         if has_prebuilt_std "$t"; then
@@ -82,7 +93,7 @@ mkdir -p dist
 build() {
     local t=$1
     shift
-    RUSTC_BOOTSTRAP=1 cargo zigbuild --locked --release --target "$t" "$@" \
+    RUSTC_BOOTSTRAP=1 cargo auditable zigbuild --locked --release --target "$t" "$@" \
         --config "target.$t.rustflags = ['-C', 'force-unwind-tables=no']" \
         -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 }
@@ -99,6 +110,10 @@ for t in "${targets[@]}"; do
     cp README.md LICENSE "$stage/$name/"
     tar -C "$stage" -czf "dist/$name.tar.gz" "$name"
     rm -rf "$stage"
+    # written beside Cargo.toml, then moved beside the binary
+    cargo cyclonedx --quiet --format json --spec-version 1.5 --target "$t" --no-build-deps \
+        --override-filename "$name.cdx"
+    mv "$name.cdx.json" "dist/$name.cdx.json"
     echo "   built in $(($(date +%s) - start)) s"
 done
 
@@ -138,14 +153,23 @@ mkdir -p dist/image/root/config dist/image/root/tmp
 chmod 0700 dist/image/root/config
 chmod 1777 dist/image/root/tmp # for `docker run … demo` (a scratch image has no /tmp)
 
+if command -v dpkg-deb >/dev/null 2>&1; then
+    echo "== Debian packages"
+    rm -f dist/twitch-colorchanger_*.deb
+    scripts/build-deb.sh "${targets[@]}"
+else
+    echo "== no dpkg-deb on this machine: no Debian packages"
+fi
+
 (
     cd dist
-    sha256sum twitch-colorchanger-"$version"-* | grep -v SHA256SUMS > SHA256SUMS
+    shopt -s nullglob
+    sha256sum twitch-colorchanger-"$version"-* twitch-colorchanger_*.deb > SHA256SUMS
     {
         echo "| target | bytes | budget 2 MB |"
         echo "|---|---|---|"
         for f in twitch-colorchanger-"$version"-*; do
-            case "$f" in *.tar.gz) continue ;; esac
+            case "$f" in *.tar.gz | *.cdx.json) continue ;; esac
             size=$(stat -c %s "$f")
             verdict=ok
             [ "$size" -le "$BUDGET" ] || verdict="OVER"

