@@ -155,7 +155,6 @@ chmod 1777 dist/image/root/tmp # for `docker run … demo` (a scratch image has 
 
 if command -v dpkg-deb >/dev/null 2>&1; then
     echo "== Debian packages"
-    rm -f dist/twitch-colorchanger_*.deb
     scripts/build-deb.sh "${targets[@]}"
 else
     echo "== no dpkg-deb on this machine: no Debian packages"
@@ -164,7 +163,7 @@ fi
 (
     cd dist
     shopt -s nullglob
-    sha256sum twitch-colorchanger-"$version"-* twitch-colorchanger_*.deb > SHA256SUMS
+    sha256sum twitch-colorchanger-"$version"-* twitch-colorchanger_"$version"-*.deb > SHA256SUMS
     {
         echo "| target | bytes | budget 2 MB |"
         echo "|---|---|---|"
