@@ -71,6 +71,16 @@ fn first_start_with_only_a_client_id_authorises_saves_and_changes_colors() {
     let bot = Bot::start(&fake, &config);
     approve_when_asked(&fake, &bot, "new_user");
     assert!(joined(&fake, "new_user", &["chan"]), "{}", bot.output());
+    // the first authorisation is what a new user expects, not an error, and not "again"
+    let first = bot.output();
+    assert!(
+        first.contains("no tokens yet: authorise this bot once; starting the device-code flow"),
+        "{first}"
+    );
+    assert!(
+        !first.contains(" ERROR ") && !first.contains("authorise again"),
+        "{first}"
+    );
     // a file others may read is warned about for what it will hold, not what it holds
     assert!(
         bot.output().contains(

@@ -12,6 +12,22 @@ impl TokenCore {
             None,
             "{why}: the user must authorise again; starting the device-code flow"
         );
+        self.start_device_flow(why);
+    }
+
+    /// A user who never had tokens: the first authorisation, which is what a new user expects
+    /// (told at INFO; the device code itself comes as the ACTION REQUIRED line).
+    pub(super) fn authorize_first(&mut self) {
+        log!(
+            Info,
+            self.who(),
+            None,
+            "no tokens yet: authorise this bot once; starting the device-code flow"
+        );
+        self.start_device_flow("no tokens yet".into());
+    }
+
+    fn start_device_flow(&mut self, why: String) {
         self.answer(Err(RenewError::Refused(why)));
         self.want = None;
         self.retry = None;

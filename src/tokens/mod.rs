@@ -333,7 +333,7 @@ impl TokenCore {
             log!(Info, self.who(), None, "no usable access token: refreshing");
             self.start_refresh(Then::Validate);
         } else {
-            self.authorize("no access token yet".into());
+            self.authorize_first();
         }
     }
 
