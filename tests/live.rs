@@ -853,11 +853,13 @@ fn health_check_reports_a_stale_file_and_a_user_without_chat() {
     write(&doc);
     let out = cli(&["--health-check", "--config", conf], &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("the status file is 120s old"),
-        "{}",
-        text(&out)
-    );
+    // 120 s when written, and a little more under emulation on a loaded machine
+    let age: Option<u64> = text(&out)
+        .split("the status file is ")
+        .nth(1)
+        .and_then(|rest| rest.split("s old").next())
+        .and_then(|n| n.parse().ok());
+    assert!(matches!(age, Some(120..=180)), "{}", text(&out));
     doc.written_at = format_rfc3339(now);
     write(&doc);
     let out = cli(&["--health-check", "--config", conf], &[]);
