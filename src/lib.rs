@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod eventsub;
 #[cfg(feature = "demo")]
 pub mod fake;
+pub mod gate;
 pub mod helix;
 pub mod http;
 pub mod irc;

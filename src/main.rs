@@ -10,6 +10,7 @@ use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
 
 use twitch_colorchanger::app::{self, Endpoints, Request};
+use twitch_colorchanger::gate::Gated;
 use twitch_colorchanger::{config, log, status, user};
 
 /// Changes your Twitch chat name color after every message you send.
@@ -255,8 +256,9 @@ fn run_demo(_signals: Signals, _demo: &Demo) -> Result<Ending, Error> {
 }
 
 /// Waits for SIGINT or SIGTERM (or the end of the signals); SIGHUP changes nothing here.
-async fn interrupted(signals: &mut Signals) {
-    while let Some(Ok(Signal::Hup)) = signals.next().await {}
+/// Polled only when a signal came (see [`Gated`]), however often the work it races wakes.
+fn interrupted(signals: &mut Signals) -> Gated<impl std::future::Future<Output = ()> + '_> {
+    Gated::new(async move { while let Some(Ok(Signal::Hup)) = signals.next().await {} })
 }
 
 /// How the bot's run ended: a signal, or the bot by itself.
@@ -275,8 +277,9 @@ fn run_bot(
     let (requests, requests_rx) = async_channel::unbounded();
     let sig = smol::future::block_on(async {
         let mut bot = std::pin::pin!(app::run(path, status_file, endpoints, env, requests_rx));
+        // the signals are polled only when one came (Gated), not at every wake of the bot
         let stop = smol::future::or(
-            async {
+            Gated::new(async {
                 loop {
                     match signals.next().await {
                         Some(Ok(Signal::Hup)) => {
@@ -293,7 +296,7 @@ fn run_bot(
                         _ => return Stopped::Signal(None),
                     }
                 }
-            },
+            }),
             async { Stopped::Bot(bot.as_mut().await) },
         )
         .await;
