@@ -102,6 +102,11 @@ impl VirtualClock {
         }
     }
 
+    /// How many sleeps were made (each would be a timer of the reactor in the binary).
+    pub fn sleeps_made(&self) -> u64 {
+        lock(&self.inner).next_id
+    }
+
     /// The earliest deadline anyone sleeps until, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         lock(&self.inner)

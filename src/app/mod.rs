@@ -82,13 +82,14 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// The services every user shares, over the real network and clock.
+/// The services every user shares, over the real network and clock, and their HTTP client
+/// (to spawn [`HttpClient::watch_deadlines`] beside it).
 fn real_services(
     file: Arc<ConfigFile>,
     endpoints: Endpoints,
     auth_attempts: Option<u32>,
     page: Option<Arc<Latest>>,
-) -> Result<Arc<Services>, StartError> {
+) -> Result<(Arc<Services>, Arc<HttpClient>), StartError> {
     let tls = transport::tls_config(endpoints.ca_file.as_deref())
         .map_err(|e| StartError::Env("TWITCH_CA_FILE", e.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -99,7 +100,8 @@ fn real_services(
         Duration::from_secs(15),
     ));
     let (api, auth) = (endpoints.api, endpoints.auth);
-    Ok(Arc::new(Services {
+    let client = http.clone();
+    let services = Arc::new(Services {
         clock: clock.clone(),
         transport: net,
         oauth: Arc::new(OAuth::new(http.clone(), auth.endpoint, auth.path)),
@@ -119,7 +121,8 @@ fn real_services(
         default_transport: endpoints.chat_transport,
         broadcasters: Mutex::default(),
         config: file,
-    }))
+    });
+    Ok((services, client))
 }
 
 /// What the process asks of the running bot (from its signals).
@@ -193,7 +196,7 @@ pub async fn run(
     let page = listen
         .filter(|_| cfg!(feature = "web"))
         .map(|_| Arc::new(Latest::default()));
-    let services = real_services(file, endpoints, interactive.then_some(3), page.clone())?;
+    let (services, http) = real_services(file, endpoints, interactive.then_some(3), page.clone())?;
     log!(
         Info,
         None,
@@ -203,6 +206,9 @@ pub async fn run(
         cfg.path.display()
     );
     let executor: smol::LocalExecutor<'static> = smol::LocalExecutor::new();
+    executor
+        .spawn(async move { http.watch_deadlines().await })
+        .detach();
     let (changed_tx, changed_rx) = async_channel::unbounded();
     executor
         .spawn(watch::run(cfg.path.clone(), changed_tx))
@@ -387,8 +393,11 @@ pub async fn setup(
     let (text, leftovers) = read_at_start(&file, env).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
-    let services = real_services(file, endpoints, Some(ATTEMPTS), None)?;
+    let (services, http) = real_services(file, endpoints, Some(ATTEMPTS), None)?;
     let executor = smol::LocalExecutor::new();
+    executor
+        .spawn(async move { http.watch_deadlines().await })
+        .detach();
     let tasks: Vec<_> = cfg
         .users
         .iter()

@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 client: the sans-IO wire format and the pooled async client on top.
 
 mod client;
+mod deadlines;
 mod wire;
 
 pub use client::{HttpClient, Sent};
