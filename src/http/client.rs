@@ -189,6 +189,17 @@ mod tests {
         }
     }
 
+    /// A client with a 5 s timeout on `clock`, over memory, and the server ends it dials.
+    fn client(clock: &VirtualClock) -> (HttpClient, async_channel::Receiver<(Endpoint, Duplex)>) {
+        let (transport, accepted) = MemoryTransport::new();
+        let client = HttpClient::new(
+            Arc::new(transport),
+            Arc::new(clock.clone()),
+            Duration::from_secs(5),
+        );
+        (client, accepted)
+    }
+
     fn get() -> http::Request<Vec<u8>> {
         http::Request::get("/helix/users").body(Vec::new()).unwrap()
     }
@@ -207,12 +218,7 @@ mod tests {
     #[test]
     fn reuses_a_kept_alive_connection() {
         smol::block_on(async {
-            let (transport, accepted) = MemoryTransport::new();
-            let client = HttpClient::new(
-                Arc::new(transport),
-                Arc::new(VirtualClock::new()),
-                Duration::from_secs(5),
-            );
+            let (client, accepted) = client(&VirtualClock::new());
             let server = async {
                 let (_, mut conn) = accepted.recv().await.unwrap();
                 for _ in 0..2 {
@@ -244,12 +250,7 @@ mod tests {
     #[test]
     fn retries_once_on_a_fresh_connection_after_the_server_closed_the_idle_one() {
         smol::block_on(async {
-            let (transport, accepted) = MemoryTransport::new();
-            let client = HttpClient::new(
-                Arc::new(transport),
-                Arc::new(VirtualClock::new()),
-                Duration::from_secs(5),
-            );
+            let (client, accepted) = client(&VirtualClock::new());
             let first = async {
                 let (_, mut conn) = accepted.recv().await.unwrap();
                 read_request(&mut conn).await;
@@ -279,12 +280,7 @@ mod tests {
     fn a_silent_server_times_out_on_the_virtual_clock() {
         smol::block_on(async {
             let clock = VirtualClock::new();
-            let (transport, accepted) = MemoryTransport::new();
-            let client = HttpClient::new(
-                Arc::new(transport),
-                Arc::new(clock.clone()),
-                Duration::from_secs(5),
-            );
+            let (client, accepted) = client(&clock);
             let server = async {
                 let (_, mut conn) = accepted.recv().await.unwrap();
                 read_request(&mut conn).await;
@@ -300,12 +296,7 @@ mod tests {
     #[test]
     fn exchanges_share_one_timer_while_the_deadline_watcher_runs() {
         let clock = VirtualClock::new();
-        let (transport, accepted) = MemoryTransport::new();
-        let client = HttpClient::new(
-            Arc::new(transport),
-            Arc::new(clock.clone()),
-            Duration::from_secs(5),
-        );
+        let (client, accepted) = client(&clock);
         let ex = smol::LocalExecutor::new();
         ex.spawn(client.watch_deadlines()).detach();
         smol::block_on(ex.run(async {
@@ -334,12 +325,7 @@ mod tests {
 
     #[test]
     fn at_most_max_exchanges_are_in_flight_and_the_next_starts_when_one_ends() {
-        let (transport, accepted) = MemoryTransport::new();
-        let client = HttpClient::new(
-            Arc::new(transport),
-            Arc::new(VirtualClock::new()),
-            Duration::from_secs(5),
-        );
+        let (client, accepted) = client(&VirtualClock::new());
         let ep = endpoint();
         let ex = smol::LocalExecutor::new();
         let sends: Vec<_> = (0..MAX_EXCHANGES + 4)

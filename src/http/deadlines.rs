@@ -227,22 +227,15 @@ mod tests {
         // two in flight at once: each ends at its own deadline, not the other's
         let a_deadline = clock.now() + Duration::from_secs(10);
         let b_deadline = a_deadline + Duration::from_secs(1);
-        let a = ex.spawn({
-            let expiry = deadlines.expiry(&clock, a_deadline);
+        let spawn = |name: &'static str, deadline| {
+            let expiry = deadlines.expiry(&clock, deadline);
             let expired = &expired;
-            async move {
+            ex.spawn(async move {
                 expiry.await;
-                expired.borrow_mut().push("a");
-            }
-        });
-        let b = ex.spawn({
-            let expiry = deadlines.expiry(&clock, b_deadline);
-            let expired = &expired;
-            async move {
-                expiry.await;
-                expired.borrow_mut().push("b");
-            }
-        });
+                expired.borrow_mut().push(name);
+            })
+        };
+        let (a, b) = (spawn("a", a_deadline), spawn("b", b_deadline));
         while ex.try_tick() {}
         while clock.now() < a_deadline {
             let next = clock.next_deadline().expect("a timer is armed");
