@@ -186,7 +186,8 @@ pub async fn run(
     warn_readable(&config_path, tokens);
     let listen = match std::env::var(config::HTTP_LISTEN_ENV) {
         Ok(text) if !text.trim().is_empty() => Some(
-            config::parse_listen(&text).map_err(|e| StartError::Env(config::HTTP_LISTEN_ENV, e))?,
+            config::parse_listen(&text)
+                .map_err(|e| StartError::Env(config::HTTP_LISTEN_ENV, e.to_string()))?,
         ),
         _ => cfg.http_listen,
     };

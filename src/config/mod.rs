@@ -211,10 +211,22 @@ pub const HTTP_LISTEN_ENV: &str = "TWITCH_HTTP_LISTEN";
 
 /// Reads a listen address (`127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:8080`); the error says
 /// what is expected.
-pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
-    text.trim().parse().map_err(|_| {
-        format!("{text:?} is not an address and port like 127.0.0.1:8080 or [::1]:8080")
-    })
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, BadListen> {
+    text.trim().parse().map_err(|_| BadListen(text.to_owned()))
+}
+
+/// A listen address that is not an address and port; holds the text given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadListen(pub String);
+
+impl fmt::Display for BadListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not an address and port like 127.0.0.1:8080 or [::1]:8080",
+            self.0
+        )
+    }
 }
 
 /// Validates a parsed config document.

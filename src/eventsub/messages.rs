@@ -1,6 +1,8 @@
 //! The EventSub messages a session acts on: welcome, keepalive, notification (the user's
 //! own chat messages), session_reconnect and revocation.
 
+use std::fmt;
+
 use serde_json::Value;
 
 use super::*;
@@ -35,24 +37,43 @@ struct RevokedSubscription {
     broadcaster_user_id: String,
 }
 
+/// A field of an EventSub message that is not what the bot needs, named by its path
+/// (`payload.event.chatter_user_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FieldError {
+    /// The field, or an object on the way to it, is absent or `null`.
+    Missing(String),
+    /// The field is there but is not a string.
+    NotText(String),
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldError::Missing(path) => write!(f, "missing field `{path}`"),
+            FieldError::NotText(path) => write!(f, "field `{path}` is not a string"),
+        }
+    }
+}
+
 /// The string at `path` in `message`, or an error that names the field. (Typed by hand:
 /// serde's derive for these few structs costs 26 KB of binary.)
-fn field_text(message: &Value, path: &[&str]) -> Result<String, String> {
+fn field_text(message: &Value, path: &[&str]) -> Result<String, FieldError> {
     let mut at = message;
     for (depth, key) in path.iter().enumerate() {
         at = match at.get(key) {
             Some(v) if !v.is_null() => v,
-            _ => return Err(format!("missing field `{}`", path[..=depth].join("."))),
+            _ => return Err(FieldError::Missing(path[..=depth].join("."))),
         };
     }
     match at.as_str() {
         Some(s) => Ok(s.to_owned()),
-        None => Err(format!("field `{}` is not a string", path.join("."))),
+        None => Err(FieldError::NotText(path.join("."))),
     }
 }
 
 impl Metadata {
-    fn read(m: &Value) -> Result<Metadata, String> {
+    fn read(m: &Value) -> Result<Metadata, FieldError> {
         Ok(Metadata {
             message_type: field_text(m, &["metadata", "message_type"])?,
             subscription_type: field_text(m, &["metadata", "subscription_type"]).ok(),
@@ -61,7 +82,7 @@ impl Metadata {
 }
 
 impl WelcomeSession {
-    fn read(m: &Value) -> Result<WelcomeSession, String> {
+    fn read(m: &Value) -> Result<WelcomeSession, FieldError> {
         Ok(WelcomeSession {
             id: field_text(m, &["payload", "session", "id"])?,
             keepalive_timeout_seconds: m["payload"]["session"]["keepalive_timeout_seconds"]
@@ -71,7 +92,7 @@ impl WelcomeSession {
 }
 
 impl ChatMessage {
-    fn read(m: &Value) -> Result<ChatMessage, String> {
+    fn read(m: &Value) -> Result<ChatMessage, FieldError> {
         let field = |name| field_text(m, &["payload", "event", name]);
         Ok(ChatMessage {
             message_id: field("message_id")?,
@@ -84,7 +105,7 @@ impl ChatMessage {
 }
 
 impl RevokedSubscription {
-    fn read(m: &Value) -> Result<RevokedSubscription, String> {
+    fn read(m: &Value) -> Result<RevokedSubscription, FieldError> {
         Ok(RevokedSubscription {
             status: field_text(m, &["payload", "subscription", "status"])?,
             broadcaster_user_id: field_text(

@@ -8,6 +8,7 @@
 //! shell beside a systemd service, say) and take the newest file for the config. The file's
 //! name comes from the config's absolute path, so several bots never share one.
 
+use std::fmt;
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -69,7 +70,7 @@ pub fn choose(
     config: &Path,
     wanted: Option<PathBuf>,
     var: &dyn Fn(&str) -> Option<String>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, NoPlace> {
     if let Some(path) = wanted {
         return Ok(path);
     }
@@ -78,10 +79,27 @@ pub fn choose(
     for dir in dirs(var) {
         match usable(&dir) {
             Ok(()) => return Ok(dir.join(&name)),
-            Err(e) => tried.push(format!("{}: {e}", dir.display())),
+            Err(e) => tried.push((dir, e.to_string())),
         }
     }
-    Err(tried.join("; "))
+    Err(NoPlace { tried })
+}
+
+/// No directory could hold the status file: each one tried, with why not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoPlace {
+    /// The directories in the order tried, each with the reason it was not usable.
+    pub tried: Vec<(PathBuf, String)>,
+}
+
+impl fmt::Display for NoPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (dir, why)) in self.tried.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{}: {why}", dir.display())?;
+        }
+        Ok(())
+    }
 }
 
 /// Where `status` and `--health-check` find the status for `config`: `wanted` if given,
@@ -228,6 +246,23 @@ mod tests {
             fs::read_dir(&dir).unwrap().count(),
             0,
             "no probe left behind"
+        );
+    }
+
+    #[test]
+    fn no_place_names_each_directory_tried_and_why() {
+        let none = NoPlace {
+            tried: vec![
+                (PathBuf::from("/run/user/1000"), "not a directory".into()),
+                (
+                    PathBuf::from("/tmp/twitch-colorchanger-1000"),
+                    "owned by another user".into(),
+                ),
+            ],
+        };
+        assert_eq!(
+            none.to_string(),
+            "/run/user/1000: not a directory; /tmp/twitch-colorchanger-1000: owned by another user"
         );
     }
 
