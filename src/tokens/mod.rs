@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::backoff::Backoff;
 use crate::config::UserConfig;
 use crate::device::DeviceError;
+use crate::helix::ErrorKind;
 use crate::log;
 use crate::oauth::{OAuthError, TokenSet, Validation, REQUIRED_SCOPE};
 use crate::secret::Secret;
@@ -43,6 +44,9 @@ pub(crate) const SAVE_RETRY_MAX: Duration = Duration::from_secs(300);
 pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(2);
 /// The longest pause between retries of a token endpoint that keeps failing.
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(180);
+/// The pause between refreshes while the token endpoint refuses the app itself (a wrong
+/// client id or secret): only a config edit mends that, and the edit restarts the user.
+pub(crate) const APP_REFUSED_RETRY: Duration = Duration::from_secs(3600);
 /// Unattended, the first pause before a new device code (doubling up to 30 minutes).
 pub(crate) const NEXT_CODE_FIRST: Duration = Duration::from_secs(60);
 
@@ -252,6 +256,8 @@ pub struct TokenCore {
     waiters: Vec<Purpose>,
     retry: Option<Retry>,
     retry_backoff: Backoff,
+    /// The token endpoint refused the app itself once already (said at ERROR only once).
+    app_refused: bool,
     unsaved: Option<Unsaved>,
     /// Refresh tokens an interrupted save left behind, tried once each when Twitch refuses ours.
     spares: Vec<Secret>,
@@ -300,6 +306,7 @@ impl TokenCore {
             waiters: Vec::new(),
             retry: None,
             retry_backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
+            app_refused: false,
             unsaved: None,
             spares,
             attempts,

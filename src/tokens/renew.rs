@@ -210,6 +210,7 @@ impl TokenCore {
                 } else {
                     log!(Info, self.who(), None, "access token refreshed");
                 }
+                self.app_refused = false;
                 self.adopt(wall, set, then);
             }
             // refused, or a spare that did not work (each is tried once): the next spare
@@ -233,10 +234,43 @@ impl TokenCore {
                     Then::Validate => Then::Validate,
                     Then::Done | Then::Authorised => Then::Done,
                 });
-                self.transient(now, format!("cannot refresh the access token: {e}"), retry);
+                match e {
+                    OAuthError::Refused(status, message)
+                        if matches!(
+                            ErrorKind::of_status(status),
+                            ErrorKind::Invalid | ErrorKind::Forbidden
+                        ) =>
+                    {
+                        self.app_refused(now, format!("HTTP {status}: {message}"), retry)
+                    }
+                    e => {
+                        self.transient(now, format!("cannot refresh the access token: {e}"), retry)
+                    }
+                }
             }
         }
         self.next(now);
+    }
+
+    /// The token endpoint refuses the app rather than the refresh token (HTTP 400 or 403
+    /// without "Invalid refresh token": a wrong `client_id` or `client_secret`). Asking again
+    /// soon cannot help, and the refresh token may still be good, so no device flow: it is
+    /// said once at ERROR and tried again hourly; an edit of either field restarts the user
+    /// at once.
+    fn app_refused(&mut self, now: Instant, cause: String, retry: Retry) {
+        let why = format!(
+            "Twitch refuses to renew tokens for this app ({cause}): check \"client_id\" and \"client_secret\" of this user in {}; trying again hourly and as soon as either changes",
+            self.saved_to
+        );
+        if self.app_refused {
+            log!(Debug, self.who(), None, "{why}");
+        } else {
+            log!(Error, self.who(), None, "{why}");
+        }
+        self.app_refused = true;
+        self.answer(Err(RenewError::Unavailable(why)));
+        self.retry = Some(retry);
+        self.timers.set(Timer::Retry, Some(now + APP_REFUSED_RETRY));
     }
 
     /// A new pair is saved before it is used: the save first, then adoption.

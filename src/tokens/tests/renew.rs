@@ -137,6 +137,59 @@ fn a_token_endpoint_that_is_down_is_retried_with_backoff_and_the_cause_named() {
 }
 
 #[test]
+fn an_app_the_token_endpoint_refuses_is_said_once_and_tried_hourly_not_forever_soon() {
+    // defect: a 403 "invalid client secret" was retried every 2 s to 3 min, forever, with
+    // an ERROR each time, though only an edit of the config mends it
+    let t = Instant::now();
+    let mut core = ready(t);
+    core.handle_refused(t, Purpose::Color, &secret("tok"), None);
+    assert_eq!(
+        action(&mut core),
+        Some(TokenAction::Refresh(secret("ref1")))
+    );
+    let refused = |status, message: &str| Err(OAuthError::Refused(status, message.into()));
+    core.handle_refreshed(t, wall(), refused(403, "invalid client secret"));
+    let evs = events(&mut core);
+    let [TokenEvent::Answer(Purpose::Color, Err(RenewError::Unavailable(why)))] = &evs[..] else {
+        panic!("not the device flow: the refresh token may be good: {evs:?}");
+    };
+    assert!(why.contains("HTTP 403: invalid client secret"), "{why}");
+    assert!(
+        why.contains("check \"client_id\" and \"client_secret\""),
+        "{why}"
+    );
+    assert!(why.contains("/etc/tcc.conf"), "{why}");
+    assert!(core.app_refused);
+    // hourly, however often it is refused; a 400 "invalid client" (a wrong client id) is
+    // the same
+    let mut at = t;
+    for (status, message) in [
+        (403, "invalid client secret"),
+        (403, "invalid client secret"),
+        (400, "invalid client"),
+    ] {
+        assert_eq!(core.poll_timeout(), Some(at + APP_REFUSED_RETRY));
+        at += APP_REFUSED_RETRY;
+        core.handle_timeout(at);
+        assert_eq!(
+            action(&mut core),
+            Some(TokenAction::Refresh(secret("ref1")))
+        );
+        core.handle_refreshed(at, wall(), refused(status, message));
+        // the hourly validation is due too: the access token still works meanwhile
+        if let Some(TokenAction::Validate(_)) = core.poll_action() {
+            core.handle_validated(at, wall(), valid(7_200));
+        }
+        events(&mut core);
+    }
+    // once the app is taken again, the flag is down for the next time
+    at += APP_REFUSED_RETRY;
+    core.handle_timeout(at);
+    refresh_with(&mut core, at, 2, Ok(()));
+    assert!(!core.app_refused);
+}
+
+#[test]
 fn a_refused_refresh_during_a_pending_retry_goes_to_the_device_flow() {
     let t = Instant::now();
     let mut core = ready(t);
