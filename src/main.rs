@@ -171,6 +171,14 @@ impl Error {
     }
 }
 
+/// The heap: TLSF (rlsf) in 64 KiB pools instead of the libc's malloc. With musl it takes a
+/// quarter off the memory of many users, and a little CPU off each message (README, "Size
+/// and memory"). Pools are kept, never given back: the bot's memory after start is close to
+/// its peak anyway. `--features system-alloc` uses the libc's malloc, for heap profilers.
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static ALLOC: rlsf::SmallGlobalTlsf = rlsf::SmallGlobalTlsf::new();
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     // `-h` as most commands take it (argh knows only `--help` and `help`)
