@@ -31,6 +31,7 @@ pub mod secret;
 pub mod status;
 pub mod time;
 mod timer;
+mod tls;
 pub mod tokens;
 pub mod transport;
 pub mod user;

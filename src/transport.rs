@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_rustls::TlsConnector;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use smol::io::{AsyncRead, AsyncWrite};
@@ -84,9 +83,10 @@ pub fn tls_config(
     Ok(config)
 }
 
-/// TCP through async-net, TLS through rustls, with connect and handshake timeouts.
+/// TCP through async-net, TLS through rustls (unbuffered, [`crate::tls`]), with connect
+/// and handshake timeouts.
 pub struct NetTransport {
-    tls: TlsConnector,
+    tls: Arc<rustls::ClientConfig>,
     clock: Arc<dyn Clock>,
     connect_timeout: Duration,
     handshake_timeout: Duration,
@@ -96,7 +96,7 @@ impl NetTransport {
     /// A transport using `tls` for TLS endpoints.
     pub fn new(tls: rustls::ClientConfig, clock: Arc<dyn Clock>) -> NetTransport {
         NetTransport {
-            tls: TlsConnector::from(Arc::new(tls)),
+            tls: Arc::new(tls),
             clock,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
@@ -119,7 +119,8 @@ impl NetTransport {
         let name = ServerName::try_from(endpoint.host.clone())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "invalid TLS server name"))?;
         let deadline = self.clock.now() + self.handshake_timeout;
-        let tls = timeout_at(&*self.clock, deadline, self.tls.connect(name, tcp))
+        let handshake = crate::tls::connect(self.tls.clone(), name, tcp);
+        let tls = timeout_at(&*self.clock, deadline, handshake)
             .await
             .ok_or_else(|| timed_out("TLS handshake"))??;
         Ok(Box::new(tls))

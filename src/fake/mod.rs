@@ -27,7 +27,7 @@ mod http;
 mod irc;
 mod oauth;
 mod request;
-mod tls;
+pub(crate) mod tls;
 
 #[cfg(feature = "fake-twitch")]
 use self::eventsub::{eventsub_conn, EsCmd};

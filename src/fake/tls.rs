@@ -14,7 +14,7 @@ use rustls::sign::CertifiedKey;
 
 /// A TLS server config for a new certificate valid for `names` (IP addresses or DNS names),
 /// and that certificate as PEM, for the client's root store.
-pub(super) fn tls_acceptor(names: &[&str]) -> Result<(TlsAcceptor, String), String> {
+pub(crate) fn tls_acceptor(names: &[&str]) -> Result<(TlsAcceptor, String), String> {
     let (cert, key) = self_signed(names)?;
     let pem = pem("CERTIFICATE", &cert);
     // the ECDSA key loaded as such: `with_single_cert` would link RSA signing too

@@ -1,0 +1,398 @@
+//! TLS over a byte stream with rustls's unbuffered API: the connection keeps no buffer
+//! between reads. rustls's buffered connection holds a 4 KiB (and more) receive buffer for
+//! as long as it lives, a fifth of a chat user's memory; here ciphertext lives in a buffer
+//! made for each read and dropped after it, and only a partial record, a flight of the
+//! handshake, or plaintext the reader had no room for outlives the read (each rare and
+//! small after the handshake). Records are decrypted in place.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use rustls::client::UnbufferedClientConnection;
+use rustls::pki_types::ServerName;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
+use rustls::ClientConfig;
+use smol::io::{AsyncRead, AsyncWrite};
+
+/// Bytes asked of the socket per read: one TLS record at its largest (16 KiB of data plus
+/// the record's header, padding and tag).
+const READ_SIZE: usize = 16 * 1024 + 2048 + 5;
+
+/// A TLS client stream over `S`.
+pub(crate) struct TlsStream<S> {
+    io: S,
+    conn: UnbufferedClientConnection,
+    /// Ciphertext read but not yet a whole record (or a handshake flight in progress).
+    incoming: Vec<u8>,
+    /// Ciphertext made but not yet written to the socket.
+    outgoing: Vec<u8>,
+    /// Plaintext decrypted that the reader had no room for.
+    plaintext: Vec<u8>,
+    /// Where in `plaintext` the reader is.
+    taken: usize,
+    /// The peer closed (close_notify, or the socket ended).
+    eof: bool,
+    /// close_notify was queued.
+    closing: bool,
+}
+
+/// Connects TLS over `io` to `name`; resolves once the handshake is done.
+pub(crate) async fn connect<S>(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    io: S,
+) -> io::Result<TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = UnbufferedClientConnection::new(config, name).map_err(invalid)?;
+    let mut stream = TlsStream {
+        io,
+        conn,
+        incoming: Vec::new(),
+        outgoing: Vec::new(),
+        plaintext: Vec::new(),
+        taken: 0,
+        eof: false,
+        closing: false,
+    };
+    std::future::poll_fn(|cx| stream.poll_handshake(cx)).await?;
+    Ok(stream)
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// What processing the records at hand came to.
+enum Progress {
+    /// The handshake needs more bytes from the peer.
+    Blocked,
+    /// Application data may be sent; everything whole has been read.
+    Open,
+    /// The peer closed the connection cleanly.
+    Closed,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
+    /// Processes the records in `incoming`: handshake messages answered (into `outgoing`),
+    /// application data appended to `plaintext`. What is left of `incoming` is a partial
+    /// record, or a partial handshake flight.
+    fn process(&mut self) -> io::Result<Progress> {
+        let mut start = 0;
+        let progress = loop {
+            let status = self.conn.process_tls_records(&mut self.incoming[start..]);
+            let discard = status.discard;
+            let progress = match status.state.map_err(invalid)? {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    while let Some(record) = traffic.next_record() {
+                        let record = record.map_err(invalid)?;
+                        self.plaintext.extend_from_slice(record.payload);
+                    }
+                    None
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    // asked with no room first, to learn the size
+                    if let Err(e) = encode.encode(&mut []) {
+                        let EncodeError::InsufficientSize(InsufficientSizeError { required_size }) =
+                            e
+                        else {
+                            return Err(invalid(e));
+                        };
+                        let at = self.outgoing.len();
+                        self.outgoing.resize(at + required_size, 0);
+                        encode.encode(&mut self.outgoing[at..]).map_err(invalid)?;
+                    }
+                    None
+                }
+                // `outgoing` is written before anything else happens on the socket
+                ConnectionState::TransmitTlsData(transmit) => {
+                    transmit.done();
+                    None
+                }
+                ConnectionState::BlockedHandshake => Some(Progress::Blocked),
+                ConnectionState::WriteTraffic(_) => Some(Progress::Open),
+                ConnectionState::PeerClosed | ConnectionState::Closed => Some(Progress::Closed),
+                _ => Some(Progress::Open),
+            };
+            start += discard;
+            if let Some(progress) = progress {
+                break progress;
+            }
+        };
+        self.incoming.drain(..start);
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        } else {
+            self.incoming.shrink_to_fit();
+        }
+        if matches!(progress, Progress::Closed) {
+            self.eof = true;
+        }
+        Ok(progress)
+    }
+
+    /// Reads once from the socket onto `incoming`: `Ok(false)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let at = self.incoming.len();
+        self.incoming.resize(at + READ_SIZE, 0);
+        let read = Pin::new(&mut self.io).poll_read(cx, &mut self.incoming[at..]);
+        let n = match &read {
+            Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
+        self.incoming.truncate(at + n);
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+        match read {
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n > 0)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Writes `outgoing` to the socket until it is empty.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.outgoing.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.outgoing.drain(..n);
+        }
+        self.outgoing = Vec::new();
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let progress = self.process()?;
+            ready!(self.poll_send(cx))?;
+            match progress {
+                Progress::Open => return Poll::Ready(Ok(())),
+                Progress::Closed => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed during the TLS handshake",
+                    )))
+                }
+                Progress::Blocked => {
+                    if !ready!(self.poll_fill(cx))? {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the peer closed during the TLS handshake",
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands on as much of `plaintext` as fits in `buf`.
+    fn take_plaintext(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.plaintext.len() - self.taken);
+        buf[..n].copy_from_slice(&self.plaintext[self.taken..self.taken + n]);
+        self.taken += n;
+        if self.taken == self.plaintext.len() {
+            self.plaintext = Vec::new();
+            self.taken = 0;
+        }
+        n
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            if this.taken < this.plaintext.len() {
+                return Poll::Ready(Ok(this.take_plaintext(buf)));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(0));
+            }
+            if !ready!(this.poll_fill(cx))? {
+                // the socket ended without close_notify: for a line protocol that is an
+                // end like any other
+                this.eof = true;
+                continue;
+            }
+            this.process()?;
+            // answers to what came (a key update, an alert): best effort, finished by the
+            // next write or flush
+            let _ = this.poll_send(cx);
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        if this.closing {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let status = this.conn.process_tls_records(&mut []);
+        let ConnectionState::WriteTraffic(mut traffic) = status.state.map_err(invalid)? else {
+            return Poll::Ready(Err(io::Error::other(
+                "the TLS connection cannot send data now",
+            )));
+        };
+        let n = match traffic.encrypt(buf, &mut []) {
+            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                required_size
+            }
+            Ok(_) => 0,
+            Err(e) => return Poll::Ready(Err(invalid(e))),
+        };
+        this.outgoing.resize(n, 0);
+        let n = traffic.encrypt(buf, &mut this.outgoing).map_err(invalid)?;
+        this.outgoing.truncate(n);
+        // sent now if the socket takes it, else by the next write or flush
+        let _ = this.poll_send(cx);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.closing {
+            this.closing = true;
+            let status = this.conn.process_tls_records(&mut []);
+            if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
+                let mut alert = vec![0; 64];
+                if let Ok(n) = traffic.queue_close_notify(&mut alert) {
+                    alert.truncate(n);
+                    this.outgoing.extend_from_slice(&alert);
+                }
+            }
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_close(cx)
+    }
+}
+
+#[cfg(all(test, feature = "demo"))]
+mod tests {
+    use super::*;
+    use crate::transport::{duplex, Duplex};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A client config trusting only `pem`.
+    fn client_config(pem: &str) -> Arc<ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// A TLS server on one end of a pipe running `serve`, and a client connected over the
+    /// other end with `trust` as its root.
+    fn pair<F, Fut>(
+        trust: Option<&str>,
+        serve: F,
+    ) -> (io::Result<TlsStream<Duplex>>, smol::Task<()>)
+    where
+        F: FnOnce(futures_rustls::server::TlsStream<Duplex>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let (acceptor, pem) = crate::fake::tls::tls_acceptor(&["irc.example"]).unwrap();
+        let (client_end, server_end) = duplex(64 * 1024);
+        let server = smol::spawn(async move {
+            if let Ok(tls) = acceptor.accept(server_end).await {
+                serve(tls).await;
+            }
+        });
+        let name = ServerName::try_from("irc.example").unwrap();
+        let config = client_config(trust.unwrap_or(&pem));
+        let client = smol::block_on(connect(config, name, client_end));
+        (client, server)
+    }
+
+    #[test]
+    fn data_both_ways_and_nothing_kept_between_reads() {
+        smol::block_on(async {
+            // 40,000 bytes: three records, read through a buffer of 1,000
+            let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+            let sent = big.clone();
+            let (client, server) = pair(None, move |mut tls| async move {
+                let mut line = [0u8; 6];
+                tls.read_exact(&mut line).await.unwrap();
+                assert_eq!(&line, b"PING\r\n");
+                tls.write_all(&sent).await.unwrap();
+                tls.flush().await.unwrap();
+                tls.close().await.unwrap();
+            });
+            let mut client = client.unwrap();
+            client.write_all(b"PING\r\n").await.unwrap();
+            client.flush().await.unwrap();
+            assert_eq!(client.outgoing.capacity(), 0, "written, then let go");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1000];
+            loop {
+                let n = client.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if client.taken == 0 {
+                    // whole records handed on: no ciphertext or plaintext held
+                    assert_eq!(client.plaintext.capacity(), 0);
+                }
+            }
+            assert_eq!(got, big, "every byte, in order, then the end");
+            assert!(client.eof);
+            assert_eq!(client.incoming.capacity(), 0);
+            server.await;
+        });
+    }
+
+    #[test]
+    fn a_server_the_client_does_not_trust_is_an_error() {
+        // another certificate for the same name, as a stranger's server would have
+        let (_, stranger) = crate::fake::tls::tls_acceptor(&["irc.example"]).unwrap();
+        let (client, server) = pair(Some(&stranger), |_| async {});
+        let Err(e) = client else {
+            panic!("a certificate from another root was taken");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("certificate"), "{e}");
+        smol::block_on(server);
+    }
+
+    #[test]
+    fn a_peer_that_hangs_up_during_the_handshake_is_an_end_not_a_hang() {
+        let (client_end, server_end) = duplex(1024);
+        drop(server_end);
+        let (_, pem) = crate::fake::tls::tls_acceptor(&["irc.example"]).unwrap();
+        let name = ServerName::try_from("irc.example").unwrap();
+        let result = smol::block_on(connect(client_config(&pem), name, client_end));
+        assert!(result.is_err());
+    }
+}
