@@ -47,17 +47,7 @@ pub(crate) async fn connect<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let conn = UnbufferedClientConnection::new(config, name).map_err(invalid)?;
-    let mut stream = TlsStream {
-        io,
-        conn,
-        incoming: Vec::new(),
-        outgoing: Vec::new(),
-        plaintext: Vec::new(),
-        taken: 0,
-        eof: false,
-        closing: false,
-    };
+    let mut stream = TlsStream::new(config, name, io)?;
     std::future::poll_fn(|cx| stream.poll_handshake(cx)).await?;
     Ok(stream)
 }
@@ -77,6 +67,20 @@ enum Progress {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
+    /// A connection to `name` over `io`, its handshake not begun.
+    fn new(config: Arc<ClientConfig>, name: ServerName<'static>, io: S) -> io::Result<Self> {
+        Ok(TlsStream {
+            io,
+            conn: UnbufferedClientConnection::new(config, name).map_err(invalid)?,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            plaintext: Vec::new(),
+            taken: 0,
+            eof: false,
+            closing: false,
+        })
+    }
+
     /// Processes the records in `incoming`: handshake messages answered (into `outgoing`),
     /// application data appended to `plaintext`. What is left of `incoming` is a partial
     /// record, or a partial handshake flight.
@@ -146,6 +150,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         self.incoming.truncate(at + n);
         if self.incoming.is_empty() {
             self.incoming = Vec::new();
+        } else if read.is_pending() {
+            // a handshake flight in part: kept while waiting, but not the room for a read
+            self.incoming.shrink_to_fit();
         }
         match read {
             Poll::Ready(Ok(n)) => Poll::Ready(Ok(n > 0)),
@@ -384,6 +391,24 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
         assert!(e.to_string().contains("certificate"), "{e}");
         smol::block_on(server);
+    }
+
+    #[test]
+    fn a_handshake_waiting_for_the_rest_of_a_flight_holds_only_what_came() {
+        let (client_end, mut server_end) = duplex(64 * 1024);
+        let (_, pem) = crate::fake::tls::tls_acceptor(&["irc.example"]).unwrap();
+        let name = ServerName::try_from("irc.example").unwrap();
+        let mut stream = TlsStream::new(client_config(&pem), name, client_end).unwrap();
+        // the first bytes of a server's handshake record, and then nothing for a while
+        smol::block_on(server_end.write_all(&[0x16, 0x03, 0x03, 0x00, 0x40, 0x02])).unwrap();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(stream.poll_handshake(&mut cx).is_pending());
+        assert_eq!(stream.incoming, [0x16, 0x03, 0x03, 0x00, 0x40, 0x02]);
+        assert!(
+            stream.incoming.capacity() < 64,
+            "a read's room is not kept while waiting: {}",
+            stream.incoming.capacity()
+        );
     }
 
     #[test]
