@@ -319,9 +319,10 @@ mod tests {
         )
     }
 
-    /// A TLS server on one end of a pipe running `serve`, and a client connected over the
-    /// other end with `trust` as its root.
+    /// A TLS server speaking `versions` on one end of a pipe running `serve`, and a client
+    /// connected over the other end with `trust` (else the server's certificate) as its root.
     fn pair<F, Fut>(
+        versions: &[&'static rustls::SupportedProtocolVersion],
         trust: Option<&str>,
         serve: F,
     ) -> (io::Result<TlsStream<Duplex>>, smol::Task<()>)
@@ -329,7 +330,8 @@ mod tests {
         F: FnOnce(futures_rustls::server::TlsStream<Duplex>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
-        let (acceptor, pem) = crate::fake::tls::tls_acceptor(&["irc.example"]).unwrap();
+        let (acceptor, pem) =
+            crate::fake::tls::tls_acceptor_for(&["irc.example"], versions).unwrap();
         let (client_end, server_end) = duplex(64 * 1024);
         let server = smol::spawn(async move {
             if let Ok(tls) = acceptor.accept(server_end).await {
@@ -348,14 +350,15 @@ mod tests {
             // 40,000 bytes: three records, read through a buffer of 1,000
             let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
             let sent = big.clone();
-            let (client, server) = pair(None, move |mut tls| async move {
-                let mut line = [0u8; 6];
-                tls.read_exact(&mut line).await.unwrap();
-                assert_eq!(&line, b"PING\r\n");
-                tls.write_all(&sent).await.unwrap();
-                tls.flush().await.unwrap();
-                tls.close().await.unwrap();
-            });
+            let (client, server) =
+                pair(rustls::DEFAULT_VERSIONS, None, move |mut tls| async move {
+                    let mut line = [0u8; 6];
+                    tls.read_exact(&mut line).await.unwrap();
+                    assert_eq!(&line, b"PING\r\n");
+                    tls.write_all(&sent).await.unwrap();
+                    tls.flush().await.unwrap();
+                    tls.close().await.unwrap();
+                });
             let mut client = client.unwrap();
             client.write_all(b"PING\r\n").await.unwrap();
             client.flush().await.unwrap();
@@ -381,10 +384,34 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_1_2_server_is_spoken_to_as_well() {
+        smol::block_on(async {
+            let tls12: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+            let (client, server) = pair(tls12, None, |mut tls| async move {
+                let mut line = [0u8; 6];
+                tls.read_exact(&mut line).await.unwrap();
+                tls.write_all(b"PONG\r\n").await.unwrap();
+                tls.flush().await.unwrap();
+            });
+            let mut client = client.unwrap();
+            assert_eq!(
+                client.conn.protocol_version(),
+                Some(rustls::ProtocolVersion::TLSv1_2)
+            );
+            client.write_all(b"PING\r\n").await.unwrap();
+            client.flush().await.unwrap();
+            let mut line = [0u8; 6];
+            client.read_exact(&mut line).await.unwrap();
+            assert_eq!(&line, b"PONG\r\n");
+            server.await;
+        });
+    }
+
+    #[test]
     fn a_server_the_client_does_not_trust_is_an_error() {
         // another certificate for the same name, as a stranger's server would have
         let (_, stranger) = crate::fake::tls::tls_acceptor(&["irc.example"]).unwrap();
-        let (client, server) = pair(Some(&stranger), |_| async {});
+        let (client, server) = pair(rustls::DEFAULT_VERSIONS, Some(&stranger), |_| async {});
         let Err(e) = client else {
             panic!("a certificate from another root was taken");
         };

@@ -15,6 +15,14 @@ use rustls::sign::CertifiedKey;
 /// A TLS server config for a new certificate valid for `names` (IP addresses or DNS names),
 /// and that certificate as PEM, for the client's root store.
 pub(crate) fn tls_acceptor(names: &[&str]) -> Result<(TlsAcceptor, String), String> {
+    tls_acceptor_for(names, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`tls_acceptor`] speaking only the TLS `versions` given.
+pub(crate) fn tls_acceptor_for(
+    names: &[&str],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<(TlsAcceptor, String), String> {
     let (cert, key) = self_signed(names)?;
     let pem = pem("CERTIFICATE", &cert);
     // the ECDSA key loaded as such: `with_single_cert` would link RSA signing too
@@ -25,7 +33,7 @@ pub(crate) fn tls_acceptor(names: &[&str]) -> Result<(TlsAcceptor, String), Stri
     let certified = CertifiedKey::new(vec![CertificateDer::from(cert)], key);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(OneCert(Arc::new(certified))));
