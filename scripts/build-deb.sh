@@ -47,7 +47,8 @@ arches_of() {
 
 # The man page comes from a binary this machine can run (any of them, under binfmt/qemu).
 manpage=$(mktemp)
-trap 'rm -f "$manpage"' EXIT
+stage=
+trap 'rm -f "$manpage"; [ -z "$stage" ] || rm -rf "$stage"' EXIT
 for f in dist/twitch-colorchanger-"$version"-*; do
     case "$f" in *.tar.gz | *.cdx.json) continue ;; esac
     if "$f" --version >/dev/null 2>&1; then
@@ -161,6 +162,7 @@ EOF
         out="$out_dir/twitch-colorchanger_${deb_version}_$arch.deb"
         dpkg-deb --root-owner-group -Zxz --build "$root" "$out" >/dev/null
         rm -rf "$stage"
+        stage=
         echo "   $out ($(stat -c %s "$out") bytes)"
         built=$((built + 1))
     done
