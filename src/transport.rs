@@ -83,7 +83,7 @@ pub fn tls_config(
     Ok(config)
 }
 
-/// TCP through async-net, TLS through rustls (unbuffered, [`crate::tls`]), with connect
+/// TCP through async-net, TLS through rustls (its unbuffered API, in `tls.rs`), with connect
 /// and handshake timeouts.
 pub struct NetTransport {
     tls: Arc<rustls::ClientConfig>,
