@@ -246,10 +246,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_send(cx))?;
         if this.closing {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
+        // anything rustls still has to send (a key update's answer) goes first; a partial
+        // record in `incoming` stays as it is
+        this.process()?;
+        ready!(this.poll_send(cx))?;
         let status = this.conn.process_tls_records(&mut []);
         let ConnectionState::WriteTraffic(mut traffic) = status.state.map_err(invalid)? else {
             return Poll::Ready(Err(io::Error::other(
