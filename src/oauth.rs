@@ -83,6 +83,10 @@ pub enum OAuthError {
     Denied,
     /// The token or refresh token is not valid (any more).
     InvalidToken(String),
+    /// The token endpoint refuses the app rather than the refresh token (a 400 or 403 other
+    /// than "Invalid refresh token": a wrong client id or secret), with status and message.
+    /// Only an edit of the config mends it.
+    AppRefused(u16, String),
     /// Any other refusal, with status and Twitch's message.
     Refused(u16, String),
     /// A 2xx answer that is not what Twitch documents.
@@ -98,7 +102,9 @@ impl fmt::Display for OAuthError {
             OAuthError::Expired => f.write_str("the code expired"),
             OAuthError::Denied => f.write_str("authorisation was declined"),
             OAuthError::InvalidToken(m) => write!(f, "token refused: {m}"),
-            OAuthError::Refused(status, m) => write!(f, "HTTP {status}: {m}"),
+            OAuthError::AppRefused(status, m) | OAuthError::Refused(status, m) => {
+                write!(f, "HTTP {status}: {m}")
+            }
             OAuthError::BadBody(m) => write!(f, "unexpected answer: {m}"),
         }
     }
@@ -245,6 +251,9 @@ impl OAuth {
             ErrorKind::Unauthorized => Err(OAuthError::InvalidToken(message)),
             ErrorKind::Invalid if message.eq_ignore_ascii_case("invalid refresh token") => {
                 Err(OAuthError::InvalidToken(message))
+            }
+            ErrorKind::Invalid | ErrorKind::Forbidden => {
+                Err(OAuthError::AppRefused(status, message))
             }
             _ => Err(OAuthError::Refused(status, message)),
         }

@@ -178,22 +178,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         loop {
             let progress = self.process()?;
             ready!(self.poll_send(cx))?;
-            match progress {
+            let more = match progress {
                 Progress::Open => return Poll::Ready(Ok(())),
-                Progress::Closed => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the peer closed during the TLS handshake",
-                    )))
-                }
-                Progress::Blocked => {
-                    if !ready!(self.poll_fill(cx))? {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the peer closed during the TLS handshake",
-                        )));
-                    }
-                }
+                Progress::Closed => false,
+                Progress::Blocked => ready!(self.poll_fill(cx))?,
+            };
+            if !more {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed during the TLS handshake",
+                )));
             }
         }
     }

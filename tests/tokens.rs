@@ -890,6 +890,44 @@ fn a_failed_save_of_a_refresh_after_a_401_is_retried_once_the_disk_is_back() {
 }
 
 #[test]
+fn a_token_endpoint_refusing_the_app_is_said_once_and_keeps_the_refresh_token() {
+    let (fake, _, config) = hueshift("app-refused");
+    let bot = Bot::start(&fake, &config);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    let refresh_before = config_user(&config, 0)["refresh_token"].clone();
+    fake.update(|s| {
+        s.token_script.push_back((
+            403,
+            r#"{"status":403,"message":"invalid client secret"}"#.into(),
+        ))
+    });
+    fake.expire_access_token("hueshift_bot");
+    fake.privmsg("chan", "hueshift_bot", "1", "one");
+    assert!(bot.wait_log("color not changed", 1), "{}", bot.output());
+    let output = bot.output();
+    let said: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("[hueshift_bot] Twitch refuses to renew tokens for this app"))
+        .collect();
+    assert_eq!(said.len(), 1, "{output}");
+    assert!(
+        said[0].contains("ERROR")
+            && said[0].contains("HTTP 403: invalid client secret")
+            && said[0].contains("\"client_id\" and \"client_secret\"")
+            && said[0].contains("trying again hourly"),
+        "{}",
+        said[0]
+    );
+    // no device flow for a wrong secret, and the refresh token is kept
+    assert!(!output.contains("ACTION REQUIRED"), "{output}");
+    assert!(!output.contains("must authorise again"), "{output}");
+    assert_eq!(config_user(&config, 0)["refresh_token"], refresh_before);
+    let (status, _, output) = bot.terminate();
+    assert!(status.success(), "{output}");
+    assert_no_secrets(&output);
+}
+
+#[test]
 fn a_token_endpoint_outage_during_a_refresh_is_retried_and_the_next_change_works() {
     let (fake, _, config) = hueshift("outage");
     let bot = Bot::start(&fake, &config);

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::backoff::Backoff;
 use crate::config::UserConfig;
 use crate::device::DeviceError;
-use crate::helix::ErrorKind;
 use crate::log;
 use crate::oauth::{OAuthError, TokenSet, Validation, REQUIRED_SCOPE};
 use crate::secret::Secret;

@@ -235,14 +235,7 @@ impl TokenCore {
                     Then::Done | Then::Authorised => Then::Done,
                 });
                 match e {
-                    OAuthError::Refused(status, message)
-                        if matches!(
-                            ErrorKind::of_status(status),
-                            ErrorKind::Invalid | ErrorKind::Forbidden
-                        ) =>
-                    {
-                        self.app_refused(now, format!("HTTP {status}: {message}"), retry)
-                    }
+                    OAuthError::AppRefused(..) => self.app_refused(now, e.to_string(), retry),
                     e => {
                         self.transient(now, format!("cannot refresh the access token: {e}"), retry)
                     }
@@ -252,8 +245,8 @@ impl TokenCore {
         self.next(now);
     }
 
-    /// The token endpoint refuses the app rather than the refresh token (HTTP 400 or 403
-    /// without "Invalid refresh token": a wrong `client_id` or `client_secret`). Asking again
+    /// The token endpoint refuses the app rather than the refresh token
+    /// ([`OAuthError::AppRefused`]: a wrong `client_id` or `client_secret`). Asking again
     /// soon cannot help, and the refresh token may still be good, so no device flow: it is
     /// said once at ERROR and tried again hourly; an edit of either field restarts the user
     /// at once.

@@ -76,16 +76,22 @@ fn a_refresh_during_a_failed_save_replaces_the_unsaved_pair() {
     assert_eq!(core.poll_action(), None);
 }
 
-#[test]
-fn a_token_endpoint_that_is_down_is_retried_with_backoff_and_the_cause_named() {
-    // defect: a 503 on a refresh the driver asked for was never retried
-    let t = Instant::now();
+/// A ready core whose token a color change found refused at `t`: it asks to refresh.
+fn refreshing_for_a_color(t: Instant) -> TokenCore {
     let mut core = ready(t);
     core.handle_refused(t, Purpose::Color, &secret("tok"), None);
     assert_eq!(
         action(&mut core),
         Some(TokenAction::Refresh(secret("ref1")))
     );
+    core
+}
+
+#[test]
+fn a_token_endpoint_that_is_down_is_retried_with_backoff_and_the_cause_named() {
+    // defect: a 503 on a refresh the driver asked for was never retried
+    let t = Instant::now();
+    let mut core = refreshing_for_a_color(t);
     core.handle_refreshed(t, wall(), Err(unavailable()));
     let evs = events(&mut core);
     let [TokenEvent::Answer(Purpose::Color, Err(RenewError::Unavailable(why)))] = &evs[..] else {
@@ -141,13 +147,8 @@ fn an_app_the_token_endpoint_refuses_is_said_once_and_tried_hourly_not_forever_s
     // defect: a 403 "invalid client secret" was retried every 2 s to 3 min, forever, with
     // an ERROR each time, though only an edit of the config mends it
     let t = Instant::now();
-    let mut core = ready(t);
-    core.handle_refused(t, Purpose::Color, &secret("tok"), None);
-    assert_eq!(
-        action(&mut core),
-        Some(TokenAction::Refresh(secret("ref1")))
-    );
-    let refused = |status, message: &str| Err(OAuthError::Refused(status, message.into()));
+    let mut core = refreshing_for_a_color(t);
+    let refused = |status, message: &str| Err(OAuthError::AppRefused(status, message.into()));
     core.handle_refreshed(t, wall(), refused(403, "invalid client secret"));
     let evs = events(&mut core);
     let [TokenEvent::Answer(Purpose::Color, Err(RenewError::Unavailable(why)))] = &evs[..] else {
