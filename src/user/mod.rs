@@ -131,14 +131,18 @@ impl std::error::Error for UserError {}
 /// so one user's trouble never stops another; returns an error only if the user could not
 /// be authorised within the allowed attempts. `spares` are refresh tokens an interrupted
 /// save left behind (see [`TokenCore::new`]).
-pub async fn run(
+///
+/// The user is set up here and the future returned holds only the driver: an `async fn`
+/// keeps its arguments (the config, the counters) for as long as it runs, a third of a
+/// kilobyte per user for nothing.
+pub fn run(
     services: Arc<Services>,
     user: UserConfig,
     spares: Vec<Secret>,
     control: async_channel::Receiver<Control>,
     report: Reporter,
     counters: Counters,
-) -> Result<(), UserError> {
+) -> impl Future<Output = Result<(), UserError>> {
     let seed = WyRand::new().generate::<u64>();
     let mut user = user;
     user.chat_transport
@@ -150,22 +154,23 @@ pub async fn run(
         services.auth_attempts,
     );
     let core = UserCore::new(services.clock.now(), &user, counters, seed);
-    let username = user.username.clone();
     let app = AppCredentials {
         id: user.client_id,
         secret: user.client_secret,
     };
-    let mut driver = Driver::new(services, username, app, tokens, core, report);
-    let result = driver.drive(control).await;
-    if let Err(why) = &result {
-        log!(
-            Error,
-            Some(&user.username),
-            None,
-            "{why}; giving up on this user (the others keep running)"
-        );
+    let mut driver = Driver::new(services, user.username, app, tokens, core, report);
+    async move {
+        let result = driver.drive(control).await;
+        if let Err(why) = &result {
+            log!(
+                Error,
+                driver.who(),
+                None,
+                "{why}; giving up on this user (the others keep running)"
+            );
+        }
+        result
     }
-    result
 }
 
 /// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.

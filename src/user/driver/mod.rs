@@ -102,7 +102,7 @@ impl Driver {
         }
     }
 
-    fn who(&self) -> Option<&str> {
+    pub(super) fn who(&self) -> Option<&str> {
         Some(&self.username)
     }
 
@@ -158,7 +158,10 @@ impl Driver {
             if self.stop_by.is_some() && !self.tokens.renewal_in_flight() {
                 return Ok(());
             }
-            self.say_goodbye().await;
+            if !self.ended.is_empty() {
+                // boxed, as the writes below: the driver's future stays small while it waits
+                Box::pin(self.say_goodbye()).await;
+            }
             if self.transmit().await {
                 continue; // a connection was lost or closed: the session has news
             }
@@ -400,11 +403,7 @@ impl Driver {
                     continue;
                 }
                 log!(Debug, Some(&self.username), None, "> {}", out.shown);
-                let write = async {
-                    stream.write_all(&out.bytes).await?;
-                    stream.flush().await
-                };
-                let _ = timeout_at(clock, clock.now() + GOODBYE_TIMEOUT, write).await;
+                let _ = write_by(clock, clock.now() + GOODBYE_TIMEOUT, stream, &out.bytes).await;
             }
         }
     }
@@ -424,11 +423,8 @@ impl Driver {
             if !out.bytes.is_empty() {
                 log!(Debug, Some(&self.username), None, "> {}", out.shown);
                 let stream = &mut conn.links[i].1;
-                let write = async {
-                    stream.write_all(&out.bytes).await?;
-                    stream.flush().await
-                };
-                let failed = match timeout_at(clock, clock.now() + WRITE_TIMEOUT, write).await {
+                let deadline = clock.now() + WRITE_TIMEOUT;
+                let failed = match Box::pin(write_by(clock, deadline, stream, &out.bytes)).await {
                     Some(Ok(())) => None,
                     Some(Err(e)) => Some(format!("write failed: {e}")),
                     None => Some("write timed out".to_owned()),
@@ -446,4 +442,18 @@ impl Driver {
         }
         news
     }
+}
+
+/// Writes `bytes` to `stream` and flushes it, by `deadline`; `None` if that passed first.
+async fn write_by(
+    clock: &dyn Clock,
+    deadline: Instant,
+    stream: &mut BoxStream,
+    bytes: &[u8],
+) -> Option<io::Result<()>> {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    timeout_at(clock, deadline, write).await
 }
