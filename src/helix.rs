@@ -361,6 +361,9 @@ impl Helix {
         body: Vec<u8>,
         sent: &Cell<Option<Instant>>,
     ) -> Result<(Vec<u8>, RateLimit), ApiError> {
+        // the request is built once the turn has come: a thousand calls waiting for it hold
+        // no request
+        let turn = self.http.turn().await;
         let token = creds.token.expose();
         let token = token.strip_prefix("oauth:").unwrap_or(token);
         let mut req = http::Request::builder()
@@ -375,7 +378,7 @@ impl Helix {
             .body(body)
             .map_err(|_| ApiError::BadBody("invalid characters in client id or token".into()))?;
         let started = std::time::Instant::now();
-        let response = self.http.send(&self.endpoint, req).await;
+        let response = self.http.send(turn, &self.endpoint, req).await;
         self.metrics.observe_helix(started.elapsed());
         let response = response.map_err(|error| ApiError::Http {
             peer: self.url(),

@@ -263,13 +263,18 @@ impl OAuth {
     pub async fn validate(&self, access_token: &Secret) -> Result<Validation, OAuthError> {
         let token = access_token.expose();
         let token = token.strip_prefix("oauth:").unwrap_or(token);
-        let req = http::Request::get(format!("{}/validate", self.base_path))
-            .header(header::AUTHORIZATION, format!("OAuth {token}"))
-            .body(Vec::new())
-            .map_err(|_| {
-                OAuthError::BadBody("access token has characters not allowed in a header".into())
-            })?;
-        let (status, body) = self.send(req).await?;
+        let (status, body) = self
+            .send(|| {
+                http::Request::get(format!("{}/validate", self.base_path))
+                    .header(header::AUTHORIZATION, format!("OAuth {token}"))
+                    .body(Vec::new())
+                    .map_err(|_| {
+                        OAuthError::BadBody(
+                            "access token has characters not allowed in a header".into(),
+                        )
+                    })
+            })
+            .await?;
         match (status, ErrorKind::of_status(status)) {
             (200, _) => json(&body),
             (_, ErrorKind::Unauthorized) => Err(OAuthError::InvalidToken(message(&body))),
@@ -278,23 +283,31 @@ impl OAuth {
     }
 
     async fn post(&self, path: &str, body: String) -> Result<(u16, Vec<u8>), OAuthError> {
-        let req = http::Request::post(format!("{}{path}", self.base_path))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
-            .body(body.into_bytes())
-            .map_err(|e| OAuthError::BadBody(e.to_string()))?;
-        self.send(req).await
+        self.send(|| {
+            http::Request::post(format!("{}{path}", self.base_path))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::ACCEPT, "application/json")
+                .body(body.into_bytes())
+                .map_err(|e| OAuthError::BadBody(e.to_string()))
+        })
+        .await
     }
 
-    async fn send(&self, req: http::Request<Vec<u8>>) -> Result<(u16, Vec<u8>), OAuthError> {
-        let response =
-            self.http
-                .send(&self.endpoint, req)
-                .await
-                .map_err(|error| OAuthError::Http {
-                    peer: self.endpoint.http_url(&self.base_path),
-                    error,
-                })?;
+    /// Waits for a turn of the HTTP client, then builds the request and sends it.
+    async fn send(
+        &self,
+        build: impl FnOnce() -> Result<http::Request<Vec<u8>>, OAuthError>,
+    ) -> Result<(u16, Vec<u8>), OAuthError> {
+        let turn = self.http.turn().await;
+        let req = build()?;
+        let response = self
+            .http
+            .send(turn, &self.endpoint, req)
+            .await
+            .map_err(|error| OAuthError::Http {
+                peer: self.endpoint.http_url(&self.base_path),
+                error,
+            })?;
         Ok((response.status().as_u16(), response.into_body()))
     }
 }

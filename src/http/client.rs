@@ -2,12 +2,14 @@
 //! per endpoint and shared by all users.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smol::future;
 use smol::io::AsyncWriteExt;
-use smol::lock::Semaphore;
+use smol::lock::{Semaphore, SemaphoreGuard};
 
 use super::deadlines::Deadlines;
 use super::wire::{encode_request, HttpError, ResponseParser};
@@ -24,6 +26,15 @@ const MAX_EXCHANGES: usize = 64;
 
 /// Idle connections kept per endpoint for the next exchange.
 const MAX_IDLE_PER_ENDPOINT: usize = MAX_EXCHANGES;
+
+/// An exchange under way, boxed (see [`HttpClient::send`]).
+pub type Exchange<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, HttpError>> + 'a>>;
+
+/// One of the [`MAX_EXCHANGES`] turns, held until the exchange ends.
+pub struct Turn<'a> {
+    _held: SemaphoreGuard<'a>,
+}
 
 /// In a response's extensions: when its request had been written (for the reaction time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,25 +75,38 @@ impl HttpClient {
         self.deadlines.watch(&*self.clock).await
     }
 
-    /// Sends `req` (its URI holds path and query only) to `endpoint`.
-    pub async fn send(
-        &self,
-        endpoint: &Endpoint,
+    /// Waits for a turn to exchange: at most [`MAX_EXCHANGES`] are held at once, all
+    /// endpoints together. Build the request once it has come.
+    pub async fn turn(&self) -> Turn<'_> {
+        Turn {
+            _held: self.exchanges.acquire().await,
+        }
+    }
+
+    /// Sends `req` (its URI holds path and query only) to `endpoint` in `turn`. The
+    /// exchange's state (a kilobyte) is boxed here, once the turn has come: a thousand
+    /// color changes waiting for their turn hold neither a request nor that state.
+    pub fn send<'a>(
+        &'a self,
+        turn: Turn<'a>,
+        endpoint: &'a Endpoint,
         req: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+    ) -> Exchange<'a> {
         let bytes = encode_request(&req, &host_header(endpoint));
         let head = req.method() == http::Method::HEAD;
-        // the time to wait for a turn is not the exchange's
-        let _turn = self.exchanges.acquire().await;
-        // one deadline for the whole exchange, watched by the client's one timer
-        let expiry = self
-            .deadlines
-            .expiry(&*self.clock, self.clock.now() + self.timeout);
-        future::or(self.send_now(endpoint, &bytes, head), async {
-            expiry.await;
-            Err(HttpError::Timeout)
+        drop(req);
+        Box::pin(async move {
+            let _turn = turn;
+            // one deadline for the whole exchange, watched by the client's one timer
+            let expiry = self
+                .deadlines
+                .expiry(&*self.clock, self.clock.now() + self.timeout);
+            future::or(self.send_now(endpoint, &bytes, head), async {
+                expiry.await;
+                Err(HttpError::Timeout)
+            })
+            .await
         })
-        .await
     }
 
     async fn send_now(
@@ -204,6 +228,16 @@ mod tests {
         http::Request::get("/helix/users").body(Vec::new()).unwrap()
     }
 
+    /// A turn, then the request.
+    async fn send(
+        client: &HttpClient,
+        endpoint: &Endpoint,
+        req: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let turn = client.turn().await;
+        client.send(turn, endpoint, req).await
+    }
+
     async fn read_request(conn: &mut Duplex) -> String {
         let mut got = Vec::new();
         let mut buf = [0u8; 1024];
@@ -231,8 +265,8 @@ mod tests {
                 conn
             };
             let requests = async {
-                let a = client.send(&endpoint(), get()).await.unwrap();
-                let b = client.send(&endpoint(), get()).await.unwrap();
+                let a = send(&client, &endpoint(), get()).await.unwrap();
+                let b = send(&client, &endpoint(), get()).await.unwrap();
                 (a, b)
             };
             let (_conn, (a, b)) = smol::future::zip(server, requests).await;
@@ -259,7 +293,7 @@ mod tests {
                     .unwrap();
                 conn // kept until the client is done, then dropped below
             };
-            let (conn, r1) = smol::future::zip(first, client.send(&endpoint(), get())).await;
+            let (conn, r1) = smol::future::zip(first, send(&client, &endpoint(), get())).await;
             assert_eq!(r1.unwrap().body(), b"1");
             drop(conn); // the server closes the idle connection
 
@@ -271,7 +305,7 @@ mod tests {
                     .unwrap();
                 conn
             };
-            let (_conn, r2) = smol::future::zip(second, client.send(&endpoint(), get())).await;
+            let (_conn, r2) = smol::future::zip(second, send(&client, &endpoint(), get())).await;
             assert_eq!(r2.unwrap().body(), b"2");
         });
     }
@@ -288,7 +322,8 @@ mod tests {
                 clock.advance(Duration::from_secs(5));
                 conn
             };
-            let (_conn, result) = smol::future::zip(server, client.send(&endpoint(), get())).await;
+            let (_conn, result) =
+                smol::future::zip(server, send(&client, &endpoint(), get())).await;
             assert_eq!(result.unwrap_err(), HttpError::Timeout);
         });
     }
@@ -313,7 +348,7 @@ mod tests {
             let requests = async {
                 smol::future::yield_now().await; // the watcher runs first, as in the bot
                 for _ in 0..5 {
-                    client.send(&endpoint(), get()).await.unwrap();
+                    send(&client, &endpoint(), get()).await.unwrap();
                     clock.advance(Duration::from_millis(50));
                 }
             };
@@ -329,7 +364,7 @@ mod tests {
         let ep = endpoint();
         let ex = smol::LocalExecutor::new();
         let sends: Vec<_> = (0..MAX_EXCHANGES + 4)
-            .map(|_| ex.spawn(client.send(&ep, get())))
+            .map(|_| ex.spawn(send(&client, &ep, get())))
             .collect();
         smol::block_on(async {
             ex.run(async {
