@@ -468,7 +468,7 @@ impl<'a> Supervisor<'a> {
     }
 
     async fn write_status(&mut self) {
-        let doc = self.document();
+        let doc = Arc::new(self.document());
         if let Some(page) = &self.page {
             page.publish(doc.clone());
         }
@@ -477,9 +477,10 @@ impl<'a> Supervisor<'a> {
         };
         let shown = path.display().to_string();
         let result = smol::unblock(move || {
-            let mut text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
-            text.push('\n');
-            status::place::write(&path, text.as_bytes())
+            status::place::write(&path, |out| {
+                serde_json::to_writer_pretty(&mut *out, &*doc)?;
+                out.write_all(b"\n")
+            })
         })
         .await;
         match result {

@@ -26,18 +26,19 @@ pub struct Prompt {
 /// device codes waiting for a person.
 #[derive(Debug, Default)]
 pub struct Latest {
-    doc: Mutex<Option<Document>>,
+    doc: Mutex<Option<Arc<Document>>>,
     prompts: Mutex<BTreeMap<String, Prompt>>,
 }
 
 impl Latest {
-    /// The supervisor's newest document.
-    pub fn publish(&self, doc: Document) {
+    /// The supervisor's newest document (shared with the status file's writer: a
+    /// thousand users' document is a megabyte).
+    pub fn publish(&self, doc: Arc<Document>) {
         *self.doc.lock().unwrap_or_else(|p| p.into_inner()) = Some(doc);
     }
 
     /// The newest document (`None` before the first).
-    pub fn doc(&self) -> Option<Document> {
+    pub fn doc(&self) -> Option<Arc<Document>> {
         self.doc.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

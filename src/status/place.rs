@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// The environment variable that overrides the status file's path (as `--status-file` does).
@@ -122,10 +122,11 @@ pub fn find(
         .ok_or(places)
 }
 
-/// Replaces the file at `path` with `bytes` (a temporary file renamed over it, so a reader
-/// never sees half a file), without fsync: the file is a snapshot in RAM, and losing it in
-/// a power cut loses nothing.
-pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Replaces the file at `path` with what `fill` writes (a temporary file renamed over it, so
+/// a reader never sees half a file), without fsync: the file is a snapshot in RAM, and
+/// losing it in a power cut loses nothing. `fill` writes through a small buffer, so a large
+/// document is never whole in memory.
+pub fn write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -134,9 +135,9 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        drop(file);
+        let mut file = io::BufWriter::with_capacity(4096, options.open(&tmp)?);
+        fill(&mut file)?;
+        file.into_inner().map_err(io::IntoInnerError::into_error)?;
         fs::rename(&tmp, path)
     })();
     if result.is_err() {
@@ -303,8 +304,15 @@ mod tests {
             find(&config, None, &env(&vars)).is_err(),
             "nothing written yet"
         );
-        write(&path, b"{}").unwrap();
-        write(&path, b"{\"a\":1}").unwrap();
+        write(&path, |out| out.write_all(b"{}")).unwrap();
+        write(&path, |out| out.write_all(b"{\"a\":1}")).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
+        // a document that fails midway replaces nothing and leaves no temporary file
+        let failed = write(&path, |out| {
+            out.write_all(&[b' '; 10_000])?;
+            Err(io::Error::other("serialising failed"))
+        });
+        assert!(failed.is_err());
         assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
         assert_eq!(find(&config, None, &env(&vars)).unwrap(), path);
         // nothing but the file is left in the directory

@@ -105,10 +105,11 @@ async fn handle(mut stream: TcpStream, latest: &Latest, metrics: &Metrics, clock
         Err(Some(e)) => (Response::text(400, &e.to_string()), false),
         Err(None) => (Response::text(408, "no complete request in time"), false),
     };
-    let bytes = response.encode(head_only);
+    let (head, body) = response.encode(head_only);
     let deadline = clock.now() + WRITE_TIMEOUT;
     let _ = timeout_at(clock, deadline, async {
-        stream.write_all(&bytes).await?;
+        stream.write_all(&head).await?;
+        stream.write_all(body).await?;
         stream.flush().await
     })
     .await;
@@ -127,21 +128,17 @@ pub fn answer(req: &Request, latest: &Latest, metrics: &Metrics, clock: &dyn Clo
         "/" => Response::new(
             200,
             "text/html; charset=utf-8",
-            page::render(doc.as_ref(), &latest.prompts(), now),
+            page::render(doc.as_deref(), &latest.prompts(), now),
         ),
         "/status.json" => match doc {
-            Some(doc) => {
-                let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-                text.push('\n');
-                Response::new(200, "application/json", text)
-            }
+            Some(doc) => Response::new(200, "application/json", status_json(&doc)),
             None => Response::text(503, "starting"),
         },
         "/metrics" => Response::new(
             200,
             prometheus::CONTENT_TYPE,
             prometheus::render(&prometheus::Sample {
-                doc: doc.as_ref(),
+                doc: doc.as_deref(),
                 helix: metrics.helix(),
                 reaction: metrics.reaction(),
                 resident_bytes: prometheus::resident_bytes(),
@@ -158,5 +155,50 @@ pub fn answer(req: &Request, latest: &Latest, metrics: &Metrics, clock: &dyn Clo
             404,
             "not found; try /, /status.json, /metrics, /livez or /readyz",
         ),
+    }
+}
+
+/// The document as `/status.json` shows it, in a buffer of its exact size: a thousand
+/// users' document is a megabyte, and a buffer that grows by doubling holds half as much
+/// again while it moves.
+fn status_json(doc: &status::Document) -> Vec<u8> {
+    let mut counted = Counted(0);
+    let _ = serde_json::to_writer_pretty(&mut counted, doc);
+    let mut text = Vec::with_capacity(counted.0 + 1);
+    let _ = serde_json::to_writer_pretty(&mut text, doc);
+    text.push(b'\n');
+    text
+}
+
+/// Counts what is written to it.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_is_the_pretty_document_in_a_buffer_of_its_exact_size() {
+        let doc = status::Document {
+            written_at: "2026-12-05T12:00:00Z".into(),
+            pid: 7,
+            config: "/config/twitch_colorchanger.conf".into(),
+            users: Vec::new(),
+        };
+        let text = status_json(&doc);
+        assert_eq!(text.capacity(), text.len());
+        let expected = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+        assert_eq!(String::from_utf8(text).unwrap(), expected);
     }
 }

@@ -1,7 +1,7 @@
 //! `/metrics` in the Prometheus text exposition format 0.0.4: names prefixed
 //! `twitch_colorchanger_`, base units (seconds, bytes), `_total` on counters.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::SystemTime;
 
 use crate::metrics::Histogram;
@@ -25,16 +25,35 @@ pub struct Sample<'a> {
     pub now: SystemTime,
 }
 
-/// The exposition text.
+/// The exposition text, in a buffer of its exact size: a thousand users' text is a
+/// megabyte, and a buffer that grows by doubling holds half as much again while it moves.
 pub fn render(s: &Sample<'_>) -> String {
-    let mut out = String::with_capacity(4096);
-    let mut family = |name: &str, kind: &str, help: &str| {
+    let mut counted = Counted(0);
+    write_to(&mut counted, s);
+    let mut out = String::with_capacity(counted.0);
+    write_to(&mut out, s);
+    out
+}
+
+/// Counts what is written to it.
+struct Counted(usize);
+
+impl fmt::Write for Counted {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+fn write_to(out: &mut dyn fmt::Write, s: &Sample<'_>) {
+    let family = |out: &mut dyn fmt::Write, name: &str, kind: &str, help: &str| {
         let _ = write!(
             out,
             "# HELP twitch_colorchanger_{name} {help}\n# TYPE twitch_colorchanger_{name} {kind}\n"
         );
     };
     family(
+        out,
         "build_info",
         "gauge",
         "Always 1; the labels say which build runs.",
@@ -43,67 +62,67 @@ pub fn render(s: &Sample<'_>) -> String {
         out,
         "twitch_colorchanger_build_info{{version=\"{}\",commit=\"{}\",target=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION"),
-        label(env!("TCC_GIT_COMMIT")),
-        label(env!("TCC_TARGET"))
+        Label(env!("TCC_GIT_COMMIT")),
+        Label(env!("TCC_TARGET"))
     );
     let users = s.doc.map_or(&[][..], |d| &d.users[..]);
-    let per_user =
-        |out: &mut String,
-         name: &str,
-         kind: &str,
-         help: &str,
-         value: &dyn Fn(&crate::status::UserStatus) -> Option<String>| {
-            let _ = write!(
-            out,
-            "# HELP twitch_colorchanger_{name} {help}\n# TYPE twitch_colorchanger_{name} {kind}\n"
-        );
-            for u in users {
-                if let Some(v) = value(u) {
-                    let _ = writeln!(
-                        out,
-                        "twitch_colorchanger_{name}{{user=\"{}\"}} {v}",
-                        label(&u.username)
-                    );
-                }
+    let per_user = |out: &mut dyn fmt::Write,
+                    name: &str,
+                    kind: &str,
+                    help: &str,
+                    value: &dyn Fn(&crate::status::UserStatus) -> Option<i64>| {
+        family(out, name, kind, help);
+        for u in users {
+            if let Some(v) = value(u) {
+                let _ = writeln!(
+                    out,
+                    "twitch_colorchanger_{name}{{user=\"{}\"}} {v}",
+                    Label(&u.username)
+                );
             }
-        };
+        }
+    };
+    let count = |n: u64| Some(i64::try_from(n).unwrap_or(i64::MAX));
     per_user(
-        &mut out,
+        out,
         "color_changes_total",
         "counter",
         "Color changes Twitch accepted since the bot started.",
-        &|u| Some(u.changes.to_string()),
+        &|u| count(u.changes),
     );
     per_user(
-        &mut out,
+        out,
         "own_messages_total",
         "counter",
         "The user's own chat messages seen since the bot started (one per message in shared chat).",
-        &|u| Some(u.messages.to_string()),
+        &|u| count(u.messages),
     );
     per_user(
-        &mut out,
+        out,
         "chat_reconnects_total",
         "counter",
         "Chat connections lost after they were up.",
-        &|u| Some(u.reconnects.to_string()),
+        &|u| count(u.reconnects),
     );
     per_user(
-        &mut out,
+        out,
         "token_expiry_seconds",
         "gauge",
         "Seconds until the access token expires (negative: expired; renewed when next needed).",
         &|u| {
             let at = parse_rfc3339(u.token_expires_at.as_deref()?)?;
+            let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
             Some(match at.duration_since(s.now) {
-                Ok(left) => left.as_secs().to_string(),
-                Err(past) => format!("-{}", past.duration().as_secs()),
+                Ok(left) => secs(left),
+                Err(past) => -secs(past.duration()),
             })
         },
     );
-    let _ = write!(
+    family(
         out,
-        "# HELP twitch_colorchanger_errors_total Errors since the bot started, by what failed.\n# TYPE twitch_colorchanger_errors_total counter\n"
+        "errors_total",
+        "counter",
+        "Errors since the bot started, by what failed.",
     );
     for u in users {
         let e = &u.errors;
@@ -116,46 +135,50 @@ pub fn render(s: &Sample<'_>) -> String {
             let _ = writeln!(
                 out,
                 "twitch_colorchanger_errors_total{{user=\"{}\",kind=\"{kind}\"}} {n}",
-                label(&u.username)
+                Label(&u.username)
             );
         }
     }
-    let _ = write!(
+    family(
         out,
-        "# HELP twitch_colorchanger_chat_connected 1 while the user is in chat over this transport.\n# TYPE twitch_colorchanger_chat_connected gauge\n"
+        "chat_connected",
+        "gauge",
+        "1 while the user is in chat over this transport.",
     );
     for u in users {
         let up = matches!(u.state.as_str(), "connected" | "disabled");
         let _ = writeln!(
             out,
             "twitch_colorchanger_chat_connected{{user=\"{}\",transport=\"{}\"}} {}",
-            label(&u.username),
-            label(&u.transport),
+            Label(&u.username),
+            Label(&u.transport),
             u8::from(up)
         );
     }
     histogram(
-        &mut out,
+        out,
         "helix_request_duration_seconds",
         "Helix API requests, answered or failed.",
         &s.helix,
     );
     histogram(
-        &mut out,
+        out,
         "reaction_seconds",
         "From a user's chat message read to their color request written.",
         &s.reaction,
     );
     if let Some(bytes) = s.resident_bytes {
-        let _ = write!(
+        family(
             out,
-            "# HELP twitch_colorchanger_resident_memory_bytes Resident memory of the process.\n# TYPE twitch_colorchanger_resident_memory_bytes gauge\ntwitch_colorchanger_resident_memory_bytes {bytes}\n"
+            "resident_memory_bytes",
+            "gauge",
+            "Resident memory of the process.",
         );
+        let _ = writeln!(out, "twitch_colorchanger_resident_memory_bytes {bytes}");
     }
-    out
 }
 
-fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+fn histogram(out: &mut dyn fmt::Write, name: &str, help: &str, h: &Histogram) {
     let _ = write!(
         out,
         "# HELP twitch_colorchanger_{name} {help}\n# TYPE twitch_colorchanger_{name} histogram\n"
@@ -174,11 +197,20 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the format asks.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+struct Label<'a>(&'a str);
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '"' => f.write_str("\\\"")?,
+                '\n' => f.write_str("\\n")?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// This process's resident memory, from `/proc/self/status`.
@@ -324,6 +356,11 @@ mod tests {
             now,
         });
         assert_eq!(check(&text), Ok(1 + 2 * 4 + 8 + 2 + 13 + 13 + 1), "{text}");
+        assert_eq!(
+            text.capacity(),
+            text.len(),
+            "rendered into a buffer of its exact size"
+        );
         for line in [
             "twitch_colorchanger_color_changes_total{user=\"a\"} 5",
             "twitch_colorchanger_token_expiry_seconds{user=\"a\"} 3600",
