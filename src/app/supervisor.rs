@@ -1,4 +1,4 @@
-//! The supervisor: one task and control channel per user; starts, updates, restarts and
+//! The supervisor: one task and mailbox per user; starts, updates, restarts and
 //! stops users as the config changes; stops them all on request; keeps the status file.
 
 use super::*;
@@ -27,8 +27,8 @@ struct Ended {
 struct Running {
     /// The settings it runs with (as last applied).
     config: UserConfig,
-    control: async_channel::Sender<Control>,
-    status: Arc<Mutex<Option<Report>>>,
+    /// Its orders, and its newest report.
+    mailbox: Arc<Mailbox>,
     /// Which start this is, to tell a restarted user's end from its predecessor's.
     generation: u64,
     /// Set when the user gave up (no authorisation); its task has ended.
@@ -91,10 +91,9 @@ impl<'a> Supervisor<'a> {
     pub(super) fn start(&mut self, user: UserConfig, counters: Counters) {
         let spares =
             config::spare_refresh_tokens(&self.leftovers, &user.username, &user.refresh_token);
-        let (control, control_rx) = async_channel::unbounded();
-        let status = Arc::new(Mutex::new(None));
+        let mailbox = Mailbox::new();
         let report = Reporter {
-            slot: status.clone(),
+            mailbox: mailbox.clone(),
             changed: self.status_changed.0.clone(),
         };
         self.generation += 1;
@@ -108,7 +107,6 @@ impl<'a> Supervisor<'a> {
             self.services.clone(),
             user.clone(),
             spares,
-            control_rx,
             report,
             counters,
         ));
@@ -123,8 +121,7 @@ impl<'a> Supervisor<'a> {
         });
         let running = Running {
             config: user,
-            control,
-            status,
+            mailbox,
             generation,
             gave_up: None,
             _task: task,
@@ -240,7 +237,8 @@ impl<'a> Supervisor<'a> {
     async fn stop(&mut self) {
         let mut running = 0;
         for (_, user) in &self.users {
-            if user.gave_up.is_none() && user.control.try_send(Control::Stop).is_ok() {
+            if user.gave_up.is_none() {
+                user.mailbox.stop();
                 running += 1;
             }
         }
@@ -377,7 +375,7 @@ impl<'a> Supervisor<'a> {
                 self.start(user, counters);
             } else if running.config != user {
                 running.config = user.clone();
-                let _ = running.control.try_send(Control::Update(Box::new(user)));
+                running.mailbox.update(user);
             }
         }
         // keep the config's order for the status file
@@ -393,9 +391,10 @@ impl<'a> Supervisor<'a> {
             .users
             .iter()
             .map(|(_, r)| {
-                let report = r.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let tokens = report.as_ref().map(|r| r.tokens.clone());
-                let core = report.map(|r| r.user);
+                let (tokens, core) = r
+                    .mailbox
+                    .read(|report| report.map(|r| (r.tokens.clone(), r.user.clone())))
+                    .unzip();
                 let transport = core.as_ref().map_or_else(
                     || {
                         r.config
@@ -501,11 +500,8 @@ const STATUS_SETTLE: Duration = Duration::from_secs(1);
 
 fn counters_of(running: &Running) -> Counters {
     running
-        .status
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .map(|r| r.user.counters.clone())
+        .mailbox
+        .read(|r| r.map(|r| r.user.counters.clone()))
         .unwrap_or_default()
 }
 
@@ -517,11 +513,8 @@ fn credentials_changed(running: &Running, user: &UserConfig, own: bool) -> bool 
     let old = &running.config;
     let tokens = (user.access_token.clone(), user.refresh_token.clone());
     let held = running
-        .status
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .map(|r| (r.tokens.access.clone(), r.tokens.refresh.clone()));
+        .mailbox
+        .read(|r| r.map(|r| (r.tokens.access.clone(), r.tokens.refresh.clone())));
     user.client_id != old.client_id
         || user.client_secret != old.client_secret
         || (!own

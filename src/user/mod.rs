@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,6 +31,9 @@ use crate::usercore::{Action, Counters, Failure, Field, Identity, PutResult, Sta
 
 mod calls;
 mod driver;
+mod mailbox;
+
+pub use self::mailbox::Mailbox;
 
 use self::calls::{feed_tokens, token_op, TokenAnswer};
 use self::driver::Driver;
@@ -61,7 +64,7 @@ pub struct Services {
     pub config: Arc<ConfigFile>,
 }
 
-/// A message from the supervisor to a running user.
+/// An order from the supervisor to a running user (see [`Mailbox`]).
 #[derive(Debug, Clone)]
 pub enum Control {
     /// The person edited this user's settings (same credentials).
@@ -86,17 +89,15 @@ pub(crate) struct Report {
 /// Where a user's driver publishes its status for the supervisor.
 #[derive(Clone)]
 pub struct Reporter {
-    /// The latest report; `None` until the driver runs.
-    pub(crate) slot: Arc<Mutex<Option<Report>>>,
+    /// Shared with the supervisor.
+    pub mailbox: Arc<Mailbox>,
     /// Nudged on every change, so that the status file is rewritten.
     pub changed: async_channel::Sender<()>,
 }
 
 impl Reporter {
     fn publish(&self, report: Report) {
-        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref() != Some(&report) {
-            *slot = Some(report);
+        if self.mailbox.publish(report) {
             let _ = self.changed.try_send(());
         }
     }
@@ -126,8 +127,8 @@ impl std::fmt::Display for UserError {
 
 impl std::error::Error for UserError {}
 
-/// Runs one user until it is stopped (the supervisor drops the task or the control
-/// channel, or sends [`Control::Stop`]). Every failure is logged and retried with backoff,
+/// Runs one user until it is stopped (the supervisor drops the task, or posts
+/// [`Mailbox::stop`] to `report`'s mailbox). Every failure is logged and retried with backoff,
 /// so one user's trouble never stops another; returns an error only if the user could not
 /// be authorised within the allowed attempts. `spares` are refresh tokens an interrupted
 /// save left behind (see [`TokenCore::new`]).
@@ -139,7 +140,6 @@ pub fn run(
     services: Arc<Services>,
     user: UserConfig,
     spares: Vec<Secret>,
-    control: async_channel::Receiver<Control>,
     report: Reporter,
     counters: Counters,
 ) -> impl Future<Output = Result<(), UserError>> {
@@ -160,7 +160,7 @@ pub fn run(
     };
     let mut driver = Driver::new(services, user.username, app, tokens, core, report);
     async move {
-        let result = driver.drive(control).await;
+        let result = driver.drive().await;
         if let Err(why) = &result {
             log!(
                 Error,
@@ -175,20 +175,11 @@ pub fn run(
 
 /// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.
 pub async fn run_alone(services: Arc<Services>, user: UserConfig) -> Result<(), UserError> {
-    let (_control, control_rx) = async_channel::unbounded();
     let report = Reporter {
-        slot: Arc::new(Mutex::new(None)),
+        mailbox: Mailbox::new(),
         changed: async_channel::bounded(1).0,
     };
-    run(
-        services,
-        user,
-        Vec::new(),
-        control_rx,
-        report,
-        Counters::default(),
-    )
-    .await
+    run(services, user, Vec::new(), report, Counters::default()).await
 }
 
 /// Makes sure `user` has a valid token (validating, refreshing, or running the device flow,

@@ -1,4 +1,4 @@
-//! The driver's loop: one select over the control channel, the operations in flight, the
+//! The driver's loop: one select over the supervisor's orders, the operations in flight, the
 //! chat connections and the one timer; then each core is handed what happened, and their
 //! actions become operations, writes and connections.
 
@@ -38,7 +38,7 @@ struct Conn {
 }
 
 enum Wake {
-    Control(Option<Control>),
+    Control(Control),
     Lookup(Result<Identity, Failure>),
     Put(PutResult),
     Connected(io::Result<BoxStream>),
@@ -146,10 +146,7 @@ impl Driver {
 
     /// Runs the user until it stops or gives up. (`&mut self`, not `self`: the future
     /// would hold the driver twice.)
-    pub(super) async fn drive(
-        &mut self,
-        control: async_channel::Receiver<Control>,
-    ) -> Result<(), UserError> {
+    pub(super) async fn drive(&mut self) -> Result<(), UserError> {
         // Chat input the core never saw (other people's messages, PINGs) changes no status:
         // only then is the status snapshot (a few allocations) skipped.
         let mut chat_input_only = false;
@@ -175,7 +172,7 @@ impl Driver {
             let ops = &mut self.ops;
             let chat = &mut self.chat;
             let timer = &mut self.timer;
-            let mut recv = pin!(control.recv());
+            let mailbox = &*self.report.mailbox;
             // one hand-written select over every source: nested `future::or`s cost ~40 KB.
             // The timer comes first, so a busy socket can never starve it.
             let wake = future::poll_fn(|cx| {
@@ -185,8 +182,8 @@ impl Driver {
                         return Poll::Ready(Wake::Timer);
                     }
                 }
-                if let Poll::Ready(c) = recv.as_mut().poll(cx) {
-                    return Poll::Ready(Wake::Control(c.ok()));
+                if let Poll::Ready(order) = mailbox.poll_order(cx) {
+                    return Poll::Ready(Wake::Control(order));
                 }
                 if let Some(r) = poll_op(&mut ops.token, cx) {
                     return Poll::Ready(Wake::Token(r));
@@ -241,13 +238,12 @@ impl Driver {
             };
             chat_input_only = self.read_at.is_some();
             match wake {
-                Wake::Control(None) => return Ok(()),
-                Wake::Control(Some(Control::Update(mut user))) => {
+                Wake::Control(Control::Update(mut user)) => {
                     user.chat_transport
                         .get_or_insert(self.services.default_transport);
                     self.core.handle_config(&user);
                 }
-                Wake::Control(Some(Control::Stop)) => {
+                Wake::Control(Control::Stop) => {
                     if self.tokens.renewal_in_flight() {
                         log!(
                             Info,
