@@ -261,7 +261,7 @@ impl ColorBot {
     /// The next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<BotEvent> {
-        self.events.pop_front()
+        crate::queue::pop(&mut self.events)
     }
 }
 

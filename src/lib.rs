@@ -26,6 +26,7 @@ pub mod log;
 pub mod metrics;
 pub mod mode;
 pub mod oauth;
+mod queue;
 mod readbuf;
 pub mod secret;
 pub mod status;

@@ -209,7 +209,7 @@ impl Decoder {
     /// The next complete message.
     #[must_use]
     pub fn poll_message(&mut self) -> Option<Message> {
-        self.messages.pop_front()
+        crate::queue::pop(&mut self.messages)
     }
 
     /// Takes one frame off the buffer if it is complete; false if more bytes are needed.

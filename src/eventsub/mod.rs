@@ -406,19 +406,19 @@ impl Session {
     /// The next bytes to write.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        crate::queue::pop(&mut self.transmits)
     }
 
     /// The next connection or Helix call needed.
     #[must_use]
     pub fn poll_order(&mut self) -> Option<Order> {
-        self.orders.pop_front()
+        crate::queue::pop(&mut self.orders)
     }
 
     /// The next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        crate::queue::pop(&mut self.events)
     }
 
     /// When [`Session::handle_timeout`] should next be called.

@@ -265,7 +265,7 @@ impl Session {
             self.join_log.pop_front();
         }
         while self.join_log.len() < JOIN_LIMIT {
-            let Some(chan) = self.join_queue.pop_front() else {
+            let Some(chan) = crate::queue::pop(&mut self.join_queue) else {
                 break;
             };
             self.outbox.push_back(commands::join(&chan).to_string());
@@ -303,7 +303,7 @@ impl Session {
     /// unfiltered (see [`redact`]).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<String> {
-        self.outbox.pop_front().map(|mut line| {
+        crate::queue::pop(&mut self.outbox).map(|mut line| {
             line.push_str("\r\n");
             line
         })
@@ -312,7 +312,7 @@ impl Session {
     /// The next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        crate::queue::pop(&mut self.events)
     }
 
     /// When [`Session::handle_timeout`] should next be called.

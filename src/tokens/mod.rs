@@ -450,13 +450,13 @@ impl TokenCore {
     /// The next operation for the driver.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<TokenAction> {
-        self.actions.pop_front()
+        crate::queue::pop(&mut self.actions)
     }
 
     /// The next thing that happened.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<TokenEvent> {
-        self.events.pop_front()
+        crate::queue::pop(&mut self.events)
     }
 
     /// When [`TokenCore::handle_timeout`] should next be called: nothing while an operation

@@ -366,7 +366,7 @@ impl UserCore {
     /// The next action for the driver.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        crate::queue::pop(&mut self.actions)
     }
 
     /// When [`UserCore::handle_timeout`] should next be called.

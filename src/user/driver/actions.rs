@@ -135,7 +135,7 @@ impl Driver {
         if self.ops.persist.is_some() {
             return;
         }
-        let Some(field) = self.persists.pop_front() else {
+        let Some(field) = crate::queue::pop(&mut self.persists) else {
             return;
         };
         let file = self.services.config.clone();
