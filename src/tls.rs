@@ -1,9 +1,10 @@
 //! TLS over a byte stream with rustls's unbuffered API: the connection keeps no buffer
 //! between reads. rustls's buffered connection holds a 4 KiB (and more) receive buffer for
-//! as long as it lives, a fifth of a chat user's memory; here ciphertext lives in a buffer
-//! made for each read and dropped after it, and only a partial record, a flight of the
-//! handshake, or plaintext the reader had no room for outlives the read (each rare and
-//! small after the handshake). Records are decrypted in place.
+//! as long as it lives, a fifth of a chat user's memory; here ciphertext is read into the
+//! thread's record buffer (`readbuf`), only the bytes that came are copied out, and only a
+//! partial record, a flight of the handshake, or plaintext the reader had no room for
+//! outlives the read (each rare and small after the handshake). Records are decrypted in
+//! place.
 
 use std::io;
 use std::pin::Pin;
@@ -16,9 +17,7 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, Insufficien
 use rustls::ClientConfig;
 use smol::io::{AsyncRead, AsyncWrite};
 
-/// Bytes asked of the socket per read: one TLS record at its largest (16 KiB of data plus
-/// the record's header, padding and tag).
-const READ_SIZE: usize = 16 * 1024 + 2048 + 5;
+use crate::readbuf;
 
 /// A TLS client stream over `S`.
 pub(crate) struct TlsStream<S> {
@@ -138,27 +137,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         Ok(progress)
     }
 
-    /// Reads once from the socket onto `incoming`: `Ok(false)` at its end.
+    /// Reads once from the socket onto `incoming`: `Ok(false)` at its end. The read goes
+    /// into the thread's record buffer; `incoming` takes only the bytes that came.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        let at = self.incoming.len();
-        self.incoming.resize(at + READ_SIZE, 0);
-        let read = Pin::new(&mut self.io).poll_read(cx, &mut self.incoming[at..]);
-        let n = match &read {
-            Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        self.incoming.truncate(at + n);
-        if self.incoming.is_empty() {
-            self.incoming = Vec::new();
-        } else if read.is_pending() {
-            // a handshake flight in part: kept while waiting, but not the room for a read
-            self.incoming.shrink_to_fit();
-        }
-        match read {
-            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n > 0)),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        let incoming = &mut self.incoming;
+        readbuf::poll_read_records(&mut self.io, cx, |bytes| {
+            incoming.extend_from_slice(bytes);
+            !bytes.is_empty()
+        })
     }
 
     /// Writes `outgoing` to the socket until it is empty.

@@ -478,7 +478,7 @@ impl<'a> Supervisor<'a> {
         let result = smol::unblock(move || {
             status::place::write(&path, |out| {
                 serde_json::to_writer_pretty(&mut *out, &*doc)?;
-                out.write_all(b"\n")
+                std::io::Write::write_all(out, b"\n")
             })
         })
         .await;

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The environment variable that overrides the status file's path (as `--status-file` does).
@@ -124,9 +124,12 @@ pub fn find(
 
 /// Replaces the file at `path` with what `fill` writes (a temporary file renamed over it, so
 /// a reader never sees half a file), without fsync: the file is a snapshot in RAM, and
-/// losing it in a power cut loses nothing. `fill` writes through a small buffer, so a large
+/// losing it in a power cut loses nothing. `fill` writes through a 32 KiB buffer, so a large
 /// document is never whole in memory.
-pub fn write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+pub fn write(
+    path: &Path,
+    fill: impl FnOnce(&mut io::BufWriter<fs::File>) -> io::Result<()>,
+) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -135,7 +138,7 @@ pub fn write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = io::BufWriter::with_capacity(4096, options.open(&tmp)?);
+        let mut file = io::BufWriter::with_capacity(32 * 1024, options.open(&tmp)?);
         fill(&mut file)?;
         file.into_inner().map_err(io::IntoInnerError::into_error)?;
         fs::rename(&tmp, path)
@@ -198,6 +201,7 @@ fn own_uid() -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| {
