@@ -408,9 +408,10 @@ fn show_status(config: &Path, status_file: Option<PathBuf>, json: bool) -> Resul
         )));
     }
     if json {
-        let text =
-            serde_json::to_string_pretty(&doc).map_err(|e| Error::NoStatus(e.to_string()))?;
-        say(&format!("{text}\n"));
+        let mut text = Vec::new();
+        doc.write_pretty(&mut text)
+            .map_err(|e| Error::NoStatus(e.to_string()))?;
+        say(&String::from_utf8_lossy(&text));
     } else {
         say(&status::table(&doc, SystemTime::now()));
     }

@@ -475,13 +475,8 @@ impl<'a> Supervisor<'a> {
             return;
         };
         let shown = path.display().to_string();
-        let result = smol::unblock(move || {
-            status::place::write(&path, |out| {
-                serde_json::to_writer_pretty(&mut *out, &*doc)?;
-                std::io::Write::write_all(out, b"\n")
-            })
-        })
-        .await;
+        let result =
+            smol::unblock(move || status::place::write(&path, |out| doc.write_pretty(out))).await;
         match result {
             Ok(()) => self.status_warned = false,
             Err(e) if !self.status_warned => {

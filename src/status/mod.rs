@@ -34,6 +34,16 @@ pub struct Document {
     pub users: Vec<UserStatus>,
 }
 
+impl Document {
+    /// Writes the document as the status file holds it: pretty JSON and a newline. (One
+    /// writer type for the file, the listener and `status --json`: each other type would
+    /// compile the whole serialiser again, kilobytes of binary.)
+    pub fn write_pretty(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self)?;
+        out.write_all(b"\n")
+    }
+}
+
 /// One user's line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserStatus {

@@ -163,10 +163,9 @@ pub fn answer(req: &Request, latest: &Latest, metrics: &Metrics, clock: &dyn Clo
 /// again while it moves.
 fn status_json(doc: &status::Document) -> Vec<u8> {
     let mut counted = Counted(0);
-    let _ = serde_json::to_writer_pretty(&mut counted, doc);
-    let mut text = Vec::with_capacity(counted.0 + 1);
-    let _ = serde_json::to_writer_pretty(&mut text, doc);
-    text.push(b'\n');
+    let _ = doc.write_pretty(&mut counted);
+    let mut text = Vec::with_capacity(counted.0);
+    let _ = doc.write_pretty(&mut text);
     text
 }
 
