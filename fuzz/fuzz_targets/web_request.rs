@@ -27,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(req) = first {
         let answer = web::answer(&req, &Latest::default(), &Metrics::default(), &SystemClock);
-        let bytes = answer.encode(req.method == web::Method::Head);
-        assert!(bytes.starts_with(b"HTTP/1.1 "));
+        let head_only = req.method == web::Method::Head;
+        let (head, body) = answer.encode(head_only);
+        assert!(head.starts_with(b"HTTP/1.1 ") && head.ends_with(b"\r\n\r\n"));
+        assert!(!head_only || body.is_empty(), "a HEAD answer with a body");
     }
 });
