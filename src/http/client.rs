@@ -31,7 +31,7 @@ const MAX_IDLE_PER_ENDPOINT: usize = MAX_EXCHANGES;
 pub type Exchange<'a> =
     Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, HttpError>> + 'a>>;
 
-/// One of the [`MAX_EXCHANGES`] turns, held until the exchange ends.
+/// One of the 64 turns (`MAX_EXCHANGES`), held until the exchange ends.
 pub struct Turn<'a> {
     _held: SemaphoreGuard<'a>,
 }
@@ -75,7 +75,7 @@ impl HttpClient {
         self.deadlines.watch(&*self.clock).await
     }
 
-    /// Waits for a turn to exchange: at most [`MAX_EXCHANGES`] are held at once, all
+    /// Waits for a turn to exchange: at most 64 are held at once, all
     /// endpoints together. Build the request once it has come.
     pub async fn turn(&self) -> Turn<'_> {
         Turn {
