@@ -1,8 +1,7 @@
 //! One read buffer per thread (and one for the TLS records under it), shared by every
-//! connection the thread reads: a read hands
-//! its bytes on before the task yields, so no connection needs a buffer of its own while
-//! it waits (16 KiB per chat connection and 8 KiB per HTTP exchange before, most of a
-//! user's memory).
+//! connection the thread reads: a read hands its bytes on before the task yields, so no
+//! connection needs a buffer of its own while it waits (16 KiB per chat connection and
+//! 8 KiB per HTTP exchange before, most of a user's memory).
 
 use std::cell::RefCell;
 use std::io;
@@ -12,71 +11,59 @@ use std::thread::LocalKey;
 
 use smol::io::AsyncRead;
 
-/// The plaintext buffer's size: one TLS record's plaintext.
-const SIZE: usize = 16 * 1024;
-
-/// The ciphertext buffer's size: one TLS record at its largest (16 KiB of data plus the
-/// record's header, padding and tag).
-pub(crate) const RECORD_SIZE: usize = 16 * 1024 + 2048 + 5;
-
 thread_local! {
-    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The layer under `BUF`: TLS records, read while a plaintext read is under way.
-    static RECORDS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static PLAIN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static CIPHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Polls a read of `stream` into the thread's buffer and hands the bytes read to `take`
-/// (an empty slice at the end of the stream) before returning what it made of them.
-pub(crate) fn poll_read_with<S, T>(
-    stream: &mut S,
-    cx: &mut Context<'_>,
-    take: impl FnOnce(&[u8]) -> T,
-) -> Poll<io::Result<T>>
-where
-    S: AsyncRead + Unpin + ?Sized,
-{
-    poll_read_in(&BUF, SIZE, stream, cx, take)
-}
-
-/// [`poll_read_with`] for TLS records, in a buffer of their own: the TLS stream reads them
-/// while its reader's read is under way. Reading into a buffer made for each read cost
-/// zeroing 18 KiB each time, a fifth of the bot's CPU.
-pub(crate) fn poll_read_records<S, T>(
-    stream: &mut S,
-    cx: &mut Context<'_>,
-    take: impl FnOnce(&[u8]) -> T,
-) -> Poll<io::Result<T>>
-where
-    S: AsyncRead + Unpin + ?Sized,
-{
-    poll_read_in(&RECORDS, RECORD_SIZE, stream, cx, take)
-}
-
-fn poll_read_in<S, T>(
+/// A read buffer of each thread.
+pub(crate) struct Buffer {
     key: &'static LocalKey<RefCell<Vec<u8>>>,
     size: usize,
-    stream: &mut S,
-    cx: &mut Context<'_>,
-    take: impl FnOnce(&[u8]) -> T,
-) -> Poll<io::Result<T>>
-where
-    S: AsyncRead + Unpin + ?Sized,
-{
-    key.with(|cell| {
-        // `take` never reads again, so the buffer is free; if it ever were not, a
-        // buffer of this call's own does the same work
-        let mut own = Vec::new();
-        let mut shared = cell.try_borrow_mut().ok();
-        let buf = shared.as_deref_mut().unwrap_or(&mut own);
-        if buf.is_empty() {
-            buf.resize(size, 0);
-        }
-        match Pin::new(stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(n)) => Poll::Ready(Ok(take(&buf[..n]))),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
+}
+
+/// For chat and HTTP bytes: one TLS record's plaintext.
+pub(crate) static PLAINTEXT: Buffer = Buffer {
+    key: &PLAIN,
+    size: 16 * 1024,
+};
+
+/// For TLS records, read while a plaintext read is under way: one record at its largest
+/// (16 KiB of data plus the record's header, padding and tag). A buffer made for each read
+/// cost zeroing 18 KiB each time, a fifth of the bot's CPU.
+pub(crate) static RECORDS: Buffer = Buffer {
+    key: &CIPHER,
+    size: 16 * 1024 + 2048 + 5,
+};
+
+impl Buffer {
+    /// Polls a read of `stream` into this thread's buffer and hands the bytes read to `take`
+    /// (an empty slice at the end of the stream) before returning what it made of them.
+    pub(crate) fn poll_read<S, T>(
+        &self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Poll<io::Result<T>>
+    where
+        S: AsyncRead + Unpin + ?Sized,
+    {
+        self.key.with(|cell| {
+            // `take` never reads again, so the buffer is free; if it ever were not, a
+            // buffer of this call's own does the same work
+            let mut own = Vec::new();
+            let mut shared = cell.try_borrow_mut().ok();
+            let buf = shared.as_deref_mut().unwrap_or(&mut own);
+            if buf.is_empty() {
+                buf.resize(self.size, 0);
+            }
+            match Pin::new(stream).poll_read(cx, buf) {
+                Poll::Ready(Ok(n)) => Poll::Ready(Ok(take(&buf[..n]))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -89,9 +76,9 @@ mod tests {
     fn hands_on_what_was_read_and_an_empty_slice_at_the_end() {
         let mut stream = Cursor::new(b"PING :tmi.twitch.tv\r\n".to_vec());
         let mut cx = Context::from_waker(Waker::noop());
-        let got = poll_read_with(&mut stream, &mut cx, |b| b.to_vec());
+        let got = PLAINTEXT.poll_read(&mut stream, &mut cx, |b| b.to_vec());
         assert!(matches!(got, Poll::Ready(Ok(ref b)) if b == b"PING :tmi.twitch.tv\r\n"));
-        let end = poll_read_with(&mut stream, &mut cx, <[u8]>::len);
+        let end = PLAINTEXT.poll_read(&mut stream, &mut cx, <[u8]>::len);
         assert!(matches!(end, Poll::Ready(Ok(0))));
     }
 
@@ -100,9 +87,9 @@ mod tests {
         let mut outer = Cursor::new(b"outer".to_vec());
         let mut inner = Cursor::new(b"inner".to_vec());
         let mut cx = Context::from_waker(Waker::noop());
-        let got = poll_read_with(&mut outer, &mut cx, |a| {
+        let got = PLAINTEXT.poll_read(&mut outer, &mut cx, |a| {
             let mut cx = Context::from_waker(Waker::noop());
-            let b = poll_read_with(&mut inner, &mut cx, |b| b.to_vec());
+            let b = PLAINTEXT.poll_read(&mut inner, &mut cx, |b| b.to_vec());
             (a.to_vec(), b)
         });
         let Poll::Ready(Ok((a, Poll::Ready(Ok(b))))) = got else {

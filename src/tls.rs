@@ -141,7 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     /// into the thread's record buffer; `incoming` takes only the bytes that came.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         let incoming = &mut self.incoming;
-        readbuf::poll_read_records(&mut self.io, cx, |bytes| {
+        readbuf::RECORDS.poll_read(&mut self.io, cx, |bytes| {
             incoming.extend_from_slice(bytes);
             !bytes.is_empty()
         })

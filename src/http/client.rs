@@ -154,7 +154,7 @@ impl HttpClient {
             // the end of the stream)
             let got_bytes = !parser.is_empty();
             let fed = future::poll_fn(|cx| {
-                readbuf::poll_read_with(&mut conn, cx, |bytes| {
+                readbuf::PLAINTEXT.poll_read(&mut conn, cx, |bytes| {
                     (!bytes.is_empty()).then(|| parser.feed(bytes))
                 })
             })

@@ -210,7 +210,7 @@ impl Driver {
                     let session = &mut conn.session;
                     for (link, stream) in &mut conn.links {
                         // the bytes go to the session straight from the thread's buffer
-                        let read = readbuf::poll_read_with(stream, cx, |bytes| {
+                        let read = readbuf::PLAINTEXT.poll_read(stream, cx, |bytes| {
                             let now = clock.now();
                             if !bytes.is_empty() {
                                 session.handle_input(now, *link, bytes);
