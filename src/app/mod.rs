@@ -20,7 +20,7 @@ use crate::oauth::OAuth;
 use crate::status;
 use crate::status::latest::{Latest, Recording};
 use crate::transport::{self, NetTransport, Transport};
-use crate::user::{self, Mailbox, Reporter, Services};
+use crate::user::{self, Mailbox, Services};
 use crate::usercore::Counters;
 use crate::watch;
 #[cfg(feature = "web")]

@@ -91,11 +91,7 @@ impl<'a> Supervisor<'a> {
     pub(super) fn start(&mut self, user: UserConfig, counters: Counters) {
         let spares =
             config::spare_refresh_tokens(&self.leftovers, &user.username, &user.refresh_token);
-        let mailbox = Mailbox::new();
-        let report = Reporter {
-            mailbox: mailbox.clone(),
-            changed: self.status_changed.0.clone(),
-        };
+        let mailbox = Mailbox::new(self.status_changed.0.clone());
         self.generation += 1;
         let generation = self.generation;
         let key = user.username.to_ascii_lowercase();
@@ -107,7 +103,7 @@ impl<'a> Supervisor<'a> {
             self.services.clone(),
             user.clone(),
             spares,
-            report,
+            mailbox.clone(),
             counters,
         ));
         let task = self.executor.spawn(async move {

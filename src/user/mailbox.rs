@@ -1,6 +1,7 @@
 //! What a running user and its supervisor leave for each other, in one small allocation:
 //! the supervisor's orders one way (the newest settings, stop), the user's newest report
-//! the other. A channel per user cost 0.9 KB of the 16 KB a user takes in all; the orders
+//! the other, with a nudge on the supervisor's shared channel so the status file is
+//! rewritten. A channel per user cost 0.9 KB of the 16 KB a user takes in all; the orders
 //! need no queue, since only the newest settings matter and a stop is a stop.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,10 +12,11 @@ use crate::config::UserConfig;
 use super::{Control, Report};
 
 /// Shared by the supervisor and one running user.
-#[derive(Default)]
 pub struct Mailbox {
     orders: Mutex<Orders>,
     report: Mutex<Option<Report>>,
+    /// Nudged on every change of the report (shared by every user; full is fine).
+    changed: async_channel::Sender<()>,
 }
 
 #[derive(Default)]
@@ -32,9 +34,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Mailbox {
-    /// A mailbox with nothing in it.
-    pub fn new() -> Arc<Mailbox> {
-        Arc::default()
+    /// A mailbox with nothing in it, whose reports nudge `changed`.
+    pub fn new(changed: async_channel::Sender<()>) -> Arc<Mailbox> {
+        Arc::new(Mailbox {
+            orders: Mutex::default(),
+            report: Mutex::default(),
+            changed,
+        })
     }
 
     /// The supervisor: the person edited the user's settings.
@@ -78,14 +84,14 @@ impl Mailbox {
         Poll::Pending
     }
 
-    /// The user: its newest report; whether it differs from the one before.
-    pub(crate) fn publish(&self, report: Report) -> bool {
+    /// The user: its newest report; the supervisor is nudged if it differs from the one
+    /// before.
+    pub(crate) fn publish(&self, report: Report) {
         let mut slot = lock(&self.report);
-        if slot.as_ref() == Some(&report) {
-            return false;
+        if slot.as_ref() != Some(&report) {
+            *slot = Some(report);
+            let _ = self.changed.try_send(());
         }
-        *slot = Some(report);
-        true
     }
 
     /// The supervisor: what `read` makes of the newest report (`None` before the first).
@@ -126,7 +132,7 @@ mod tests {
 
     #[test]
     fn the_newest_settings_are_taken_once_and_a_stop_comes_first() {
-        let mailbox = Mailbox::new();
+        let mailbox = Mailbox::new(async_channel::bounded(1).0);
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);

@@ -86,23 +86,6 @@ pub(crate) struct Report {
     pub tokens: TokenStatus,
 }
 
-/// Where a user's driver publishes its status for the supervisor.
-#[derive(Clone)]
-pub struct Reporter {
-    /// Shared with the supervisor.
-    pub mailbox: Arc<Mailbox>,
-    /// Nudged on every change, so that the status file is rewritten.
-    pub changed: async_channel::Sender<()>,
-}
-
-impl Reporter {
-    fn publish(&self, report: Report) {
-        if self.mailbox.publish(report) {
-            let _ = self.changed.try_send(());
-        }
-    }
-}
-
 /// Why a user stopped for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -128,7 +111,7 @@ impl std::fmt::Display for UserError {
 impl std::error::Error for UserError {}
 
 /// Runs one user until it is stopped (the supervisor drops the task, or posts
-/// [`Mailbox::stop`] to `report`'s mailbox). Every failure is logged and retried with backoff,
+/// [`Mailbox::stop`] to `mailbox`, where the user's reports go). Every failure is logged and retried with backoff,
 /// so one user's trouble never stops another; returns an error only if the user could not
 /// be authorised within the allowed attempts. `spares` are refresh tokens an interrupted
 /// save left behind (see [`TokenCore::new`]).
@@ -140,7 +123,7 @@ pub fn run(
     services: Arc<Services>,
     user: UserConfig,
     spares: Vec<Secret>,
-    report: Reporter,
+    mailbox: Arc<Mailbox>,
     counters: Counters,
 ) -> impl Future<Output = Result<(), UserError>> {
     let seed = WyRand::new().generate::<u64>();
@@ -158,7 +141,7 @@ pub fn run(
         id: user.client_id,
         secret: user.client_secret,
     };
-    let mut driver = Driver::new(services, user.username, app, tokens, core, report);
+    let mut driver = Driver::new(services, user.username, app, tokens, core, mailbox);
     async move {
         let result = driver.drive().await;
         if let Err(why) = &result {
@@ -175,11 +158,8 @@ pub fn run(
 
 /// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.
 pub async fn run_alone(services: Arc<Services>, user: UserConfig) -> Result<(), UserError> {
-    let report = Reporter {
-        mailbox: Mailbox::new(),
-        changed: async_channel::bounded(1).0,
-    };
-    run(services, user, Vec::new(), report, Counters::default()).await
+    let mailbox = Mailbox::new(async_channel::bounded(1).0);
+    run(services, user, Vec::new(), mailbox, Counters::default()).await
 }
 
 /// Makes sure `user` has a valid token (validating, refreshing, or running the device flow,

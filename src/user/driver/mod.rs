@@ -66,7 +66,8 @@ pub(super) struct Driver {
     ended: Vec<Conn>,
     ops: Ops,
     persists: VecDeque<Field>,
-    report: Reporter,
+    /// Orders from the supervisor, reports to it.
+    mailbox: Arc<Mailbox>,
     /// The one timer, armed for the earliest deadline of the cores, and that deadline.
     timer: Option<(Instant, Sleep)>,
     /// Stopping: end by then at the latest.
@@ -82,7 +83,7 @@ impl Driver {
         app: AppCredentials,
         tokens: TokenCore,
         core: UserCore,
-        report: Reporter,
+        mailbox: Arc<Mailbox>,
     ) -> Driver {
         Driver {
             services,
@@ -95,7 +96,7 @@ impl Driver {
             ended: Vec::new(),
             ops: Ops::default(),
             persists: VecDeque::new(),
-            report,
+            mailbox,
             timer: None,
             stop_by: None,
             read_at: None,
@@ -138,7 +139,7 @@ impl Driver {
     }
 
     fn publish(&self) {
-        self.report.publish(Report {
+        self.mailbox.publish(Report {
             user: self.core.status(),
             tokens: self.tokens.status(),
         });
@@ -172,7 +173,7 @@ impl Driver {
             let ops = &mut self.ops;
             let chat = &mut self.chat;
             let timer = &mut self.timer;
-            let mailbox = &*self.report.mailbox;
+            let mailbox = &*self.mailbox;
             // one hand-written select over every source: nested `future::or`s cost ~40 KB.
             // The timer comes first, so a busy socket can never starve it.
             let wake = future::poll_fn(|cx| {
