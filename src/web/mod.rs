@@ -169,8 +169,16 @@ fn status_json(doc: &status::Document) -> Vec<u8> {
     text
 }
 
-/// Counts what is written to it.
+/// Counts what is written to it, bytes or text: the first of the two passes that render a
+/// large body into a buffer of its exact size.
 struct Counted(usize);
+
+impl std::fmt::Write for Counted {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
 
 impl std::io::Write for Counted {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

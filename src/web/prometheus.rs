@@ -4,6 +4,7 @@
 use std::fmt::{self, Write as _};
 use std::time::SystemTime;
 
+use super::Counted;
 use crate::metrics::Histogram;
 use crate::status::Document;
 use crate::time::parse_rfc3339;
@@ -33,16 +34,6 @@ pub fn render(s: &Sample<'_>) -> String {
     let mut out = String::with_capacity(counted.0);
     write_to(&mut out, s);
     out
-}
-
-/// Counts what is written to it.
-struct Counted(usize);
-
-impl fmt::Write for Counted {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0 += s.len();
-        Ok(())
-    }
 }
 
 fn write_to(out: &mut dyn fmt::Write, s: &Sample<'_>) {
