@@ -241,6 +241,19 @@ fn run(cli: Cli) -> Result<Ending, Error> {
     }
     let endpoints = Endpoints::from_env(&|k| std::env::var(k).ok()).map_err(Error::Start)?;
     let env = app::env_users().map_err(Error::Start)?;
+    // the first run at a terminal asks for what the config needs instead of failing
+    if env.is_empty() && !path.exists() && at_a_terminal() {
+        let written = app::first_run::create(&path).map_err(|e| {
+            Error::Start(app::StartError::Config(config::ConfigError::Io(
+                path.clone(),
+                e,
+            )))
+        })?;
+        if !written {
+            eprintln!("no config written");
+            return Ok(Ending::BadInput);
+        }
+    }
     if matches!(cli.command, Some(Command::Setup(_))) {
         return run_setup(signals, path, endpoints, env);
     }
@@ -430,6 +443,12 @@ fn check(path: &Path) -> Ending {
     } else {
         Ending::BadInput
     }
+}
+
+/// Someone can answer questions: standard input and error are both a terminal.
+fn at_a_terminal() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.

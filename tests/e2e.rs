@@ -348,7 +348,15 @@ fn missing_config_and_no_valid_user_exit_2() {
     };
     let out = run(&dir.join("nope.conf"));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.conf: config file not found"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("nope.conf: config file not found"), "{said}");
+    // not a terminal: nothing is asked, and the message says how to create the file
+    assert!(
+        said.contains("To create it, run `twitch-colorchanger setup -c ")
+            && said.contains("README's \"Quick start\""),
+        "{said}"
+    );
+    assert!(!dir.join("nope.conf").exists());
 
     let path = write_config(
         &dir,

@@ -28,6 +28,7 @@ use crate::web;
 
 mod check;
 mod endpoints;
+pub mod first_run;
 mod supervisor;
 
 pub use self::check::{check, CheckReport};

@@ -160,7 +160,8 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Missing(p) => write!(
                 f,
-                "{}: config file not found (give --config PATH or set TWITCH_CONF_FILE; README shows an example)",
+                "{}: config file not found. To create it, run `twitch-colorchanger setup -c {}` in a terminal (it asks for your login, your app's client id and the channels), or copy the example in README's \"Quick start\"",
+                p.display(),
                 p.display()
             ),
             ConfigError::Io(p, e) => write!(f, "{}: {e}", p.display()),
