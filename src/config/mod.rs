@@ -98,7 +98,7 @@ fn unknown_fields(obj: &Map<String, Value>, known: &[&str], at: &str) -> Vec<Str
                 .iter()
                 .map(|n| (distance(k, n), n))
                 .min()
-                .filter(|(d, n)| *d <= 2.max(n.len() / 4));
+                .filter(|(d, n)| close(*d, n));
             match nearest {
                 Some((_, n)) => format!(
                     "{at}unknown field {k:?} (did you mean {n:?}?); kept in the file, not used"
@@ -107,6 +107,22 @@ fn unknown_fields(obj: &Map<String, Value>, known: &[&str], at: &str) -> Vec<Str
             }
         })
         .collect()
+}
+
+/// Whether a name `d` edits away from the field `name` is taken for a typo of it.
+fn close(d: usize, name: &str) -> bool {
+    d <= 2.max(name.len() / 4)
+}
+
+/// A key of `obj` that is no field of `known` but looks like a typo of `field`: said beside
+/// "field is missing", since a misspelt required field is one.
+fn misspelt<'a>(obj: &'a Map<String, Value>, known: &[&str], field: &str) -> Option<&'a str> {
+    obj.keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .map(|k| (distance(k, field), k.as_str()))
+        .filter(|(d, _)| close(*d, field))
+        .min()
+        .map(|(_, k)| k)
 }
 
 /// Edit distance (Levenshtein) between two short names, ignoring case.
@@ -233,9 +249,14 @@ impl fmt::Display for BadListen {
 /// Validates a parsed config document.
 pub fn validate(path: &Path, root: &Value) -> Result<Config, ConfigError> {
     let users = root.get("users").and_then(Value::as_array).ok_or_else(|| {
+        let typo = root
+            .as_object()
+            .and_then(|top| misspelt(top, &TOP_FIELDS, "users"))
+            .map(|k| format!(" ({k:?} looks like a typo of it)"))
+            .unwrap_or_default();
         ConfigError::Shape(
             path.to_owned(),
-            "expected an object with a \"users\" array".into(),
+            format!("expected an object with a \"users\" array{typo}"),
         )
     })?;
     let mut valid: Vec<UserConfig> = Vec::new();

@@ -10,7 +10,7 @@ pub(super) fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
     let mut problems = Vec::new();
     let mut note = |r: Result<String, FieldProblem>| {
         r.unwrap_or_else(|p| {
-            problems.push(p.to_string());
+            problems.push(p.in_entry(obj));
             String::new()
         })
     };
@@ -57,17 +57,21 @@ pub(super) fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
     }
     let mut channels: Vec<String> = Vec::new();
     match obj.get("channels") {
-        None | Some(Value::Null) => problems.push("field \"channels\" is missing".into()),
+        None | Some(Value::Null) => problems.push(wrong("channels", Wrong::Missing).in_entry(obj)),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 let Some(name) = item.as_str() else {
                     problems.push(format!("field \"channels\"[{i}] is not a string"));
                     continue;
                 };
-                let name = normalise_channel(name);
-                if name.is_empty() {
+                let login = normalise_channel(name);
+                if login.is_empty() {
+                    problems.push(format!(
+                        "field \"channels\"[{i}]: {name:?} names no channel"
+                    ));
                     continue;
                 }
+                let name = login;
                 if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                     problems.push(format!(
                         "field \"channels\"[{i}]: {name:?} is not a channel login"
@@ -76,7 +80,7 @@ pub(super) fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
                     channels.push(name);
                 }
             }
-            if channels.is_empty() && items.iter().all(|i| i.is_string()) {
+            if items.is_empty() {
                 problems
                     .push("field \"channels\" is empty: name at least one channel to join".into());
             }
@@ -229,6 +233,19 @@ impl fmt::Display for FieldProblem {
             Wrong::NotABool => "must be true or false",
         };
         write!(f, "field {:?} {what}", self.field)
+    }
+}
+
+impl FieldProblem {
+    /// The problem as said of the entry `obj`: a missing field names the key that looks like
+    /// a typo of it (`"chanels"` for `"channels"`).
+    fn in_entry(self, obj: &Map<String, Value>) -> String {
+        match super::misspelt(obj, &USER_FIELDS, self.field) {
+            Some(typo) if self.what == Wrong::Missing => {
+                format!("{self} ({typo:?} looks like a typo of it)")
+            }
+            _ => self.to_string(),
+        }
     }
 }
 

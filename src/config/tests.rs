@@ -448,3 +448,44 @@ fn unknown_fields_are_named_with_the_nearest_known_one() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn a_misspelt_required_field_is_named_beside_the_missing_one() {
+    let path = Path::new("twitch_colorchanger.conf");
+    let text = r#"{"users": [{"username": "hueshift_bot", "client_id": "cid", "chanels": ["a"]},
+                            {"usernmae": "x", "clientid": "cid", "channels": ["a"]}]}"#;
+    let Err(ConfigError::NoValidUsers(_, problems)) = parse(path, text) else {
+        panic!("no user is valid");
+    };
+    assert_eq!(
+        problems,
+        [
+            r#"users[0] (hueshift_bot): field "channels" is missing ("chanels" looks like a typo of it)"#,
+            r#"users[1]: field "username" is missing ("usernmae" looks like a typo of it)"#,
+            r#"users[1]: field "client_id" is missing ("clientid" looks like a typo of it)"#,
+        ]
+    );
+    let Err(e) = parse(path, r#"{"user": []}"#) else {
+        panic!("no users array");
+    };
+    assert_eq!(
+        e.to_string(),
+        r#"twitch_colorchanger.conf: expected an object with a "users" array ("user" looks like a typo of it)"#
+    );
+}
+
+#[test]
+fn a_channel_that_names_nothing_is_a_problem_not_dropped() {
+    let path = Path::new("twitch_colorchanger.conf");
+    let text = r##"{"users": [{"username": "hueshift_bot", "client_id": "cid", "channels": ["#", "ok", " "]}]}"##;
+    let Err(ConfigError::NoValidUsers(_, problems)) = parse(path, text) else {
+        panic!("the user is skipped");
+    };
+    assert_eq!(
+        problems,
+        [
+            r##"users[0] (hueshift_bot): field "channels"[0]: "#" names no channel"##,
+            r##"users[0] (hueshift_bot): field "channels"[2]: " " names no channel"##,
+        ]
+    );
+}
