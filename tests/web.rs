@@ -117,6 +117,43 @@ fn metrics_check(text: &str) {
     );
 }
 
+/// Every metric the shipped alert rules and dashboard query (deploy/prometheus/) is one the
+/// bot serves: a renamed metric would otherwise leave an alert that can never fire.
+fn shipped_queries_name_served_metrics(text: &str) {
+    let served: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    let mut named = 0;
+    for file in ["alerts.yml", "dashboard.json"] {
+        let shipped = std::fs::read_to_string(root.join(file)).unwrap();
+        if file.ends_with(".json") {
+            serde_json::from_str::<Value>(&shipped).expect("the dashboard is valid JSON");
+        }
+        for (at, _) in shipped.match_indices("twitch_colorchanger_") {
+            let name: String = shipped[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                served.contains(&family),
+                "{file} queries {name}, which /metrics does not serve"
+            );
+            named += 1;
+        }
+    }
+    assert!(
+        named > 10,
+        "the shipped rules and dashboard query the bot's metrics"
+    );
+}
+
 fn status_json(config: &Path) -> Value {
     let out = bot_command()
         .args(["status", "--json", "--config"])
@@ -195,6 +232,8 @@ fn every_endpoint_answers_with_what_the_bot_is_doing() {
         "twitch_colorchanger_chat_connected{user=\"lumen_wave\",transport=\"eventsub\"} 1",
         "twitch_colorchanger_chat_connected{user=\"new_user\",transport=\"irc\"} 0",
         "twitch_colorchanger_errors_total{user=\"hueshift_bot\",kind=\"color\"} 0",
+        "twitch_colorchanger_awaiting_authorisation{user=\"new_user\"} 1",
+        "twitch_colorchanger_awaiting_authorisation{user=\"hueshift_bot\"} 0",
     ] {
         assert!(text.lines().any(|l| l == line), "{line}\n{text}");
     }
@@ -206,6 +245,7 @@ fn every_endpoint_answers_with_what_the_bot_is_doing() {
     assert!(count >= 2 * ROUNDS as u64, "{helix}");
     assert!(text.contains("twitch_colorchanger_build_info{version=\""));
     assert!(text.contains("\ntwitch_colorchanger_resident_memory_bytes "));
+    shipped_queries_name_served_metrics(&text);
 
     // probes: alive; ready only once every user is in chat or legitimately waiting
     assert_eq!(get(addr, "/livez").0, 200);

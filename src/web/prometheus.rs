@@ -109,6 +109,13 @@ fn write_to(out: &mut dyn fmt::Write, s: &Sample<'_>) {
             })
         },
     );
+    per_user(
+        out,
+        "awaiting_authorisation",
+        "gauge",
+        "1 while the user waits for someone to approve a device code.",
+        &|u| Some(i64::from(u.state == "awaiting_authorisation")),
+    );
     family(
         out,
         "errors_total",
@@ -346,7 +353,7 @@ mod tests {
             resident_bytes: Some(4096),
             now,
         });
-        assert_eq!(check(&text), Ok(1 + 2 * 4 + 8 + 2 + 13 + 13 + 1), "{text}");
+        assert_eq!(check(&text), Ok(1 + 2 * 5 + 8 + 2 + 13 + 13 + 1), "{text}");
         assert_eq!(
             text.capacity(),
             text.len(),
