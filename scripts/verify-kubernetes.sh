@@ -6,7 +6,9 @@
 # one replica of a StatefulSet, the image tag equal to Cargo.toml's version, non-root 65532,
 # read-only root, no privilege escalation, every capability dropped, seccomp RuntimeDefault,
 # probes on /livez and /readyz, memory request and limit, the config on a claim, and the
-# PodMonitor (no schema bundled for it) selecting the pod's labels and naming its port. A
+# PodMonitor (no schema bundled for it) selecting the pod's labels and naming its port, a
+# NetworkPolicy admitting no other pod (the metrics overlay: Prometheus only, to 8080), the
+# PrometheusRule equal to deploy/prometheus/alerts.yml, and users.env ignored by git. A
 # manifest with a misspelled field must fail, so a validator that passes everything fails this.
 #
 #   scripts/verify-kubernetes.sh
@@ -39,9 +41,17 @@ validate() { python3 -m kubernetes_validate --strict --quiet -k "$1" "$2"; }
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for dir in deploy/kubernetes/base deploy/kubernetes/overlays/*/; do
+# users.env is the person's own (git ignores it, so tokens never reach a commit): rendered
+# here from a copy of the tree, with the example in its place
+if ! git check-ignore -q deploy/kubernetes/overlays/example/users.env; then
+    echo "FAIL: deploy/kubernetes/overlays/example/users.env is not ignored by git" >&2
+    exit 1
+fi
+cp -r deploy/kubernetes "$out/tree"
+cp deploy/kubernetes/overlays/example/users.env.example "$out/tree/overlays/example/users.env"
+for dir in "$out"/tree/base "$out"/tree/overlays/*/; do
     dir=${dir%/}
-    name=${dir#deploy/kubernetes/}
+    name=${dir#"$out"/tree/}
     render "$dir" > "$out/${name//\//-}.yaml"
     for k in "${KUBERNETES_VERSIONS[@]}"; do
         validate "$k" "$out/${name//\//-}.yaml" || { echo "FAIL: $name does not validate for Kubernetes $k" >&2; exit 1; }
@@ -49,10 +59,10 @@ for dir in deploy/kubernetes/base deploy/kubernetes/overlays/*/; do
     echo "   $name: renders, valid for Kubernetes ${KUBERNETES_VERSIONS[*]}"
 done
 
-python3 - "$out" "$version" <<'PY'
+python3 - "$out" "$version" deploy/prometheus/alerts.yml <<'PY'
 import glob, os, sys, yaml
 
-out, version = sys.argv[1], sys.argv[2]
+out, version, alerts = sys.argv[1], sys.argv[2], sys.argv[3]
 def fail(message):
     sys.exit("FAIL: " + message)
 
@@ -97,11 +107,28 @@ for endpoint in monitor["spec"]["podMetricsEndpoints"]:
 if monitor["metadata"].get("namespace") != sts["metadata"].get("namespace"):
     fail("the PodMonitor is not in the StatefulSet's namespace")
 
+# nobody but Prometheus reaches port 8080: no ingress in the example, Prometheus in the metrics
+policy = kinds["NetworkPolicy"]
+if policy["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") != labels["app.kubernetes.io/name"]:
+    fail("the NetworkPolicy does not select the bot's pod")
+if policy["spec"]["policyTypes"] != ["Ingress"]:
+    fail("the NetworkPolicy must restrict ingress (and only ingress: the bot reaches Twitch)")
+ingress = policy["spec"]["ingress"]
+if len(ingress) != 1 or [p["port"] for p in ingress[0]["ports"]] != [8080] \
+        or ingress[0]["from"][0]["podSelector"]["matchLabels"] != {"app.kubernetes.io/name": "prometheus"}:
+    fail("the metrics overlay must admit only Prometheus, to port 8080: %r" % ingress)
+example = {d["kind"]: d for d in yaml.safe_load_all(open(os.path.join(out, "overlays-example.yaml"))) if d}
+if example["NetworkPolicy"]["spec"]["ingress"] != []:
+    fail("the example's NetworkPolicy must admit no ingress")
+rule = kinds["PrometheusRule"]
+if rule["spec"] != yaml.safe_load(open(alerts)):
+    fail("the PrometheusRule's groups differ from deploy/prometheus/alerts.yml")
+
 # the validator must catch a misspelled field
 sc["readOnlyRootFilesytem"] = sc.pop("readOnlyRootFilesystem")
 with open(os.path.join(out, "misspelled.yaml"), "w") as f:
     yaml.safe_dump(sts, f)
-print("   the example with metrics: one replica, image %s, non-root read-only, probes, config on a claim, PodMonitor matches" % version)
+print("   the example with metrics: one replica, image %s, non-root read-only, probes, config on a claim, PodMonitor matches, only Prometheus admitted, the alert rules" % version)
 PY
 if validate "${KUBERNETES_VERSIONS[0]}" "$out/misspelled.yaml" >/dev/null 2>&1; then
     echo "FAIL: a StatefulSet with a misspelled field validated: the validation proves nothing" >&2
