@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # A scratch image holding only the static binary, its license, /config and an empty /tmp, for linux/amd64,
-# linux/arm64, linux/arm/v7, linux/arm/v6 and linux/riscv64. Two ways to build (README,
-# "Docker"):
+# linux/arm64, linux/arm/v7, linux/arm/v6 and linux/riscv64. Two ways to build
+# (docs/building.md, "The container image"):
 #
 #   1. From prebuilt binaries (the default, small and fast, and offline: no base image is
 #      pulled): run scripts/build-release.sh first (it stages dist/image/<arch><variant>/ and

@@ -2,7 +2,7 @@
 # Counts what the bot writes to disk: the release binary against the fake Twitch through
 # 1,000 color changes, a reload and IDLE_SECONDS (default 600) idle, with `strace -f -c`
 # attached, and inotify on the config's directory (which must see nothing). Prints the
-# figures README quotes; the test itself fails if anything is written beside the config.
+# figures docs/behaviour.md quotes; the test itself fails if anything is written beside the config.
 #   scripts/flash-writes.sh [IDLE_SECONDS]
 set -euo pipefail
 case "${1:-}" in -h | --help) sed -n '2,6p' "$0" | cut -c3-; exit 0 ;; esac

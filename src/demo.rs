@@ -147,8 +147,8 @@ impl Tally {
             "\n  Done in {:.1} s over IRC: {} messages from {LOGIN}, {} color changes,\n  \
              {} message from someone else left alone, {} reconnect, {} refused hex color\n  \
              replaced by a named one. The temporary directory is removed.\n\n  \
-             Next: run it for your account. README.md, \"Quick start\", begins with a\n  \
-             Twitch app's client id (two minutes at dev.twitch.tv/console/apps).",
+             Next: run it for your account. `twitch-colorchanger` in a terminal asks for\n  \
+             your login and your Twitch app's client id (README, \"Quick start\").",
             took.as_secs_f64(),
             self.own,
             self.changes,

@@ -172,9 +172,9 @@ impl Error {
 }
 
 /// The heap: TLSF (rlsf) in 64 KiB pools instead of the libc's malloc. With musl it takes a
-/// quarter off the memory of many users, and a little CPU off each message (README, "Size
-/// and memory"). Pools are kept, never given back: the bot's memory after start is close to
-/// its peak anyway. `--features system-alloc` uses the libc's malloc, for heap profilers.
+/// quarter off the memory of many users, and a little CPU off each message
+/// (docs/performance.md). Pools are kept, never given back: the bot's memory after start is
+/// close to its peak anyway. `--features system-alloc` uses the libc's malloc, for heap profilers.
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOC: rlsf::SmallGlobalTlsf = rlsf::SmallGlobalTlsf::new();

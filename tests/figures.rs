@@ -1,6 +1,6 @@
 //! The figures `scripts/measure.sh` prints: the real binary against the fake Twitch, some
 //! users sending own messages, and what the bot cost. It asserts only that the run worked;
-//! the figures are read by a person (targets in README's "Size and memory").
+//! the figures are read by a person (targets in docs/performance.md).
 //!
 //! Set by the environment: `FIGURES_TRANSPORT` (irc, eventsub), `FIGURES_USERS` (20),
 //! `FIGURES_ROUNDS` (10: each round every user sends one message and the bot changes every
