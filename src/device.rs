@@ -21,6 +21,9 @@ pub enum DeviceError {
     Denied,
     /// Twitch refused.
     Failed(String),
+    /// Twitch refuses the app itself (an unknown `client_id`): no code can be had until the
+    /// config changes.
+    AppRefused(String),
     /// Twitch could not be reached, or failed on its side (no network, DNS, a 5xx): not
     /// the person's doing, so it does not count toward the limit of codes.
     Unreachable(String),
@@ -31,7 +34,9 @@ impl fmt::Display for DeviceError {
         match self {
             DeviceError::Expired => f.write_str("the code expired before it was approved"),
             DeviceError::Denied => f.write_str("the authorisation was declined"),
-            DeviceError::Failed(e) | DeviceError::Unreachable(e) => f.write_str(e),
+            DeviceError::Failed(e) | DeviceError::AppRefused(e) | DeviceError::Unreachable(e) => {
+                f.write_str(e)
+            }
         }
     }
 }
@@ -172,6 +177,9 @@ pub async fn run(
         OAuthError::Http { .. } | OAuthError::Refused(500..=599, _) => DeviceError::Unreachable(
             format!("cannot reach Twitch to start the device-code flow: {e}"),
         ),
+        OAuthError::AppRefused(..) => DeviceError::AppRefused(format!(
+            "Twitch refuses to start the device-code flow for this app ({e})"
+        )),
         e => DeviceError::Failed(format!("cannot start the device-code flow: {e}")),
     })?;
     let start = clock.now();

@@ -83,9 +83,10 @@ pub enum OAuthError {
     Denied,
     /// The token or refresh token is not valid (any more).
     InvalidToken(String),
-    /// The token endpoint refuses the app rather than the refresh token (a 400 or 403 other
-    /// than "Invalid refresh token": a wrong client id or secret), with status and message.
-    /// Only an edit of the config mends it.
+    /// Twitch refuses the app rather than the refresh token or the person (a 400 or 403 other
+    /// than "Invalid refresh token" from the token endpoint, or any 400 or 403 when asked for a
+    /// device code: a wrong client id or secret), with status and message. Only an edit of the
+    /// config mends it.
     AppRefused(u16, String),
     /// Any other refusal, with status and Twitch's message.
     Refused(u16, String),
@@ -181,8 +182,13 @@ impl OAuth {
     pub async fn device_code(&self, client_id: &str) -> Result<DeviceCode, OAuthError> {
         let form = form(&[("client_id", client_id), ("scopes", &SCOPES.join(" "))]);
         let (status, body) = self.post("/device", form).await?;
-        if status != 200 {
-            return Err(refusal(status, &body));
+        match ErrorKind::of_status(status) {
+            _ if status == 200 => {}
+            // an unknown or malformed client id: only an edit of the config mends it
+            ErrorKind::Invalid | ErrorKind::Forbidden => {
+                return Err(OAuthError::AppRefused(status, message(&body)))
+            }
+            _ => return Err(refusal(status, &body)),
         }
         let b: DeviceBody = json(&body)?;
         Ok(DeviceCode {

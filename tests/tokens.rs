@@ -316,6 +316,96 @@ fn setup_gives_up_after_three_declined_codes_and_says_so() {
     assert!(bot.wait_log("[shy_user] setup failed: authorisation failed 3 times, last: the authorisation was declined", 1), "{}", bot.output());
 }
 
+/// A config naming `client_id` for `login`, who has no tokens yet, with the fake knowing only
+/// `CLIENT`.
+fn unknown_client(name: &str, login: &str) -> (FakeTwitch, std::path::PathBuf) {
+    let dir = temp_dir(name);
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_client(CLIENT, None);
+    fake.add_user(login, "1", "", true);
+    let config = dir.join("twitch_colorchanger.conf");
+    let user = json!({"username": login, "client_id": "notmyappsid0000000000000000000", "channels": ["a"]});
+    std::fs::write(&config, json!({ "users": [user] }).to_string()).unwrap();
+    (fake, config)
+}
+
+#[test]
+fn an_unknown_client_id_is_named_once_and_an_edit_of_it_starts_the_device_flow() {
+    let (fake, config) = unknown_client("unknownclient", "new_user");
+    let bot = Bot::start(&fake, &config);
+    assert!(
+        bot.wait_log("Twitch refuses to start the device-code flow", 1),
+        "{}",
+        bot.output()
+    );
+    let output = bot.output();
+    let said: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("[new_user] Twitch refuses to start the device-code flow"))
+        .collect();
+    assert_eq!(said.len(), 1, "{output}");
+    assert!(
+        said[0].contains(" ERROR ")
+            && said[0].contains("(HTTP 400: invalid client)")
+            && said[0].contains(&format!(
+                "check \"client_id\" of this user in {}",
+                config.display()
+            ))
+            && said[0].contains("no device code until it changes"),
+        "{}",
+        said[0]
+    );
+    assert!(!output.contains("new code in"), "{output}");
+    // the right client id, saved: the device flow starts at once, and the user gets in
+    edit_in_place(&config, |doc| doc["users"][0]["client_id"] = json!(CLIENT));
+    approve_when_asked(&fake, &bot, "new_user");
+    assert!(joined(&fake, "new_user", &["a"]), "{}", bot.output());
+    let asked = |id: &str| {
+        let s = fake.state();
+        let n = s
+            .oauth
+            .iter()
+            .filter(|c| c.path.ends_with("/device") && c.client_id.as_deref() == Some(id))
+            .count();
+        n
+    };
+    assert_eq!(
+        asked("notmyappsid0000000000000000000"),
+        1,
+        "one try an hour, not one a minute"
+    );
+    assert_eq!(asked(CLIENT), 1);
+    let (status, _, output) = bot.terminate();
+    assert!(status.success(), "{output}");
+}
+
+#[test]
+fn setup_with_an_unknown_client_id_says_so_at_once_and_exits_1() {
+    let (fake, config) = unknown_client("setupclient", "new_user");
+    let mut cmd = bot_command();
+    cmd.args(["setup", "--config"]).arg(&config);
+    let mut bot = Bot::spawn(&fake, cmd);
+    let status = wait_exit(&mut bot.child, WAIT);
+    assert_eq!(status.code(), Some(1), "{}", bot.output());
+    let output = bot.output();
+    assert!(
+        output.contains("[new_user] setup failed: Twitch refuses to start the device-code flow for this app (HTTP 400: invalid client): check \"client_id\""),
+        "{output}"
+    );
+    assert!(
+        !output.contains("new code in"),
+        "no codes asked for in a row: {output}"
+    );
+    assert_eq!(
+        fake.state()
+            .oauth
+            .iter()
+            .filter(|c| c.path.ends_with("/device"))
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn approving_with_the_wrong_account_is_refused_and_asked_again() {
     let dir = temp_dir("wrongaccount");

@@ -49,6 +49,7 @@ impl TokenCore {
                 self.start(Busy::ValidateNew(set), TokenAction::Validate(access));
             }
             Err(DeviceError::Unreachable(why)) => self.unreachable(now, why),
+            Err(DeviceError::AppRefused(why)) => self.app_refused_code(now, why),
             Err(e) => self.code_failed(now, e.to_string()),
         }
     }
@@ -66,6 +67,32 @@ impl TokenCore {
             wait.as_secs_f64().ceil()
         );
         self.timers.set(Timer::NextCode, Some(now + wait));
+    }
+
+    /// Twitch refuses the app when asked for a code (an unknown `client_id`): a new code
+    /// cannot help, so none is asked for until the field changes. Someone at a terminal is
+    /// told at once and the user ends (they fix the file and run it again); unattended, it is
+    /// said once at ERROR and asked again hourly, and an edit of the field restarts the user.
+    fn app_refused_code(&mut self, now: Instant, cause: String) {
+        let why = format!(
+            "{cause}: check \"client_id\" of this user in {} (your app's Client ID, at https://dev.twitch.tv/console/apps)",
+            self.saved_to
+        );
+        if self.attempts.is_some() {
+            self.stage = Stage::GaveUp;
+            self.answer(Err(RenewError::Refused(why.clone())));
+            self.events.push_back(TokenEvent::GaveUp(why));
+            return;
+        }
+        let why = format!("{why}; no device code until it changes (trying again hourly and as soon as the file is edited)");
+        if self.app_refused {
+            log!(Debug, self.who(), None, "{why}");
+        } else {
+            log!(Error, self.who(), None, "{why}");
+        }
+        self.app_refused = true;
+        self.timers
+            .set(Timer::NextCode, Some(now + APP_REFUSED_RETRY));
     }
 
     pub(super) fn code_failed(&mut self, now: Instant, failure: String) {

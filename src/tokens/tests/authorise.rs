@@ -119,3 +119,37 @@ fn unattended_device_codes_pause_longer_each_time_and_renewals_wait_for_them() {
     assert_eq!(core.access(), &secret("tok7"));
     assert_eq!(core.poll_timeout(), Some(t2 + VALIDATE_EVERY));
 }
+
+#[test]
+fn an_app_twitch_does_not_know_gets_no_new_codes_until_the_config_changes() {
+    let t = Instant::now();
+    let refused = || {
+        Err(DeviceError::AppRefused(
+            "Twitch refuses to start the device-code flow for this app (HTTP 400: invalid client)"
+                .into(),
+        ))
+    };
+    // unattended: no code every minute, but one try an hour; said once, naming the field
+    let mut core = core_for("", "", None);
+    assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    core.handle_device(t, refused());
+    assert_eq!(events(&mut core), [], "the user waits for an edit");
+    assert_eq!(core.poll_timeout(), Some(t + APP_REFUSED_RETRY));
+    assert_eq!(core.poll_action(), None);
+    core.handle_timeout(t + APP_REFUSED_RETRY);
+    assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    core.handle_device(t + APP_REFUSED_RETRY, refused());
+    assert_eq!(core.poll_timeout(), Some(t + 2 * APP_REFUSED_RETRY));
+
+    // at a terminal: said at once and given up, not three codes asked for in a row
+    let mut core = core_for("", "", Some(3));
+    assert_eq!(action(&mut core), Some(TokenAction::Authorize));
+    core.handle_device(t, refused());
+    let evs = events(&mut core);
+    assert!(
+        matches!(&evs[..], [TokenEvent::GaveUp(why)]
+            if why.contains("HTTP 400: invalid client") && why.contains("check \"client_id\" of this user in")),
+        "{evs:?}"
+    );
+    assert_eq!((core.poll_action(), core.poll_timeout()), (None, None));
+}
