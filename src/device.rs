@@ -85,8 +85,9 @@ pub(crate) struct TerminalPrompter;
 
 impl Prompter for TerminalPrompter {
     fn show(&self, username: &str, code: &DeviceCode, left: Duration) {
-        // the log line first: on a small terminal it is what scrolls away
-        LogPrompter.show(username, code, left);
+        // a short log line first (the block holds the link and the code): with it, the block
+        // and the shell's prompt fit an 80×24 terminal
+        log!(Warn, Some(username), None, "{}", terminal_log_line(code));
         let text = terminal_prompt(username, code, left);
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
@@ -95,6 +96,15 @@ impl Prompter for TerminalPrompter {
     fn remind(&self, username: &str, code: &DeviceCode, left: Duration) {
         LogPrompter.remind(username, code, left);
     }
+}
+
+/// The log line above the prompt block on a terminal: at most two rows of 80 columns with
+/// the time, level and the longest login.
+fn terminal_log_line(code: &DeviceCode) -> String {
+    format!(
+        "ACTION REQUIRED: code {}, link and QR code below",
+        code.user_code
+    )
 }
 
 /// The prompt block: the QR code of the link on the left with the steps beside it, and the
@@ -237,8 +247,8 @@ mod tests {
         }
     }
 
-    /// Rows the prompt block may take: with the log line above it (three rows at 80
-    /// columns) and the shell's prompt line, it fits an 80×24 terminal.
+    /// Rows the prompt block may take: with the log line above it (two rows at 80 columns)
+    /// and the shell's prompt line, it fits an 80×24 terminal.
     const PROMPT_ROWS: usize = 20;
 
     #[test]
@@ -258,9 +268,14 @@ mod tests {
             lines[0].ends_with("Authorise twitch-colorchanger"),
             "{text}"
         );
-        // with the log line above it (at most three rows) and a shell prompt
-        let log = format!("2026-12-04T10:00:00Z WARN  [hueshift_bot] ACTION REQUIRED: authorise twitch-colorchanger for hueshift_bot: open {} and enter code ABCDEFGH (valid 30 minutes)", code().verification_uri);
-        assert!(log.chars().count() <= 240 && lines.len() + log.chars().count().div_ceil(80) < 24);
+        // with the log line above it and a shell prompt: 24 rows, even for the longest login
+        let longest = "a".repeat(25);
+        let log = format!(
+            "2026-12-04T10:00:00Z WARN  [{longest}] {}",
+            terminal_log_line(&code())
+        );
+        let rows = log.chars().count().div_ceil(80) + lines.len() + 1;
+        assert!(rows <= 24, "{rows} rows: {log}\n{text}");
     }
 
     #[test]

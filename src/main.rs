@@ -16,14 +16,14 @@ use twitch_colorchanger::{config, log, status, user};
 /// Changes your Twitch chat name color after every message you send.
 #[derive(FromArgs)]
 #[argh(
-    note = "Config file: --config PATH, else $TWITCH_CONF_FILE, else ./twitch_colorchanger.conf.\nStatus file: --status-file PATH, else $STATUS_FILE, else in a runtime directory\n($RUNTIME_DIRECTORY, $XDG_RUNTIME_DIR, /run or the temp dir), never beside the config.",
+    note = "Config: -c PATH, else $TWITCH_CONF_FILE, else ./twitch_colorchanger.conf.\nStatus file: --status-file PATH, else $STATUS_FILE, else in RAM under\n$RUNTIME_DIRECTORY, $XDG_RUNTIME_DIR, /run or the temp dir.\nA command's options: twitch-colorchanger help <command>. All: the man page.",
     error_code(
         0,
-        "stopped by SIGINT or SIGTERM; setup: every user authorised; healthy; demo: played through"
+        "stopped by SIGINT or SIGTERM; setup: all authorised; healthy; demo done"
     ),
     error_code(
         1,
-        "no user could be authorised; --health-check: unhealthy; status: no bot running; demo: a step failed or interrupted"
+        "setup: a user not authorised; unhealthy; status: no bot running; demo failed"
     ),
     error_code(2, "bad command line, config file or environment variable")
 )]
@@ -36,11 +36,11 @@ struct Cli {
     #[argh(switch, short = 'V')]
     version: bool,
 
-    /// exit 0 if the bot running for this config is healthy, else 1 with the reason
+    /// exit 0 if the bot running for this config is healthy, else 1
     #[argh(switch)]
     health_check: bool,
 
-    /// where the bot keeps its status file, and where status and --health-check read it
+    /// the status file, for the bot, status and --health-check
     #[argh(option)]
     status_file: Option<PathBuf>,
 
@@ -57,7 +57,7 @@ enum Command {
     Demo(Demo),
 }
 
-/// Authorise every user that needs it (device-code flow), save the tokens, and exit.
+/// Authorise every user that needs it, save the tokens, and exit.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "setup")]
 struct Setup {
@@ -66,7 +66,7 @@ struct Setup {
     config: Option<PathBuf>,
 }
 
-/// Validate the config file and environment, list every problem, and show what would run.
+/// Validate the config and environment, list every problem, show what would run.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "check")]
 struct Check {
@@ -88,8 +88,7 @@ struct StatusCmd {
     json: bool,
 }
 
-/// See the bot work, without a Twitch account: a short chat with a Twitch look-alike on
-/// 127.0.0.1, each color change shown (takes about 15 s; writes only a temporary directory).
+/// See it work without an account: a 15 s chat with a local Twitch look-alike.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "demo")]
 #[cfg_attr(not(feature = "demo"), allow(dead_code))]
@@ -193,7 +192,7 @@ fn main() -> ExitCode {
             e.ending()
         }),
         Err(early) if early.status.is_ok() => {
-            say(&format!("{}\n", early.output));
+            say(&format!("{}\n", fit_usage(&early.output)));
             Ending::Done
         }
         Err(early) => {
@@ -443,6 +442,38 @@ fn check(path: &Path) -> Ending {
     } else {
         Ending::BadInput
     }
+}
+
+/// argh writes the usage line whole; broken before a `[` so that it fits 80 columns, the
+/// rest indented under the command's name.
+fn fit_usage(help: &str) -> String {
+    const WIDTH: usize = 80;
+    let mut out = String::with_capacity(help.len());
+    for line in help.split_inclusive('\n') {
+        let Some(words) = line.strip_prefix("Usage: ").filter(|_| line.len() > WIDTH) else {
+            out.push_str(line);
+            continue;
+        };
+        let indent = "       ";
+        let mut row = String::from("Usage:");
+        for word in words.trim_end().split(" [") {
+            let word = if row == "Usage:" {
+                word.to_owned()
+            } else {
+                format!("[{word}")
+            };
+            if row.len() + 1 + word.len() > WIDTH && row.trim() != "Usage:" {
+                out.push_str(&row);
+                out.push('\n');
+                row = format!("{indent}{word}");
+            } else {
+                row = format!("{row} {word}");
+            }
+        }
+        out.push_str(&row);
+        out.push_str(if line.ends_with('\n') { "\n" } else { "" });
+    }
+    out
 }
 
 /// Someone can answer questions: standard input and error are both a terminal.

@@ -628,3 +628,33 @@ fn real_clock_soak() {
     assert!(status.success());
     assert_no_secrets(&output);
 }
+
+#[test]
+fn help_fits_an_80_column_terminal() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["help", "setup"],
+        &["help", "check"],
+        &["help", "status"],
+        &["help", "demo"],
+    ] {
+        let out = bot_command().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(widest <= 80, "{args:?}: {widest} columns\n{text}");
+        assert!(text.lines().count() <= 40, "{args:?}\n{text}");
+    }
+    let out = bot_command().arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    // the usage line, broken to fit, still names every option
+    assert!(
+        text.starts_with("Usage: twitch-colorchanger [-c <config>]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n       [--status-file <status-file>]"),
+        "{text}"
+    );
+}

@@ -25,9 +25,13 @@ def roff(text):
 # --help is "Usage: …", a description, then sections "Name:" with indented entries; an entry
 # is "  term    text" and continues on lines indented to the text's column.
 lines = help_text.rstrip("\n").split("\n")
-usage = lines[0].removeprefix("Usage: ")
+# the usage line is broken to fit 80 columns: its continuation lines are indented
+head = 1
+while head < len(lines) and lines[head].startswith(" "):
+    head += 1
+usage = " ".join(l.strip() for l in lines[:head]).removeprefix("Usage: ")
 sections, current = [], None
-for line in lines[1:]:
+for line in lines[head:]:
     if re.fullmatch(r"[A-Z][a-z ]+:", line):
         current = (line[:-1], [])
         sections.append(current)
