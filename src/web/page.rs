@@ -121,13 +121,12 @@ fn user_card(out: &mut String, user: &UserStatus, prompt: Option<&Prompt>, now: 
     if !user.recent_colors.is_empty() {
         out.push_str("<p class=dim>Last colors, newest first:</p><ol>");
         for recent in user.recent_colors.iter().rev() {
-            let at = recent.at.get(11..19).unwrap_or(&recent.at);
             let _ = write!(
                 out,
-                "<li>{}{}<time datetime=\"{}\">{at}</time></li>",
+                "<li>{}{}{}</li>",
                 swatch(&recent.color),
                 escape(&recent.color),
-                escape(&recent.at)
+                time_ago(&recent.at, now)
             );
         }
         out.push_str("</ol>");
@@ -150,6 +149,23 @@ fn user_card(out: &mut String, user: &UserStatus, prompt: Option<&Prompt>, now: 
         let _ = write!(out, "<dt>Last error</dt><dd>{}</dd>", escape(last));
     }
     out.push_str("</dl></section>");
+}
+
+/// A time as "2m ago", its date and time in UTC on hover (the reader's zone is unknown here).
+fn time_ago(at: &str, now: SystemTime) -> String {
+    let shown = match parse_rfc3339(at).map(|t| now.duration_since(t)) {
+        Some(Ok(age)) => status::ago(age),
+        Some(Err(_)) => "just now".into(), // this clock went back a little
+        None => escape(at),
+    };
+    let utc = at
+        .get(..19)
+        .map_or(escape(at), |t| format!("{} UTC", t.replace('T', " ")));
+    format!(
+        "<time datetime=\"{}\" title=\"{}\">{shown}</time>",
+        escape(at),
+        escape(&utc)
+    )
 }
 
 fn authorisation(out: &mut String, p: &Prompt, now: SystemTime) {
@@ -267,7 +283,13 @@ mod tests {
         assert!(page.contains("chat: &lt;b&gt;lost&lt;/b&gt;"));
         assert!(page.contains("background:#1e90ff\"></span><b>dodger_blue</b>"));
         assert!(page.contains("background:#9146ff\"></span>#9146FF<time"));
-        assert!(page.contains("10:00:01"));
+        // a time the reader can place: its age, and the date and time in UTC on hover
+        let later = parse_rfc3339("2026-12-04T10:02:31Z").unwrap();
+        let page = render(Some(&doc), &[], later);
+        assert!(
+            page.contains("<time datetime=\"2026-12-04T10:00:01Z\" title=\"2026-12-04 10:00:01 UTC\">2m ago</time>"),
+            "{page}"
+        );
         assert!(page.contains("<noscript><meta http-equiv=refresh"));
     }
 
