@@ -301,12 +301,28 @@ async fn read_at_start(
 /// Where the status file goes, said once; a bot without one still runs.
 async fn choose_status_place(config: &Path, wanted: Option<PathBuf>) -> Option<PathBuf> {
     let config = config.to_owned();
-    let chosen =
-        smol::unblock(move || status::place::choose(&config, wanted, &|k| std::env::var(k).ok()))
-            .await;
+    let given = wanted.is_some();
+    let chosen = smol::unblock(move || {
+        let path = status::place::choose(&config, wanted, &|k| std::env::var(k).ok())?;
+        // in a place of the bot's own (not a path someone gave), clear what gone bots left
+        let swept = match path.parent() {
+            Some(dir) if !given => status::sweep(dir, &path),
+            _ => 0,
+        };
+        Ok::<_, status::place::NoPlace>((path, swept))
+    })
+    .await;
     match chosen {
-        Ok(path) => {
+        Ok((path, swept)) => {
             log!(Debug, None, None, "status file: {}", path.display());
+            if swept > 0 {
+                log!(
+                    Debug,
+                    None,
+                    None,
+                    "removed {swept} status file(s) of bots and configs that are gone"
+                );
+            }
             Some(path)
         }
         Err(tried) => {

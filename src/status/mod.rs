@@ -175,6 +175,38 @@ pub fn read_with(config: &Path, wanted: Option<PathBuf>) -> Result<Document, Sta
         .map_err(|e| StatusError::Unreadable(path, format!("not a status file: {e}")))
 }
 
+/// Removes the status files in `dir` that bots which are gone left for configs which are gone
+/// too: each config path ever run leaves one (a clean exit keeps it, saying `stopped`, so that
+/// `status` can tell when that bot last ran), and test or moved configs would pile up. A file
+/// whose config still exists, whose bot still runs, or whose config path is relative (its
+/// directory unknown here) is kept, and so is `own`. Returns how many were removed.
+pub fn sweep(dir: &Path, own: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for path in entries.filter_map(|e| Some(e.ok()?.path())) {
+        if path == own || !path.to_string_lossy().ends_with(".status.json") {
+            continue;
+        }
+        let Some(doc) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Document>(&text).ok())
+        else {
+            continue;
+        };
+        let config = Path::new(&doc.config);
+        if config.is_absolute()
+            && !config.exists()
+            && !pid_alive(doc.pid)
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Whether process `pid` exists (always true where `/proc` is not mounted).
 pub fn pid_alive(pid: u32) -> bool {
     let proc = Path::new("/proc");
@@ -353,6 +385,54 @@ pub(crate) fn stamp(at: Option<SystemTime>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweeping_removes_only_what_gone_bots_left_for_gone_configs() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/tcc-status-sweep");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("here.conf");
+        std::fs::write(&config, "{}").unwrap();
+        let gone_pid = u32::MAX; // no such process
+        let doc = |config: &Path, pid: u32| {
+            format!(
+                r#"{{"written_at":"2026-12-07T10:00:00Z","pid":{pid},"config":{:?},"users":[]}}"#,
+                config.display().to_string()
+            )
+        };
+        let file = |name: &str, text: String| {
+            std::fs::write(dir.join(name), text).unwrap();
+            dir.join(name)
+        };
+        let gone = file(
+            "gone.conf-1.status.json",
+            doc(&dir.join("gone.conf"), gone_pid),
+        );
+        let kept = file("here.conf-2.status.json", doc(&config, gone_pid));
+        let running = file(
+            "other.conf-3.status.json",
+            doc(&dir.join("other.conf"), std::process::id()),
+        );
+        let relative = file(
+            "rel.conf-4.status.json",
+            doc(Path::new("rel.conf"), gone_pid),
+        );
+        let own = file(
+            "own.conf-5.status.json",
+            doc(&dir.join("own.conf"), gone_pid),
+        );
+        let other = file("notes.txt", doc(&dir.join("gone.conf"), gone_pid));
+        let garbage = file("x.conf-6.status.json", "not json".into());
+        assert_eq!(sweep(&dir, &own), 1);
+        assert!(
+            !gone.exists(),
+            "a gone bot's file for a config that is gone"
+        );
+        for path in [kept, running, relative, own, other, garbage] {
+            assert!(path.exists(), "{} is kept", path.display());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn doc(now: SystemTime) -> Document {
         Document {

@@ -154,8 +154,8 @@ fn user_card(out: &mut String, user: &UserStatus, prompt: Option<&Prompt>, now: 
 /// A time as "2m ago", its date and time in UTC on hover (the reader's zone is unknown here).
 fn time_ago(at: &str, now: SystemTime) -> String {
     let shown = match parse_rfc3339(at).map(|t| now.duration_since(t)) {
-        Some(Ok(age)) => status::ago(age),
-        Some(Err(_)) => "just now".into(), // this clock went back a little
+        Some(Ok(age)) if age >= std::time::Duration::from_secs(10) => status::ago(age),
+        Some(_) => "just now".into(), // or this clock went back a little
         None => escape(at),
     };
     let utc = at
