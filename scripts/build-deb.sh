@@ -57,7 +57,8 @@ for f in dist/twitch-colorchanger-"$version"-*; do
     fi
 done
 if [ ! -s "$manpage" ]; then
-    echo "no binary in dist/ runs on this machine: cannot write the man page" >&2
+    echo "no binary in dist/ runs on this machine, and the man page is written from its --help:" >&2
+    echo "build one first: scripts/build-release.sh x86_64-unknown-linux-musl (on amd64; it makes the packages too)" >&2
     exit 1
 fi
 

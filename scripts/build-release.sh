@@ -55,8 +55,9 @@ has_prebuilt_std() {
 
 install_tools() {
     if ! python3 -c "import ziglang" 2>/dev/null || ! command -v cargo-zigbuild >/dev/null 2>&1; then
-        echo "== installing ziglang $ZIGLANG_VERSION and cargo-zigbuild $ZIGBUILD_VERSION from PyPI"
-        python3 -m pip install --quiet --disable-pip-version-check \
+        echo "== installing ziglang $ZIGLANG_VERSION (the linker, about 50 MB) and cargo-zigbuild $ZIGBUILD_VERSION"
+        echo "   from PyPI into $(python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+        python3 -m pip install --progress-bar off --disable-pip-version-check \
             "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$ZIGBUILD_VERSION"
         command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
     fi
@@ -67,7 +68,8 @@ install_tools() {
     fi
     if ! cargo auditable --help >/dev/null 2>&1 || ! cargo cyclonedx --help >/dev/null 2>&1; then
         echo "== installing cargo-auditable $AUDITABLE_VERSION and cargo-cyclonedx $CYCLONEDX_VERSION from crates.io"
-        cargo install --quiet --locked "cargo-auditable@$AUDITABLE_VERSION" "cargo-cyclonedx@$CYCLONEDX_VERSION"
+        echo "   into ${CARGO_HOME:-$HOME/.cargo}/bin (built from source once, about 90 s; cargo shows its progress)"
+        cargo install --locked "cargo-auditable@$AUDITABLE_VERSION" "cargo-cyclonedx@$CYCLONEDX_VERSION"
     fi
     rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
     for t in "${targets[@]}"; do

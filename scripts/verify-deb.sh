@@ -89,7 +89,9 @@ owner_mode() { as_root stat -c '%U:%G %a' "$1"; }
 
 echo "== install the previous version"
 DEB_VERSION="$version~prev-1" DEB_OUT="$work" scripts/build-deb.sh x86_64-unknown-linux-musl >/dev/null
-dpkg_ -i "$work/twitch-colorchanger_$version~prev-1_amd64.deb" >/dev/null
+said=$(dpkg_ -i "$work/twitch-colorchanger_$version~prev-1_amd64.deb" 2>&1)
+grep -q "twitch-colorchanger: next, put your login, client id and channels into $conf" <<<"$said" \
+    || fail "a first install names no next step: $said"
 uid=$(id -u twitch-colorchanger) || fail "no system user twitch-colorchanger"
 [ "$uid" -lt 1000 ] || fail "twitch-colorchanger has uid $uid, not a system uid"
 [ "$(owner_mode "$dir")" = "twitch-colorchanger:twitch-colorchanger 700" ] || fail "$dir is $(owner_mode "$dir")"
@@ -98,7 +100,7 @@ as_root cmp -s "$conf" scripts/debian/twitch_colorchanger.conf.example || fail "
 # the example's placeholders are named, and the service user can read its config
 out=$(as_root runuser -u twitch-colorchanger -- twitch-colorchanger check -c "$conf" 2>&1) && fail "check passed the example"
 grep -q 'still holds the example placeholder' <<<"$out" || fail "check said: $out"
-echo "   user $uid, $dir 700, $conf 600 from the example, check names its placeholders"
+echo "   user $uid, $dir 700, $conf 600 from the example, check names its placeholders, the next step said"
 
 echo "== a config with tokens, then the upgrade"
 as_root runuser -u twitch-colorchanger -- sh -c "cat > $conf" <<'EOF'
@@ -116,7 +118,8 @@ as_root runuser -u twitch-colorchanger -- sh -c "cat > $conf" <<'EOF'
 }
 EOF
 as_root cat "$conf" > "$work/before"
-dpkg_ -i "$deb" >/dev/null
+said=$(dpkg_ -i "$deb" 2>&1)
+! grep -q "next, put your login" <<<"$said" || fail "an upgrade repeats the first install's next step"
 [ "$(dpkg-query -W -f '${Version}' twitch-colorchanger)" = "$version-1" ] || fail "the upgrade did not install $version-1"
 as_root cmp "$conf" "$work/before" || fail "the upgrade changed $conf"
 [ "$(owner_mode "$dir")" = "twitch-colorchanger:twitch-colorchanger 700" ] || fail "after the upgrade $dir is $(owner_mode "$dir")"
