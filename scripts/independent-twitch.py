@@ -7,7 +7,13 @@ bot against it, then plays a script and exits 0 only if the bot behaved:
 
     python3 scripts/independent-twitch.py BINARY             # chat: messages, drops, RECONNECT, PING, hex refused
     python3 scripts/independent-twitch.py BINARY --first-run # a config with only a client id: device flow first
-    python3 scripts/independent-twitch.py BINARY --serve     # just serve; approves device codes after 10 s (try it by hand)
+    python3 scripts/independent-twitch.py BINARY --serve     # just serve, to try by hand (below)
+
+--serve prints the config it wrote, the login and client id a config of your own must use,
+and the environment that points a bot at it; it approves device codes after 10 s, and each
+line typed on its standard input is sent to chat as the user's own message in #mychannel
+(so a color change can be seen). Its CA file is readable by every user (a service user's
+bot can trust it); the rest of its directory is not.
 """
 import atexit
 import ctypes
@@ -276,12 +282,38 @@ def main():
     exports = " ".join(f"{k}={env[k]}" for k in ("TWITCH_IRC_URL", "TWITCH_API_URL", "TWITCH_AUTH_URL", "TWITCH_CA_FILE"))
     print(f"config {conf}\n{exports}", flush=True)
     if mode == "--serve":
-        while True:
-            if wait(lambda: tokens["device"] is not None and not tokens["approved"], 3600):
-                time.sleep(10)  # a person would need a moment too
+        # a bot running as another user (a service's) must read the CA, not the keys or tokens
+        os.chmod(d, 0o711)
+        os.chmod(os.path.join(d, "ca.pem"), 0o644)
+        print(f'a config of your own: "username": "{LOGIN}", "client_id": "{CLIENT}", channel "mychannel"\n'
+              f"type a line and press Enter: it is sent as {LOGIN}'s message in #mychannel", flush=True)
+
+        def approve():
+            while True:
+                if wait(lambda: tokens["device"] is not None and not tokens["approved"], 3600):
+                    time.sleep(10)  # a person would need a moment too
+                    with lock:
+                        tokens["approved"] = True
+                    print("approved the device code", flush=True)
+        threading.Thread(target=approve, daemon=True).start()
+
+        def colors():
+            shown = 0
+            while True:
+                wait(lambda: len(seen["puts"]) > shown, 3600)
                 with lock:
-                    tokens["approved"] = True
-                print("approved the device code", flush=True)
+                    new = seen["puts"][shown:]
+                shown += len(new)
+                for color, status in new:
+                    print(f"color set to {color} (HTTP {status})", flush=True)
+        threading.Thread(target=colors, daemon=True).start()
+        for line in sys.stdin:
+            text = line.strip().replace("\r", "").replace("\n", "")
+            if text:
+                broadcast(f"@user-id={USER_ID} :{LOGIN}!{LOGIN}@{LOGIN}.tmi.twitch.tv PRIVMSG #mychannel :{text}")
+                print(f"sent: {text}", flush=True)
+        while True:  # standard input closed: keep serving until stopped
+            time.sleep(3600)
     if mode == "--first-run":
         return first_run(binary, conf, env)
     bot = spawn([binary, "--config", conf], env=env, stderr=subprocess.PIPE, text=True)
