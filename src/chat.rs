@@ -231,13 +231,16 @@ pub struct ApiFailure {
     pub status: Option<u16>,
     /// Twitch's message, or what went wrong (escaped and capped).
     pub message: String,
+    /// How long until the rate-limit bucket is full again (`Ratelimit-Reset`), if Twitch said.
+    pub refill_in: Option<std::time::Duration>,
 }
 
 impl ApiFailure {
     /// What the failure means to the session.
     pub fn kind(&self) -> ErrorKind {
-        self.status
-            .map_or(ErrorKind::NoAnswer, ErrorKind::of_status)
+        self.status.map_or(ErrorKind::NoAnswer, |s| {
+            ErrorKind::of_answer(s, &self.message)
+        })
     }
 }
 

@@ -59,8 +59,12 @@ pub enum ErrorKind {
     Invalid,
     /// 409: it exists already.
     Conflict,
-    /// 429: rate limited.
+    /// 429 for the rate-limit bucket: wait until it refills (`Ratelimit-Reset`).
     RateLimited,
+    /// 429 saying "number of websocket transports limit exceeded": Twitch allows 3 EventSub
+    /// WebSocket connections per client id and user, and others hold them. Waiting for the
+    /// bucket cannot help.
+    TransportLimit,
     /// Any other status (5xx above all): Twitch trouble; trying later may work.
     Unavailable,
     /// No usable HTTP answer (network, TLS, timeout, a body that is not what Twitch documents).
@@ -68,7 +72,23 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// What `status` means.
+    /// What an answer with `status` and Twitch's `message` means: a 429 is the bucket unless
+    /// the message names the WebSocket transport limit (some endpoints answer 429 for reasons
+    /// of their own, and say which).
+    pub(crate) fn of_answer(status: u16, message: &str) -> ErrorKind {
+        match ErrorKind::of_status(status) {
+            ErrorKind::RateLimited
+                if message
+                    .to_ascii_lowercase()
+                    .contains("websocket transports limit") =>
+            {
+                ErrorKind::TransportLimit
+            }
+            kind => kind,
+        }
+    }
+
+    /// What `status` means, where Twitch's message says nothing more (OAuth).
     pub(crate) fn of_status(status: u16) -> ErrorKind {
         match status {
             400 => ErrorKind::Invalid,
@@ -109,7 +129,9 @@ impl ApiError {
     /// What the failure means to the bot.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ApiError::Status { status, .. } => ErrorKind::of_status(*status),
+            ApiError::Status {
+                status, message, ..
+            } => ErrorKind::of_answer(*status, message),
             ApiError::Http { .. } | ApiError::BadBody(_) => ErrorKind::NoAnswer,
         }
     }

@@ -422,6 +422,45 @@ fn more_than_three_sockets_is_refused_with_a_clear_message() {
 }
 
 #[test]
+fn a_429_of_the_rate_limit_bucket_waits_for_the_reset_and_keeps_the_session() {
+    let (fake, config) = eventsub_user("es-bucket");
+    edit_in_place(&config, |doc| {
+        doc["users"][0]["channels"] = json!(["chan", "other"])
+    });
+    fake.update(|s| {
+        s.bucket_refill_secs = 2;
+        s.subscribe_script.push_back((
+            429,
+            json!({"error": "Too Many Requests", "status": 429, "message": "Too Many Requests"})
+                .to_string(),
+        ))
+    });
+    let bot = Bot::start(&fake, &config);
+    assert!(
+        subscribed(&fake, "1", &["chan", "other"]),
+        "{}",
+        bot.output()
+    );
+    let output = bot.output();
+    assert!(
+        output.contains("Twitch's rate limit (HTTP 429: Too Many Requests): subscribing again in"),
+        "{output}"
+    );
+    assert!(
+        !output.contains("3 EventSub WebSocket connections"),
+        "{output}"
+    );
+    // both channels on the one session the bot opened: nothing closed, nothing started over
+    let state = fake.state();
+    assert_eq!(state.eventsub.len(), 1, "one connection");
+    drop(state);
+    fake.privmsg("chan", "hueshift_bot", "1", "after the wait");
+    assert!(wait_changes(&fake, 1), "{}", bot.output());
+    let (status, _, output) = bot.terminate();
+    assert!(status.success(), "{output}");
+}
+
+#[test]
 fn channel_edits_subscribe_and_unsubscribe_live() {
     let (fake, config) = eventsub_user("es-channels");
     let bot = Bot::start(&fake, &config);

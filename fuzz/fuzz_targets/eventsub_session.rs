@@ -67,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
                 status: [None, Some(400), Some(401), Some(409), Some(429), Some(500)]
                     [usize::from(head) % 6],
                 message: "x".into(),
+                refill_in: Some(Duration::from_secs(u64::from(head >> 4))),
             };
             let ok = head & 0x08 == 0;
             match order {

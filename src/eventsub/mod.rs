@@ -34,6 +34,10 @@ const LOGINS_PER_LOOKUP: usize = 100;
 /// After Twitch revoked the authorization of one channel's subscription, subscribe again
 /// this much later (the token is checked, and renewed if need be, meanwhile).
 pub(crate) const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(5);
+/// After a 429 of Helix's bucket: wait until `Ratelimit-Reset`, at least the first and at most
+/// the second (a reset far ahead, or none, must not hold a channel for long).
+pub(crate) const BUCKET_WAIT: std::ops::Range<Duration> =
+    Duration::from_secs(1)..Duration::from_secs(60);
 /// A second revocation of the same channel within this long drops the channel.
 pub(crate) const REVOKED_AGAIN_WITHIN: Duration = Duration::from_secs(3600);
 

@@ -109,7 +109,7 @@ impl Session {
     }
 
     /// A Helix call asked for with [`Order::Api`] ended.
-    pub fn handle_api(&mut self, _now: Instant, answer: ApiAnswer) {
+    pub fn handle_api(&mut self, now: Instant, answer: ApiAnswer) {
         let in_flight = self.in_flight.take();
         if self.closed {
             return;
@@ -137,6 +137,11 @@ impl Session {
                     }
                 }
             }
+            (Some(InFlight::Resolve(asked)), ApiAnswer::Resolved(Err(f)))
+                if f.kind() == ErrorKind::RateLimited =>
+            {
+                self.wait_for_bucket(now, &asked, &f);
+            }
             (Some(InFlight::Resolve(_)), ApiAnswer::Resolved(Err(f))) => {
                 return self.api_failed("cannot look up the channels' ids", None, f);
             }
@@ -156,6 +161,9 @@ impl Session {
                         });
                     }
                     Err(f) if f.kind() == ErrorKind::Conflict => self.subscribed(&login, None),
+                    Err(f) if f.kind() == ErrorKind::RateLimited => {
+                        self.wait_for_bucket(now, std::slice::from_ref(&login), &f);
+                    }
                     Err(f) if f.kind() == ErrorKind::Invalid => {
                         if let Some(c) = self.channels.get_mut(&login) {
                             c.sub = Sub::Dead;
@@ -195,7 +203,7 @@ impl Session {
                 "{} (reading chat over EventSub needs a token with the user:read:chat scope)",
                 f.message
             )),
-            (ErrorKind::RateLimited, _) => CloseReason::Lost(format!(
+            (ErrorKind::TransportLimit, _) => CloseReason::Lost(format!(
                 "{what}{at}: HTTP 429: {}: Twitch allows 3 EventSub WebSocket connections per client id and user; another program or another copy of this bot is using them",
                 f.message
             )),
@@ -205,6 +213,34 @@ impl Session {
             (_, None) => CloseReason::Lost(format!("{what}{at}: {}", f.message)),
         };
         self.close(reason);
+    }
+
+    /// Helix's rate-limit bucket is empty (a 429 that is not the transport limit): `channels`
+    /// wait until it refills (`Ratelimit-Reset`, within [`BUCKET_WAIT`]), then are looked up
+    /// or subscribed again on this same session; the session and the other channels are
+    /// left alone.
+    fn wait_for_bucket(&mut self, now: Instant, channels: &[String], f: &ApiFailure) {
+        let wait = f
+            .refill_in
+            .unwrap_or(BUCKET_WAIT.start)
+            .clamp(BUCKET_WAIT.start, BUCKET_WAIT.end);
+        for login in channels {
+            if let Some(c) = self.channels.get_mut(login) {
+                if matches!(c.sub, Sub::Wanted | Sub::Requested) {
+                    c.sub = Sub::Held(now + wait);
+                    self.events.push_back(Event::Notice {
+                        channel: Some(login.clone()),
+                        msg_id: Some("rate_limited".into()),
+                        text: format!(
+                            "Twitch's rate limit (HTTP 429: {}): subscribing again in {}s",
+                            f.message,
+                            wait.as_secs_f64().ceil()
+                        ),
+                    });
+                }
+            }
+        }
+        self.arm_resubscribe();
     }
 
     /// Arms the resubscribe timer for the earliest held channel.

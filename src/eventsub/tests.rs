@@ -126,6 +126,7 @@ fn failure(status: u16, message: &str) -> ApiFailure {
     ApiFailure {
         status: Some(status),
         message: message.into(),
+        refill_in: None,
     }
 }
 
@@ -516,6 +517,99 @@ fn subscription_answers_409_401_403_429() {
     );
     assert!(
         matches!(&events(&mut s)[..], [Event::Closed(CloseReason::Lost(why))] if why.contains("3 EventSub WebSocket connections"))
+    );
+}
+
+#[test]
+fn a_429_of_the_bucket_waits_for_its_reset_and_subscribes_that_channel_again() {
+    let t = Instant::now();
+    let mut s = Session::new(t, &url(), ME, &["lumenwave".into(), "second".into()], 3);
+    let out = transmits(&mut s);
+    let mut bytes = accept(&out[0]);
+    bytes.extend(welcome("S1", 10));
+    s.handle_input(t, 0, &bytes);
+    orders(&mut s);
+    s.handle_api(
+        t,
+        ApiAnswer::Resolved(Ok(vec![
+            ("lumenwave".into(), "5".into()),
+            ("second".into(), "6".into()),
+        ])),
+    );
+    let subscribe = |id: &str| {
+        Order::Api(ApiRequest::Subscribe {
+            broadcaster_id: id.into(),
+            user_id: ME.into(),
+            session_id: "S1".into(),
+        })
+    };
+    let first = orders(&mut s);
+    assert_eq!(first.len(), 1);
+    let (held, other) = if first[0] == subscribe("5") {
+        ("lumenwave", "6")
+    } else {
+        ("second", "5")
+    };
+    events(&mut s);
+    // the bucket is empty for 4 s: not the transport limit, and no reason to drop the session
+    s.handle_api(
+        t,
+        ApiAnswer::Subscribed(Err(ApiFailure {
+            status: Some(429),
+            message: "Too Many Requests".into(),
+            refill_in: Some(Duration::from_secs(4)),
+        })),
+    );
+    let evs = events(&mut s);
+    assert!(
+        matches!(&evs[..], [Event::Notice { channel: Some(c), msg_id: Some(id), text }]
+            if c == held && id == "rate_limited" && text.contains("subscribing again in 4s")),
+        "{evs:?}"
+    );
+    // the other channel goes on at once; the held one waits for the reset, on this session
+    assert_eq!(orders(&mut s), [subscribe(other)]);
+    s.handle_api(t, ApiAnswer::Subscribed(Ok("sub-b".into())));
+    events(&mut s);
+    assert_eq!(
+        s.poll_timeout(),
+        Some(t + Duration::from_secs(4)),
+        "the reset is the next deadline"
+    );
+    s.handle_timeout(t + Duration::from_secs(3));
+    assert_eq!(orders(&mut s), [], "not before the reset");
+    s.handle_timeout(t + Duration::from_secs(4));
+    let again = orders(&mut s);
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0], subscribe(other));
+    s.handle_api(
+        t + Duration::from_secs(4),
+        ApiAnswer::Subscribed(Ok("sub-a".into())),
+    );
+    assert_eq!(events(&mut s), [Event::Joined(held.into())]);
+
+    // a reset far ahead (or none) holds the channel a minute at most, and the lookup waits too
+    let mut s = Session::new(t, &url(), ME, &["lumenwave".into()], 3);
+    let out = transmits(&mut s);
+    let mut bytes = accept(&out[0]);
+    bytes.extend(welcome("S1", 10));
+    s.handle_input(t, 0, &bytes);
+    orders(&mut s);
+    events(&mut s);
+    s.handle_api(
+        t,
+        ApiAnswer::Resolved(Err(ApiFailure {
+            status: Some(429),
+            message: "Too Many Requests".into(),
+            refill_in: Some(Duration::from_secs(3600)),
+        })),
+    );
+    assert!(
+        matches!(&events(&mut s)[..], [Event::Notice { msg_id: Some(id), .. }] if id == "rate_limited")
+    );
+    s.handle_timeout(t + Duration::from_secs(60));
+    assert_eq!(
+        orders(&mut s),
+        [Order::Api(ApiRequest::Resolve(vec!["lumenwave".into()]))]
     );
 }
 

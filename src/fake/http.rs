@@ -30,9 +30,13 @@ pub(super) async fn http_conn(inner: Arc<Inner>, stream: ServerTls) {
                 smol::Timer::after(delay).await;
             }
         }
+        let (remaining, refill) = match status {
+            429 => (0, inner.lock().bucket_refill_secs),
+            _ => (799, 0),
+        };
         let reset = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
+            .map(|d| d.as_secs() + refill)
             .unwrap_or(0);
         let reason = match status {
             200 => "OK",
@@ -47,7 +51,7 @@ pub(super) async fn http_conn(inner: Arc<Inner>, stream: ServerTls) {
             _ => "Error",
         };
         let head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nRatelimit-Limit: 800\r\nRatelimit-Remaining: 799\r\nRatelimit-Reset: {reset}\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nRatelimit-Limit: 800\r\nRatelimit-Remaining: {remaining}\r\nRatelimit-Reset: {reset}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         if writer.write_all(head.as_bytes()).await.is_err()

@@ -178,6 +178,9 @@ pub struct State {
     /// Answers for the next subscription requests instead of the normal handling.
     #[cfg(feature = "fake-twitch")]
     pub subscribe_script: VecDeque<(u16, String)>,
+    /// Seconds until the rate-limit bucket refills, sent as `Ratelimit-Reset` with every 429
+    /// (which also says `Ratelimit-Remaining: 0`, as Twitch's bucket does).
+    pub bucket_refill_secs: u64,
     /// Channel logins `GET /helix/users?login=` does not know.
     pub unknown_channels: BTreeSet<String>,
     /// The channels (logins) of a shared chat session: a message sent in one of them is

@@ -140,14 +140,20 @@ pub(super) async fn chat_api(
     let creds = Credentials { token, client_id };
     let fail = |e: ApiError| match e {
         ApiError::Status {
-            status, message, ..
+            status,
+            message,
+            rate,
         } => ApiFailure {
             status: Some(status),
             message,
+            refill_in: rate
+                .reset_at()
+                .map(|at| at.duration_since(services.clock.wall()).unwrap_or_default()),
         },
         e => ApiFailure {
             status: None,
             message: e.to_string(),
+            refill_in: None,
         },
     };
     match request {
