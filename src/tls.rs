@@ -31,8 +31,10 @@ pub(crate) struct TlsStream<S> {
     plaintext: Vec<u8>,
     /// Where in `plaintext` the reader is.
     taken: usize,
-    /// The peer closed (close_notify, or the socket ended).
+    /// The peer closed cleanly (close_notify).
     eof: bool,
+    /// The socket ended without close_notify: every read from then on is `UnexpectedEof`.
+    cut: bool,
     /// close_notify was queued.
     closing: bool,
 }
@@ -76,6 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             plaintext: Vec::new(),
             taken: 0,
             eof: false,
+            cut: false,
             closing: false,
         })
     }
@@ -205,16 +208,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
             if this.eof {
                 return Poll::Ready(Ok(0));
             }
-            if !ready!(this.poll_fill(cx))? {
-                // the socket ended without close_notify: for a line protocol that is an
-                // end like any other
-                this.eof = true;
-                continue;
+            if this.cut || !ready!(this.poll_fill(cx))? {
+                // the socket ended without close_notify: as rustls's own reader has it, an
+                // unexpected end, not a clean one. The reader decides by its framing: an
+                // HTTP answer or chat line already complete stands, a body that runs until
+                // the close does not (an attacker can cut a TCP stream, not forge close_notify)
+                this.cut = true;
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer ended the TLS connection without close_notify",
+                )));
             }
             this.process()?;
-            // answers to what came (a key update, an alert): best effort, finished by the
-            // next write or flush
-            let _ = this.poll_send(cx);
+            // answers to what came (a key update, an alert) go out now if the socket takes
+            // them, else with the next write or flush; a socket that failed is an error
+            if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                return Poll::Ready(Err(e));
+            }
         }
     }
 }
@@ -249,8 +259,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         this.outgoing.resize(n, 0);
         let n = traffic.encrypt(buf, &mut this.outgoing).map_err(invalid)?;
         this.outgoing.truncate(n);
-        // sent now if the socket takes it, else by the next write or flush
-        let _ = this.poll_send(cx);
+        // sent now if the socket takes it, else by the next write or flush; a socket that
+        // failed is an error now, not at the next flush
+        if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+            return Poll::Ready(Err(e));
+        }
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -363,6 +376,37 @@ mod tests {
             assert!(client.eof);
             assert_eq!(client.incoming.capacity(), 0);
             server.await;
+        });
+    }
+
+    #[test]
+    fn an_end_without_close_notify_is_unexpected_after_what_came() {
+        smol::block_on(async {
+            let (client, server) = pair(rustls::DEFAULT_VERSIONS, None, |mut tls| async move {
+                tls.write_all(b"PING :tmi.twitch.tv\r\n").await.unwrap();
+                tls.flush().await.unwrap();
+                // dropped: the stream ends, no close_notify
+            });
+            let mut client = client.unwrap();
+            server.await;
+            let mut line = [0u8; 21];
+            client.read_exact(&mut line).await.unwrap();
+            assert_eq!(&line, b"PING :tmi.twitch.tv\r\n", "what came is read first");
+            for _ in 0..2 {
+                let e = client.read(&mut line).await.unwrap_err();
+                assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+            }
+        });
+    }
+
+    #[test]
+    fn a_write_to_a_peer_that_is_gone_fails_at_once() {
+        smol::block_on(async {
+            let (client, server) = pair(rustls::DEFAULT_VERSIONS, None, |_| async {});
+            let mut client = client.unwrap();
+            server.await; // the server's end is gone
+            let e = client.write(b"PRIVMSG #chan :hello\r\n").await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WriteZero, "{e}");
         });
     }
 

@@ -400,4 +400,67 @@ mod tests {
         ep.host = "::1".into();
         assert_eq!(host_header(&ep), "[::1]:8443");
     }
+
+    /// A close-delimited answer (no length, no chunks) over real TCP and TLS from the fake's
+    /// TLS server, which then ends the connection cleanly (close_notify) or just drops it.
+    #[cfg(feature = "demo")]
+    fn close_delimited(clean: bool) -> Result<http::Response<Vec<u8>>, HttpError> {
+        use smol::io::AsyncWriteExt;
+        let (acceptor, pem) = crate::fake::tls::tls_acceptor(&["127.0.0.1"]).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/tcc-http-cut");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join(format!("ca-{clean}.pem"));
+        std::fs::write(&ca, pem).unwrap();
+        let tls = crate::transport::tls_config(Some(&ca)).unwrap();
+        let client = HttpClient::new(
+            Arc::new(crate::transport::NetTransport::new(
+                tls,
+                Arc::new(crate::clock::SystemClock),
+            )),
+            Arc::new(crate::clock::SystemClock),
+            Duration::from_secs(10),
+        );
+        smol::block_on(async {
+            let listener = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = smol::spawn(async move {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut tls = acceptor.accept(tcp).await.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).await.unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                tls.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"data\":[]}")
+                    .await
+                    .unwrap();
+                tls.flush().await.unwrap();
+                if clean {
+                    tls.close().await.unwrap(); // close_notify, then the end
+                }
+                // else dropped: the TCP stream ends with no close_notify
+            });
+            let endpoint = Endpoint {
+                tls: true,
+                host: "127.0.0.1".into(),
+                port,
+            };
+            let answer = send(&client, &endpoint, get()).await;
+            server.await;
+            answer
+        })
+    }
+
+    #[test]
+    #[cfg(feature = "demo")]
+    fn a_body_until_the_close_stands_only_with_close_notify() {
+        let answer = close_delimited(true).expect("a clean end completes the body");
+        assert_eq!(answer.body(), b"{\"data\":[]}");
+        // cut without close_notify: anyone on the path can end a TCP stream, so the body may
+        // be cut short, and is not taken
+        match close_delimited(false) {
+            Err(HttpError::Io(why)) => assert!(why.contains("without close_notify"), "{why}"),
+            other => panic!("a cut body was taken: {other:?}"),
+        }
+    }
 }

@@ -261,6 +261,8 @@ impl ResponseParser {
                 Some(body) => (body, !close),
                 None => return Ok(None),
             },
+            // a clean end only: over TLS the stream reports an end without close_notify as
+            // an error (tls.rs), so a body cut short never gets here as complete
             Framing::UntilClose => {
                 if !eof {
                     return Ok(None);
