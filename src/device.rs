@@ -184,9 +184,9 @@ pub async fn run(
     prompter: &dyn Prompter,
 ) -> Result<TokenSet, DeviceError> {
     let code = oauth.device_code(&app.id).await.map_err(|e| match e {
-        OAuthError::Http { .. } | OAuthError::Refused(500..=599, _) => DeviceError::Unreachable(
-            format!("cannot reach Twitch to start the device-code flow: {e}"),
-        ),
+        OAuthError::Http { .. } | OAuthError::Unavailable(..) => DeviceError::Unreachable(format!(
+            "cannot reach Twitch to start the device-code flow: {e}"
+        )),
         OAuthError::AppRefused(..) => DeviceError::AppRefused(format!(
             "Twitch refuses to start the device-code flow for this app ({e})"
         )),

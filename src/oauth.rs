@@ -88,6 +88,9 @@ pub enum OAuthError {
     /// device code: a wrong client id or secret), with status and message. Only an edit of the
     /// config mends it.
     AppRefused(u16, String),
+    /// Twitch failed on its side (a 5xx), with status and message: not a refusal, so trying
+    /// again later may work.
+    Unavailable(u16, String),
     /// Any other refusal, with status and Twitch's message.
     Refused(u16, String),
     /// A 2xx answer that is not what Twitch documents.
@@ -103,7 +106,9 @@ impl fmt::Display for OAuthError {
             OAuthError::Expired => f.write_str("the code expired"),
             OAuthError::Denied => f.write_str("authorisation was declined"),
             OAuthError::InvalidToken(m) => write!(f, "token refused: {m}"),
-            OAuthError::AppRefused(status, m) | OAuthError::Refused(status, m) => {
+            OAuthError::AppRefused(status, m)
+            | OAuthError::Unavailable(status, m)
+            | OAuthError::Refused(status, m) => {
                 write!(f, "HTTP {status}: {m}")
             }
             OAuthError::BadBody(m) => write!(f, "unexpected answer: {m}"),
@@ -261,7 +266,7 @@ impl OAuth {
             ErrorKind::Invalid | ErrorKind::Forbidden => {
                 Err(OAuthError::AppRefused(status, message))
             }
-            _ => Err(OAuthError::Refused(status, message)),
+            _ => Err(refusal(status, &body)),
         }
     }
 
@@ -349,13 +354,31 @@ fn message(body: &[u8]) -> String {
     crate::helix::error_message(body)
 }
 
+/// An error status read by what it means ([`ErrorKind`], the one place statuses are
+/// classified): Twitch's trouble (5xx) is not a refusal.
 fn refusal(status: u16, body: &[u8]) -> OAuthError {
-    OAuthError::Refused(status, message(body))
+    match ErrorKind::of_status(status) {
+        ErrorKind::Unavailable => OAuthError::Unavailable(status, message(body)),
+        _ => OAuthError::Refused(status, message(body)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twitchs_trouble_is_not_a_refusal() {
+        let body = br#"{"error":"Service Unavailable","status":503,"message":"upstream down"}"#;
+        assert_eq!(
+            refusal(503, body),
+            OAuthError::Unavailable(503, "upstream down".into())
+        );
+        assert_eq!(
+            refusal(400, br#"{"status":400,"message":"invalid client"}"#),
+            OAuthError::Refused(400, "invalid client".into())
+        );
+    }
 
     #[test]
     fn parses_token_answers_with_array_or_string_scope() {

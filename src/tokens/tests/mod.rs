@@ -62,7 +62,7 @@ fn pair(n: u32) -> Result<TokenSet, OAuthError> {
 }
 
 fn unavailable() -> OAuthError {
-    OAuthError::Refused(503, "Service Unavailable".into())
+    OAuthError::Unavailable(503, "Service Unavailable".into())
 }
 
 fn wall() -> SystemTime {
