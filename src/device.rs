@@ -27,6 +27,9 @@ pub enum DeviceError {
     /// Twitch could not be reached, or failed on its side (no network, DNS, a 5xx): not
     /// the person's doing, so it does not count toward the limit of codes.
     Unreachable(String),
+    /// Twitch could not be reached because this machine's clock looks wrong (said once where
+    /// connections are made): waited for like [`DeviceError::Unreachable`], quietly.
+    Clock(String),
 }
 
 impl fmt::Display for DeviceError {
@@ -34,9 +37,10 @@ impl fmt::Display for DeviceError {
         match self {
             DeviceError::Expired => f.write_str("the code expired before it was approved"),
             DeviceError::Denied => f.write_str("the authorisation was declined"),
-            DeviceError::Failed(e) | DeviceError::AppRefused(e) | DeviceError::Unreachable(e) => {
-                f.write_str(e)
-            }
+            DeviceError::Failed(e)
+            | DeviceError::AppRefused(e)
+            | DeviceError::Unreachable(e)
+            | DeviceError::Clock(e) => f.write_str(e),
         }
     }
 }
@@ -184,6 +188,9 @@ pub async fn run(
     prompter: &dyn Prompter,
 ) -> Result<TokenSet, DeviceError> {
     let code = oauth.device_code(&app.id).await.map_err(|e| match e {
+        e if e.is_clock() => DeviceError::Clock(format!(
+            "cannot reach Twitch to start the device-code flow: {e}"
+        )),
         OAuthError::Http { .. } | OAuthError::Unavailable(..) => DeviceError::Unreachable(format!(
             "cannot reach Twitch to start the device-code flow: {e}"
         )),

@@ -29,6 +29,7 @@ pub mod oauth;
 mod queue;
 mod readbuf;
 pub mod secret;
+pub mod skew;
 pub mod status;
 pub mod time;
 mod timer;

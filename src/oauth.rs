@@ -97,6 +97,20 @@ pub enum OAuthError {
     BadBody(String),
 }
 
+impl OAuthError {
+    /// Twitch could not be reached because this machine's clock looks wrong (its certificate
+    /// refused for the time): said once where connections are made, so retries stay quiet.
+    pub fn is_clock(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::Http {
+                error: HttpError::Clock(_),
+                ..
+            }
+        )
+    }
+}
+
 impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

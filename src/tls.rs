@@ -53,8 +53,10 @@ where
     Ok(stream)
 }
 
-fn invalid(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+/// rustls's error kept whole inside the `io::Error` (its text the same), so that what it means
+/// can be read back: a certificate refused for the machine's time (`skew::Skew::of`).
+fn invalid<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 /// What processing the records at hand came to.

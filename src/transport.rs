@@ -13,6 +13,8 @@ use smol::io::{AsyncRead, AsyncWrite};
 
 use crate::clock::{timeout_at, Clock};
 use crate::endpoint::Endpoint;
+use crate::log;
+use crate::skew::{Skew, Watch};
 
 /// A bidirectional byte stream.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -90,6 +92,8 @@ pub struct NetTransport {
     clock: Arc<dyn Clock>,
     connect_timeout: Duration,
     handshake_timeout: Duration,
+    /// Certificates refused for this machine's time, said once and shown until one checks out.
+    skew: Arc<Watch>,
 }
 
 impl NetTransport {
@@ -100,7 +104,13 @@ impl NetTransport {
             clock,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            skew: Arc::default(),
         }
+    }
+
+    /// What the handshakes found out about this machine's clock (for `status` and the page).
+    pub fn clock_watch(&self) -> Arc<Watch> {
+        self.skew.clone()
     }
 
     async fn dial(&self, endpoint: &Endpoint) -> io::Result<BoxStream> {
@@ -120,10 +130,37 @@ impl NetTransport {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "invalid TLS server name"))?;
         let deadline = self.clock.now() + self.handshake_timeout;
         let handshake = crate::tls::connect(self.tls.clone(), name, tcp);
-        let tls = timeout_at(&*self.clock, deadline, handshake)
-            .await
-            .ok_or_else(|| timed_out("TLS handshake"))??;
+        let tls = match timeout_at(&*self.clock, deadline, handshake).await {
+            None => return Err(timed_out("TLS handshake")),
+            Some(Ok(tls)) => tls,
+            Some(Err(e)) => return Err(self.handshake_failed(endpoint, e)),
+        };
+        if self.skew.checked_out() {
+            log!(
+                Info,
+                None,
+                None,
+                "{endpoint}'s certificate checks out: this machine's clock is right now"
+            );
+        }
         Ok(Box::new(tls))
+    }
+
+    /// A certificate refused for this machine's time is said once at WARN, with the times in
+    /// UTC, and returned as a short error the retries can log quietly; any other error as is.
+    fn handshake_failed(&self, endpoint: &Endpoint, e: io::Error) -> io::Error {
+        let Some(skew) = Skew::of(&e) else {
+            return e;
+        };
+        if self.skew.failed(skew) {
+            log!(
+                Warn,
+                None,
+                None,
+                "{skew} ({endpoint}). A device without a real-time clock starts in the past until NTP sets it: check its time (date -u) and its time sync; the bot connects as soon as the certificate checks out, retrying meanwhile"
+            );
+        }
+        skew.into_error()
     }
 }
 

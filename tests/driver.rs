@@ -118,6 +118,7 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         default_transport: Default::default(),
         broadcasters: Default::default(),
         config: Arc::new(ConfigFile::new("/nonexistent/never-written.conf")),
+        clock_watch: Arc::default(),
     });
     let user = UserConfig {
         username: "hueshift_bot".into(),

@@ -302,6 +302,80 @@ fn a_certificate_for_another_name_is_refused_and_nothing_is_sent_in_clear() {
 }
 
 #[test]
+fn a_clock_behind_is_said_once_shown_in_status_and_the_bot_connects_once_it_checks_out() {
+    let (fake, _, config) = hueshift("clock-behind");
+    // every certificate looks "not valid yet" to a machine whose clock is behind
+    fake.certificate_not_valid_yet(true);
+    let bot = Bot::start(&fake, &config);
+    assert!(
+        bot.wait_log("this machine's clock looks behind", 1),
+        "{}",
+        bot.output()
+    );
+    // said at WARN, with the machine's time and the certificate's validity as UTC dates
+    let output = bot.output();
+    let said: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("clock looks behind"))
+        .collect();
+    assert_eq!(said.len(), 1, "{output}");
+    assert!(
+        said[0].contains(" WARN ")
+            && said[0].contains("valid only from 2049-12-31T00:00:00Z")
+            && said[0].contains("connects as soon as the certificate checks out"),
+        "{}",
+        said[0]
+    );
+    // status and the status document say it too
+    assert!(
+        eventually(|| read_status(&config).is_ok_and(|d| d.clock.is_some())),
+        "{}",
+        bot.output()
+    );
+    let out = bot_command()
+        .arg("--status-file")
+        .arg(status_path(&config))
+        .args(["status", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("warning: this machine's clock looks behind"),
+        "{table}"
+    );
+    // the time is right again (NTP caught up): the next try connects
+    fake.certificate_not_valid_yet(false);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    assert!(
+        bot.wait_log(
+            "certificate checks out: this machine's clock is right now",
+            1
+        ),
+        "{}",
+        bot.output()
+    );
+    assert!(
+        eventually(|| read_status(&config).is_ok_and(|d| d.clock.is_none())),
+        "{}",
+        bot.output()
+    );
+    // retried quietly: one warning, no error line per try
+    let output = bot.output();
+    let warned = output
+        .lines()
+        .filter(|l| !l.contains(" DEBUG ") && l.contains("clock looks behind"));
+    assert_eq!(warned.count(), 1, "{output}");
+    assert!(
+        output.contains("DEBUG [hueshift_bot] cannot validate the access token"),
+        "the retries are debug lines: {output}"
+    );
+    assert!(!output.contains(" ERROR "), "{output}");
+    let (status, _, output) = bot.terminate();
+    assert!(status.success(), "{output}");
+}
+
+#[test]
 fn a_1_mib_line_and_10000_foreign_messages_change_nothing() {
     let (fake, _, config) = hueshift("fault-lines");
     let bot = Bot::start(&fake, &config);

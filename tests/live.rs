@@ -826,6 +826,7 @@ fn health_check_reports_a_stale_file_and_a_user_without_chat() {
     let now = SystemTime::now();
     // a living process (this test) that wrote its status long ago, or lost chat long ago
     let mut doc = Document {
+        clock: None,
         written_at: format_rfc3339(now - Duration::from_secs(120)),
         pid: std::process::id(),
         config: conf.into(),

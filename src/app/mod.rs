@@ -94,7 +94,9 @@ fn real_services(
     let tls = transport::tls_config(endpoints.ca_file.as_deref())
         .map_err(|e| StartError::Env("TWITCH_CA_FILE", e.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let net: Arc<dyn Transport> = Arc::new(NetTransport::new(tls, clock.clone()));
+    let net = NetTransport::new(tls, clock.clone());
+    let clock_watch = net.clock_watch();
+    let net: Arc<dyn Transport> = Arc::new(net);
     let http = Arc::new(HttpClient::new(
         net.clone(),
         clock.clone(),
@@ -122,6 +124,7 @@ fn real_services(
         default_transport: endpoints.chat_transport,
         broadcasters: Mutex::default(),
         config: file,
+        clock_watch,
     });
     Ok((services, client))
 }

@@ -459,6 +459,7 @@ impl<'a> Supervisor<'a> {
             pid: std::process::id(),
             config: self.services.config.path().display().to_string(),
             users,
+            clock: self.services.clock_watch.current().map(|s| s.to_string()),
         }
     }
 

@@ -35,7 +35,7 @@ use self::eventsub::{eventsub_conn, EsCmd};
 pub use self::eventsub::{EventSubConn, Subscription};
 use self::http::http_conn;
 use self::irc::irc_conn;
-use self::tls::tls_acceptor;
+use self::tls::tls_server;
 
 /// An account the fake knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,6 +312,9 @@ pub struct FakeTwitch {
     #[cfg(feature = "fake-twitch")]
     eventsub_port: u16,
     ca_file: PathBuf,
+    /// New handshakes present the certificate's twin that is not valid yet.
+    #[cfg(feature = "fake-twitch")]
+    not_valid_yet: Arc<std::sync::atomic::AtomicBool>,
     stop: Option<async_channel::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -324,9 +327,12 @@ impl FakeTwitch {
 
     /// The same, with a server certificate for `names` only (a wrong name, for tests).
     pub fn start_as(dir: &Path, names: &[&str]) -> std::io::Result<FakeTwitch> {
-        let (acceptor, ca_pem) = tls_acceptor(names).map_err(std::io::Error::other)?;
+        let server = tls_server(names, rustls::DEFAULT_VERSIONS).map_err(std::io::Error::other)?;
+        #[cfg(feature = "fake-twitch")]
+        let not_valid_yet = server.not_valid_yet.clone();
+        let acceptor = server.acceptor;
         let ca_file = dir.join("fake-ca.pem");
-        std::fs::write(&ca_file, ca_pem)?;
+        std::fs::write(&ca_file, server.pem)?;
         let listen =
             || TcpListener::try_from(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?);
         let listeners = Listeners {
@@ -368,9 +374,20 @@ impl FakeTwitch {
             #[cfg(feature = "fake-twitch")]
             eventsub_port,
             ca_file,
+            #[cfg(feature = "fake-twitch")]
+            not_valid_yet,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
+    }
+
+    /// From now on, handshakes present a twin of the certificate that is valid only from
+    /// 2049 (as a machine whose clock is behind sees every certificate); `false` goes back.
+    /// The twin has the same name and key, so the client's trust in the first covers it.
+    #[cfg(feature = "fake-twitch")]
+    pub fn certificate_not_valid_yet(&self, on: bool) {
+        self.not_valid_yet
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// `tls://127.0.0.1:PORT` for `TWITCH_IRC_URL`.

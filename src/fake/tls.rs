@@ -3,6 +3,7 @@
 //! `demo`). Clients trust it by being given the certificate itself as their only extra root.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_rustls::TlsAcceptor;
@@ -12,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+#[cfg(test)]
 /// A TLS server config for a new certificate valid for `names` (IP addresses or DNS names),
 /// and that certificate as PEM, for the client's root store.
 pub(crate) fn tls_acceptor(names: &[&str]) -> Result<(TlsAcceptor, String), String> {
@@ -19,34 +21,82 @@ pub(crate) fn tls_acceptor(names: &[&str]) -> Result<(TlsAcceptor, String), Stri
 }
 
 /// [`tls_acceptor`] speaking only the TLS `versions` given.
+#[cfg(test)]
 pub(crate) fn tls_acceptor_for(
     names: &[&str],
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<(TlsAcceptor, String), String> {
-    let (cert, key) = self_signed(names)?;
-    let pem = pem("CERTIFICATE", &cert);
+    let server = tls_server(names, versions)?;
+    Ok((server.acceptor, server.pem))
+}
+
+/// A TLS server's config, the certificate clients trust (PEM), and a switch that makes new
+/// handshakes present a twin of that certificate which is not valid yet.
+pub(crate) struct TlsServer {
+    pub(crate) acceptor: TlsAcceptor,
+    pub(crate) pem: String,
+    #[cfg_attr(not(feature = "fake-twitch"), allow(dead_code))]
+    pub(crate) not_valid_yet: Arc<AtomicBool>,
+}
+
+/// [`tls_acceptor_for`], with the switch: the twin has the same name and key (so the client's
+/// trust in the first still covers it) and is valid only from 2049, as every certificate
+/// looks to a machine whose clock is far behind.
+pub(crate) fn tls_server(
+    names: &[&str],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<TlsServer, String> {
+    let rng = SystemRandom::new();
+    let (pkcs8, key) = new_key(&rng)?;
+    let valid = certificate(names, &key, b"200101000000Z", &rng)?;
+    let twin = certificate(names, &key, b"491231000000Z", &rng)?;
+    let pem = pem("CERTIFICATE", &valid);
     // the ECDSA key loaded as such: `with_single_cert` would link RSA signing too
-    let key = rustls::crypto::ring::sign::any_ecdsa_type(&PrivateKeyDer::Pkcs8(
-        PrivatePkcs8KeyDer::from(key),
+    let signer = rustls::crypto::ring::sign::any_ecdsa_type(&PrivateKeyDer::Pkcs8(
+        PrivatePkcs8KeyDer::from(pkcs8),
     ))
     .map_err(|e| e.to_string())?;
-    let certified = CertifiedKey::new(vec![CertificateDer::from(cert)], key);
+    let certified = |cert: Vec<u8>| {
+        Arc::new(CertifiedKey::new(
+            vec![CertificateDer::from(cert)],
+            signer.clone(),
+        ))
+    };
+    let not_valid_yet = Arc::new(AtomicBool::new(false));
+    let resolver = Certs {
+        valid: certified(valid),
+        not_yet: certified(twin),
+        not_valid_yet: not_valid_yet.clone(),
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(OneCert(Arc::new(certified))));
-    Ok((TlsAcceptor::from(Arc::new(config)), pem))
+        .with_cert_resolver(Arc::new(resolver));
+    Ok(TlsServer {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        pem,
+        not_valid_yet,
+    })
 }
 
-/// The one certificate, whatever the client asks for.
+/// The certificate, whatever the client asks for: the valid one, or its twin while the switch
+/// is on.
 #[derive(Debug)]
-struct OneCert(Arc<CertifiedKey>);
+struct Certs {
+    valid: Arc<CertifiedKey>,
+    not_yet: Arc<CertifiedKey>,
+    not_valid_yet: Arc<AtomicBool>,
+}
 
-impl ResolvesServerCert for OneCert {
+impl ResolvesServerCert for Certs {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+        Some(if self.not_valid_yet.load(Ordering::Relaxed) {
+            self.not_yet.clone()
+        } else {
+            self.valid.clone()
+        })
     }
 }
 
@@ -56,16 +106,37 @@ const PRIME256V1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
+fn err(what: &str) -> String {
+    format!("cannot make the fake's certificate: {what}")
+}
+
+/// A new P-256 key: PKCS#8 DER, and the key to sign with.
+fn new_key(rng: &SystemRandom) -> Result<(Vec<u8>, EcdsaKeyPair), String> {
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, rng)
+        .map_err(|_| err("key generation failed"))?;
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), rng)
+        .map_err(|_| err("key unusable"))?;
+    Ok((pkcs8.as_ref().to_vec(), key))
+}
+
 /// A self-signed X.509 v3 certificate for `names` (DER) and its key (PKCS#8 DER).
+#[cfg(test)]
 fn self_signed(names: &[&str]) -> Result<(Vec<u8>, Vec<u8>), String> {
     let rng = SystemRandom::new();
-    let err = |what: &str| format!("cannot make the fake's certificate: {what}");
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-        .map_err(|_| err("key generation failed"))?;
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-        .map_err(|_| err("key unusable"))?;
+    let (pkcs8, key) = new_key(&rng)?;
+    Ok((certificate(names, &key, b"200101000000Z", &rng)?, pkcs8))
+}
+
+/// A self-signed X.509 v3 certificate (DER) for `names` with `key`, valid from `not_before`
+/// (UTCTime) on.
+fn certificate(
+    names: &[&str],
+    key: &EcdsaKeyPair,
+    not_before: &[u8],
+    rng: &SystemRandom,
+) -> Result<Vec<u8>, String> {
     let mut serial = [0u8; 12];
-    ring::rand::SecureRandom::fill(&rng, &mut serial).map_err(|_| err("no randomness"))?;
+    ring::rand::SecureRandom::fill(rng, &mut serial).map_err(|_| err("no randomness"))?;
     serial[0] = (serial[0] & 0x7f) | 0x40; // positive and minimal
 
     let algorithm = der(0x30, &der(0x06, ECDSA_WITH_SHA256));
@@ -85,7 +156,7 @@ fn self_signed(names: &[&str]) -> Result<(Vec<u8>, Vec<u8>), String> {
     );
     let validity = der(
         0x30,
-        &[der(0x17, b"200101000000Z"), der(0x18, b"99991231235959Z")].concat(),
+        &[der(0x17, not_before), der(0x18, b"99991231235959Z")].concat(),
     );
     let spki = der(
         0x30,
@@ -128,12 +199,11 @@ fn self_signed(names: &[&str]) -> Result<(Vec<u8>, Vec<u8>), String> {
         ]
         .concat(),
     );
-    let signature = key.sign(&rng, &tbs).map_err(|_| err("signing failed"))?;
-    let cert = der(
+    let signature = key.sign(rng, &tbs).map_err(|_| err("signing failed"))?;
+    Ok(der(
         0x30,
         &[tbs, algorithm, bit_string(signature.as_ref())].concat(),
-    );
-    Ok((cert, pkcs8.as_ref().to_vec()))
+    ))
 }
 
 /// One DER element: tag, definite length, contents.

@@ -130,7 +130,7 @@ impl HttpClient {
             .transport
             .connect(endpoint)
             .await
-            .map_err(|e| HttpError::Io(e.to_string()))?;
+            .map_err(|e| HttpError::connect(&e))?;
         let (response, conn) = self.exchange(conn, bytes, head).await.map_err(|(e, _)| e)?;
         self.put_idle(endpoint, conn);
         Ok(response)

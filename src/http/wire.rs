@@ -22,6 +22,19 @@ pub enum HttpError {
     TooLarge,
     /// No complete response in time.
     Timeout,
+    /// The server's certificate was refused for this machine's time: the clock looks wrong
+    /// (said once at WARN; retries of it are quiet).
+    Clock(crate::skew::Skew),
+}
+
+impl HttpError {
+    /// A connection that failed: the clock when that is why, else the cause as text.
+    pub(crate) fn connect(e: &std::io::Error) -> HttpError {
+        match crate::skew::Skew::of(e) {
+            Some(skew) => HttpError::Clock(skew),
+            None => HttpError::Io(e.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for HttpError {
@@ -32,6 +45,7 @@ impl fmt::Display for HttpError {
             HttpError::Malformed(e) => write!(f, "malformed HTTP response: {e}"),
             HttpError::TooLarge => write!(f, "response larger than {MAX_RESPONSE} bytes"),
             HttpError::Timeout => f.write_str("no response in time"),
+            HttpError::Clock(skew) => write!(f, "connection failed: {skew}"),
         }
     }
 }

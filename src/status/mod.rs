@@ -32,6 +32,10 @@ pub struct Document {
     pub config: String,
     /// One entry per user, in config order.
     pub users: Vec<UserStatus>,
+    /// This machine's clock looks wrong (servers' certificates refused for its time): what
+    /// was seen, until a certificate checks out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
 }
 
 impl Document {
@@ -374,6 +378,9 @@ pub fn table(doc: &Document, now: SystemTime) -> String {
         "pid {}, config {}, status written {written}",
         doc.pid, doc.config
     );
+    if let Some(clock) = &doc.clock {
+        let _ = writeln!(out, "warning: {clock}");
+    }
     out
 }
 
@@ -436,6 +443,7 @@ mod tests {
 
     fn doc(now: SystemTime) -> Document {
         Document {
+            clock: None,
             written_at: format_rfc3339(now - Duration::from_secs(10)),
             pid: 42,
             config: "/config/twitch_colorchanger.conf".into(),

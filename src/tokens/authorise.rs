@@ -48,7 +48,8 @@ impl TokenCore {
                 let access = set.access_token.clone();
                 self.start(Busy::ValidateNew(set), TokenAction::Validate(access));
             }
-            Err(DeviceError::Unreachable(why)) => self.unreachable(now, why),
+            Err(DeviceError::Unreachable(why)) => self.unreachable(now, why, false),
+            Err(DeviceError::Clock(why)) => self.unreachable(now, why, true),
             Err(DeviceError::AppRefused(why)) => self.app_refused_code(now, why),
             Err(e) => self.code_failed(now, e.to_string()),
         }
@@ -57,15 +58,18 @@ impl TokenCore {
     /// Twitch could not be reached for a code: not a refusal, so it does not count toward
     /// the limit; tried again after a pause growing from about 2 s to 3 minutes, at a
     /// terminal too.
-    fn unreachable(&mut self, now: Instant, why: String) {
+    /// `quiet`: the cause was said once already (a clock that looks wrong).
+    fn unreachable(&mut self, now: Instant, why: String, quiet: bool) {
         let wait = self.retry_backoff.next_delay(0.75);
-        log!(
-            Warn,
-            self.who(),
-            None,
+        let line = format!(
             "{why}; trying again in {:.0}s (waiting for the network or Twitch)",
             wait.as_secs_f64().ceil()
         );
+        if quiet {
+            log!(Debug, self.who(), None, "{line}");
+        } else {
+            log!(Warn, self.who(), None, "{line}");
+        }
         self.timers.set(Timer::NextCode, Some(now + wait));
     }
 

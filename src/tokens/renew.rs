@@ -102,7 +102,7 @@ impl TokenCore {
                     // chat retries on its own (it reconnects with backoff)
                     Check::Refused(_) => self.answer(Err(RenewError::Unavailable(why))),
                     Check::Routine | Check::AfterRefresh => {
-                        self.transient(now, why, Retry::Validate(Check::Routine))
+                        self.transient(now, why, e.is_clock(), Retry::Validate(Check::Routine))
                     }
                 };
             }
@@ -237,7 +237,8 @@ impl TokenCore {
                 match e {
                     OAuthError::AppRefused(..) => self.app_refused(now, e.to_string(), retry),
                     e => {
-                        self.transient(now, format!("cannot refresh the access token: {e}"), retry)
+                        let why = format!("cannot refresh the access token: {e}");
+                        self.transient(now, why, e.is_clock(), retry)
                     }
                 }
             }
@@ -285,19 +286,17 @@ impl TokenCore {
     }
 
     /// The token endpoint could not be asked: answer who waits, and try again with backoff.
-    pub(super) fn transient(&mut self, now: Instant, why: String, retry: Retry) {
+    /// `quiet`: the cause was said once already (a clock that looks wrong), so each try is
+    /// only a debug line.
+    pub(super) fn transient(&mut self, now: Instant, why: String, quiet: bool, retry: Retry) {
         let wait = self.retry_backoff.next_delay(0.75);
-        log!(
-            Error,
-            self.who(),
-            None,
-            "{why}; trying again in {:.1}s",
-            wait.as_secs_f64()
-        );
-        self.answer(Err(RenewError::Unavailable(format!(
-            "{why}; trying again in {:.1}s",
-            wait.as_secs_f64()
-        ))));
+        let line = format!("{why}; trying again in {:.1}s", wait.as_secs_f64());
+        if quiet {
+            log!(Debug, self.who(), None, "{line}");
+        } else {
+            log!(Error, self.who(), None, "{line}");
+        }
+        self.answer(Err(RenewError::Unavailable(line)));
         self.retry = Some(retry);
         self.timers.set(Timer::Retry, Some(now + wait));
     }

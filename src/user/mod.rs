@@ -62,6 +62,8 @@ pub struct Services {
     pub broadcasters: Mutex<HashMap<String, String>>,
     /// The config file, for persisting changes.
     pub config: Arc<ConfigFile>,
+    /// What TLS handshakes found out about this machine's clock.
+    pub clock_watch: Arc<crate::skew::Watch>,
 }
 
 /// An order from the supervisor to a running user (see [`Mailbox`]).

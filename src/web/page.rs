@@ -51,10 +51,14 @@ pub fn render(doc: Option<&Document>, prompts: &[(String, Prompt)], now: SystemT
     };
     let _ = write!(
         out,
-        "<p>{verdict} · {} · version {}</p></header>",
+        "<p>{verdict} · {} · version {}</p>",
         escape(&doc.config),
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(clock) = &doc.clock {
+        let _ = write!(out, "<p class=bad>{}</p>", escape(clock));
+    }
+    out.push_str("</header>");
     for user in &doc.users {
         let prompt = prompts
             .iter()
@@ -273,6 +277,7 @@ mod tests {
     fn every_swatch_has_its_text_and_network_text_is_escaped() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let doc = Document {
+            clock: None,
             written_at: format_rfc3339(now),
             pid: 7,
             config: "/etc/x.conf".into(),
@@ -294,9 +299,29 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_that_looks_wrong_is_shown_above_the_users() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut doc = Document {
+            clock: None,
+            written_at: format_rfc3339(now),
+            pid: 7,
+            config: "/etc/x.conf".into(),
+            users: vec![user("connected")],
+        };
+        assert!(!render(Some(&doc), &[], now).contains("clock"));
+        doc.clock = Some("this machine's clock looks behind: it says 2026-12-08T14:14:31Z".into());
+        let page = render(Some(&doc), &[], now);
+        assert!(
+            page.contains("<p class=bad>this machine&#39;s clock looks behind: it says 2026-12-08T14:14:31Z</p></header>"),
+            "{page}"
+        );
+    }
+
+    #[test]
     fn a_user_awaiting_authorisation_shows_the_link_the_code_and_a_qr_code() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let doc = Document {
+            clock: None,
             written_at: format_rfc3339(now),
             pid: 7,
             config: "/etc/x.conf".into(),

@@ -339,6 +339,7 @@ mod tests {
             recent_colors: vec![],
         };
         let doc = Document {
+            clock: None,
             written_at: String::new(),
             pid: 1,
             config: String::new(),
