@@ -62,6 +62,13 @@ fn one_message_is_one_change(transport: &str) {
         settle(&fake, transport, tag);
         assert!(fake.wait(WAIT, |s| s.changes("1").len() >= n), "{tag}");
         assert_eq!(changes(&fake), n, "after {tag}: {}", bot.output());
+        // the log is read from the bot's stderr by a thread of its own, so it may lag what
+        // the wire already shows: wait for the lines (bounded), then count them exactly
+        assert!(
+            bot.wait_log("own message seen\n", seen),
+            "after {tag}: {}",
+            bot.output()
+        );
         let out = bot.output();
         assert_eq!(
             out.matches("own message seen\n").count(),
@@ -91,6 +98,11 @@ fn one_message_is_one_change(transport: &str) {
     settle(&fake, transport, "ccd");
     assert_eq!(fake.privmsg("chan", ME, "1", "cce"), 2);
     step(3, 5, "cce");
+    assert!(
+        bot.wait_log("cce: automatic color changes enabled", 1),
+        "{}",
+        bot.output()
+    );
     let out = bot.output();
     assert_eq!(
         out.matches("ccd: automatic color changes disabled").count(),
@@ -107,6 +119,11 @@ fn one_message_is_one_change(transport: &str) {
     step(4, 6, "plain");
 
     // the log says which copies were skipped and where they were shown
+    assert!(
+        bot.wait_log("acted on once already, skipped", 6),
+        "{}",
+        bot.output()
+    );
     let skipped = bot
         .output()
         .matches("acted on once already, skipped")
