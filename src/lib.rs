@@ -25,6 +25,7 @@ pub mod irc;
 pub mod log;
 pub mod metrics;
 pub mod mode;
+pub mod nofile;
 pub mod oauth;
 mod queue;
 mod readbuf;

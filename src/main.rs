@@ -238,6 +238,18 @@ fn run(cli: Cli) -> Result<Ending, Error> {
     for problem in log::env_problems(|k| std::env::var(k).ok()) {
         twitch_colorchanger::log!(Warn, None, None, "{problem}");
     }
+    // the soft limit is the parent's choice (1,024 under systemd), the hard one the system's
+    let (before, after) = twitch_colorchanger::nofile::raise();
+    if after.soft != before.soft {
+        twitch_colorchanger::log!(
+            Debug,
+            None,
+            None,
+            "open files: soft limit raised from {} to {}",
+            before.soft,
+            after.soft
+        );
+    }
     let endpoints = Endpoints::from_env(&|k| std::env::var(k).ok()).map_err(Error::Start)?;
     let env = app::env_users().map_err(Error::Start)?;
     // the first run at a terminal asks for what the config needs instead of failing

@@ -658,3 +658,84 @@ fn help_fits_an_80_column_terminal() {
         "{text}"
     );
 }
+
+/// The bot under `prlimit --nofile=SOFT:HARD` (it execs the bot: the same process).
+fn bot_with_nofile(fake: &FakeTwitch, config: &Path, soft: u64, hard: u64) -> Bot {
+    let bot = bot_command(); // its program, arguments and environment, under prlimit
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile={soft}:{hard}"))
+        .arg("--")
+        .arg(bot.get_program())
+        .args(bot.get_args())
+        .arg("--config")
+        .arg(config);
+    for (key, value) in bot.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    Bot::spawn(fake, cmd)
+}
+
+fn max_open_files(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+    let (fake, _, config) = hueshift("nofile-raise");
+    let bot = bot_with_nofile(&fake, &config, 256, 4096);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    assert_eq!(max_open_files(bot.child.id()), "4096 4096");
+    assert!(
+        bot.output()
+            .contains("open files: soft limit raised from 256 to 4096"),
+        "{}",
+        bot.output()
+    );
+    // enough for its users: no warning
+    assert!(
+        !bot.output().contains("this process may open"),
+        "{}",
+        bot.output()
+    );
+    let (status, _, out) = bot.terminate();
+    assert!(status.success(), "{out}");
+}
+
+#[test]
+fn a_hard_open_files_limit_below_the_users_need_is_said_once_and_shown_in_status() {
+    let (fake, _, config) = hueshift("nofile-low");
+    let bot = bot_with_nofile(&fake, &config, 64, 64);
+    assert!(joined(&fake, "hueshift_bot", &["chan"]), "{}", bot.output());
+    let out = bot.output();
+    let said: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("this process may open 64 files, and its users need about"))
+        .collect();
+    assert_eq!(said.len(), 1, "{out}");
+    assert!(
+        said[0].contains(" WARN ") && said[0].contains("LimitNOFILE="),
+        "{}",
+        said[0]
+    );
+    assert!(
+        eventually(|| read_status(&config).is_ok_and(|d| d
+            .nofile
+            .is_some_and(|n| n.starts_with("this process may open 64 files")))),
+        "{}",
+        bot.output()
+    );
+    let (status, _, out) = bot.terminate();
+    assert!(status.success(), "{out}");
+}

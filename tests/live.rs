@@ -827,6 +827,7 @@ fn health_check_reports_a_stale_file_and_a_user_without_chat() {
     // a living process (this test) that wrote its status long ago, or lost chat long ago
     let mut doc = Document {
         clock: None,
+        nofile: None,
         written_at: format_rfc3339(now - Duration::from_secs(120)),
         pid: std::process::id(),
         config: conf.into(),

@@ -201,6 +201,7 @@ pub async fn run(
     let page = listen
         .filter(|_| cfg!(feature = "web"))
         .map(|_| Arc::new(Latest::default()));
+    let default_transport = endpoints.chat_transport;
     let (services, http) = real_services(file, endpoints, interactive.then_some(3), page.clone())?;
     log!(
         Info,
@@ -225,6 +226,7 @@ pub async fn run(
     supervisor.leftovers = leftovers;
     supervisor.page = page;
     supervisor.status_path = status_path;
+    warn_nofile(&cfg, supervisor.nofile, default_transport, listen.is_some());
     executor
         .run(async {
             for user in cfg.users {
@@ -332,6 +334,32 @@ async fn choose_status_place(config: &Path, wanted: Option<PathBuf>) -> Option<P
             log!(Warn, None, None, "no place for the status file ({tried}); the bot runs, but --health-check and status will not see it (set STATUS_FILE to a writable path)");
             None
         }
+    }
+}
+
+/// Says once at start when the open-files limit is below what the users need ([`nofile`]);
+/// `status` and the page say it for as long as it holds.
+fn warn_nofile(
+    cfg: &config::Config,
+    limits: crate::nofile::Limits,
+    default: crate::chat::Protocol,
+    listener: bool,
+) {
+    let eventsub = cfg
+        .users
+        .iter()
+        .filter(|u| u.chat_transport.unwrap_or(default) == crate::chat::Protocol::EventSub)
+        .count();
+    let need = crate::nofile::need(cfg.users.len() - eventsub, eventsub, listener);
+    match crate::nofile::TooLow::check(limits, need) {
+        Some(too_low) => log!(Warn, None, None, "{too_low}"),
+        None => log!(
+            Debug,
+            None,
+            None,
+            "open files: {} allowed, about {need} needed",
+            limits.soft
+        ),
     }
 }
 

@@ -57,6 +57,8 @@ pub(super) struct Supervisor<'a> {
     pub(super) page: Option<Arc<crate::status::latest::Latest>>,
     /// Documents an interrupted save left behind, read at start-up (see [`read_at_start`]).
     pub(super) leftovers: Vec<serde_json::Value>,
+    /// The open-files limits the process runs under.
+    pub(super) nofile: crate::nofile::Limits,
 }
 
 impl<'a> Supervisor<'a> {
@@ -79,6 +81,7 @@ impl<'a> Supervisor<'a> {
             page: None,
             stopped: false,
             leftovers: Vec::new(),
+            nofile: crate::nofile::current(),
         }
     }
 
@@ -379,11 +382,18 @@ impl<'a> Supervisor<'a> {
             .sort_by_key(|(key, _)| keys.iter().position(|k| k == key));
     }
 
+    /// The open-files limit against what these users need (see [`crate::nofile`]).
+    fn nofile_too_low(&self, users: &[status::UserStatus]) -> Option<crate::nofile::TooLow> {
+        let eventsub = users.iter().filter(|u| u.transport == "eventsub").count();
+        let need = crate::nofile::need(users.len() - eventsub, eventsub, self.page.is_some());
+        crate::nofile::TooLow::check(self.nofile, need)
+    }
+
     fn document(&self) -> status::Document {
         let clock = &*self.services.clock;
         let (now, wall) = (clock.now(), clock.wall());
         let wall_of = |at: Instant| wall.checked_sub(now.saturating_duration_since(at));
-        let users = self
+        let users: Vec<status::UserStatus> = self
             .users
             .iter()
             .map(|(_, r)| {
@@ -458,8 +468,9 @@ impl<'a> Supervisor<'a> {
             written_at: crate::time::format_rfc3339(wall),
             pid: std::process::id(),
             config: self.services.config.path().display().to_string(),
-            users,
             clock: self.services.clock_watch.current().map(|s| s.to_string()),
+            nofile: self.nofile_too_low(&users).map(|t| t.to_string()),
+            users,
         }
     }
 

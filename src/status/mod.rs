@@ -36,6 +36,9 @@ pub struct Document {
     /// was seen, until a certificate checks out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<String>,
+    /// The open-files limit is below what the users need: what to raise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nofile: Option<String>,
 }
 
 impl Document {
@@ -378,8 +381,8 @@ pub fn table(doc: &Document, now: SystemTime) -> String {
         "pid {}, config {}, status written {written}",
         doc.pid, doc.config
     );
-    if let Some(clock) = &doc.clock {
-        let _ = writeln!(out, "warning: {clock}");
+    for warning in [&doc.clock, &doc.nofile].into_iter().flatten() {
+        let _ = writeln!(out, "warning: {warning}");
     }
     out
 }
@@ -444,6 +447,7 @@ mod tests {
     fn doc(now: SystemTime) -> Document {
         Document {
             clock: None,
+            nofile: None,
             written_at: format_rfc3339(now - Duration::from_secs(10)),
             pid: 42,
             config: "/config/twitch_colorchanger.conf".into(),

@@ -199,6 +199,7 @@ mod tests {
     fn status_json_is_the_pretty_document_in_a_buffer_of_its_exact_size() {
         let doc = status::Document {
             clock: None,
+            nofile: None,
             written_at: "2026-12-05T12:00:00Z".into(),
             pid: 7,
             config: "/config/twitch_colorchanger.conf".into(),

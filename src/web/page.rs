@@ -55,8 +55,8 @@ pub fn render(doc: Option<&Document>, prompts: &[(String, Prompt)], now: SystemT
         escape(&doc.config),
         env!("CARGO_PKG_VERSION")
     );
-    if let Some(clock) = &doc.clock {
-        let _ = write!(out, "<p class=bad>{}</p>", escape(clock));
+    for warning in [&doc.clock, &doc.nofile].into_iter().flatten() {
+        let _ = write!(out, "<p class=bad>{}</p>", escape(warning));
     }
     out.push_str("</header>");
     for user in &doc.users {
@@ -278,6 +278,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let doc = Document {
             clock: None,
+            nofile: None,
             written_at: format_rfc3339(now),
             pid: 7,
             config: "/etc/x.conf".into(),
@@ -303,6 +304,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let mut doc = Document {
             clock: None,
+            nofile: None,
             written_at: format_rfc3339(now),
             pid: 7,
             config: "/etc/x.conf".into(),
@@ -322,6 +324,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let doc = Document {
             clock: None,
+            nofile: None,
             written_at: format_rfc3339(now),
             pid: 7,
             config: "/etc/x.conf".into(),

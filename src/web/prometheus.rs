@@ -340,6 +340,7 @@ mod tests {
         };
         let doc = Document {
             clock: None,
+            nofile: None,
             written_at: String::new(),
             pid: 1,
             config: String::new(),
