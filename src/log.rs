@@ -161,6 +161,27 @@ fn settings() -> &'static Settings {
     SETTINGS.get_or_init(Settings::from_env)
 }
 
+/// When each user was last told a want of file descriptors (see [`seldom`]).
+static SAID: Mutex<Vec<(String, std::time::Instant)>> = Mutex::new(Vec::new());
+
+/// Whether `who` should be told of a want of file descriptors at `now`: once a minute, however
+/// many of its paths (token renewals, chat) run into it. `false` means a debug line.
+pub fn seldom(who: &str, now: std::time::Instant) -> bool {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+    match said.iter_mut().find(|(user, _)| user == who) {
+        Some((_, at)) if now.saturating_duration_since(*at) < EVERY => false,
+        Some((_, at)) => {
+            *at = now;
+            true
+        }
+        None => {
+            said.push((who.to_owned(), now));
+            true
+        }
+    }
+}
+
 /// Set by [`mute`].
 static MUTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -271,3 +292,22 @@ pub(crate) fn quoted(text: &str) -> String {
 
 /// `2026-11-22T22:30:48Z` for a time (UTC, whole seconds).
 pub use crate::time::format_rfc3339 as rfc3339;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_want_of_descriptors_is_said_once_a_minute_per_user() {
+        let t = std::time::Instant::now();
+        let later = |s| t + std::time::Duration::from_secs(s);
+        assert!(seldom("seldom_a", t));
+        assert!(!seldom("seldom_a", later(1)), "not again within the minute");
+        assert!(
+            seldom("seldom_b", later(1)),
+            "another user has its own minute"
+        );
+        assert!(!seldom("seldom_a", later(59)));
+        assert!(seldom("seldom_a", later(60)));
+    }
+}

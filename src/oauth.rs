@@ -98,6 +98,18 @@ pub enum OAuthError {
 }
 
 impl OAuthError {
+    /// No connection could be opened for want of file descriptors: said at most once a
+    /// minute per user, since the others' connections keep working and this one waits.
+    pub fn is_descriptors(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::Http {
+                error: HttpError::Descriptors(_),
+                ..
+            }
+        )
+    }
+
     /// Twitch could not be reached because this machine's clock looks wrong (its certificate
     /// refused for the time): said once where connections are made, so retries stay quiet.
     pub fn is_clock(&self) -> bool {

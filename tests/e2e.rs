@@ -739,3 +739,74 @@ fn a_hard_open_files_limit_below_the_users_need_is_said_once_and_shown_in_status
     let (status, _, out) = bot.terminate();
     assert!(status.success(), "{out}");
 }
+
+#[test]
+fn short_of_file_descriptors_the_users_wait_their_turn_and_say_so_once_a_minute() {
+    let dir = temp_dir("nofile-short");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    let users: Vec<String> = (0..12).map(|i| format!("user_{i:02}")).collect();
+    let tokens: Vec<String> = (0..12)
+        .map(|i| format!("tok{i:02}aaaaaaaaaaaaaaaaaaaaaaaaaaa"))
+        .collect();
+    for (i, (user, token)) in users.iter().zip(&tokens).enumerate() {
+        fake.add_user(user, &format!("{}", 100 + i), token, true);
+    }
+    let entries = users
+        .iter()
+        .zip(&tokens)
+        .map(|(u, t)| user_entry(u, t, &["chan"], true))
+        .collect();
+    let config = write_config(&dir, entries);
+    // 30 files: the process's own, and far fewer than twelve users need at once
+    let bot = bot_with_nofile(&fake, &config, 30, 30);
+    // some users get in and keep working: their colors change
+    let inside = |s: &twitch_colorchanger::fake::State| -> Vec<String> {
+        users
+            .iter()
+            .filter(|u| s.joined(u).contains("chan"))
+            .cloned()
+            .collect()
+    };
+    assert!(
+        fake.wait(WAIT, |s| !inside(s).is_empty()),
+        "{}",
+        bot.output()
+    );
+    let first = inside(&fake.state())[0].clone();
+    let id = format!("{}", 100 + users.iter().position(|u| *u == first).unwrap());
+    fake.privmsg("chan", &first, &id, "still here");
+    assert!(
+        fake.wait(WAIT, |s| !s.changes(&id).is_empty()),
+        "{}",
+        bot.output()
+    );
+    // the others wait their turn with backoff: each has tried again, quietly
+    let tried_again = |user: &String| {
+        bot.output().lines().any(|l| {
+            l.contains(" DEBUG ") && l.contains(&format!("[{user}]")) && l.contains("open files")
+        })
+    };
+    assert!(
+        eventually(|| {
+            let inside = inside(&fake.state());
+            users.iter().all(|u| inside.contains(u) || tried_again(u))
+        }),
+        "{}",
+        bot.output()
+    );
+    // and each user was told at most once (a minute), whichever of its paths ran into it
+    let out = bot.output();
+    for user in &users {
+        let said = out
+            .lines()
+            .filter(|l| {
+                !l.contains(" DEBUG ")
+                    && l.contains(&format!("[{user}]"))
+                    && l.contains("open files")
+            })
+            .count();
+        assert!(said <= 1, "{user} said it {said} times:\n{out}");
+    }
+    let (status, _, out) = bot.terminate();
+    assert!(status.success(), "{out}");
+}

@@ -25,13 +25,21 @@ pub enum HttpError {
     /// The server's certificate was refused for this machine's time: the clock looks wrong
     /// (said once at WARN; retries of it are quiet).
     Clock(crate::skew::Skew),
+    /// No connection could be opened: the process is at its open-files limit (EMFILE) or the
+    /// system at its own (ENFILE). Others' connections go on; this one waits its turn.
+    Descriptors(String),
 }
 
 impl HttpError {
     /// A connection that failed: the clock when that is why, else the cause as text.
     pub(crate) fn connect(e: &std::io::Error) -> HttpError {
+        const ENFILE: i32 = 23;
+        const EMFILE: i32 = 24;
         match crate::skew::Skew::of(e) {
             Some(skew) => HttpError::Clock(skew),
+            None if matches!(e.raw_os_error(), Some(ENFILE | EMFILE)) => {
+                HttpError::Descriptors(e.to_string())
+            }
             None => HttpError::Io(e.to_string()),
         }
     }
@@ -46,6 +54,10 @@ impl fmt::Display for HttpError {
             HttpError::TooLarge => write!(f, "response larger than {MAX_RESPONSE} bytes"),
             HttpError::Timeout => f.write_str("no response in time"),
             HttpError::Clock(skew) => write!(f, "connection failed: {skew}"),
+            HttpError::Descriptors(e) => write!(
+                f,
+                "connection failed: {e}: the open-files limit is reached (see the warning at start)"
+            ),
         }
     }
 }

@@ -102,7 +102,8 @@ impl TokenCore {
                     // chat retries on its own (it reconnects with backoff)
                     Check::Refused(_) => self.answer(Err(RenewError::Unavailable(why))),
                     Check::Routine | Check::AfterRefresh => {
-                        self.transient(now, why, e.is_clock(), Retry::Validate(Check::Routine))
+                        let quiet = self.quiet(now, &e);
+                        self.transient(now, why, quiet, Retry::Validate(Check::Routine))
                     }
                 };
             }
@@ -238,7 +239,8 @@ impl TokenCore {
                     OAuthError::AppRefused(..) => self.app_refused(now, e.to_string(), retry),
                     e => {
                         let why = format!("cannot refresh the access token: {e}");
-                        self.transient(now, why, e.is_clock(), retry)
+                        let quiet = self.quiet(now, &e);
+                        self.transient(now, why, quiet, retry)
                     }
                 }
             }
@@ -283,6 +285,16 @@ impl TokenCore {
             },
             TokenAction::Save(pair),
         );
+    }
+
+    /// Whether a failure to reach the token endpoint goes unsaid (a debug line): a clock that
+    /// looks wrong was said once already; a want of file descriptors is said at most once a
+    /// minute.
+    fn quiet(&mut self, now: Instant, e: &OAuthError) -> bool {
+        if e.is_clock() {
+            return true;
+        }
+        e.is_descriptors() && !crate::log::seldom(self.who().unwrap_or_default(), now)
     }
 
     /// The token endpoint could not be asked: answer who waits, and try again with backoff.

@@ -67,12 +67,15 @@ pub(super) fn feed_tokens(
 }
 
 /// Opens a connection to `endpoint`, with an error that names it.
+/// Errors read for what they mean (no file descriptors, a clock that looks wrong) keep their
+/// cause as it is, for the driver to read back.
 pub(super) async fn open(services: &Services, endpoint: &Endpoint) -> io::Result<BoxStream> {
-    services
-        .transport
-        .connect(endpoint)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}")))
+    services.transport.connect(endpoint).await.map_err(|e| {
+        if matches!(e.raw_os_error(), Some(23 | 24)) || crate::skew::Skew::of(&e).is_some() {
+            return e;
+        }
+        io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}"))
+    })
 }
 
 pub(super) async fn look_up(

@@ -196,6 +196,18 @@ impl UserCore {
 
     /// The chat connection failed or ended (`routine`: the server asked for it).
     pub fn handle_disconnected(&mut self, now: Instant, why: &str, routine: bool) {
+        self.disconnected(now, why, routine, false);
+    }
+
+    /// The chat connection could not be opened for want of file descriptors: the others'
+    /// connections keep working and this one waits its turn with the usual backoff, said at
+    /// most once a minute.
+    pub fn handle_no_descriptors(&mut self, now: Instant, why: &str) {
+        let quiet = !crate::log::seldom(self.who().unwrap_or_default(), now);
+        self.disconnected(now, why, false, quiet);
+    }
+
+    fn disconnected(&mut self, now: Instant, why: &str, routine: bool, quiet: bool) {
         if matches!(
             self.chat,
             Chat::Idle | Chat::Waiting | Chat::Refreshing | Chat::Parked
@@ -211,13 +223,15 @@ impl UserCore {
             self.error(Fault::Chat, format!("chat: {why}"));
         }
         let wait = self.wait_to_reconnect(now);
-        log!(
-            Warn,
-            self.who(),
-            None,
+        let line = format!(
             "chat connection ended{lived}: {why}; reconnecting in {:.1}s",
             wait.as_secs_f64()
         );
+        if quiet {
+            log!(Debug, self.who(), None, "{line}");
+        } else {
+            log!(Warn, self.who(), None, "{line}");
+        }
     }
 
     pub(super) fn reconnect_later(&mut self, now: Instant) {

@@ -126,6 +126,10 @@ impl Driver {
                     links: vec![(0, stream)],
                 });
             }
+            // EMFILE, ENFILE: the others' connections go on, this one waits its turn
+            Err(e) if matches!(e.raw_os_error(), Some(23 | 24)) => {
+                self.core.handle_no_descriptors(now, &e.to_string())
+            }
             Err(e) => self.core.handle_disconnected(now, &e.to_string(), false),
         }
     }
