@@ -19,10 +19,11 @@ if [ -z "$bin" ]; then
     scripts/build-release.sh "$target" >/dev/null
     bin="dist/twitch-colorchanger-$version-$target"
 fi
+case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
 printf 'binary: %s bytes (%s)\n' "$(stat -c %s "$bin")" "$bin"
 cargo test --locked --release --test figures --no-run 2>/dev/null
 figures() { # transport users rounds gap_ms idle_s
-    TCC_BIN="$PWD/$bin" FIGURES_TRANSPORT=$1 FIGURES_USERS=$2 FIGURES_ROUNDS=$3 \
+    TCC_BIN="$bin" FIGURES_TRANSPORT=$1 FIGURES_USERS=$2 FIGURES_ROUNDS=$3 \
         FIGURES_GAP_MS=$4 FIGURES_IDLE_SECS=$5 \
         cargo test --locked --release --test figures -- --ignored --nocapture 2>&1 \
         | sed -n 's/^figures: //p'

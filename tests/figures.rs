@@ -6,7 +6,8 @@
 //! `FIGURES_ROUNDS` (10: each round every user sends one message and the bot changes every
 //! color), `FIGURES_GAP_MS` (0: the pause after each round), `FIGURES_IDLE_SECS` (10: then
 //! nobody chats, and the bot's idle CPU is read), `FIGURES_STRACE` (a file: the system calls
-//! of the rounds, counted by `strace -f -c`, are written there).
+//! of the rounds, counted by `strace -f -c`, are written there), `FIGURES_LOG` (a file: the
+//! bot's log is written there at the end).
 //!
 //! Run: `cargo test --release --test figures -- --ignored --nocapture`.
 
@@ -202,6 +203,10 @@ fn figures() {
         proc_status(pid, "VmRSS:"),
         proc_status(pid, "Threads:"),
     );
-    let (status, _, _) = bot.terminate();
+    let (status, _, out) = bot.terminate();
+    if let Some(path) = std::env::var_os("FIGURES_LOG") {
+        // the bot's own log, for a person to read (an EMFILE line, say)
+        std::fs::write(path, &out).unwrap();
+    }
     assert!(status.success());
 }
