@@ -132,8 +132,8 @@ pub fn create(path: &Path) -> io::Result<bool> {
     config::write_atomic(path, &text)?;
     writeln!(
         err,
-        "\nWrote {}. Next, authorise the bot for your account: a link and a\n\
-         code follow. README's \"Config file reference\" says what else it can hold.\n",
+        "\nWrote {}.\nNext, authorise the bot for your account: a link and a code follow.\n\
+         README's \"Config file reference\" says what else the file can hold.\n",
         path.display()
     )?;
     Ok(true)
