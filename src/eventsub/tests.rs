@@ -520,15 +520,31 @@ fn subscription_answers_409_401_403_429() {
     );
 }
 
-#[test]
-fn a_429_of_the_bucket_waits_for_its_reset_and_subscribes_that_channel_again() {
-    let t = Instant::now();
-    let mut s = Session::new(t, &url(), ME, &["lumenwave".into(), "second".into()], 3);
+/// A session for `channels` past its welcome, its first lookup asked for and not answered.
+fn welcomed(t: Instant, channels: &[&str]) -> Session {
+    let names: Vec<String> = channels.iter().map(|c| (*c).to_owned()).collect();
+    let mut s = Session::new(t, &url(), ME, &names, 3);
     let out = transmits(&mut s);
     let mut bytes = accept(&out[0]);
     bytes.extend(welcome("S1", 10));
     s.handle_input(t, 0, &bytes);
     orders(&mut s);
+    s
+}
+
+/// Helix's 429 for an empty rate-limit bucket, full again in `secs`.
+fn bucket_empty(secs: u64) -> ApiFailure {
+    ApiFailure {
+        status: Some(429),
+        message: "Too Many Requests".into(),
+        refill_in: Some(Duration::from_secs(secs)),
+    }
+}
+
+#[test]
+fn a_429_of_the_bucket_waits_for_its_reset_and_subscribes_that_channel_again() {
+    let t = Instant::now();
+    let mut s = welcomed(t, &["lumenwave", "second"]);
     s.handle_api(
         t,
         ApiAnswer::Resolved(Ok(vec![
@@ -552,14 +568,7 @@ fn a_429_of_the_bucket_waits_for_its_reset_and_subscribes_that_channel_again() {
     };
     events(&mut s);
     // the bucket is empty for 4 s: not the transport limit, and no reason to drop the session
-    s.handle_api(
-        t,
-        ApiAnswer::Subscribed(Err(ApiFailure {
-            status: Some(429),
-            message: "Too Many Requests".into(),
-            refill_in: Some(Duration::from_secs(4)),
-        })),
-    );
+    s.handle_api(t, ApiAnswer::Subscribed(Err(bucket_empty(4))));
     let evs = events(&mut s);
     assert!(
         matches!(&evs[..], [Event::Notice { channel: Some(c), msg_id: Some(id), text }]
@@ -588,21 +597,9 @@ fn a_429_of_the_bucket_waits_for_its_reset_and_subscribes_that_channel_again() {
     assert_eq!(events(&mut s), [Event::Joined(held.into())]);
 
     // a reset far ahead (or none) holds the channel a minute at most, and the lookup waits too
-    let mut s = Session::new(t, &url(), ME, &["lumenwave".into()], 3);
-    let out = transmits(&mut s);
-    let mut bytes = accept(&out[0]);
-    bytes.extend(welcome("S1", 10));
-    s.handle_input(t, 0, &bytes);
-    orders(&mut s);
+    let mut s = welcomed(t, &["lumenwave"]);
     events(&mut s);
-    s.handle_api(
-        t,
-        ApiAnswer::Resolved(Err(ApiFailure {
-            status: Some(429),
-            message: "Too Many Requests".into(),
-            refill_in: Some(Duration::from_secs(3600)),
-        })),
-    );
+    s.handle_api(t, ApiAnswer::Resolved(Err(bucket_empty(3600))));
     assert!(
         matches!(&events(&mut s)[..], [Event::Notice { msg_id: Some(id), .. }] if id == "rate_limited")
     );
