@@ -16,6 +16,14 @@ const HTTP: u64 = 3 * 64;
 /// The status listener: its socket and its at most 8 connections.
 const LISTENER: u64 = 9;
 
+/// Whether `e` says no file could be opened: the process is at its open-files limit (EMFILE)
+/// or the system at its own (ENFILE).
+pub fn exhausted(e: &std::io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(e.raw_os_error(), Some(ENFILE | EMFILE))
+}
+
 /// The open-files limits of the process; `u64::MAX` for unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

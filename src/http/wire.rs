@@ -31,15 +31,12 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    /// A connection that failed: the clock when that is why, else the cause as text.
+    /// A connection that failed: the clock or a want of file descriptors when that is why,
+    /// else the cause as text.
     pub(crate) fn connect(e: &std::io::Error) -> HttpError {
-        const ENFILE: i32 = 23;
-        const EMFILE: i32 = 24;
         match crate::skew::Skew::of(e) {
             Some(skew) => HttpError::Clock(skew),
-            None if matches!(e.raw_os_error(), Some(ENFILE | EMFILE)) => {
-                HttpError::Descriptors(e.to_string())
-            }
+            None if crate::nofile::exhausted(e) => HttpError::Descriptors(e.to_string()),
             None => HttpError::Io(e.to_string()),
         }
     }

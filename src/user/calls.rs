@@ -71,7 +71,7 @@ pub(super) fn feed_tokens(
 /// cause as it is, for the driver to read back.
 pub(super) async fn open(services: &Services, endpoint: &Endpoint) -> io::Result<BoxStream> {
     services.transport.connect(endpoint).await.map_err(|e| {
-        if matches!(e.raw_os_error(), Some(23 | 24)) || crate::skew::Skew::of(&e).is_some() {
+        if crate::nofile::exhausted(&e) || crate::skew::Skew::of(&e).is_some() {
             return e;
         }
         io::Error::new(e.kind(), format!("cannot connect to {endpoint}: {e}"))

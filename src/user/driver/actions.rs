@@ -127,7 +127,7 @@ impl Driver {
                 });
             }
             // EMFILE, ENFILE: the others' connections go on, this one waits its turn
-            Err(e) if matches!(e.raw_os_error(), Some(23 | 24)) => {
+            Err(e) if crate::nofile::exhausted(&e) => {
                 self.core.handle_no_descriptors(now, &e.to_string())
             }
             Err(e) => self.core.handle_disconnected(now, &e.to_string(), false),
