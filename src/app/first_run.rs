@@ -30,9 +30,7 @@ pub fn ask(
         "Your Twitch login, the account whose color changes: ",
         None,
         |a| {
-            let ok = (3..=25).contains(&a.len())
-                && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if ok {
+            if config::is_login(a) {
                 Ok(a.to_ascii_lowercase())
             } else {
                 Err("a Twitch login has 3-25 letters, digits or _".into())
@@ -80,7 +78,7 @@ fn channels(answer: &str) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
     for part in answer.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
         let name = config::normalise_channel(part);
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if !config::is_channel(&name) {
             return Err(format!("{part:?} is not a channel login"));
         }
         if !names.contains(&name) {

@@ -21,7 +21,7 @@ mod schema;
 
 pub use self::env::{env_users, merge_env, EnvError};
 pub use self::file::{spare_refresh_tokens, sweep_temp_files, write_atomic, ConfigFile};
-pub use self::schema::{normalise_channel, EXAMPLE_CLIENT_ID};
+pub use self::schema::{is_channel, is_login, normalise_channel, EXAMPLE_CLIENT_ID};
 
 /// One account the bot runs for.
 #[derive(Debug, Clone, PartialEq, Eq)]

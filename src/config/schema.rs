@@ -19,12 +19,7 @@ pub(super) fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
     let client_id = note(required_str(obj, "client_id"));
     let refresh_token = note(optional_str(obj, "refresh_token"));
     let client_secret = note(optional_str(obj, "client_secret"));
-    if !username.is_empty()
-        && (!(3..=25).contains(&username.len())
-            || !username
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-    {
+    if !username.is_empty() && !is_login(&username) {
         problems.push(format!(
             "field \"username\": {username:?} is not a Twitch login (3-25 letters, digits or _)"
         ));
@@ -72,7 +67,7 @@ pub(super) fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {
                     continue;
                 }
                 let name = login;
-                if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                if !is_channel(&name) {
                     problems.push(format!(
                         "field \"channels\"[{i}]: {name:?} is not a channel login"
                     ));
@@ -191,6 +186,16 @@ pub(super) fn color_settings(
         );
     }
     settings
+}
+
+/// A Twitch login: 3-25 letters, digits or `_`.
+pub fn is_login(name: &str) -> bool {
+    (3..=25).contains(&name.len()) && is_channel(name)
+}
+
+/// A channel's login as the bot keeps it (see [`normalise_channel`]): letters, digits or `_`.
+pub fn is_channel(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Lowercase, without a leading `#` or surrounding spaces.
