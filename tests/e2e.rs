@@ -783,7 +783,9 @@ fn short_of_file_descriptors_the_users_wait_their_turn_and_say_so_once_a_minute(
     // the others wait their turn with backoff: each has tried again, quietly
     let tried_again = |user: &String| {
         bot.output().lines().any(|l| {
-            l.contains(" DEBUG ") && l.contains(&format!("[{user}]")) && l.contains("open files")
+            l.contains(" DEBUG ")
+                && l.contains(&format!("[{user}]"))
+                && l.contains("open-files limit")
         })
     };
     assert!(
@@ -802,7 +804,7 @@ fn short_of_file_descriptors_the_users_wait_their_turn_and_say_so_once_a_minute(
             .filter(|l| {
                 !l.contains(" DEBUG ")
                     && l.contains(&format!("[{user}]"))
-                    && l.contains("open files")
+                    && l.contains("open-files limit")
             })
             .count();
         assert!(said <= 1, "{user} said it {said} times:\n{out}");

@@ -127,9 +127,10 @@ impl Driver {
                 });
             }
             // EMFILE, ENFILE: the others' connections go on, this one waits its turn
-            Err(e) if crate::nofile::exhausted(&e) => {
-                self.core.handle_no_descriptors(now, &e.to_string())
-            }
+            Err(e) if crate::nofile::exhausted(&e) => self.core.handle_no_descriptors(
+                now,
+                &format!("cannot connect: the open-files limit is reached ({e})"),
+            ),
             Err(e) => self.core.handle_disconnected(now, &e.to_string(), false),
         }
     }
