@@ -187,17 +187,18 @@ pub async fn run(
     username: &str,
     prompter: &dyn Prompter,
 ) -> Result<TokenSet, DeviceError> {
-    let code = oauth.device_code(&app.id).await.map_err(|e| match e {
-        e if e.is_clock() => DeviceError::Clock(format!(
-            "cannot reach Twitch to start the device-code flow: {e}"
-        )),
-        OAuthError::Http { .. } | OAuthError::Unavailable(..) => DeviceError::Unreachable(format!(
-            "cannot reach Twitch to start the device-code flow: {e}"
-        )),
-        OAuthError::AppRefused(..) => DeviceError::AppRefused(format!(
-            "Twitch refuses to start the device-code flow for this app ({e})"
-        )),
-        e => DeviceError::Failed(format!("cannot start the device-code flow: {e}")),
+    let code = oauth.device_code(&app.id).await.map_err(|e| {
+        let unreachable = || format!("cannot reach Twitch to start the device-code flow: {e}");
+        match e {
+            ref e if e.is_clock() => DeviceError::Clock(unreachable()),
+            OAuthError::Http { .. } | OAuthError::Unavailable(..) => {
+                DeviceError::Unreachable(unreachable())
+            }
+            OAuthError::AppRefused(..) => DeviceError::AppRefused(format!(
+                "Twitch refuses to start the device-code flow for this app ({e})"
+            )),
+            _ => DeviceError::Failed(format!("cannot start the device-code flow: {e}")),
+        }
     })?;
     let start = clock.now();
     let deadline = start + Duration::from_secs(code.expires_in);

@@ -213,13 +213,14 @@ impl OAuth {
     pub async fn device_code(&self, client_id: &str) -> Result<DeviceCode, OAuthError> {
         let form = form(&[("client_id", client_id), ("scopes", &SCOPES.join(" "))]);
         let (status, body) = self.post("/device", form).await?;
-        match ErrorKind::of_status(status) {
-            _ if status == 200 => {}
-            // an unknown or malformed client id: only an edit of the config mends it
-            ErrorKind::Invalid | ErrorKind::Forbidden => {
-                return Err(OAuthError::AppRefused(status, message(&body)))
-            }
-            _ => return Err(refusal(status, &body)),
+        if status != 200 {
+            return Err(match ErrorKind::of_status(status) {
+                // an unknown or malformed client id: only an edit of the config mends it
+                ErrorKind::Invalid | ErrorKind::Forbidden => {
+                    OAuthError::AppRefused(status, message(&body))
+                }
+                _ => refusal(status, &body),
+            });
         }
         let b: DeviceBody = json(&body)?;
         Ok(DeviceCode {

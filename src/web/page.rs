@@ -273,17 +273,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_swatch_has_its_text_and_network_text_is_escaped() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let doc = Document {
+    /// A document of one connected user, written at `now`.
+    fn doc(now: SystemTime) -> Document {
+        Document {
             clock: None,
             nofile: None,
             written_at: format_rfc3339(now),
             pid: 7,
             config: "/etc/x.conf".into(),
             users: vec![user("connected")],
-        };
+        }
+    }
+
+    #[test]
+    fn every_swatch_has_its_text_and_network_text_is_escaped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let doc = doc(now);
         let page = render(Some(&doc), &[], now);
         assert!(page.contains("hue&lt;shift&gt;") && !page.contains("hue<shift>"));
         assert!(page.contains("chat: &lt;b&gt;lost&lt;/b&gt;"));
@@ -302,14 +307,7 @@ mod tests {
     #[test]
     fn a_clock_that_looks_wrong_is_shown_above_the_users() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let mut doc = Document {
-            clock: None,
-            nofile: None,
-            written_at: format_rfc3339(now),
-            pid: 7,
-            config: "/etc/x.conf".into(),
-            users: vec![user("connected")],
-        };
+        let mut doc = doc(now);
         assert!(!render(Some(&doc), &[], now).contains("clock"));
         doc.clock = Some("this machine's clock looks behind: it says 2026-12-08T14:14:31Z".into());
         let page = render(Some(&doc), &[], now);
