@@ -56,6 +56,7 @@ pub fn run(options: &Options, stop: impl Future<Output = ()>) -> Result<(), Stri
         json: false,
         color: paint != Paint::Plain && std::io::stderr().is_terminal(),
         captured: false,
+        reader: log::Reader::Plain,
     });
     let dir = TempDir::new()?;
     let fake = FakeTwitch::start(dir.path())

@@ -1,5 +1,8 @@
 //! One line per event on stderr, as text (colored on a TTY unless `NO_COLOR`) or JSON
 //! (`LOG_FORMAT=json`), with the user and channel it concerns. `DEBUG=true` adds detail.
+//! Under systemd's journal (`$JOURNAL_STREAM` names stderr) a line carries its syslog
+//! priority (`<3>` …) instead of a timestamp; under OpenWrt's procd (`LOG_FORMAT=procd`)
+//! it has no timestamp either, and warnings and errors go to stderr, the rest to stdout.
 //! Callers pass no secrets: tokens live in [`crate::secret::Secret`], which prints redacted.
 
 use std::fmt;
@@ -30,6 +33,15 @@ impl Level {
             Level::Error => "error",
         }
     }
+    /// Its syslog priority, as sd-daemon(3) prefixes it to a line for the journal.
+    fn priority(self) -> &'static str {
+        match self {
+            Level::Debug => "<7>",
+            Level::Info => "<6>",
+            Level::Warn => "<4>",
+            Level::Error => "<3>",
+        }
+    }
     fn ansi(self) -> &'static str {
         match self {
             Level::Debug => "\x1b[2m",
@@ -55,9 +67,12 @@ pub fn env_problems(var: impl Fn(&str) -> Option<String>) -> Vec<String> {
         }
     }
     if let Some(v) = var("LOG_FORMAT").filter(|v| !v.is_empty()) {
-        if !matches!(v.to_ascii_lowercase().as_str(), "text" | "json") {
+        if !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "text" | "json" | "journal" | "procd"
+        ) {
             problems.push(format!(
-                "environment variable LOG_FORMAT={v:?}: expected text or json (using text)"
+                "environment variable LOG_FORMAT={v:?}: expected text, json, journal or procd (using text)"
             ));
         }
     }
@@ -79,6 +94,43 @@ pub struct Settings {
     pub color: bool,
     /// Lines go through the test harness's capture (see [`Settings::captured`]).
     pub captured: bool,
+    /// Who reads the lines, and so what they carry besides the message.
+    pub reader: Reader,
+}
+
+/// Who reads the bot's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// A terminal, a file, `docker logs`: each line starts with its time.
+    Plain,
+    /// systemd's journal, which adds the time: each line starts with its priority (`<3>`).
+    Journal,
+    /// OpenWrt's procd, whose logread adds the time and takes stderr as errors: no time;
+    /// warnings and errors on stderr, the rest on stdout.
+    Procd,
+}
+
+/// Whether `JOURNAL_STREAM` (`<device>:<inode>`, set by systemd) names the stream whose
+/// `fstat` gave `dev` and `ino`: then that stream is the journal, not a redirection of it.
+fn is_journal(journal_stream: &str, dev: u64, ino: u64) -> bool {
+    journal_stream
+        .split_once(':')
+        .is_some_and(|(d, i)| d.trim().parse() == Ok(dev) && i.trim().parse() == Ok(ino))
+}
+
+/// Whether stderr is the journal `JOURNAL_STREAM` names.
+fn stderr_is_journal(journal_stream: Option<String>) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = journal_stream else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    File::from(fd)
+        .metadata()
+        .is_ok_and(|m| is_journal(&stream, m.dev(), m.ino()))
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -90,7 +142,14 @@ impl Settings {
         let debug = var("DEBUG").is_some_and(|v| {
             matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
         });
-        let json = var("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json"));
+        let format = var("LOG_FORMAT").unwrap_or_default().to_ascii_lowercase();
+        let json = format == "json";
+        let reader = match format.as_str() {
+            "procd" => Reader::Procd,
+            "journal" => Reader::Journal,
+            _ if stderr_is_journal(var("JOURNAL_STREAM")) => Reader::Journal,
+            _ => Reader::Plain,
+        };
         let no_color = var("NO_COLOR").is_some_and(|v| !v.is_empty());
         Settings {
             file: var("LOG_FILE")
@@ -101,6 +160,7 @@ impl Settings {
             json,
             color: !json && !no_color && std::io::stderr().is_terminal(),
             captured: false,
+            reader,
         }
     }
 
@@ -114,6 +174,7 @@ impl Settings {
             json: false,
             color: false,
             captured: true,
+            reader: Reader::Plain,
         }
     }
 }
@@ -201,55 +262,78 @@ pub fn write(level: Level, user: Option<&str>, channel: Option<&str>, args: fmt:
         return;
     }
     let ts = rfc3339(SystemTime::now());
-    let json = || {
-        let mut obj = serde_json::Map::new();
-        obj.insert("ts".into(), ts.clone().into());
-        obj.insert("level".into(), level.name().into());
-        if let Some(u) = user {
-            obj.insert("user".into(), u.into());
-        }
-        if let Some(c) = channel {
-            obj.insert("channel".into(), c.into());
-        }
-        obj.insert("msg".into(), args.to_string().into());
-        serde_json::Value::Object(obj).to_string()
-    };
     if s.file.is_some() {
         if let Some(file) = FILE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            let _ = writeln!(file, "{}", json());
+            let _ = writeln!(file, "{}", json(&ts, level, user, channel, &args));
         }
     }
-    let line = if s.json {
-        json()
-    } else {
-        let mut out = String::new();
-        let who = match (user, channel) {
-            (Some(u), Some(c)) => format!(" [{u} #{c}]"),
-            (Some(u), None) => format!(" [{u}]"),
-            (None, Some(c)) => format!(" [#{c}]"),
-            (None, None) => String::new(),
-        };
-        if s.color {
-            out.push_str(&format!(
-                "{ts} {}{:<5}\x1b[0m{who} {args}",
-                level.ansi(),
-                level.name().to_uppercase()
-            ));
-        } else {
-            out.push_str(&format!(
-                "{ts} {:<5}{who} {args}",
-                level.name().to_uppercase()
-            ));
-        }
-        out
-    };
+    let line = line(s, &ts, level, user, channel, args);
     if s.captured {
         // through the test harness's capture: shown only for a test that fails
         eprintln!("{line}");
         return;
     }
+    if s.reader == Reader::Procd && level < Level::Warn {
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+        return;
+    }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{line}");
+}
+
+/// One line as `s` wants it, without its newline.
+fn line(
+    s: &Settings,
+    ts: &str,
+    level: Level,
+    user: Option<&str>,
+    channel: Option<&str>,
+    args: fmt::Arguments<'_>,
+) -> String {
+    let (before, ts) = match s.reader {
+        Reader::Plain => ("", ts),
+        Reader::Journal => (level.priority(), ""),
+        Reader::Procd => ("", ""),
+    };
+    if s.json {
+        return format!("{before}{}", json(ts, level, user, channel, &args));
+    }
+    let who = match (user, channel) {
+        (Some(u), Some(c)) => format!(" [{u} #{c}]"),
+        (Some(u), None) => format!(" [{u}]"),
+        (None, Some(c)) => format!(" [#{c}]"),
+        (None, None) => String::new(),
+    };
+    let (paint, unpaint) = match s.color {
+        true => (level.ansi(), "\x1b[0m"),
+        false => ("", ""),
+    };
+    let space = if ts.is_empty() { "" } else { " " };
+    let name = level.name().to_uppercase();
+    format!("{before}{ts}{space}{paint}{name:<5}{unpaint}{who} {args}")
+}
+
+/// One line as a JSON object; `ts` is left out when empty (the reader stamps its own).
+fn json(
+    ts: &str,
+    level: Level,
+    user: Option<&str>,
+    channel: Option<&str>,
+    args: &fmt::Arguments<'_>,
+) -> String {
+    let mut obj = serde_json::Map::new();
+    if !ts.is_empty() {
+        obj.insert("ts".into(), ts.into());
+    }
+    obj.insert("level".into(), level.name().into());
+    if let Some(u) = user {
+        obj.insert("user".into(), u.into());
+    }
+    if let Some(c) = channel {
+        obj.insert("channel".into(), c.into());
+    }
+    obj.insert("msg".into(), args.to_string().into());
+    serde_json::Value::Object(obj).to_string()
 }
 
 /// Logs at a level: `log!(Info, user, channel, "format", args…)`; user and channel are
@@ -296,6 +380,84 @@ pub use crate::time::format_rfc3339 as rfc3339;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn for_reader(reader: Reader, json: bool) -> Settings {
+        Settings {
+            reader,
+            json,
+            ..Settings::captured()
+        }
+    }
+
+    fn shown(s: &Settings, level: Level) -> String {
+        let ts = "2026-12-07T14:08:40Z";
+        line(s, ts, level, Some("ann"), Some("chan"), format_args!("hi"))
+    }
+
+    #[test]
+    fn a_plain_line_starts_with_its_time() {
+        let s = for_reader(Reader::Plain, false);
+        assert_eq!(
+            shown(&s, Level::Error),
+            "2026-12-07T14:08:40Z ERROR [ann #chan] hi"
+        );
+        assert_eq!(
+            shown(&s, Level::Info),
+            "2026-12-07T14:08:40Z INFO  [ann #chan] hi"
+        );
+        let s = for_reader(Reader::Plain, true);
+        assert_eq!(
+            shown(&s, Level::Warn),
+            r#"{"ts":"2026-12-07T14:08:40Z","level":"warn","user":"ann","channel":"chan","msg":"hi"}"#
+        );
+    }
+
+    #[test]
+    fn a_journal_line_starts_with_its_priority_and_has_no_time() {
+        let s = for_reader(Reader::Journal, false);
+        assert_eq!(shown(&s, Level::Error), "<3>ERROR [ann #chan] hi");
+        assert_eq!(shown(&s, Level::Warn), "<4>WARN  [ann #chan] hi");
+        assert_eq!(shown(&s, Level::Info), "<6>INFO  [ann #chan] hi");
+        assert_eq!(shown(&s, Level::Debug), "<7>DEBUG [ann #chan] hi");
+        let s = for_reader(Reader::Journal, true);
+        assert_eq!(
+            shown(&s, Level::Error),
+            r#"<3>{"level":"error","user":"ann","channel":"chan","msg":"hi"}"#
+        );
+    }
+
+    #[test]
+    fn a_procd_line_has_neither_time_nor_priority() {
+        let s = for_reader(Reader::Procd, false);
+        assert_eq!(shown(&s, Level::Warn), "WARN  [ann #chan] hi");
+    }
+
+    #[test]
+    fn the_journal_is_known_by_the_device_and_inode_of_stderr() {
+        assert!(is_journal("8:1234", 8, 1234));
+        assert!(
+            !is_journal("8:1234", 8, 1235),
+            "stderr redirected elsewhere"
+        );
+        assert!(!is_journal("8:1234", 9, 1234));
+        assert!(!is_journal("", 8, 1234));
+        assert!(!is_journal("8", 8, 1234));
+        assert!(!is_journal("x:y", 8, 1234));
+        // the stderr of this test is no journal, whatever the variable says of another stream
+        assert!(!stderr_is_journal(Some("1:1".into())));
+        assert!(!stderr_is_journal(None));
+    }
+
+    #[test]
+    fn log_format_takes_the_journal_and_procd_by_name() {
+        let var = |v: &'static str| move |k: &str| (k == "LOG_FORMAT").then(|| v.to_owned());
+        assert!(env_problems(var("journal")).is_empty());
+        assert!(env_problems(var("procd")).is_empty());
+        assert_eq!(
+            env_problems(var("syslog")),
+            ["environment variable LOG_FORMAT=\"syslog\": expected text, json, journal or procd (using text)"]
+        );
+    }
 
     #[test]
     fn a_want_of_descriptors_is_said_once_a_minute_per_user() {
