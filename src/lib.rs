@@ -26,6 +26,7 @@ pub mod log;
 pub mod metrics;
 pub mod mode;
 pub mod nofile;
+mod notify;
 pub mod oauth;
 mod queue;
 mod readbuf;

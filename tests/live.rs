@@ -999,3 +999,85 @@ fn an_edit_saved_just_before_the_bots_own_write_still_applies() {
     assert_eq!(doc["users"][0]["channels"], json!(["a_chan", "b_chan"]));
     assert_eq!(fake.state().logins("alpha_user"), 1);
 }
+
+/// What systemd would hear on `$NOTIFY_SOCKET`, each datagram as one string (bounded wait).
+struct Systemd(std::os::unix::net::UnixDatagram);
+
+impl Systemd {
+    fn listen(path: &Path) -> Systemd {
+        let socket = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+        socket.set_read_timeout(Some(WAIT)).unwrap();
+        Systemd(socket)
+    }
+
+    /// Reads datagrams until one is `want`; returns those before it.
+    fn until(&self, want: &str) -> Vec<String> {
+        let mut before = Vec::new();
+        let mut buf = [0; 512];
+        loop {
+            let n = self
+                .0
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {want:?} after {before:?}: {e}"));
+            let said = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if said == want {
+                return before;
+            }
+            before.push(said);
+        }
+    }
+}
+
+#[test]
+fn under_systemd_the_bot_says_ready_reloading_stopping_and_status_and_feeds_the_watchdog() {
+    let dir = temp_dir("live-notify");
+    let fake = FakeTwitch::start(&dir).unwrap();
+    fake.add_user("alpha_user", "111", TOKEN_A, true);
+    let config = write_config(
+        &dir,
+        vec![user_entry("alpha_user", TOKEN_A, &["a_chan"], true)],
+    );
+    let socket = dir.join("notify.sock");
+    let systemd = Systemd::listen(&socket);
+    let bot = Bot::start_with(
+        &fake,
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+            ("LOG_FORMAT", "journal"),
+        ],
+    );
+    systemd.until("READY=1");
+    assert!(joined(&fake, "alpha_user", &["a_chan"]));
+    let said = systemd.until("STATUS=1 of 1 user(s) in chat");
+    assert!(
+        said.iter()
+            .all(|s| s == "WATCHDOG=1" || s.starts_with("STATUS=0 of 1")),
+        "{said:?}"
+    );
+    // fed at half of WATCHDOG_USEC: a few more while nothing else happens
+    for _ in 0..3 {
+        systemd.until("WATCHDOG=1");
+    }
+    signal(&bot, "HUP");
+    systemd.until("RELOADING=1");
+    systemd.until("READY=1");
+    assert!(bot.wait_log("config reloaded", 1), "{}", bot.output());
+    let (status, _, output) = bot.terminate();
+    assert!(status.success());
+    systemd.until("STOPPING=1\nSTATUS=stopping: saving tokens");
+    // the journal stamps its own time: each line starts with its priority instead
+    assert!(output.lines().count() > 3);
+    for line in output.lines() {
+        let priority = line.get(..3).unwrap_or(line);
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"].contains(&priority) && !line[3..].starts_with("20"),
+            "{line}"
+        );
+    }
+    assert!(
+        output.contains("<6>INFO  [alpha_user #a_chan] joined"),
+        "{output}"
+    );
+}

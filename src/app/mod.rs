@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use crate::endpoint::{self, Endpoint, Url};
 use crate::helix::Helix;
 use crate::http::HttpClient;
 use crate::log;
+use crate::notify::Notify;
 use crate::oauth::OAuth;
 use crate::status;
 use crate::status::latest::{Latest, Recording};
@@ -222,7 +224,14 @@ pub async fn run(
     if let (Some(addr), Some(latest)) = (listen, &page) {
         serve_page(&executor, addr, latest.clone(), &services)?;
     }
+    let notify = Rc::new(Notify::from_env());
+    if let Some(every) = notify.watchdog_every() {
+        executor
+            .spawn(watchdog(notify.clone(), services.clock.clone(), every))
+            .detach();
+    }
     let mut supervisor = Supervisor::new(&executor, services, text);
+    supervisor.notify = notify;
     supervisor.leftovers = leftovers;
     supervisor.page = page;
     supervisor.status_path = status_path;
@@ -236,6 +245,15 @@ pub async fn run(
             supervisor.run(requests, changed_rx).await
         })
         .await
+}
+
+/// Tells systemd's watchdog every `every` that the bot's event loop still turns: a loop that
+/// hangs stops telling, and systemd restarts the bot (`WatchdogSec=` in the unit).
+async fn watchdog(notify: Rc<Notify>, clock: Arc<dyn Clock>, every: Duration) {
+    loop {
+        notify.send("WATCHDOG=1");
+        clock.sleep_until(clock.now() + every).await;
+    }
 }
 
 /// Starts the HTTP listener on `addr` (see [`web`]), on the bot's executor.

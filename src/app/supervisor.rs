@@ -59,6 +59,9 @@ pub(super) struct Supervisor<'a> {
     pub(super) leftovers: Vec<serde_json::Value>,
     /// The open-files limits the process runs under.
     pub(super) nofile: crate::nofile::Limits,
+    /// systemd's notification socket, and the status line it was last told.
+    pub(super) notify: Rc<Notify>,
+    told: String,
 }
 
 impl<'a> Supervisor<'a> {
@@ -82,6 +85,8 @@ impl<'a> Supervisor<'a> {
             stopped: false,
             leftovers: Vec::new(),
             nofile: crate::nofile::current(),
+            notify: Rc::default(),
+            told: String::new(),
         }
     }
 
@@ -144,6 +149,8 @@ impl<'a> Supervisor<'a> {
             StatusChanged,
             WriteStatus,
         }
+        // every user is started (each connects on its own): systemd may go on
+        self.notify.send("READY=1");
         let clock = self.services.clock.clone();
         let mut next_write = clock.now();
         let mut dirty_since: Option<Instant> = None;
@@ -197,11 +204,18 @@ impl<'a> Supervisor<'a> {
             .await;
             match wake {
                 Wake::Stop => {
+                    self.notify
+                        .send("STOPPING=1\nSTATUS=stopping: saving tokens");
                     self.stop().await;
                     // the last word: every user stopped, not what it was doing
                     self.stopped = true;
                     self.write_status().await;
                     return Ok(());
+                }
+                Wake::Reload(Reload::Now) => {
+                    self.notify.send("RELOADING=1");
+                    self.reload(Reload::Now).await;
+                    self.notify.send("READY=1");
                 }
                 Wake::Reload(why) => self.reload(why).await,
                 Wake::Ended(ended) => {
@@ -476,6 +490,11 @@ impl<'a> Supervisor<'a> {
 
     async fn write_status(&mut self) {
         let doc = Arc::new(self.document());
+        let line = status::in_chat(&doc.users);
+        if line != self.told && !self.stopped {
+            self.notify.send(&format!("STATUS={line}"));
+            self.told = line;
+        }
         if let Some(page) = &self.page {
             page.publish(doc.clone());
         }

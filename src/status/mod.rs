@@ -271,16 +271,25 @@ pub fn health(doc: &Document, now: SystemTime, alive: bool) -> Result<String, Un
             )));
         }
     }
-    let connected = doc
-        .users
-        .iter()
-        .filter(|u| matches!(u.state.as_str(), "connected" | "disabled"))
-        .count();
-    Ok(format!(
-        "healthy: pid {}, {connected} of {} user(s) in chat",
-        doc.pid,
-        doc.users.len()
-    ))
+    Ok(format!("healthy: pid {}, {}", doc.pid, in_chat(&doc.users)))
+}
+
+/// "2 of 3 user(s) in chat", and how many wait for a person to authorise: the line
+/// `--health-check` prints and systemd shows as the service's status.
+pub fn in_chat(users: &[UserStatus]) -> String {
+    let count = |states: &[&str]| {
+        users
+            .iter()
+            .filter(|u| states.contains(&u.state.as_str()))
+            .count()
+    };
+    let connected = count(&["connected", "disabled"]);
+    let mut line = format!("{connected} of {} user(s) in chat", users.len());
+    match count(&["awaiting_authorisation"]) {
+        0 => {}
+        n => line.push_str(&format!(", {n} awaiting authorisation")),
+    }
+    line
 }
 
 /// "12s ago", "3m ago", "2h ago", "4d ago".
