@@ -141,7 +141,7 @@ Version: $deb_version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
-Depends: passwd
+Depends: passwd, procps
 Section: net
 Priority: optional
 Homepage: https://github.com/twitch-colorchanger/twitch-colorchanger
