@@ -25,6 +25,15 @@ pub enum Level {
 }
 
 impl Level {
+    /// Its name in a text line, padded to one width.
+    fn shown(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO ",
+            Level::Warn => "WARN ",
+            Level::Error => "ERROR",
+        }
+    }
     fn name(self) -> &'static str {
         match self {
             Level::Debug => "debug",
@@ -309,8 +318,8 @@ fn line(
         false => ("", ""),
     };
     let space = if ts.is_empty() { "" } else { " " };
-    let name = level.name().to_uppercase();
-    format!("{before}{ts}{space}{paint}{name:<5}{unpaint}{who} {args}")
+    let name = level.shown();
+    format!("{before}{ts}{space}{paint}{name}{unpaint}{who} {args}")
 }
 
 /// One line as a JSON object; `ts` is left out when empty (the reader stamps its own).

@@ -947,7 +947,7 @@ fn check_lists_every_problem_and_what_would_run() {
         "users[1] (your_username_1): field \"channels\" is empty",
         "users[1] (your_username_1): field \"enabled\" must be true or false",
         "environment variable TWITCH_IRC_URL: \"http://x\": expected tls://host:port",
-        "environment variable LOG_FORMAT=\"xml\": expected text or json (using text)",
+        "environment variable LOG_FORMAT=\"xml\": expected text, json, journal or procd (using text)",
         "environment variable DEBUG=\"maybe\": expected true or false",
         "7 problem(s):",
     ] {

@@ -212,12 +212,17 @@ impl<'a> Supervisor<'a> {
                     self.write_status().await;
                     return Ok(());
                 }
-                Wake::Reload(Reload::Now) => {
-                    self.notify.send("RELOADING=1");
-                    self.reload(Reload::Now).await;
-                    self.notify.send("READY=1");
+                Wake::Reload(why) => {
+                    // systemctl reload (SIGHUP): systemd shows "reloading" until it is applied
+                    let asked = why == Reload::Now;
+                    if asked {
+                        self.notify.send("RELOADING=1");
+                    }
+                    self.reload(why).await;
+                    if asked {
+                        self.notify.send("READY=1");
+                    }
                 }
-                Wake::Reload(why) => self.reload(why).await,
                 Wake::Ended(ended) => {
                     if let Some(i) = self.find(&ended.key) {
                         let running = &mut self.users[i].1;
