@@ -10,8 +10,8 @@
 
 use std::fmt;
 
+use crate::answer::ErrorKind;
 use crate::endpoint::Endpoint;
-use crate::helix::ErrorKind;
 use crate::secret::Secret;
 
 /// Which of a session's connections bytes belong to. The connection the driver opened

@@ -1,49 +1,16 @@
 //! The device-code flow for one user: get a code, show it to the person, poll until they
 //! approve, decline, or the code expires.
 
-use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+pub use crate::answer::DeviceError;
 use crate::clock::Clock;
 use crate::log;
 use crate::oauth::{AppCredentials, DeviceCode, OAuth, OAuthError, TokenSet};
 
 /// Remind the person this often while a code is pending.
 const REMIND_EVERY: Duration = Duration::from_secs(5 * 60);
-
-/// Why one device-code attempt ended without tokens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceError {
-    /// The code expired before anyone approved it.
-    Expired,
-    /// The person declined.
-    Denied,
-    /// Twitch refused.
-    Failed(String),
-    /// Twitch refuses the app itself (an unknown `client_id`): no code can be had until the
-    /// config changes.
-    AppRefused(String),
-    /// Twitch could not be reached, or failed on its side (no network, DNS, a 5xx): not
-    /// the person's doing, so it does not count toward the limit of codes.
-    Unreachable(String),
-    /// Twitch could not be reached because this machine's clock looks wrong (said once where
-    /// connections are made): waited for like [`DeviceError::Unreachable`], quietly.
-    Clock(String),
-}
-
-impl fmt::Display for DeviceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceError::Expired => f.write_str("the code expired before it was approved"),
-            DeviceError::Denied => f.write_str("the authorisation was declined"),
-            DeviceError::Failed(e)
-            | DeviceError::AppRefused(e)
-            | DeviceError::Unreachable(e)
-            | DeviceError::Clock(e) => f.write_str(e),
-        }
-    }
-}
 
 /// Shows the person what to do.
 pub trait Prompter: Send + Sync {

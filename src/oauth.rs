@@ -1,20 +1,15 @@
 //! Twitch's OAuth endpoints (id.twitch.tv/oauth2): device-code grant, refresh, validate.
 
-use std::fmt;
 use std::sync::Arc;
 
 use http::header;
 use serde::Deserialize;
 
+use crate::answer::ErrorKind;
+pub use crate::answer::{OAuthError, TokenSet, Validation, SCOPES};
 use crate::endpoint::Endpoint;
-use crate::helix::ErrorKind;
-use crate::http::{encode_component, HttpClient, HttpError};
+use crate::http::{encode_component, HttpClient};
 use crate::secret::Secret;
-
-/// The scopes the bot asks for: read chat, change the color, and read chat over EventSub.
-pub const SCOPES: [&str; 3] = ["chat:read", "user:manage:chat_color", "user:read:chat"];
-/// The scope without which the bot cannot work.
-pub(crate) const REQUIRED_SCOPE: &str = "user:manage:chat_color";
 
 /// A started device-code authorisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,119 +25,6 @@ pub struct DeviceCode {
     /// Seconds to wait between polls.
     pub interval: u64,
 }
-
-/// Tokens from a grant or a refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenSet {
-    /// The new access token.
-    pub access_token: Secret,
-    /// The new refresh token (the old one is now void).
-    pub refresh_token: Secret,
-    /// Seconds the access token lives, if Twitch said.
-    pub expires_in: Option<u64>,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-}
-
-/// What `/validate` says of a token.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Validation {
-    /// The app it belongs to.
-    pub client_id: String,
-    /// The account's login.
-    #[serde(default)]
-    pub login: String,
-    /// The account's id.
-    #[serde(default)]
-    pub user_id: String,
-    /// Granted scopes.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Seconds left.
-    pub expires_in: u64,
-}
-
-/// A failed OAuth call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OAuthError {
-    /// No HTTP answer from `peer`.
-    Http {
-        /// Who did not answer.
-        peer: String,
-        /// What went wrong.
-        error: HttpError,
-    },
-    /// The person has not approved yet (keep polling).
-    Pending,
-    /// Polling too fast (wait longer).
-    SlowDown,
-    /// The device code expired or is unknown.
-    Expired,
-    /// The person declined.
-    Denied,
-    /// The token or refresh token is not valid (any more).
-    InvalidToken(String),
-    /// Twitch refuses the app rather than the refresh token or the person (a 400 or 403 other
-    /// than "Invalid refresh token" from the token endpoint, or any 400 or 403 when asked for a
-    /// device code: a wrong client id or secret), with status and message. Only an edit of the
-    /// config mends it.
-    AppRefused(u16, String),
-    /// Twitch failed on its side (a 5xx), with status and message: not a refusal, so trying
-    /// again later may work.
-    Unavailable(u16, String),
-    /// Any other refusal, with status and Twitch's message.
-    Refused(u16, String),
-    /// A 2xx answer that is not what Twitch documents.
-    BadBody(String),
-}
-
-impl OAuthError {
-    /// No connection could be opened for want of file descriptors: said at most once a
-    /// minute per user, since the others' connections keep working and this one waits.
-    pub fn is_descriptors(&self) -> bool {
-        matches!(
-            self,
-            OAuthError::Http {
-                error: HttpError::Descriptors(_),
-                ..
-            }
-        )
-    }
-
-    /// Twitch could not be reached because this machine's clock looks wrong (its certificate
-    /// refused for the time): said once where connections are made, so retries stay quiet.
-    pub fn is_clock(&self) -> bool {
-        matches!(
-            self,
-            OAuthError::Http {
-                error: HttpError::Clock(_),
-                ..
-            }
-        )
-    }
-}
-
-impl fmt::Display for OAuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OAuthError::Http { peer, error } => write!(f, "{peer}: {error}"),
-            OAuthError::Pending => f.write_str("authorisation pending"),
-            OAuthError::SlowDown => f.write_str("polling too fast"),
-            OAuthError::Expired => f.write_str("the code expired"),
-            OAuthError::Denied => f.write_str("authorisation was declined"),
-            OAuthError::InvalidToken(m) => write!(f, "token refused: {m}"),
-            OAuthError::AppRefused(status, m)
-            | OAuthError::Unavailable(status, m)
-            | OAuthError::Refused(status, m) => {
-                write!(f, "HTTP {status}: {m}")
-            }
-            OAuthError::BadBody(m) => write!(f, "unexpected answer: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for OAuthError {}
 
 /// The credentials of the app a user's tokens belong to (`client_id`, `client_secret`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,7 +260,7 @@ fn token_set(body: &[u8]) -> Result<TokenSet, OAuthError> {
 }
 
 fn message(body: &[u8]) -> String {
-    crate::helix::error_message(body)
+    crate::answer::error_message(body)
 }
 
 /// An error status read by what it means ([`ErrorKind`], the one place statuses are

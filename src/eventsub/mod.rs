@@ -17,7 +17,7 @@ use nanorand::{Rng, WyRand};
 
 use crate::chat::{ApiAnswer, ApiFailure, ApiRequest, CloseReason, Event, Link, Order, Transmit};
 use crate::endpoint::{self, Endpoint, Url};
-use crate::http::ResponseParser;
+use crate::http::wire::ResponseParser;
 use crate::log;
 use crate::timer::Timers;
 
@@ -290,7 +290,7 @@ impl Session {
             };
             let status = parsed.response.status().as_u16();
             if status != 101 {
-                let body = crate::helix::error_message(parsed.response.body());
+                let body = crate::answer::error_message(parsed.response.body());
                 return self.close(CloseReason::Lost(format!(
                     "EventSub refused the WebSocket upgrade: HTTP {status}: {body}"
                 )));

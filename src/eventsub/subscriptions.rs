@@ -3,7 +3,7 @@
 //! channels held after a revocation until they are subscribed again.
 
 use super::*;
-use crate::helix::ErrorKind;
+use crate::answer::ErrorKind;
 
 impl Session {
     /// Reads `channel` (a login without `#`) from now on: subscribes when the session allows.

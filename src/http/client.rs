@@ -68,6 +68,11 @@ impl HttpClient {
         }
     }
 
+    /// The client's clock's now (the one its deadlines run on).
+    pub(crate) fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
     /// Watches the deadlines of every exchange with one timer, for as long as it runs: spawn
     /// it beside the client. Without it each exchange makes a timer of its own, and each
     /// timer made wakes the reactor thread (see `deadlines`).

@@ -2,7 +2,7 @@
 
 mod client;
 mod deadlines;
-mod wire;
+pub(crate) mod wire;
 
 pub use client::{HttpClient, Sent};
 pub use wire::{

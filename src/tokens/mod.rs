@@ -14,11 +14,10 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::answer::{DeviceError, OAuthError, TokenSet, Validation, REQUIRED_SCOPE};
 use crate::backoff::Backoff;
-use crate::config::UserConfig;
-use crate::device::DeviceError;
+use crate::config::user::UserConfig;
 use crate::log;
-use crate::oauth::{OAuthError, TokenSet, Validation, REQUIRED_SCOPE};
 use crate::secret::Secret;
 use crate::timer::Timers;
 

@@ -1,7 +1,7 @@
 //! Saving a new pair before it is used, and retrying a save that failed.
 
 use super::*;
-use crate::config::ConfigError;
+use crate::config::user::ConfigError;
 
 impl TokenCore {
     /// A config write asked for with [`TokenAction::Save`] ended (`Err`: why it failed).

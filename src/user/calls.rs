@@ -3,7 +3,7 @@
 //! an error that names its peer.
 
 use super::*;
-use crate::helix::ErrorKind;
+use crate::answer::ErrorKind;
 
 /// How a [`TokenAction`] ended.
 pub(super) enum TokenAnswer {

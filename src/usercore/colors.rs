@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::helix::ErrorKind;
+use crate::answer::ErrorKind;
 
 impl UserCore {
     /// A token refresh asked for with [`Action::RefreshToken`] ended.

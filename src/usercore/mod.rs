@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use nanorand::{Rng, WyRand};
 
+use crate::answer::ApiError;
 use crate::backoff::Backoff;
 use crate::bot::{BotEvent, Change, ColorBot, Outcome};
 use crate::chat::{self, CloseReason, Protocol};
 use crate::color::Typed;
 use crate::command::{self, Command};
-use crate::config::UserConfig;
-use crate::helix::ApiError;
+use crate::config::user::UserConfig;
 use crate::log;
 use crate::mode;
 use crate::timer::Timers;
