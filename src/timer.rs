@@ -54,37 +54,37 @@ impl<K: Kind, const N: usize> Timers<K, N> {
     }
 }
 
-/// Gives a core's timer `enum` (unit variants, in table order) its [`Kind`]:
-/// `timer_kind!(Timer);` beside the enum.
-macro_rules! timer_kind {
-    ($kind:ty) => {
+/// Declares a core's timer kinds and their table, so that the table's size is the number of
+/// kinds (a new kind cannot outgrow it):
+/// `timers! { enum Timer { Retry, Save } table Table }` makes the `enum`, its [`Kind`], and
+/// `type Table = Timers<Timer, 2>`.
+macro_rules! timers {
+    (enum $kind:ident { $($(#[$doc:meta])* $variant:ident),+ $(,)? } table $table:ident) => {
+        #[derive(Debug, Clone, Copy)]
+        enum $kind {
+            $($(#[$doc])* $variant),+
+        }
         impl $crate::timer::Kind for $kind {
             fn index(self) -> usize {
                 self as usize
             }
         }
+        type $table = $crate::timer::Timers<$kind, { [$(stringify!($variant)),+].len() }>;
     };
 }
-pub(crate) use timer_kind;
+pub(crate) use timers;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[derive(Clone, Copy)]
-    enum T {
-        A,
-        B,
-        C,
-    }
-
-    timer_kind!(T);
+    timers! { enum T { A, B, C } table Table }
 
     #[test]
     fn the_next_deadline_is_the_earliest_armed_one() {
         let t = Instant::now();
-        let mut timers = Timers::<T, 3>::default();
+        let mut timers = Table::default();
         assert_eq!(timers.next(), None);
         timers.set(T::A, Some(t + Duration::from_secs(5)));
         timers.set(T::C, Some(t + Duration::from_secs(2)));

@@ -122,15 +122,15 @@ enum InFlight {
     Unsubscribe,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Timer {
-    /// Nothing received for too long (or no welcome yet).
-    Silence,
-    /// Subscribe again to a channel whose subscription was revoked.
-    Resubscribe,
+crate::timer::timers! {
+    enum Timer {
+        /// Nothing received for too long (or no welcome yet).
+        Silence,
+        /// Subscribe again to a channel whose subscription was revoked.
+        Resubscribe,
+    }
+    table TimerTable
 }
-
-crate::timer::timer_kind!(Timer);
 
 /// One user's chat over EventSub.
 #[derive(Debug)]
@@ -148,7 +148,7 @@ pub struct Session {
     /// Subscriptions to delete: (broadcaster id, subscription id when known).
     leaving: Vec<Leaving>,
     in_flight: Option<InFlight>,
-    timers: Timers<Timer, 2>,
+    timers: TimerTable,
     transmits: VecDeque<Transmit>,
     orders: VecDeque<Order>,
     events: VecDeque<Event>,

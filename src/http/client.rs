@@ -148,7 +148,7 @@ impl HttpClient {
         request: &[u8],
         head: bool,
     ) -> Result<(http::Response<Vec<u8>>, Option<BoxStream>), (HttpError, bool)> {
-        let io = |e: std::io::Error| (HttpError::Io(e.to_string()), false);
+        let io = |e: std::io::Error| (HttpError::io(&e), false);
         conn.write_all(request).await.map_err(io)?;
         conn.flush().await.map_err(io)?;
         let sent = Sent(self.clock.now());
@@ -164,7 +164,7 @@ impl HttpClient {
                 })
             })
             .await
-            .map_err(|e| (HttpError::Io(e.to_string()), got_bytes))?;
+            .map_err(|e| (HttpError::io(&e), got_bytes))?;
             let Some(fed) = fed else {
                 let mut parsed = parser.finish().map_err(|e| (e, got_bytes))?;
                 parsed.response.extensions_mut().insert(sent);
@@ -464,7 +464,10 @@ mod tests {
         // cut without close_notify: anyone on the path can end a TCP stream, so the body may
         // be cut short, and is not taken
         match close_delimited(false) {
-            Err(HttpError::Io(why)) => assert!(why.contains("without close_notify"), "{why}"),
+            Err(HttpError::Io(kind, why)) => {
+                assert_eq!(kind, std::io::ErrorKind::UnexpectedEof);
+                assert!(why.contains("without close_notify"), "{why}");
+            }
             other => panic!("a cut body was taken: {other:?}"),
         }
     }

@@ -12,8 +12,9 @@ const MAX_HEAD: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HttpError {
-    /// The connection failed (connect, TLS, read or write), with the cause.
-    Io(String),
+    /// The connection failed (connect, TLS, read or write): the kind of the I/O error (an
+    /// end of stream without TLS close_notify is `UnexpectedEof`), and the cause as text.
+    Io(std::io::ErrorKind, String),
     /// The peer closed the connection before a complete response.
     Closed,
     /// The response is not valid HTTP/1.1.
@@ -31,13 +32,18 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// A connection that failed with `e`, kept by kind and text.
+    pub(crate) fn io(e: &std::io::Error) -> HttpError {
+        HttpError::Io(e.kind(), e.to_string())
+    }
+
     /// A connection that failed: the clock or a want of file descriptors when that is why,
     /// else the cause as text.
     pub(crate) fn connect(e: &std::io::Error) -> HttpError {
         match crate::skew::Skew::of(e) {
             Some(skew) => HttpError::Clock(skew),
             None if crate::nofile::exhausted(e) => HttpError::Descriptors(e.to_string()),
-            None => HttpError::Io(e.to_string()),
+            None => HttpError::io(e),
         }
     }
 }
@@ -45,7 +51,7 @@ impl HttpError {
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HttpError::Io(e) => write!(f, "connection failed: {e}"),
+            HttpError::Io(_, e) => write!(f, "connection failed: {e}"),
             HttpError::Closed => f.write_str("connection closed before a complete response"),
             HttpError::Malformed(e) => write!(f, "malformed HTTP response: {e}"),
             HttpError::TooLarge => write!(f, "response larger than {MAX_RESPONSE} bytes"),

@@ -30,15 +30,15 @@ const AUTH_FAILURES: [&str; 5] = [
     "Invalid NICK",
 ];
 
-#[derive(Debug, Clone, Copy)]
-enum Timer {
-    Register,
-    Idle,
-    Pong,
-    Join,
+crate::timer::timers! {
+    enum Timer {
+        Register,
+        Idle,
+        Pong,
+        Join,
+    }
+    table TimerTable
 }
-
-crate::timer::timer_kind!(Timer);
 
 /// The state of one IRC connection, from registration to close.
 pub struct Session {
@@ -50,7 +50,7 @@ pub struct Session {
     discarding: bool,
     outbox: VecDeque<String>,
     events: VecDeque<Event>,
-    timers: Timers<Timer, 4>,
+    timers: TimerTable,
     join_queue: VecDeque<String>,
     join_log: VecDeque<Instant>,
 }

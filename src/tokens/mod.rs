@@ -214,17 +214,17 @@ enum Retry {
     Refresh(Then),
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Timer {
-    /// Repeat the operation the token endpoint failed (see [`Retry`]).
-    Retry,
-    /// Save the pair in use again.
-    Save,
-    /// Issue the next device code.
-    NextCode,
+crate::timer::timers! {
+    enum Timer {
+        /// Repeat the operation the token endpoint failed (see [`Retry`]).
+        Retry,
+        /// Save the pair in use again.
+        Save,
+        /// Issue the next device code.
+        NextCode,
+    }
+    table TimerTable
 }
-
-crate::timer::timer_kind!(Timer);
 
 #[derive(Debug)]
 struct Unsaved {
@@ -262,7 +262,7 @@ pub struct TokenCore {
     /// Device codes before giving up; `None`: forever, pausing between codes (unattended).
     attempts: Option<u32>,
     code_pause: Backoff,
-    timers: Timers<Timer, 3>,
+    timers: TimerTable,
     actions: VecDeque<TokenAction>,
     events: VecDeque<TokenEvent>,
 }

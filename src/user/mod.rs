@@ -1,7 +1,10 @@
 //! The async driver of one user, in the shape of quinn's `ConnectionDriver`: it performs
 //! what the sans-IO [`UserCore`] asks (Helix calls, chat connections, token refreshes,
 //! config writes), feeds back how each ended, shuttles chat bytes through the
-//! [`ChatSession`] and arms one timer. It decides nothing itself.
+//! [`ChatSession`] and arms one timer. It still makes a few choices that belong in the
+//! cores (which token a 401 found stale and whether to check its scope, `driver/actions.rs`;
+//! what a 401 means, and a login→id cache without expiry, `calls.rs`): see docs/design.md,
+//! "What the driver still decides".
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;

@@ -218,15 +218,15 @@ enum Chat {
     Parked,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Timer {
-    /// Look the user up again, or reconnect.
-    Retry,
-    /// Send the color change held back by a 429.
-    Change,
+crate::timer::timers! {
+    enum Timer {
+        /// Look the user up again, or reconnect.
+        Retry,
+        /// Send the color change held back by a 429.
+        Change,
+    }
+    table TimerTable
 }
-
-crate::timer::timer_kind!(Timer);
 
 /// The color change in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,7 +255,7 @@ pub struct UserCore {
     last_channel: Option<String>,
     /// Own messages acted on lately (shared chat's copies and redeliveries act once).
     seen: SeenMessages,
-    timers: Timers<Timer, 2>,
+    timers: TimerTable,
     actions: VecDeque<Action>,
     counters: Counters,
     chat_down_since: Option<Instant>,
