@@ -134,13 +134,35 @@ pub struct Parsed {
     pub(crate) upgraded: Option<Vec<u8>>,
 }
 
-/// Collects response bytes until a whole response is there.
+/// Collects response bytes until a whole response is there. Each byte is looked at a bounded
+/// number of times however the answer is split (the head's end is searched for from where the
+/// last search stopped, a chunked body decoded chunk by chunk as it comes), so a slow answer
+/// costs no more than a fast one.
 #[derive(Debug, Default)]
 pub struct ResponseParser {
     buf: Vec<u8>,
     head_request: bool,
+    /// How much of `buf` was searched for the head's end without finding it.
+    searched: usize,
+    /// The head, once whole.
+    head: Option<Head>,
+    /// A chunked body as far as it is decoded.
+    chunks: Chunks,
 }
 
+/// What the head said.
+#[derive(Debug)]
+struct Head {
+    status: http::StatusCode,
+    /// The headers the bot reads ([`KEPT`]).
+    headers: http::HeaderMap,
+    framing: Framing,
+    close: bool,
+    /// Where the body starts in the buffer.
+    body_start: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
 enum Framing {
     Empty,
     Length(usize),
@@ -148,12 +170,70 @@ enum Framing {
     UntilClose,
 }
 
+/// A chunked body, decoded as its chunks arrive.
+#[derive(Debug, Default)]
+struct Chunks {
+    /// Where the next chunk-size (or trailer) line starts, from the body's start.
+    at: usize,
+    body: Vec<u8>,
+    /// The last chunk came: only trailer lines and the final empty line are left.
+    trailers: bool,
+}
+
+/// The longest chunk-size or trailer line taken.
+const MAX_CHUNK_LINE: usize = 4096;
+
+impl Chunks {
+    /// Decodes the chunks that arrived whole in `rest` (the body so far); true at the end.
+    fn decode(&mut self, rest: &[u8]) -> Result<bool, HttpError> {
+        loop {
+            let tail = &rest[self.at..];
+            let Some(line_end) = find(&tail[..tail.len().min(MAX_CHUNK_LINE + 2)], b"\r\n") else {
+                if tail.len() > MAX_CHUNK_LINE {
+                    return Err(HttpError::Malformed("chunk-size line too long".into()));
+                }
+                return Ok(false);
+            };
+            if self.trailers {
+                // trailers, if any, end with an empty line
+                if line_end == 0 {
+                    return Ok(true);
+                }
+                self.at += line_end + 2;
+                continue;
+            }
+            let size_line = std::str::from_utf8(&tail[..line_end])
+                .map_err(|_| HttpError::Malformed("bad chunk size".into()))?;
+            let size_hex = size_line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .map_err(|_| HttpError::Malformed(format!("bad chunk size {size_hex:?}")))?;
+            if size > MAX_RESPONSE {
+                return Err(HttpError::TooLarge);
+            }
+            let data = line_end + 2;
+            if size == 0 {
+                self.trailers = true;
+                self.at += data;
+                continue;
+            }
+            if tail.len() < data + size + 2 {
+                return Ok(false);
+            }
+            if &tail[data + size..data + size + 2] != b"\r\n" {
+                return Err(HttpError::Malformed("chunk not followed by CRLF".into()));
+            }
+            self.body.extend_from_slice(&tail[data..data + size]);
+            self.at += data + size + 2;
+        }
+    }
+}
+
 impl ResponseParser {
     /// A parser for the answer to a request; `head_request` for HEAD (no body follows).
     pub fn new(head_request: bool) -> ResponseParser {
         ResponseParser {
-            buf: Vec::new(),
             head_request,
+            ..ResponseParser::default()
         }
     }
 
@@ -179,20 +259,72 @@ impl ResponseParser {
         }
     }
 
-    fn parse(&self, eof: bool) -> Result<Option<Parsed>, HttpError> {
-        let Some(head_end) = find(&self.buf, b"\r\n\r\n") else {
-            if self.buf.len() > MAX_HEAD {
-                return Err(HttpError::Malformed("header section too long".into()));
-            }
-            return Ok(None);
+    fn parse(&mut self, eof: bool) -> Result<Option<Parsed>, HttpError> {
+        if self.head.is_none() {
+            // the end may straddle what was searched and what came since
+            let from = self.searched.saturating_sub(3);
+            let Some(at) = find(&self.buf[from..], b"\r\n\r\n") else {
+                self.searched = self.buf.len();
+                if self.buf.len() > MAX_HEAD {
+                    return Err(HttpError::Malformed("header section too long".into()));
+                }
+                return Ok(None);
+            };
+            self.head = Some(self.read_head(from + at)?);
+        }
+        let head = self.head.as_ref().expect("read just above");
+        let rest = &self.buf[head.body_start..];
+        let response = |body| {
+            let mut response = http::Response::new(body);
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.headers.clone();
+            response
         };
+        if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Some(Parsed {
+                response: response(Vec::new()),
+                keep_alive: false,
+                upgraded: Some(rest.to_vec()),
+            }));
+        }
+        let (body, keep_alive) = match head.framing {
+            Framing::Empty => (Vec::new(), !head.close),
+            Framing::Length(n) => {
+                if rest.len() < n {
+                    return Ok(None);
+                }
+                (rest[..n].to_vec(), !head.close)
+            }
+            Framing::Chunked => {
+                if !self.chunks.decode(rest)? {
+                    return Ok(None);
+                }
+                (std::mem::take(&mut self.chunks.body), !head.close)
+            }
+            // a clean end only: over TLS the stream reports an end without close_notify as
+            // an error (tls.rs), so a body cut short never gets here as complete
+            Framing::UntilClose => {
+                if !eof {
+                    return Ok(None);
+                }
+                (rest.to_vec(), false)
+            }
+        };
+        Ok(Some(Parsed {
+            response: response(body),
+            keep_alive,
+            upgraded: None,
+        }))
+    }
+
+    /// Reads the head, which ends at `head_end` (its blank line follows).
+    fn read_head(&self, head_end: usize) -> Result<Head, HttpError> {
         let head = std::str::from_utf8(&self.buf[..head_end])
             .map_err(|_| HttpError::Malformed("header is not UTF-8".into()))?;
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or("");
         let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("");
-        let http11 = match version {
+        let http11 = match parts.next().unwrap_or("") {
             "HTTP/1.1" => true,
             "HTTP/1.0" => false,
             _ => {
@@ -207,7 +339,7 @@ impl ResponseParser {
             .and_then(|s| http::StatusCode::from_u16(s).ok())
             .ok_or_else(|| HttpError::Malformed(format!("bad status line {status_line:?}")))?;
 
-        let mut builder = http::Response::builder().status(status);
+        let mut headers = http::HeaderMap::new();
         let mut length = None;
         let mut chunked = false;
         let mut close = !http11;
@@ -224,6 +356,9 @@ impl ResponseParser {
                         .map_err(|_| HttpError::Malformed("bad Content-Length".into()))?;
                     if length.is_some_and(|l| l != n) {
                         return Err(HttpError::Malformed("conflicting Content-Length".into()));
+                    }
+                    if n > MAX_RESPONSE {
+                        return Err(HttpError::TooLarge);
                     }
                     length = Some(n);
                 }
@@ -245,10 +380,11 @@ impl ResponseParser {
                 _ => {}
             }
             if let Some(kept) = KEPT.iter().find(|kept| kept.as_str() == lname) {
-                builder = builder.header(kept.clone(), value);
+                let value = http::HeaderValue::from_str(value)
+                    .map_err(|_| HttpError::Malformed(format!("bad value of {lname}")))?;
+                headers.append(kept.clone(), value);
             }
         }
-
         let framing = if self.head_request
             || status.is_informational()
             || status == http::StatusCode::NO_CONTENT
@@ -262,90 +398,13 @@ impl ResponseParser {
         } else {
             Framing::UntilClose
         };
-
-        let body_start = head_end + 4;
-        let rest = &self.buf[body_start..];
-        if status == http::StatusCode::SWITCHING_PROTOCOLS {
-            let response = builder
-                .body(Vec::new())
-                .map_err(|e| HttpError::Malformed(e.to_string()))?;
-            return Ok(Some(Parsed {
-                response,
-                keep_alive: false,
-                upgraded: Some(rest.to_vec()),
-            }));
-        }
-        let (body, keep_alive) = match framing {
-            Framing::Empty => (Vec::new(), !close),
-            Framing::Length(n) => {
-                if n > MAX_RESPONSE {
-                    return Err(HttpError::TooLarge);
-                }
-                if rest.len() < n {
-                    return Ok(None);
-                }
-                (rest[..n].to_vec(), !close)
-            }
-            Framing::Chunked => match decode_chunked(rest)? {
-                Some(body) => (body, !close),
-                None => return Ok(None),
-            },
-            // a clean end only: over TLS the stream reports an end without close_notify as
-            // an error (tls.rs), so a body cut short never gets here as complete
-            Framing::UntilClose => {
-                if !eof {
-                    return Ok(None);
-                }
-                (rest.to_vec(), false)
-            }
-        };
-        let response = builder
-            .body(body)
-            .map_err(|e| HttpError::Malformed(e.to_string()))?;
-        Ok(Some(Parsed {
-            response,
-            keep_alive,
-            upgraded: None,
-        }))
-    }
-}
-
-/// Decodes a complete chunked body, or `None` if more bytes are needed.
-fn decode_chunked(mut rest: &[u8]) -> Result<Option<Vec<u8>>, HttpError> {
-    let mut body = Vec::new();
-    loop {
-        let Some(line_end) = find(rest, b"\r\n") else {
-            return Ok(None);
-        };
-        let size_line = std::str::from_utf8(&rest[..line_end])
-            .map_err(|_| HttpError::Malformed("bad chunk size".into()))?;
-        let size_hex = size_line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| HttpError::Malformed(format!("bad chunk size {size_hex:?}")))?;
-        if size > MAX_RESPONSE {
-            return Err(HttpError::TooLarge);
-        }
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            // Trailers, if any, end with an empty line.
-            loop {
-                let Some(end) = find(rest, b"\r\n") else {
-                    return Ok(None);
-                };
-                if end == 0 {
-                    return Ok(Some(body));
-                }
-                rest = &rest[end + 2..];
-            }
-        }
-        if rest.len() < size + 2 {
-            return Ok(None);
-        }
-        if &rest[size..size + 2] != b"\r\n" {
-            return Err(HttpError::Malformed("chunk not followed by CRLF".into()));
-        }
-        body.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
+        Ok(Head {
+            status,
+            headers,
+            framing,
+            close,
+            body_start: head_end + 4,
+        })
     }
 }
 
@@ -434,6 +493,59 @@ mod tests {
                 assert!(parsed.keep_alive);
             }
         }
+    }
+
+    #[test]
+    fn every_split_of_an_answer_gives_what_the_whole_gives() {
+        // (after a 101 the parser hands over what followed the head so far: the caller owns the
+        // rest, so a 101 is not among these)
+        let answers: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nRatelimit-Limit: 800\r\n\r\n{\"a\":1}",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{\"\r\n5\r\na\":1}\r\n0\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+        ];
+        let shown = |p: Parsed| {
+            let (parts, body) = p.response.into_parts();
+            format!(
+                "{} {:?} {body:?} {} {:?}",
+                parts.status, parts.headers, p.keep_alive, p.upgraded
+            )
+        };
+        for raw in answers {
+            let whole = shown(ResponseParser::new(false).feed(raw).unwrap().unwrap());
+            // in two pieces, cut everywhere (the head's end straddles some cuts)
+            for cut in 1..raw.len() {
+                let mut p = ResponseParser::new(false);
+                let first = p.feed(&raw[..cut]).unwrap();
+                let parsed = match first {
+                    Some(parsed) => parsed,
+                    None => p
+                        .feed(&raw[cut..])
+                        .unwrap()
+                        .expect("complete after the rest"),
+                };
+                assert_eq!(shown(parsed), whole, "cut at {cut}");
+            }
+            // a byte at a time
+            let mut p = ResponseParser::new(false);
+            let mut parsed = None;
+            for b in raw {
+                if let Some(done) = p.feed(&[*b]).unwrap() {
+                    parsed = Some(done);
+                    break;
+                }
+            }
+            assert_eq!(shown(parsed.unwrap()), whole);
+        }
+    }
+
+    #[test]
+    fn a_chunk_size_line_without_end_is_refused() {
+        let mut p = ResponseParser::new(false);
+        p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap();
+        let endless = vec![b'0'; MAX_CHUNK_LINE + 1];
+        assert!(matches!(p.feed(&endless), Err(HttpError::Malformed(_))));
     }
 
     #[test]
