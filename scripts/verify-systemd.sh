@@ -65,8 +65,10 @@ started=$(date +%s)
 
 nspawn_pid=""
 fake_pid=""
+many_pid=""
 cleanup() {
     set +e
+    [ -n "$many_pid" ] && kill "$many_pid" 2>/dev/null && wait "$many_pid" 2>/dev/null
     [ -n "$nspawn_pid" ] && kill "$nspawn_pid" 2>/dev/null && wait "$nspawn_pid" 2>/dev/null
     [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null && wait "$fake_pid" 2>/dev/null
     exec 3>&- 2>/dev/null
@@ -225,13 +227,12 @@ soft=$(show LimitNOFILESoft)
 hard=$(show LimitNOFILE)
 echo "   the unit: LimitNOFILE=$soft:$hard"
 thousand() { # label: 1,000 users in chat under the unit as it is now configured
-    local fake
     inside systemctl stop "$unit"
     rm -rf "$work/share/many"
     mkdir -m 0755 "$work/share/many"
     SYSTEMD_SHARE="$work/share/many" SYSTEMD_USERS=1000 \
         cargo test --locked --test systemd -- --ignored --nocapture >"$work/many.log" 2>&1 &
-    fake=$!
+    many_pid=$!
     waitfor 300 "the fake Twitch for 1,000 users starts" test -f "$work/share/many/env"
     inside install -o twitch-colorchanger -g twitch-colorchanger -m 0600 /srv/share/many/twitch_colorchanger.conf "$conf"
     { echo "[Service]"; cat "$work/share/many/env"; } \
@@ -246,7 +247,8 @@ thousand() { # label: 1,000 users in chat under the unit as it is now configured
         "$(inside cat /proc/"$(show MainPID)"/limits | awk '/open files/ { print "limits " $4 ":" $5 }')"
     inside systemctl stop "$unit"
     touch "$work/share/many/done"
-    wait "$fake" || fail "$1: $(tail -n 20 "$work/many.log")"
+    wait "$many_pid" || fail "$1: $(tail -n 20 "$work/many.log")"
+    many_pid=""
     inside rm /etc/systemd/system/$unit.d/many.conf
 }
 thousand "the unit's limit"
