@@ -225,20 +225,33 @@ impl AsyncWrite for Duplex {
 /// A transport whose connections are in-memory pipes; the test gets the server ends.
 pub struct MemoryTransport {
     accepted: async_channel::Sender<(Endpoint, Duplex)>,
+    capacity: usize,
 }
 
 impl MemoryTransport {
     /// The transport and the receiver of the server end of each connection it opens.
     pub fn new() -> (MemoryTransport, async_channel::Receiver<(Endpoint, Duplex)>) {
+        MemoryTransport::with_capacity(64 * 1024)
+    }
+
+    /// As [`MemoryTransport::new`], with pipes that hold `capacity` bytes each way: a peer
+    /// that stops reading stalls the bot's writes once that much is unread.
+    pub fn with_capacity(
+        capacity: usize,
+    ) -> (MemoryTransport, async_channel::Receiver<(Endpoint, Duplex)>) {
         let (tx, rx) = async_channel::unbounded();
-        (MemoryTransport { accepted: tx }, rx)
+        let transport = MemoryTransport {
+            accepted: tx,
+            capacity,
+        };
+        (transport, rx)
     }
 }
 
 impl Transport for MemoryTransport {
     fn connect<'a>(&'a self, endpoint: &'a Endpoint) -> ConnectFuture<'a> {
         Box::pin(async move {
-            let (client, server) = duplex(64 * 1024);
+            let (client, server) = duplex(self.capacity);
             self.accepted
                 .send((endpoint.clone(), server))
                 .await

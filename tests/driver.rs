@@ -14,7 +14,8 @@ use twitch_colorchanger::irc::{IDLE_BEFORE_PING, PONG_TIMEOUT};
 use twitch_colorchanger::oauth::OAuth;
 use twitch_colorchanger::secret::Secret;
 use twitch_colorchanger::transport::{Duplex, MemoryTransport, Transport};
-use twitch_colorchanger::user::{self, Services};
+use twitch_colorchanger::user::{self, Mailbox, Services};
+use twitch_colorchanger::usercore::Counters;
 
 fn endpoint(host: &str) -> Endpoint {
     Endpoint {
@@ -91,19 +92,15 @@ async fn advance_until<T>(
     }
 }
 
-#[test]
-fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
-    twitch_colorchanger::log::init(twitch_colorchanger::log::Settings::captured());
-    let clock = VirtualClock::new();
-    let (transport, accepted) = MemoryTransport::new();
-    let transport: Arc<dyn Transport> = Arc::new(transport);
+/// The services of a user on `clock` and `transport`, every server in memory.
+fn services(clock: &VirtualClock, transport: Arc<dyn Transport>) -> Arc<Services> {
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let http = Arc::new(HttpClient::new(
         transport.clone(),
         dyn_clock.clone(),
         Duration::from_secs(15),
     ));
-    let services = Arc::new(Services {
+    Arc::new(Services {
         clock: dyn_clock,
         transport,
         oauth: Arc::new(OAuth::new(http.clone(), endpoint("auth"), "/oauth2".into())),
@@ -119,8 +116,11 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         broadcasters: Default::default(),
         config: Arc::new(ConfigFile::new("/nonexistent/never-written.conf")),
         clock_watch: Arc::default(),
-    });
-    let user = UserConfig {
+    })
+}
+
+fn hueshift() -> UserConfig {
+    UserConfig {
         username: "hueshift_bot".into(),
         access_token: Secret::new("tok"),
         refresh_token: Secret::default(),
@@ -132,37 +132,97 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
         token_expiry: None,
         chat_transport: None,
         colors: Default::default(),
-    };
+    }
+}
+
+/// Answers the token validation and the two Helix lookups a user makes before chat.
+async fn answer_start(accepted: &async_channel::Receiver<(Endpoint, Duplex)>) {
+    let (ep, mut auth) = accepted.recv().await.unwrap();
+    assert_eq!(ep, endpoint("auth"));
+    let req = read_http_request(&mut auth).await;
+    assert!(req.starts_with("GET /oauth2/validate HTTP/1.1"), "{req}");
+    assert!(req.contains("authorization: OAuth tok\n"), "{req}");
+    respond(&mut auth, "200 OK", r#"{"client_id":"cid","login":"hueshift_bot","scopes":["chat:read","user:manage:chat_color"],"user_id":"81234567","expires_in":14000}"#).await;
+    let (ep, mut api) = accepted.recv().await.unwrap();
+    assert_eq!(ep, endpoint("api"));
+    assert!(read_http_request(&mut api)
+        .await
+        .starts_with("GET /helix/users HTTP/1.1"));
+    respond(
+        &mut api,
+        "200 OK",
+        r#"{"data":[{"id":"81234567","login":"hueshift_bot"}]}"#,
+    )
+    .await;
+    let req = read_http_request(&mut api).await;
+    assert!(
+        req.starts_with("GET /helix/chat/color?user_id=81234567 HTTP/1.1"),
+        "{req}"
+    );
+    respond(&mut api, "200 OK", r##"{"data":[{"color":"#1E90FF"}]}"##).await;
+}
+
+#[test]
+fn a_chat_server_that_stops_reading_holds_up_neither_a_stop_nor_the_user() {
+    twitch_colorchanger::log::init(twitch_colorchanger::log::Settings::captured());
+    let clock = VirtualClock::new();
+    // pipes of 16 bytes: the login lines stall at once when the server does not read them
+    let (transport, accepted) = MemoryTransport::with_capacity(16);
+    let services = services(&clock, Arc::new(transport));
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        // with no stop: the stuck connection is given up after the write timeout, and the
+        // user connects again
+        let bot = ex.spawn(user::run_alone(services.clone(), hueshift()));
+        answer_start(&accepted).await;
+        let (ep, _unread) = accepted.recv().await.unwrap();
+        assert_eq!(ep, endpoint("irc"));
+        let (waited, next) = advance_until(&clock, accepted.recv()).await;
+        assert!(
+            waited >= Duration::from_secs(10) && waited <= Duration::from_secs(12),
+            "given up after the 10 s write timeout and a backoff of up to 1 s: {waited:?}"
+        );
+        assert_eq!(next.unwrap().0, endpoint("irc"));
+        drop(bot);
+
+        // a stop while a write is stuck: the user ends at once, not when the write gives up
+        let mailbox = Mailbox::new(async_channel::bounded(1).0);
+        let bot = ex.spawn(user::run(
+            services,
+            hueshift(),
+            Vec::new(),
+            mailbox.clone(),
+            Counters::default(),
+        ));
+        answer_start(&accepted).await;
+        let (_, _unread) = accepted.recv().await.unwrap();
+        for _ in 0..100 {
+            smol::future::yield_now().await;
+        }
+        mailbox.stop();
+        let (waited, ended) = advance_until(&clock, bot).await;
+        assert!(ended.is_ok());
+        assert_eq!(
+            waited,
+            Duration::ZERO,
+            "the stop waited for the stuck write"
+        );
+    }));
+}
+
+#[test]
+fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
+    twitch_colorchanger::log::init(twitch_colorchanger::log::Settings::captured());
+    let clock = VirtualClock::new();
+    let (transport, accepted) = MemoryTransport::new();
+    let services = services(&clock, Arc::new(transport));
+    let user = hueshift();
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
         let _bot = ex.spawn(user::run_alone(services, user));
 
-        // OAuth: the token is validated before anything else
-        let (ep, mut auth) = accepted.recv().await.unwrap();
-        assert_eq!(ep, endpoint("auth"));
-        let req = read_http_request(&mut auth).await;
-        assert!(req.starts_with("GET /oauth2/validate HTTP/1.1"), "{req}");
-        assert!(req.contains("authorization: OAuth tok\n"), "{req}");
-        respond(&mut auth, "200 OK", r#"{"client_id":"cid","login":"hueshift_bot","scopes":["chat:read","user:manage:chat_color"],"user_id":"81234567","expires_in":14000}"#).await;
-
-        // Helix: who am I, and my color
-        let (ep, mut api) = accepted.recv().await.unwrap();
-        assert_eq!(ep, endpoint("api"));
-        assert!(read_http_request(&mut api)
-            .await
-            .starts_with("GET /helix/users HTTP/1.1"));
-        respond(
-            &mut api,
-            "200 OK",
-            r#"{"data":[{"id":"81234567","login":"hueshift_bot"}]}"#,
-        )
-        .await;
-        let req = read_http_request(&mut api).await;
-        assert!(
-            req.starts_with("GET /helix/chat/color?user_id=81234567 HTTP/1.1"),
-            "{req}"
-        );
-        respond(&mut api, "200 OK", r##"{"data":[{"color":"#1E90FF"}]}"##).await;
+        // the token validated, then Helix: who am I, and my color
+        answer_start(&accepted).await;
 
         // IRC: log in and join
         let (ep, mut irc) = accepted.recv().await.unwrap();
@@ -177,9 +237,16 @@ fn silent_server_is_pinged_dropped_and_reconnected_with_backoff() {
 
         // the server goes silent: after a minute we ping, after ten more seconds we give up
         let (idle, ping) = advance_until(&clock, read_line(&mut irc)).await;
-        assert_eq!((idle, ping.unwrap()), (IDLE_BEFORE_PING, "PING :tmi.twitch.tv".into()));
+        assert_eq!(
+            (idle, ping.unwrap()),
+            (IDLE_BEFORE_PING, "PING :tmi.twitch.tv".into())
+        );
         let (waited, line) = advance_until(&clock, read_line(&mut irc)).await;
-        assert_eq!((waited, line), (PONG_TIMEOUT, None), "the dead connection is closed");
+        assert_eq!(
+            (waited, line),
+            (PONG_TIMEOUT, None),
+            "the dead connection is closed"
+        );
 
         // first reconnect after 0.5-1 s (backoff with jitter), then a fresh login
         let (wait, next) = advance_until(&clock, accepted.recv()).await;

@@ -69,7 +69,7 @@ enum Phase {
     /// The driver is opening the connection.
     Dialing,
     /// The upgrade request is sent; reading the answer.
-    Handshake(ResponseParser),
+    Handshake(Box<ResponseParser>),
     /// Frames flow.
     Open,
 }
@@ -210,7 +210,7 @@ impl Session {
         let Some(i) = self.socket(link) else { return };
         let s = &mut self.sockets[i];
         let request = ws::handshake_request(&endpoint::host_header(&s.endpoint), &s.target, &s.key);
-        s.phase = Phase::Handshake(ResponseParser::new(false));
+        s.phase = Phase::Handshake(Box::new(ResponseParser::new(false)));
         let shown = format!("GET {} (WebSocket upgrade)", log::capped(&s.target));
         self.transmits.push_back(Transmit {
             link,

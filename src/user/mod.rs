@@ -16,11 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nanorand::{Rng, WyRand};
 use smol::future;
-use smol::io::AsyncWriteExt;
 
 use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
 use crate::chat_session::ChatSession;
-use crate::clock::{timeout_at, Clock, Sleep};
+use crate::clock::{Clock, Sleep};
 use crate::config::{ConfigError, ConfigFile, UserConfig};
 use crate::device::{self, DeviceError, Prompter};
 use crate::endpoint::{Endpoint, Url};

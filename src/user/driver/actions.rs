@@ -123,7 +123,7 @@ impl Driver {
                 };
                 self.chat = Some(Conn {
                     session,
-                    links: vec![(0, stream)],
+                    links: vec![Wire::new(0, stream)],
                 });
             }
             // EMFILE, ENFILE: the others' connections go on, this one waits its turn

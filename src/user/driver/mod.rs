@@ -34,7 +34,70 @@ struct Ops {
 /// A live chat session and its connections (two only during an EventSub reconnect).
 struct Conn {
     session: ChatSession,
-    links: Vec<(Link, BoxStream)>,
+    links: Vec<Wire>,
+}
+
+/// One connection of a chat session and the bytes still to be written to it. Writes are
+/// polled beside the reads and the timer, never awaited: a peer that stops reading holds up
+/// only its own connection, until its write deadline.
+struct Wire {
+    link: Link,
+    stream: BoxStream,
+    /// Queued bytes, and how many of them are written.
+    out: Vec<u8>,
+    sent: usize,
+    /// Written by then, or the connection is given up.
+    by: Option<Instant>,
+    /// Close the connection once `out` is written (a WebSocket close frame).
+    close: bool,
+}
+
+impl Wire {
+    fn new(link: Link, stream: BoxStream) -> Wire {
+        Wire {
+            link,
+            stream,
+            out: Vec::new(),
+            sent: 0,
+            by: None,
+            close: false,
+        }
+    }
+
+    /// Queues `bytes`, to be written by `by` (the deadline of the oldest queued bytes holds).
+    fn queue(&mut self, bytes: Vec<u8>, by: Instant) {
+        if self.out.is_empty() {
+            self.by = Some(by);
+            self.out = bytes;
+        } else {
+            self.out.extend_from_slice(&bytes);
+        }
+    }
+
+    /// Writes and flushes what is queued: `Ready(Ok)` once nothing is left.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        use smol::io::AsyncWrite;
+        if self.out.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        while self.sent < self.out.len() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.out[self.sent..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.out.clear();
+                self.sent = 0;
+                self.by = None;
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
 }
 
 enum Wake {
@@ -50,6 +113,10 @@ enum Wake {
     Input(Instant),
     /// A chat connection ended (`Ok`: at the server's close) or failed.
     Closed(Link, io::Result<()>),
+    /// Writing to a chat connection failed.
+    WriteFailed(Link, io::Error),
+    /// A chat connection the session asked to close once written is written.
+    Sent(Link),
     Timer,
 }
 
@@ -111,12 +178,14 @@ impl Driver {
         self.services.clock.now()
     }
 
-    /// The earliest deadline of the cores and of a stop.
+    /// The earliest deadline of the cores, of a write and of a stop.
     fn deadline(&self) -> Option<Instant> {
+        let writes = self.chat.iter().chain(&self.ended).flat_map(|c| &c.links);
         [
             self.tokens.poll_timeout(),
             self.started.then(|| self.core.poll_timeout()).flatten(),
             self.chat.as_ref().and_then(|c| c.session.poll_timeout()),
+            writes.filter_map(|w| w.by).min(),
             self.stop_by,
         ]
         .into_iter()
@@ -156,12 +225,8 @@ impl Driver {
             if self.stop_by.is_some() && !self.tokens.renewal_in_flight() {
                 return Ok(());
             }
-            if !self.ended.is_empty() {
-                // boxed, as the writes below: the driver's future stays small while it waits
-                Box::pin(self.say_goodbye()).await;
-            }
-            if self.transmit().await {
-                continue; // a connection was lost or closed: the session has news
+            if self.transmit() {
+                continue; // a connection was closed: the session has news
             }
             self.start_persist();
             if core_busy || !chat_input_only {
@@ -172,6 +237,7 @@ impl Driver {
             let clock = &*self.services.clock;
             let ops = &mut self.ops;
             let chat = &mut self.chat;
+            let ended = &mut self.ended;
             let timer = &mut self.timer;
             let mailbox = &*self.mailbox;
             // one hand-written select over every source: nested `future::or`s cost ~40 KB.
@@ -207,9 +273,25 @@ impl Driver {
                 if let Some(answer) = poll_op(&mut ops.chat_api, cx) {
                     return Poll::Ready(Wake::Api(answer));
                 }
+                // what ended sessions still send (their Close frames), best effort
+                for conn in ended.iter_mut() {
+                    conn.links.retain_mut(|w| w.poll_send(cx).is_pending());
+                }
+                ended.retain(|conn| !conn.links.is_empty());
                 if let Some(conn) = chat.as_mut() {
+                    for wire in &mut conn.links {
+                        match wire.poll_send(cx) {
+                            Poll::Ready(Ok(())) if wire.close => {
+                                return Poll::Ready(Wake::Sent(wire.link))
+                            }
+                            Poll::Ready(Err(e)) => {
+                                return Poll::Ready(Wake::WriteFailed(wire.link, e))
+                            }
+                            Poll::Ready(Ok(())) | Poll::Pending => {}
+                        }
+                    }
                     let session = &mut conn.session;
-                    for (link, stream) in &mut conn.links {
+                    for Wire { link, stream, .. } in &mut conn.links {
                         // the bytes go to the session straight from the thread's buffer
                         let read = readbuf::PLAINTEXT.poll_read(stream, cx, |bytes| {
                             let now = clock.now();
@@ -280,7 +362,7 @@ impl Driver {
                 Wake::Dialed(link, result) => {
                     self.ops.dial = None;
                     if let Some(conn) = &mut self.chat {
-                        let result = result.map(|stream| conn.links.push((link, stream)));
+                        let result = result.map(|stream| conn.links.push(Wire::new(link, stream)));
                         conn.session.handle_dialed(now, link, result);
                     }
                 }
@@ -297,9 +379,31 @@ impl Driver {
                     self.lost(now, link, "server closed the connection")
                 }
                 Wake::Closed(link, Err(e)) => self.lost(now, link, &format!("read failed: {e}")),
+                Wake::WriteFailed(link, e) => self.lost(now, link, &format!("write failed: {e}")),
+                Wake::Sent(link) => {
+                    if let Some(conn) = &mut self.chat {
+                        conn.links.retain(|w| w.link != link);
+                    }
+                }
                 Wake::Timer => {
                     if self.stop_by.is_some_and(|by| by <= now) {
                         return Ok(());
+                    }
+                    // a peer that has not taken the bytes in time: that connection is lost
+                    let late = |w: &Wire| w.by.is_some_and(|by| by <= now);
+                    self.ended.retain_mut(|c| {
+                        c.links.retain(|w| !late(w));
+                        !c.links.is_empty()
+                    });
+                    let stuck: Vec<Link> = self
+                        .chat
+                        .iter()
+                        .flat_map(|c| &c.links)
+                        .filter(|w| late(w))
+                        .map(|w| w.link)
+                        .collect();
+                    for link in stuck {
+                        self.lost(now, link, "write timed out");
                     }
                     self.tokens.handle_timeout(now);
                     if self.started {
@@ -316,14 +420,30 @@ impl Driver {
     /// Connection `link` of the chat session ended.
     fn lost(&mut self, now: Instant, link: Link, why: &str) {
         if let Some(conn) = &mut self.chat {
-            conn.links.retain(|(l, _)| *l != link);
+            conn.links.retain(|w| w.link != link);
             conn.session.handle_lost(now, link, why.to_owned());
         }
     }
 
-    /// The chat session is over: its connections and the work it asked for go with it.
+    /// The chat session is over: its connections and the work it asked for go with it, once
+    /// what it still had queued (the Close frames of an EventSub session, say) is sent, briefly
+    /// and best effort.
     fn end_chat(&mut self) {
-        self.ended.extend(self.chat.take());
+        if let Some(mut conn) = self.chat.take() {
+            let by = self.now() + GOODBYE_TIMEOUT;
+            while let Some(out) = conn.session.poll_transmit() {
+                if let Some(wire) = conn.links.iter_mut().find(|w| w.link == out.link) {
+                    if !out.bytes.is_empty() {
+                        log!(Debug, Some(&self.username), None, "> {}", out.shown);
+                        wire.queue(out.bytes, by);
+                    }
+                }
+            }
+            conn.links.retain(|w| !w.out.is_empty());
+            if !conn.links.is_empty() {
+                self.ended.push(conn);
+            }
+        }
         self.ops.dial = None;
         self.ops.chat_api = None;
     }
@@ -387,70 +507,33 @@ impl Driver {
         }
     }
 
-    /// Sends what a session that ended still had queued (the Close frames of an EventSub
-    /// session, say), briefly and best effort, then drops its connections.
-    async fn say_goodbye(&mut self) {
-        let clock = &*self.services.clock;
-        for mut conn in std::mem::take(&mut self.ended) {
-            while let Some(out) = conn.session.poll_transmit() {
-                let Some((_, stream)) = conn.links.iter_mut().find(|(l, _)| *l == out.link) else {
-                    continue;
-                };
-                if out.bytes.is_empty() {
-                    continue;
-                }
-                log!(Debug, Some(&self.username), None, "> {}", out.shown);
-                let _ = write_by(clock, clock.now() + GOODBYE_TIMEOUT, stream, &out.bytes).await;
-            }
-        }
-    }
-
-    /// Writes what the chat session has to send, and closes the connections it is done
-    /// with. Returns true when a connection was lost or closed (the session has news).
-    async fn transmit(&mut self) -> bool {
+    /// Queues what the chat session has to send on its connections, and closes those it is
+    /// done with once their bytes are out. Returns true when a connection was closed at once
+    /// (nothing was queued on it: the session has news).
+    fn transmit(&mut self) -> bool {
         let Some(conn) = &mut self.chat else {
             return false;
         };
-        let clock = &*self.services.clock;
+        let by = self.services.clock.now() + WRITE_TIMEOUT;
         let mut news = false;
         while let Some(out) = conn.session.poll_transmit() {
-            let Some(i) = conn.links.iter().position(|(l, _)| *l == out.link) else {
+            let Some(i) = conn.links.iter().position(|w| w.link == out.link) else {
                 continue;
             };
+            let wire = &mut conn.links[i];
             if !out.bytes.is_empty() {
                 log!(Debug, Some(&self.username), None, "> {}", out.shown);
-                let stream = &mut conn.links[i].1;
-                let deadline = clock.now() + WRITE_TIMEOUT;
-                let failed = match Box::pin(write_by(clock, deadline, stream, &out.bytes)).await {
-                    Some(Ok(())) => None,
-                    Some(Err(e)) => Some(format!("write failed: {e}")),
-                    None => Some("write timed out".to_owned()),
-                };
-                if let Some(why) = failed {
-                    conn.links.remove(i);
-                    conn.session.handle_lost(clock.now(), out.link, why);
-                    return true;
-                }
+                wire.queue(out.bytes, by);
             }
             if out.then_close {
-                conn.links.remove(i);
-                news = true;
+                if wire.out.is_empty() {
+                    conn.links.remove(i);
+                    news = true;
+                } else {
+                    wire.close = true;
+                }
             }
         }
         news
     }
-}
-
-/// Writes `bytes` to `stream` and flushes it, by `deadline`; `None` if that passed first.
-async fn write_by(
-    clock: &dyn Clock,
-    deadline: Instant,
-    stream: &mut BoxStream,
-    bytes: &[u8],
-) -> Option<io::Result<()>> {
-    let write = async {
-        stream.write_all(bytes).await?;
-        stream.flush().await
-    };
-    timeout_at(clock, deadline, write).await
 }
