@@ -90,7 +90,8 @@ impl Wire {
         }
         match Pin::new(&mut self.stream).poll_flush(cx) {
             Poll::Ready(Ok(())) => {
-                self.out.clear();
+                // not `clear`: an idle connection holds no buffer (1,000 users: 0.5 MiB)
+                self.out = Vec::new();
                 self.sent = 0;
                 self.by = None;
                 Poll::Ready(Ok(()))
