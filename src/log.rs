@@ -119,6 +119,14 @@ pub enum Reader {
     Procd,
 }
 
+impl Reader {
+    /// Whether a line of `level` goes to stdout rather than stderr: procd files stdout as
+    /// `daemon.info` and stderr as `daemon.err`.
+    fn on_stdout(self, level: Level) -> bool {
+        self == Reader::Procd && level < Level::Warn
+    }
+}
+
 /// Whether `JOURNAL_STREAM` (`<device>:<inode>`, set by systemd) names the stream whose
 /// `fstat` gave `dev` and `ino`: then that stream is the journal, not a redirection of it.
 fn is_journal(journal_stream: &str, dev: u64, ino: u64) -> bool {
@@ -282,7 +290,7 @@ pub fn write(level: Level, user: Option<&str>, channel: Option<&str>, args: fmt:
         eprintln!("{line}");
         return;
     }
-    if s.reader == Reader::Procd && level < Level::Warn {
+    if s.reader.on_stdout(level) {
         let _ = writeln!(std::io::stdout().lock(), "{line}");
         return;
     }
@@ -439,6 +447,15 @@ mod tests {
     fn a_procd_line_has_neither_time_nor_priority() {
         let s = for_reader(Reader::Procd, false);
         assert_eq!(shown(&s, Level::Warn), "WARN  [ann #chan] hi");
+    }
+
+    #[test]
+    fn under_procd_only_warnings_and_errors_go_to_stderr() {
+        use Level::*;
+        let out = |r: Reader| [Debug, Info, Warn, Error].map(|l| r.on_stdout(l));
+        assert_eq!(out(Reader::Procd), [true, true, false, false]);
+        assert_eq!(out(Reader::Plain), [false; 4]);
+        assert_eq!(out(Reader::Journal), [false; 4]);
     }
 
     #[test]
