@@ -4,7 +4,13 @@
 # own messages 50 ms apart, the bot's CPU for the 200 color changes, its idle CPU, and the
 # reaction time inside the bot (chat message read to color request written, from its
 # /metrics histogram); and its peak memory (VmHWM) with 1, 100 and 1,000 users. Figures
-# only: nothing here passes or fails on them. About two minutes.
+# only: nothing here passes or fails on them.
+#
+# Then the message path in detail, one user on IRC: the bot's CPU read by `perf stat -e
+# task-clock` (to the microsecond) for 200 messages 50 ms apart and for 1,000 messages 20 ms
+# apart, and the system calls per color change by kind (`strace -f -c` over the 1,000
+# messages, start-up left out). strace and perf (Debian's strace and linux-perf) are
+# installed when missing. About three minutes in all.
 #
 #   scripts/measure.sh
 #   FIGURES_BIN=target/release/twitch-colorchanger scripts/measure.sh   # another build
@@ -46,3 +52,36 @@ for transport in irc eventsub; do
         "$(mib "$one")" "$(mib "$hundred")" "$(mib "$thousand")" \
         "$(echo "$thousand" | field ready_s)"
 done
+
+echo
+echo "== the message path, one user on IRC"
+missing=()
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || true
+fi
+if ! command -v strace >/dev/null 2>&1 || ! perf stat -e task-clock true >/dev/null 2>&1; then
+    echo "no strace or no perf here: not measured"
+    exit 0
+fi
+for run in "200 50" "1000 20"; do
+    set -- $run
+    line=$(FIGURES_PERF=1 figures irc 1 "$1" "$2" 0)
+    echo "   $line" >&2
+    printf 'CPU (task-clock) for %s messages %s ms apart: %s ms (%s ms in 10 ms ticks)\n' "$1" "$2" \
+        "$(echo "$line" | field task_clock_ms)" "$(echo "$line" | field cpu_ms)"
+done
+counts=$(mktemp)
+line=$(FIGURES_STRACE="$counts" figures irc 1 1000 20 0)
+changes=$(echo "$line" | field color_changes)
+echo "system calls per color change (strace -f -c over $changes changes):"
+# strace -c: % time, seconds, usecs/call, calls, [errors,] syscall; the total line last
+awk -v n="$changes" '
+    $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { per[$NF] = $4 / n; total += $4 }
+    END {
+        for (k in per) if (per[k] >= 0.05) printf "  %-16s %6.2f\n", k, per[k] | "sort -k2 -rn"
+        close("sort -k2 -rn")
+        printf "  %-16s %6.2f\n", "all", total / n
+    }' "$counts"
+rm -f "$counts"

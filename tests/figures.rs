@@ -6,8 +6,10 @@
 //! `FIGURES_ROUNDS` (10: each round every user sends one message and the bot changes every
 //! color), `FIGURES_GAP_MS` (0: the pause after each round), `FIGURES_IDLE_SECS` (10: then
 //! nobody chats, and the bot's idle CPU is read), `FIGURES_STRACE` (a file: the system calls
-//! of the rounds, counted by `strace -f -c`, are written there), `FIGURES_LOG` (a file: the
-//! bot's log is written there at the end).
+//! of the rounds, counted by `strace -f -c`, are written there), `FIGURES_PERF` (set: the
+//! bot's CPU over the rounds is also read with `perf stat -e task-clock`, to the microsecond,
+//! and printed as `task_clock_ms`), `FIGURES_LOG` (a file: the bot's log is written there at
+//! the end).
 //!
 //! Run: `cargo test --release --test figures -- --ignored --nocapture`.
 
@@ -151,6 +153,19 @@ fn figures() {
         std::thread::sleep(Duration::from_millis(500));
         child
     });
+    let perf_out = dir.join("perf.csv");
+    let perf = std::env::var_os("FIGURES_PERF").map(|_| {
+        let child = std::process::Command::new("perf")
+            .args(["stat", "-e", "task-clock", "-x", ",", "-o"])
+            .arg(&perf_out)
+            .args(["-p", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("perf runs");
+        // perf says nothing once attached either
+        std::thread::sleep(Duration::from_millis(500));
+        child
+    });
     let cpu_before = cpu_ms(pid);
     let mut round_times = Vec::new();
     for round in 1..=rounds {
@@ -170,6 +185,20 @@ fn figures() {
         std::thread::sleep(gap);
     }
     let cpu_changes = cpu_ms(pid) - cpu_before;
+    let task_clock = perf.map(|mut perf| {
+        std::process::Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status()
+            .unwrap();
+        perf.wait().unwrap();
+        // "1234.56,msec,task-clock,…"
+        let text = std::fs::read_to_string(&perf_out).unwrap();
+        text.lines()
+            .find(|l| l.contains("task-clock"))
+            .and_then(|l| l.split(',').next())
+            .unwrap_or("?")
+            .to_owned()
+    });
     if let Some(mut strace) = strace {
         // SIGINT: strace detaches and writes its counts
         std::process::Command::new("kill")
@@ -192,7 +221,7 @@ fn figures() {
         "figures: transport={transport} users={users} ready_s={:.2} color_changes={changes} \
          cpu_ms={cpu_changes} cpu_ms_per_200_changes={per_200:.0} idle_cpu_ms_in_{}s={cpu_idle} \
          round_ms_median={:.1} reaction_ms_p50={} reaction_ms_p99={} reaction_ms_mean={:.3} \
-         reactions={count} VmHWM_kB={} VmRSS_kB={} threads={}",
+         reactions={count} VmHWM_kB={} VmRSS_kB={} threads={} task_clock_ms={}",
         ready.as_secs_f64(),
         idle.as_secs(),
         round_times[round_times.len() / 2].as_secs_f64() * 1000.0,
@@ -202,6 +231,7 @@ fn figures() {
         proc_status(pid, "VmHWM:"),
         proc_status(pid, "VmRSS:"),
         proc_status(pid, "Threads:"),
+        task_clock.as_deref().unwrap_or("-"),
     );
     let (status, _, out) = bot.terminate();
     if let Some(path) = std::env::var_os("FIGURES_LOG") {
