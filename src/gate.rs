@@ -2,9 +2,13 @@
 //!
 //! `or` polls both of its futures whenever either one is woken. `main` races the bot
 //! against the signal stream, and that stream reads its pipe on every poll: a `recvfrom`
-//! failing with EAGAIN, about five per chat message, each for nothing. [`Gated`] passes a
-//! poll on to the future it wraps only on the first poll and after that future's own waker
-//! fired.
+//! failing with EAGAIN, each for nothing. [`Gated`] passes a poll on to the future it wraps
+//! only on the first poll and after that future's own waker fired.
+//!
+//! What it pays (2026-12-07, 96cc168, one IRC user, 1,000 messages 20 ms apart, `strace -f
+//! -c`): 19.8-19.9 system calls per color change with it, 21.6-22.2 without (2.5-2.7 more
+//! `recvfrom`s), for 1.1 KB of binary. The ordinary form, a task of its own for the signals,
+//! would need the bot's executor in `main`.
 
 use std::future::Future;
 use std::pin::Pin;
