@@ -8,6 +8,13 @@
 //! one timer per timeout period while exchanges come and go, none while idle. Where no
 //! watcher runs (a client in a unit test, or after the watcher ended), each exchange falls
 //! back to a timer of its own.
+//!
+//! Measured again (2026-12-07, 96cc168, one IRC user, 1,000 messages 20 ms apart, twice
+//! each): 19.0-21.1 system calls per color change with the watcher, 21.4-21.9 with a timer
+//! per exchange (0.5 more `write`s, and as many more `read`s, `epoll_pwait`s and
+//! `timerfd_settime`s); CPU 299-313 against 314-319 ms (task-clock); 0.8 KB of binary. It
+//! stays while async-io's reactor is what it is: a reactor of the bot's own thread, which the
+//! message-path issue calls for, makes a timer cost no notifier write, and this file with it.
 
 use std::future::Future;
 use std::pin::Pin;
