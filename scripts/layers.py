@@ -21,10 +21,10 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # deadlines out
 CORES = [
     "bot", "chat", "chat_session", "color", "command", "eventsub", "eventsub::messages",
-    "eventsub::subscriptions", "http::wire", "irc", "irc::commands", "irc::message",
+    "eventsub::subscriptions", "http::head", "http::wire", "irc", "irc::commands", "irc::message",
     "irc::session", "mode", "tokens", "tokens::authorise", "tokens::renew", "tokens::saving",
     "tokens::schedule", "usercore", "usercore::chat_side", "usercore::colors",
-    "usercore::edits", "usercore::seen", "ws",
+    "usercore::edits", "usercore::seen", "web::request", "ws",
 ]
 IO_MARKS = re.compile(
     r"\bsmol::|\basync_net\b|\basync_io\b|\bstd::fs\b|\bfs::|\bstd::net::Tcp|\binotify\b|"

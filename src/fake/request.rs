@@ -3,6 +3,8 @@
 
 use smol::io::{AsyncBufReadExt, AsyncReadExt};
 
+use crate::http::head;
+
 pub(super) struct Request {
     pub(super) method: String,
     pub(super) path: String,
@@ -53,26 +55,25 @@ impl Request {
 pub(super) async fn read_request<R: smol::io::AsyncBufRead + Unpin>(
     reader: &mut R,
 ) -> Option<Request> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let target = parts.next()?.to_owned();
-    let mut headers = Vec::new();
+    // the head line by line, then read by the bot's own head parser
+    let mut raw = Vec::new();
     loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).await.ok()? == 0 {
+        let before = raw.len();
+        if reader.read_until(b'\n', &mut raw).await.ok()? == 0 {
             return None;
         }
-        let h = h.trim_end();
-        if h.is_empty() {
+        if head::end(&raw, before.saturating_sub(3)).is_some() {
             break;
         }
-        let (k, v) = h.split_once(':')?;
-        headers.push((k.trim().to_owned(), v.trim().to_owned()));
     }
+    let head = head::parse(&raw).ok()?;
+    let [method, target, _] = head.start;
+    let (method, target) = (method.to_owned(), target.to_owned());
+    let headers: Vec<(String, String)> = head
+        .headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let length: usize = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))

@@ -2,6 +2,7 @@
 
 mod client;
 mod deadlines;
+pub(crate) mod head;
 pub(crate) mod wire;
 
 pub use client::{HttpClient, Sent};

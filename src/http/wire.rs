@@ -4,6 +4,8 @@ use std::fmt;
 
 use http::header::{self, HeaderName};
 
+use super::head;
+
 /// The largest response (head and body) we accept.
 pub const MAX_RESPONSE: usize = 1024 * 1024;
 const MAX_HEAD: usize = 64 * 1024;
@@ -262,15 +264,14 @@ impl ResponseParser {
     fn parse(&mut self, eof: bool) -> Result<Option<Parsed>, HttpError> {
         if self.head.is_none() {
             // the end may straddle what was searched and what came since
-            let from = self.searched.saturating_sub(3);
-            let Some(at) = find(&self.buf[from..], b"\r\n\r\n") else {
+            let Some(end) = head::end(&self.buf, self.searched.saturating_sub(3)) else {
                 self.searched = self.buf.len();
                 if self.buf.len() > MAX_HEAD {
                     return Err(HttpError::Malformed("header section too long".into()));
                 }
                 return Ok(None);
             };
-            self.head = Some(self.read_head(from + at)?);
+            self.head = Some(self.read_head(end)?);
         }
         let head = self.head.as_ref().expect("read just above");
         let rest = &self.buf[head.body_start..];
@@ -317,38 +318,30 @@ impl ResponseParser {
         }))
     }
 
-    /// Reads the head, which ends at `head_end` (its blank line follows).
-    fn read_head(&self, head_end: usize) -> Result<Head, HttpError> {
-        let head = std::str::from_utf8(&self.buf[..head_end])
-            .map_err(|_| HttpError::Malformed("header is not UTF-8".into()))?;
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let mut parts = status_line.splitn(3, ' ');
-        let http11 = match parts.next().unwrap_or("") {
+    /// Reads the head, whose blank line ends at `end`, where the body starts.
+    fn read_head(&self, end: usize) -> Result<Head, HttpError> {
+        let head =
+            head::parse(&self.buf[..end]).map_err(|e| HttpError::Malformed(e.to_string()))?;
+        let [version, status, _] = head.start;
+        let bad_status =
+            || HttpError::Malformed(format!("bad status line {:?}", head.start.join(" ")));
+        let http11 = match version {
             "HTTP/1.1" => true,
             "HTTP/1.0" => false,
-            _ => {
-                return Err(HttpError::Malformed(format!(
-                    "bad status line {status_line:?}"
-                )))
-            }
+            _ => return Err(bad_status()),
         };
-        let status = parts
-            .next()
-            .and_then(|s| s.parse::<u16>().ok())
+        let status = status
+            .parse::<u16>()
+            .ok()
             .and_then(|s| http::StatusCode::from_u16(s).ok())
-            .ok_or_else(|| HttpError::Malformed(format!("bad status line {status_line:?}")))?;
+            .ok_or_else(bad_status)?;
 
         let mut headers = http::HeaderMap::new();
         let mut length = None;
         let mut chunked = false;
         let mut close = !http11;
-        for line in lines {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| HttpError::Malformed(format!("bad header line {line:?}")))?;
-            let value = value.trim();
-            let lname = name.trim().to_ascii_lowercase();
+        for (name, value) in head.headers {
+            let lname = name.to_ascii_lowercase();
             match lname.as_str() {
                 "content-length" => {
                     let n = value
@@ -403,7 +396,7 @@ impl ResponseParser {
             headers,
             framing,
             close,
-            body_start: head_end + 4,
+            body_start: end,
         })
     }
 }

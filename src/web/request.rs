@@ -48,32 +48,28 @@ impl fmt::Display for RequestError {
 impl std::error::Error for RequestError {}
 
 /// Reads a request head from the bytes received so far: `Ok(None)` until the blank line
-/// that ends it has arrived.
+/// that ends it has arrived (CRLF CRLF, or LF LF from a bare-LF client: nc, telnet).
 pub fn parse(bytes: &[u8]) -> Result<Option<Request>, RequestError> {
-    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        // a bare-LF client (nc, telnet) ends its head with "\n\n"
-        return match bytes.windows(2).position(|w| w == b"\n\n") {
-            Some(end) if end + 2 <= MAX_HEAD => read_head(&bytes[..end]).map(Some),
-            _ if bytes.len() > MAX_HEAD => Err(RequestError::TooLarge),
-            _ => Ok(None),
-        };
-    };
-    if end + 4 > MAX_HEAD {
-        return Err(RequestError::TooLarge);
+    match crate::http::head::end(bytes, 0) {
+        Some(end) if end <= MAX_HEAD => read_head(&bytes[..end]).map(Some),
+        Some(_) => Err(RequestError::TooLarge),
+        None if bytes.len() > MAX_HEAD => Err(RequestError::TooLarge),
+        None => Ok(None),
     }
-    read_head(&bytes[..end]).map(Some)
 }
 
 fn read_head(head: &[u8]) -> Result<Request, RequestError> {
-    let head = std::str::from_utf8(head).map_err(|_| RequestError::Malformed("not UTF-8"))?;
-    let line = head.lines().next().unwrap_or_default();
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    use crate::http::head::{self, HeadError};
+    let head = head::parse(head).map_err(|e| match e {
+        HeadError::NotUtf8 => RequestError::Malformed("not UTF-8"),
+        HeadError::StartLine(_) => RequestError::Malformed("bad request line"),
+        HeadError::HeaderLine(_) => RequestError::Malformed("bad header line"),
+    })?;
+    let [method, target, version] = head.start;
+    if version.contains(' ') {
         return Err(RequestError::Malformed("bad request line"));
-    };
-    if !matches!(version.trim_end_matches('\r'), "HTTP/1.1" | "HTTP/1.0") {
+    }
+    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
         return Err(RequestError::Malformed("not HTTP/1.x"));
     }
     if !target.starts_with('/') {
