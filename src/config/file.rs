@@ -13,7 +13,8 @@ pub struct ConfigFile {
     /// What this process last wrote, newest first; its lock keeps writes one at a time.
     written: Mutex<VecDeque<Vec<u8>>>,
     /// Called between a write's complete, fsynced temp file and its rename (see
-    /// [`ConfigFile::before_rename`]).
+    /// [`ConfigFile::before_rename`]): a test hook, not in the release build.
+    #[cfg(feature = "fake-twitch")]
     before_rename: Option<fn(&Path)>,
     /// The file, open and locked (see [`ConfigFile::lock`]), once locked.
     held: Mutex<Option<fs::File>>,
@@ -28,6 +29,7 @@ impl ConfigFile {
         ConfigFile {
             path: path.into(),
             written: Mutex::new(VecDeque::new()),
+            #[cfg(feature = "fake-twitch")]
             before_rename: None,
             held: Mutex::new(None),
         }
@@ -77,7 +79,8 @@ impl ConfigFile {
 
     /// Calls `hook` with the temp file's path once a write's temp file is complete and
     /// fsynced, right before it is renamed over the file: the window a crash-safety test
-    /// kills the process in. The bot never sets it.
+    /// kills the process in. Only with the `fake-twitch` feature (the tests').
+    #[cfg(feature = "fake-twitch")]
     pub fn before_rename(self, hook: fn(&Path)) -> ConfigFile {
         ConfigFile {
             before_rename: Some(hook),
@@ -182,7 +185,11 @@ impl ConfigFile {
         let mut text = serde_json::to_string_pretty(root)
             .map_err(|e| ConfigError::Shape(path.to_owned(), e.to_string()))?;
         text.push('\n');
-        write_atomic_with(path, text.as_bytes(), self.before_rename)
+        #[cfg(feature = "fake-twitch")]
+        let hook = self.before_rename;
+        #[cfg(not(feature = "fake-twitch"))]
+        let hook = None;
+        write_atomic_with(path, text.as_bytes(), hook)
             .map_err(|e| ConfigError::Io(path.to_owned(), e))?;
         self.relock();
         // a few recent writes, so a reload that reads one write while the next lands still knows it

@@ -160,7 +160,9 @@ pub fn run(
     }
 }
 
-/// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it.
+/// Runs one user with no supervisor (tests, benchmarks): nobody updates or stops it. Only
+/// with the `fake-twitch` feature (the tests').
+#[cfg(feature = "fake-twitch")]
 pub async fn run_alone(services: Arc<Services>, user: UserConfig) -> Result<(), UserError> {
     let mailbox = Mailbox::new(async_channel::bounded(1).0);
     run(services, user, Vec::new(), mailbox, Counters::default()).await
