@@ -101,6 +101,10 @@ mod tests {
         let name = format!("@tcc-notify-test-{}", std::process::id());
         let by_name = UnixDatagram::bind_addr(&address(&name).unwrap()).unwrap();
         for (listener, at) in [(&by_path, path.to_str().unwrap()), (&by_name, &name)] {
+            // a datagram that never comes fails the test instead of hanging it
+            listener
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
             let notify = Notify::from_vars(Some(at.into()), Some("2000000".into()), None);
             assert_eq!(notify.watchdog_every(), Some(Duration::from_secs(1)));
             notify.send("READY=1\nSTATUS=1 of 1 user(s) in chat");
