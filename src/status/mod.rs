@@ -493,6 +493,29 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_counts_users_in_chat_and_those_waiting_for_a_person() {
+        let mut users = doc(now()).users;
+        let user = users[0].clone();
+        for (name, state) in [
+            ("b", "disabled"),
+            ("c", "awaiting_authorisation"),
+            ("d", "reconnecting"),
+        ] {
+            users.push(UserStatus {
+                username: name.into(),
+                state: state.into(),
+                ..user.clone()
+            });
+        }
+        assert_eq!(
+            in_chat(&users),
+            "2 of 4 user(s) in chat, 1 awaiting authorisation"
+        );
+        assert_eq!(in_chat(&users[..1]), "1 of 1 user(s) in chat");
+        assert_eq!(in_chat(&[]), "0 of 0 user(s) in chat");
+    }
+
+    #[test]
     fn gone_stale_or_without_chat_is_unhealthy() {
         let n = now();
         assert_eq!(
