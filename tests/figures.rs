@@ -23,13 +23,6 @@ use common::*;
 use serde_json::json;
 use twitch_colorchanger::fake::FakeTwitch;
 
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// CPU time of process `pid` (user + system) in ms, from `/proc/<pid>/stat` (10 ms ticks).
 fn cpu_ms(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -50,6 +43,28 @@ fn proc_status(pid: u32, name: &str) -> String {
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("?")
         .to_owned()
+}
+
+/// Starts a tracer (`strace`, `perf`) on process `pid`; it writes its counts once detached.
+fn attach(program: &str, args: &[&str], pid: u32) -> std::process::Child {
+    let child = std::process::Command::new(program)
+        .args(args)
+        .args(["-p", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    // a tracer says nothing once attached; give it the time to attach to every thread
+    std::thread::sleep(Duration::from_millis(500));
+    child
+}
+
+/// SIGINT: the tracer detaches and writes its counts.
+fn detach(mut tracer: std::process::Child) {
+    std::process::Command::new("kill")
+        .args(["-INT", &tracer.id().to_string()])
+        .status()
+        .unwrap();
+    tracer.wait().unwrap();
 }
 
 /// The bot's `/metrics` text.
@@ -141,30 +156,16 @@ fn figures() {
     );
     let ready = started.elapsed();
 
-    let strace = std::env::var_os("FIGURES_STRACE").map(|out| {
-        let child = std::process::Command::new("strace")
-            .args(["-f", "-c", "-o"])
-            .arg(out)
-            .args(["-p", &pid.to_string()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("strace runs");
-        // strace says nothing once attached; give it the time to attach to every thread
-        std::thread::sleep(Duration::from_millis(500));
-        child
-    });
+    let strace = std::env::var_os("FIGURES_STRACE")
+        .map(|out| attach("strace", &["-f", "-c", "-o", out.to_str().unwrap()], pid));
     let perf_out = dir.join("perf.csv");
     let perf = std::env::var_os("FIGURES_PERF").map(|_| {
-        let child = std::process::Command::new("perf")
-            .args(["stat", "-e", "task-clock", "-x", ",", "-o"])
-            .arg(&perf_out)
-            .args(["-p", &pid.to_string()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("perf runs");
-        // perf says nothing once attached either
-        std::thread::sleep(Duration::from_millis(500));
-        child
+        let out = perf_out.to_str().unwrap();
+        attach(
+            "perf",
+            &["stat", "-e", "task-clock", "-x", ",", "-o", out],
+            pid,
+        )
     });
     let cpu_before = cpu_ms(pid);
     let mut round_times = Vec::new();
@@ -185,12 +186,8 @@ fn figures() {
         std::thread::sleep(gap);
     }
     let cpu_changes = cpu_ms(pid) - cpu_before;
-    let task_clock = perf.map(|mut perf| {
-        std::process::Command::new("kill")
-            .args(["-INT", &perf.id().to_string()])
-            .status()
-            .unwrap();
-        perf.wait().unwrap();
+    let task_clock = perf.map(|perf| {
+        detach(perf);
         // "1234.56,msec,task-clock,…"
         let text = std::fs::read_to_string(&perf_out).unwrap();
         text.lines()
@@ -199,13 +196,8 @@ fn figures() {
             .unwrap_or("?")
             .to_owned()
     });
-    if let Some(mut strace) = strace {
-        // SIGINT: strace detaches and writes its counts
-        std::process::Command::new("kill")
-            .args(["-INT", &strace.id().to_string()])
-            .status()
-            .unwrap();
-        strace.wait().unwrap();
+    if let Some(strace) = strace {
+        detach(strace);
     }
     round_times.sort();
     let changes = fake.state().puts.len();

@@ -51,6 +51,11 @@ fn text(out: &Output) -> String {
 /// The fake Twitch knowing `alpha_user` (id 111, Prime), and the bot running for it in
 /// `channels`, joined.
 fn alpha(name: &str, channels: &[&str]) -> (FakeTwitch, PathBuf, Bot) {
+    alpha_with(name, channels, &[])
+}
+
+/// [`alpha`], the bot started with the variables `env`.
+fn alpha_with(name: &str, channels: &[&str], env: &[(&str, &str)]) -> (FakeTwitch, PathBuf, Bot) {
     let dir = temp_dir(name);
     let fake = FakeTwitch::start(&dir).unwrap();
     fake.add_user("alpha_user", "111", TOKEN_A, true);
@@ -58,7 +63,7 @@ fn alpha(name: &str, channels: &[&str]) -> (FakeTwitch, PathBuf, Bot) {
         &dir,
         vec![user_entry("alpha_user", TOKEN_A, channels, true)],
     );
-    let bot = Bot::start(&fake, &config);
+    let bot = Bot::start_with(&fake, &config, env);
     assert!(joined(&fake, "alpha_user", channels), "{}", bot.output());
     (fake, config, bot)
 }
@@ -1030,26 +1035,20 @@ impl Systemd {
 
 #[test]
 fn under_systemd_the_bot_says_ready_reloading_stopping_and_status_and_feeds_the_watchdog() {
-    let dir = temp_dir("live-notify");
-    let fake = FakeTwitch::start(&dir).unwrap();
-    fake.add_user("alpha_user", "111", TOKEN_A, true);
-    let config = write_config(
-        &dir,
-        vec![user_entry("alpha_user", TOKEN_A, &["a_chan"], true)],
-    );
-    let socket = dir.join("notify.sock");
+    // the socket first, in a directory of its own: the bot tells systemd as it starts
+    let socket = temp_dir("live-notify-socket").join("notify.sock");
     let systemd = Systemd::listen(&socket);
-    let bot = Bot::start_with(
-        &fake,
-        &config,
+    let (_fake, _, bot) = alpha_with(
+        "live-notify",
+        &["a_chan"],
         &[
             ("NOTIFY_SOCKET", socket.to_str().unwrap()),
             ("WATCHDOG_USEC", "200000"),
             ("LOG_FORMAT", "journal"),
         ],
     );
+    // (datagrams wait in the socket: READY=1 came before the join `alpha_with` waited for)
     systemd.until("READY=1");
-    assert!(joined(&fake, "alpha_user", &["a_chan"]));
     let said = systemd.until("STATUS=1 of 1 user(s) in chat");
     assert!(
         said.iter()

@@ -21,10 +21,7 @@ use twitch_colorchanger::fake::FakeTwitch;
 #[ignore = "serves a bot under systemd; run by scripts/verify-systemd.sh"]
 fn serve_many_users_to_a_bot_under_systemd() {
     let share = PathBuf::from(std::env::var_os("SYSTEMD_SHARE").expect("SYSTEMD_SHARE is set"));
-    let users: usize = std::env::var("SYSTEMD_USERS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
+    let users: usize = setting("SYSTEMD_USERS", 1000);
     let dir = temp_dir("systemd-many");
     let fake = FakeTwitch::start(&dir).unwrap();
     let mut entries = Vec::new();

@@ -283,3 +283,11 @@ pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
     }
     done()
 }
+
+/// A number from the environment variable `name`, else `default`.
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
