@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+mod account;
 pub mod answer;
 pub mod app;
 mod backoff;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::answer::{DeviceError, OAuthError, TokenSet, Validation, REQUIRED_SCOPE};
 use crate::backoff::Backoff;
-use crate::config::user::UserConfig;
+use crate::config::user::{ConfigError, UserConfig};
 use crate::log;
 use crate::secret::Secret;
 use crate::timer::Timers;
@@ -112,6 +112,19 @@ pub enum TokenAction {
     /// Run one device-code authorisation (show a code, poll until it is approved, declined
     /// or expired); answer with [`TokenCore::handle_device`].
     Authorize,
+}
+
+/// How a [`TokenAction`] ended, for [`TokenCore::handle_answer`].
+#[derive(Debug)]
+pub enum TokenAnswer {
+    /// The answer to [`TokenAction::Validate`].
+    Validated(Result<Validation, OAuthError>),
+    /// The answer to [`TokenAction::Refresh`].
+    Refreshed(Result<TokenSet, OAuthError>),
+    /// How [`TokenAction::Save`] ended.
+    Saved(Result<(), ConfigError>),
+    /// How [`TokenAction::Authorize`] ended.
+    Device(Result<TokenSet, DeviceError>),
 }
 
 /// What happened to the tokens, for the user.
@@ -444,6 +457,21 @@ impl TokenCore {
             refresh: self.refresh.clone(),
             expires_at: self.expires_at,
         }
+    }
+
+    /// Hands over how the last [`TokenAction`] ended.
+    pub fn handle_answer(&mut self, now: Instant, wall: SystemTime, answer: TokenAnswer) {
+        match answer {
+            TokenAnswer::Validated(r) => self.handle_validated(now, wall, r),
+            TokenAnswer::Refreshed(r) => self.handle_refreshed(now, wall, r),
+            TokenAnswer::Saved(r) => self.handle_saved(now, r),
+            TokenAnswer::Device(r) => self.handle_device(now, r),
+        }
+    }
+
+    /// Where the tokens are saved (the config file), for messages.
+    pub(crate) fn saved_to(&self) -> &str {
+        &self.saved_to
     }
 
     /// The next operation for the driver.

@@ -3,18 +3,10 @@
 //! an error that names its peer.
 
 use super::*;
-use crate::answer::ErrorKind;
-
-/// How a [`TokenAction`] ended.
-pub(super) enum TokenAnswer {
-    Validated(Result<Validation, OAuthError>),
-    Refreshed(Result<TokenSet, OAuthError>),
-    Saved(Result<(), ConfigError>),
-    Device(Result<TokenSet, DeviceError>),
-}
 
 /// Performs a token action: an OAuth call, a config write (off the executor thread: the
-/// write waits for the disk), or one device-code authorisation.
+/// write waits for the disk), or one device-code authorisation. Each kind is boxed alone: a
+/// validation does not take the device flow's room.
 pub(super) fn token_op(
     services: &Arc<Services>,
     app: &AppCredentials,
@@ -52,20 +44,6 @@ pub(super) fn token_op(
     }
 }
 
-pub(super) fn feed_tokens(
-    tokens: &mut TokenCore,
-    now: Instant,
-    wall: SystemTime,
-    answer: TokenAnswer,
-) {
-    match answer {
-        TokenAnswer::Validated(r) => tokens.handle_validated(now, wall, r),
-        TokenAnswer::Refreshed(r) => tokens.handle_refreshed(now, wall, r),
-        TokenAnswer::Saved(r) => tokens.handle_saved(now, r),
-        TokenAnswer::Device(r) => tokens.handle_device(now, r),
-    }
-}
-
 /// Opens a connection to `endpoint`, with an error that names it.
 /// Errors read for what they mean (no file descriptors, a clock that looks wrong) keep their
 /// cause as it is, for the driver to read back.
@@ -82,24 +60,15 @@ pub(super) async fn look_up(
     services: &Services,
     client_id: &str,
     token: &Secret,
-) -> Result<Identity, Failure> {
+) -> Result<Identity, ApiError> {
     let creds = Credentials { token, client_id };
-    match services.helix.get_user(creds).await {
-        Ok(me) => {
-            let color = services.helix.get_color(creds, &me.id).await;
-            Ok(Identity {
-                id: me.id,
-                login: me.login,
-                color,
-            })
-        }
-        Err(e) => Err(match (e.kind(), e) {
-            (ErrorKind::Unauthorized, ApiError::Status { message, .. }) => {
-                Failure::Unauthorized(message)
-            }
-            (_, e) => Failure::Other(e.to_string()),
-        }),
-    }
+    let me = services.helix.get_user(creds).await?;
+    let color = services.helix.get_color(creds, &me.id).await;
+    Ok(Identity {
+        id: me.id,
+        login: me.login,
+        color,
+    })
 }
 
 pub(super) async fn put_color(
@@ -109,27 +78,13 @@ pub(super) async fn put_color(
     user_id: &str,
     color: &str,
     read_at: Option<Instant>,
-) -> PutResult {
+) -> Result<(), ApiError> {
     let creds = Credentials { token, client_id };
-    match services
-        .helix
+    let helix = &services.helix;
+    helix
         .put_color(creds, user_id, color, read_at)
         .await
-    {
-        Ok(_) => PutResult::Done,
-        Err(ApiError::Status {
-            status,
-            message,
-            rate,
-        }) => PutResult::Status {
-            status,
-            message,
-            retry_after: rate
-                .reset_at()
-                .map(|at| at.duration_since(services.clock.wall()).unwrap_or_default()),
-        },
-        Err(e) => PutResult::Failed(e.to_string()),
-    }
+        .map(drop)
 }
 
 /// Performs a Helix call of an EventSub chat session; channel ids come from the process's

@@ -1,35 +1,33 @@
-//! The async driver of one user, in the shape of quinn's `ConnectionDriver`: it performs
-//! what the sans-IO [`UserCore`] asks (Helix calls, chat connections, token refreshes,
-//! config writes), feeds back how each ended, shuttles chat bytes through the
-//! [`ChatSession`] and arms one timer. It still makes a few choices that belong in the
-//! cores (which token a 401 found stale and whether to check its scope, `driver/actions.rs`;
-//! what a 401 means, and a login→id cache without expiry, `calls.rs`): see docs/design.md,
-//! "What the driver still decides".
+//! The async driver of one user, in the shape of quinn's `ConnectionDriver`: it performs the
+//! work the sans-IO [`Account`] asks for (Helix and OAuth calls, chat connections, config
+//! writes), reports how each ended, moves chat bytes between the connections and the account
+//! and arms one timer. It makes no choice of its own: what passes between the token core, the
+//! user core and the chat session is decided in [`crate::account`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nanorand::{Rng, WyRand};
 use smol::future;
 
-use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Login, Order};
-use crate::chat_session::ChatSession;
+use crate::account::{Account, Done, Work};
+use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Transmit};
 use crate::clock::{Clock, Sleep};
-use crate::config::{ConfigError, ConfigFile, UserConfig};
-use crate::device::{self, DeviceError, Prompter};
+use crate::config::{ConfigFile, UserConfig};
+use crate::device::{self, Prompter};
 use crate::endpoint::{Endpoint, Url};
 use crate::helix::{ApiError, Credentials, Helix};
 use crate::log;
-use crate::oauth::{AppCredentials, OAuth, OAuthError, TokenSet, Validation};
+use crate::oauth::{AppCredentials, OAuth};
 use crate::secret::Secret;
-use crate::tokens::{Purpose, TokenAction, TokenCore, TokenEvent, TokenStatus};
+use crate::tokens::{TokenAction, TokenAnswer, TokenCore, TokenEvent, TokenStatus};
 use crate::transport::{BoxStream, Transport};
-use crate::usercore::{Action, Counters, Failure, Field, Identity, PutResult, Status, UserCore};
+use crate::usercore::{Counters, Identity, Status};
 
 mod calls;
 mod driver;
@@ -37,7 +35,7 @@ mod mailbox;
 
 pub use self::mailbox::Mailbox;
 
-use self::calls::{feed_tokens, token_op, TokenAnswer};
+use self::calls::token_op;
 use self::driver::Driver;
 
 /// What every user shares: time, network, Helix, the IRC endpoint and the config file.
@@ -140,12 +138,12 @@ pub fn run(
         spares,
         services.auth_attempts,
     );
-    let core = UserCore::new(services.clock.now(), &user, counters, seed);
+    let account = Account::new(services.clock.now(), &user, tokens, counters, seed);
     let app = AppCredentials {
         id: user.client_id,
         secret: user.client_secret,
     };
-    let mut driver = Driver::new(services, user.username, app, tokens, core, mailbox);
+    let mut driver = Driver::new(services, app, account, mailbox, user.username);
     async move {
         let result = driver.drive().await;
         if let Err(why) = &result {
@@ -183,7 +181,7 @@ pub async fn authorise(
         secret: user.client_secret.clone(),
     };
     let clock = &*services.clock;
-    let mut op: Op<TokenAnswer> = None;
+    let mut op: Option<Pin<Box<dyn Future<Output = TokenAnswer>>>> = None;
     loop {
         while let Some(event) = tokens.poll_event() {
             match event {
@@ -209,20 +207,9 @@ pub async fn authorise(
         match answer {
             Some(answer) => {
                 op = None;
-                feed_tokens(&mut tokens, now, clock.wall(), answer);
+                tokens.handle_answer(now, clock.wall(), answer);
             }
             None => tokens.handle_timeout(now),
         }
-    }
-}
-
-type Op<T> = Option<Pin<Box<dyn Future<Output = T>>>>;
-
-/// Polls an operation in flight; `None` while it runs or when there is none. A finished
-/// one stays in its slot until the driver clears it.
-fn poll_op<T>(op: &mut Op<T>, cx: &mut Context<'_>) -> Option<T> {
-    match op.as_mut()?.as_mut().poll(cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
     }
 }

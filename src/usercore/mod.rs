@@ -67,6 +67,17 @@ pub enum Field {
     ColorMode(mode::Kind),
 }
 
+impl Field {
+    /// The config file's key and value for this field.
+    pub fn entry(self) -> (&'static str, serde_json::Value) {
+        match self {
+            Field::Enabled(on) => ("enabled", on.into()),
+            Field::PrimeOrTurbo(on) => ("is_prime_or_turbo", on.into()),
+            Field::ColorMode(kind) => ("color_mode", kind.name().into()),
+        }
+    }
+}
+
 /// The token owner, as Helix reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -1,10 +1,9 @@
 //! The driver's loop: one select over the supervisor's orders, the operations in flight, the
-//! chat connections and the one timer; then each core is handed what happened, and their
-//! actions become operations, writes and connections.
+//! chat connections and the one timer; the account is handed what happened, and its work
+//! becomes operations, writes and connections.
 
-mod actions;
+mod work;
 
-use super::calls::{chat_api, look_up, open, put_color};
 use super::*;
 use crate::readbuf;
 
@@ -13,28 +12,17 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a session that ended may take to send its last frames (a WebSocket Close).
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The operations in flight, at most one of each kind, with the token each one used.
-#[derive(Default)]
-struct Ops {
-    lookup: Op<Result<Identity, Failure>>,
-    lookup_token: Secret,
-    put: Op<PutResult>,
-    put_token: Secret,
-    connect: Op<io::Result<BoxStream>>,
-    chat_token: Secret,
-    /// What the token core asked for.
-    token: Op<TokenAnswer>,
-    persist: Op<(Field, Result<(), ConfigError>)>,
-    /// A further connection the chat session asked for.
-    dial: Op<(Link, io::Result<BoxStream>)>,
-    /// A Helix call the chat session asked for (EventSub subscriptions).
-    chat_api: Op<ApiAnswer>,
+/// An operation in flight and what it yields.
+struct Op {
+    /// Asked for by the chat session: void when the session ends.
+    chat: bool,
+    run: Pin<Box<dyn Future<Output = Outcome>>>,
 }
 
-/// A live chat session and its connections (two only during an EventSub reconnect).
-struct Conn {
-    session: ChatSession,
-    links: Vec<Wire>,
+enum Outcome {
+    Done(Done),
+    Connected(io::Result<BoxStream>),
+    Dialed(Link, io::Result<BoxStream>),
 }
 
 /// One connection of a chat session and the bytes still to be written to it. Writes are
@@ -103,14 +91,8 @@ impl Wire {
 
 enum Wake {
     Control(Control),
-    Lookup(Result<Identity, Failure>),
-    Put(PutResult),
-    Connected(io::Result<BoxStream>),
-    Token(TokenAnswer),
-    Persisted(Field, Result<(), ConfigError>),
-    Dialed(Link, io::Result<BoxStream>),
-    Api(ApiAnswer),
-    /// Chat bytes read at that moment, already handed to the session.
+    Outcome(Outcome),
+    /// Chat bytes read at that moment, already handed to the account.
     Input(Instant),
     /// A chat connection ended (`Ok`: at the server's close) or failed.
     Closed(Link, io::Result<()>),
@@ -125,18 +107,15 @@ pub(super) struct Driver {
     services: Arc<Services>,
     username: String,
     app: AppCredentials,
-    tokens: TokenCore,
-    /// The token core has had a valid token: the user core's actions run from then on.
-    started: bool,
-    core: UserCore,
-    chat: Option<Conn>,
-    /// Sessions that just ended, until their last frames are sent.
-    ended: Vec<Conn>,
-    ops: Ops,
-    persists: VecDeque<Field>,
+    account: Account,
+    /// The live chat session's connections (two only during an EventSub reconnect).
+    links: Vec<Wire>,
+    /// Connections of sessions that ended, until their last frames are sent.
+    ended: Vec<Wire>,
+    ops: Vec<Op>,
     /// Orders from the supervisor, reports to it.
     mailbox: Arc<Mailbox>,
-    /// The one timer, armed for the earliest deadline of the cores, and that deadline.
+    /// The one timer, armed for the earliest deadline of the account, and that deadline.
     timer: Option<(Instant, Sleep)>,
     /// Stopping: end by then at the latest.
     stop_by: Option<Instant>,
@@ -147,23 +126,19 @@ pub(super) struct Driver {
 impl Driver {
     pub(super) fn new(
         services: Arc<Services>,
-        username: String,
         app: AppCredentials,
-        tokens: TokenCore,
-        core: UserCore,
+        account: Account,
         mailbox: Arc<Mailbox>,
+        username: String,
     ) -> Driver {
         Driver {
             services,
             username,
             app,
-            tokens,
-            started: false,
-            core,
-            chat: None,
+            account,
+            links: Vec::new(),
             ended: Vec::new(),
-            ops: Ops::default(),
-            persists: VecDeque::new(),
+            ops: Vec::new(),
             mailbox,
             timer: None,
             stop_by: None,
@@ -179,26 +154,25 @@ impl Driver {
         self.services.clock.now()
     }
 
-    /// The earliest deadline of the cores, of a write and of a stop.
+    /// The earliest deadline of the account, of a write and of a stop.
     fn deadline(&self) -> Option<Instant> {
-        let writes = self.chat.iter().chain(&self.ended).flat_map(|c| &c.links);
-        [
-            self.tokens.poll_timeout(),
-            self.started.then(|| self.core.poll_timeout()).flatten(),
-            self.chat.as_ref().and_then(|c| c.session.poll_timeout()),
-            writes.filter_map(|w| w.by).min(),
-            self.stop_by,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let writes = self
+            .links
+            .iter()
+            .chain(&self.ended)
+            .filter_map(|w| w.by)
+            .min();
+        [self.account.poll_timeout(), writes, self.stop_by]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Arms the timer for the earliest deadline, made again only when that comes sooner
     /// than the one armed: a deadline that moved later (the chat idle timer, pushed back by
-    /// every message) lets the armed timer fire early once, the cores find nothing due, and
-    /// it is armed again then. A new timer wakes the reactor; this keeps it off the message
-    /// path.
+    /// every message) lets the armed timer fire early once, the account finds nothing due,
+    /// and it is armed again then. A new timer wakes the reactor; this keeps it off the
+    /// message path.
     fn arm_timer(&mut self) {
         let Some(deadline) = self.deadline() else {
             return;
@@ -210,37 +184,46 @@ impl Driver {
 
     fn publish(&self) {
         self.mailbox.publish(Report {
-            user: self.core.status(),
-            tokens: self.tokens.status(),
+            user: self.account.status(),
+            tokens: self.account.token_status(),
         });
     }
 
     /// Runs the user until it stops or gives up. (`&mut self`, not `self`: the future
     /// would hold the driver twice.)
     pub(super) async fn drive(&mut self) -> Result<(), UserError> {
-        // Chat input the core never saw (other people's messages, PINGs) changes no status:
-        // only then is the status snapshot (a few allocations) skipped.
+        // Chat input the account made nothing of (other people's messages, PINGs) changes
+        // no status: only then is the status snapshot (a few allocations) skipped.
         let mut chat_input_only = false;
         loop {
-            let core_busy = self.settle()?;
-            if self.stop_by.is_some() && !self.tokens.renewal_in_flight() {
+            while let Some(work) = self.account.poll_work() {
+                self.perform(work);
+            }
+            if let Some(why) = self.account.gave_up() {
+                self.publish();
+                return Err(UserError::NotAuthorised(why.to_owned()));
+            }
+            if self.stop_by.is_some() && !self.account.renewal_in_flight() {
                 return Ok(());
             }
             if self.transmit() {
                 continue; // a connection was closed: the session has news
             }
-            self.start_persist();
-            if core_busy || !chat_input_only {
+            if self.account.take_news() || !chat_input_only {
                 self.publish();
             }
             self.arm_timer();
 
             let clock = &*self.services.clock;
-            let ops = &mut self.ops;
-            let chat = &mut self.chat;
-            let ended = &mut self.ended;
-            let timer = &mut self.timer;
-            let mailbox = &*self.mailbox;
+            let Driver {
+                account,
+                ops,
+                links,
+                ended,
+                timer,
+                mailbox,
+                ..
+            } = self;
             // one hand-written select over every source: nested `future::or`s cost ~40 KB.
             // The timer comes first, so a busy socket can never starve it.
             let wake = future::poll_fn(|cx| {
@@ -253,62 +236,37 @@ impl Driver {
                 if let Poll::Ready(order) = mailbox.poll_order(cx) {
                     return Poll::Ready(Wake::Control(order));
                 }
-                if let Some(r) = poll_op(&mut ops.token, cx) {
-                    return Poll::Ready(Wake::Token(r));
-                }
-                if let Some(r) = poll_op(&mut ops.lookup, cx) {
-                    return Poll::Ready(Wake::Lookup(r));
-                }
-                if let Some(r) = poll_op(&mut ops.put, cx) {
-                    return Poll::Ready(Wake::Put(r));
-                }
-                if let Some(r) = poll_op(&mut ops.connect, cx) {
-                    return Poll::Ready(Wake::Connected(r));
-                }
-                if let Some((f, r)) = poll_op(&mut ops.persist, cx) {
-                    return Poll::Ready(Wake::Persisted(f, r));
-                }
-                if let Some((l, r)) = poll_op(&mut ops.dial, cx) {
-                    return Poll::Ready(Wake::Dialed(l, r));
-                }
-                if let Some(answer) = poll_op(&mut ops.chat_api, cx) {
-                    return Poll::Ready(Wake::Api(answer));
+                for i in 0..ops.len() {
+                    if let Poll::Ready(outcome) = ops[i].run.as_mut().poll(cx) {
+                        ops.swap_remove(i);
+                        return Poll::Ready(Wake::Outcome(outcome));
+                    }
                 }
                 // what ended sessions still send (their Close frames), best effort
-                for conn in ended.iter_mut() {
-                    conn.links.retain_mut(|w| w.poll_send(cx).is_pending());
-                }
-                ended.retain(|conn| !conn.links.is_empty());
-                if let Some(conn) = chat.as_mut() {
-                    for wire in &mut conn.links {
-                        match wire.poll_send(cx) {
-                            Poll::Ready(Ok(())) if wire.close => {
-                                return Poll::Ready(Wake::Sent(wire.link))
-                            }
-                            Poll::Ready(Err(e)) => {
-                                return Poll::Ready(Wake::WriteFailed(wire.link, e))
-                            }
-                            Poll::Ready(Ok(())) | Poll::Pending => {}
+                ended.retain_mut(|w| w.poll_send(cx).is_pending());
+                for wire in links.iter_mut() {
+                    match wire.poll_send(cx) {
+                        Poll::Ready(Ok(())) if wire.close => {
+                            return Poll::Ready(Wake::Sent(wire.link))
                         }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Wake::WriteFailed(wire.link, e)),
+                        Poll::Ready(Ok(())) | Poll::Pending => {}
                     }
-                    let session = &mut conn.session;
-                    for Wire { link, stream, .. } in &mut conn.links {
-                        // the bytes go to the session straight from the thread's buffer
-                        let read = readbuf::PLAINTEXT.poll_read(stream, cx, |bytes| {
-                            let now = clock.now();
-                            if !bytes.is_empty() {
-                                session.handle_input(now, *link, bytes);
-                            }
-                            (!bytes.is_empty()).then_some(now)
-                        });
-                        match read {
-                            Poll::Ready(Ok(Some(at))) => return Poll::Ready(Wake::Input(at)),
-                            Poll::Ready(Ok(None)) => {
-                                return Poll::Ready(Wake::Closed(*link, Ok(())))
-                            }
-                            Poll::Ready(Err(e)) => return Poll::Ready(Wake::Closed(*link, Err(e))),
-                            Poll::Pending => {}
+                }
+                for Wire { link, stream, .. } in links.iter_mut() {
+                    // the bytes go to the account straight from the thread's buffer
+                    let read = readbuf::PLAINTEXT.poll_read(stream, cx, |bytes| {
+                        let now = clock.now();
+                        if !bytes.is_empty() {
+                            account.handle_input(now, *link, bytes);
                         }
+                        (!bytes.is_empty()).then_some(now)
+                    });
+                    match read {
+                        Poll::Ready(Ok(Some(at))) => return Poll::Ready(Wake::Input(at)),
+                        Poll::Ready(Ok(None)) => return Poll::Ready(Wake::Closed(*link, Ok(()))),
+                        Poll::Ready(Err(e)) => return Poll::Ready(Wake::Closed(*link, Err(e))),
+                        Poll::Pending => {}
                     }
                 }
                 Poll::Pending
@@ -325,10 +283,10 @@ impl Driver {
                 Wake::Control(Control::Update(mut user)) => {
                     user.chat_transport
                         .get_or_insert(self.services.default_transport);
-                    self.core.handle_config(&user);
+                    self.account.handle_config(now, &user);
                 }
                 Wake::Control(Control::Stop) => {
-                    if self.tokens.renewal_in_flight() {
+                    if self.account.renewal_in_flight() {
                         log!(
                             Info,
                             self.who(),
@@ -339,39 +297,18 @@ impl Driver {
                     }
                     self.stop_by = Some(now + STOP_GRACE);
                 }
-                Wake::Lookup(result) => {
-                    self.ops.lookup = None;
-                    self.core.handle_lookup(now, result);
-                }
-                Wake::Put(result) => {
-                    self.ops.put = None;
-                    self.core.handle_put(now, result);
-                }
-                Wake::Connected(result) => {
-                    self.ops.connect = None;
-                    self.connected(now, result);
-                }
-                Wake::Token(answer) => {
-                    self.ops.token = None;
+                Wake::Outcome(Outcome::Done(done)) => {
                     let wall = self.services.clock.wall();
-                    feed_tokens(&mut self.tokens, now, wall, answer);
+                    self.account.handle_done(now, wall, done);
                 }
-                Wake::Persisted(field, result) => {
-                    self.ops.persist = None;
-                    self.persisted(field, result);
+                Wake::Outcome(Outcome::Connected(result)) => {
+                    let result = result.map(|stream| self.links = vec![Wire::new(0, stream)]);
+                    let eventsub = &self.services.eventsub;
+                    self.account.handle_connected(now, result, eventsub);
                 }
-                Wake::Dialed(link, result) => {
-                    self.ops.dial = None;
-                    if let Some(conn) = &mut self.chat {
-                        let result = result.map(|stream| conn.links.push(Wire::new(link, stream)));
-                        conn.session.handle_dialed(now, link, result);
-                    }
-                }
-                Wake::Api(answer) => {
-                    self.ops.chat_api = None;
-                    if let Some(conn) = &mut self.chat {
-                        conn.session.handle_api(now, answer);
-                    }
+                Wake::Outcome(Outcome::Dialed(link, result)) => {
+                    let result = result.map(|stream| self.links.push(Wire::new(link, stream)));
+                    self.account.handle_dialed(now, link, result);
                 }
                 Wake::Input(_) => {}
                 Wake::Closed(link, Ok(())) => self.lost(now, link, "server closed the connection"),
@@ -381,38 +318,24 @@ impl Driver {
                 }
                 Wake::Closed(link, Err(e)) => self.lost(now, link, &format!("read failed: {e}")),
                 Wake::WriteFailed(link, e) => self.lost(now, link, &format!("write failed: {e}")),
-                Wake::Sent(link) => {
-                    if let Some(conn) = &mut self.chat {
-                        conn.links.retain(|w| w.link != link);
-                    }
-                }
+                Wake::Sent(link) => self.links.retain(|w| w.link != link),
                 Wake::Timer => {
                     if self.stop_by.is_some_and(|by| by <= now) {
                         return Ok(());
                     }
                     // a peer that has not taken the bytes in time: that connection is lost
                     let late = |w: &Wire| w.by.is_some_and(|by| by <= now);
-                    self.ended.retain_mut(|c| {
-                        c.links.retain(|w| !late(w));
-                        !c.links.is_empty()
-                    });
+                    self.ended.retain(|w| !late(w));
                     let stuck: Vec<Link> = self
-                        .chat
+                        .links
                         .iter()
-                        .flat_map(|c| &c.links)
                         .filter(|w| late(w))
                         .map(|w| w.link)
                         .collect();
                     for link in stuck {
                         self.lost(now, link, "write timed out");
                     }
-                    self.tokens.handle_timeout(now);
-                    if self.started {
-                        self.core.handle_timeout(now);
-                    }
-                    if let Some(conn) = &mut self.chat {
-                        conn.session.handle_timeout(now);
-                    }
+                    self.account.handle_timeout(now);
                 }
             }
         }
@@ -420,115 +343,28 @@ impl Driver {
 
     /// Connection `link` of the chat session ended.
     fn lost(&mut self, now: Instant, link: Link, why: &str) {
-        if let Some(conn) = &mut self.chat {
-            conn.links.retain(|w| w.link != link);
-            conn.session.handle_lost(now, link, why.to_owned());
-        }
-    }
-
-    /// The chat session is over: its connections and the work it asked for go with it, once
-    /// what it still had queued (the Close frames of an EventSub session, say) is sent, briefly
-    /// and best effort.
-    fn end_chat(&mut self) {
-        if let Some(mut conn) = self.chat.take() {
-            let by = self.now() + GOODBYE_TIMEOUT;
-            while let Some(out) = conn.session.poll_transmit() {
-                if let Some(wire) = conn.links.iter_mut().find(|w| w.link == out.link) {
-                    if !out.bytes.is_empty() {
-                        log!(Debug, Some(&self.username), None, "> {}", out.shown);
-                        wire.queue(out.bytes, by);
-                    }
-                }
-            }
-            conn.links.retain(|w| !w.out.is_empty());
-            if !conn.links.is_empty() {
-                self.ended.push(conn);
-            }
-        }
-        self.ops.dial = None;
-        self.ops.chat_api = None;
-    }
-
-    /// Performs the cores' actions and hands each the other's events and the chat
-    /// session's, until none has anything more. Returns whether there was anything, or why
-    /// the user gives up.
-    fn settle(&mut self) -> Result<bool, UserError> {
-        let mut any = false;
-        loop {
-            let mut busy = false;
-            let now = self.services.clock.now();
-            if self.ops.token.is_none() {
-                if let Some(action) = self.tokens.poll_action() {
-                    busy = true;
-                    self.ops.token =
-                        Some(token_op(&self.services, &self.app, &self.username, action));
-                }
-            }
-            while let Some(event) = self.tokens.poll_event() {
-                busy = true;
-                match event {
-                    TokenEvent::Ready => self.started = true,
-                    TokenEvent::Renewed => self.core.handle_token_renewed(now),
-                    TokenEvent::Answer(purpose, result) => {
-                        self.core.handle_refreshed(now, purpose, result)
-                    }
-                    TokenEvent::GaveUp(why) => {
-                        self.publish();
-                        return Err(UserError::NotAuthorised(why));
-                    }
-                }
-            }
-            while let Some(action) = self.started.then(|| self.core.poll_action()).flatten() {
-                busy = true;
-                self.perform(action);
-            }
-            let mut orders = Vec::new();
-            if let Some(conn) = &mut self.chat {
-                while let Some(event) = conn.session.poll_event() {
-                    busy = true;
-                    let closed = matches!(event, chat::Event::Closed(_));
-                    self.core.handle_chat(now, event);
-                    if closed {
-                        self.end_chat();
-                        break;
-                    }
-                }
-            }
-            if let Some(conn) = &mut self.chat {
-                orders.extend(std::iter::from_fn(|| conn.session.poll_order()));
-            }
-            for order in orders {
-                busy = true;
-                self.order(order);
-            }
-            if !busy {
-                return Ok(any);
-            }
-            any = true;
-        }
+        self.links.retain(|w| w.link != link);
+        self.account.handle_lost(now, link, why);
     }
 
     /// Queues what the chat session has to send on its connections, and closes those it is
     /// done with once their bytes are out. Returns true when a connection was closed at once
     /// (nothing was queued on it: the session has news).
     fn transmit(&mut self) -> bool {
-        let Some(conn) = &mut self.chat else {
-            return false;
-        };
-        let by = self.services.clock.now() + WRITE_TIMEOUT;
+        let by = self.now() + WRITE_TIMEOUT;
         let mut news = false;
-        while let Some(out) = conn.session.poll_transmit() {
-            let Some(i) = conn.links.iter().position(|w| w.link == out.link) else {
+        while let Some(out) = self.account.poll_transmit() {
+            let Some(i) = self.links.iter().position(|w| w.link == out.link) else {
                 continue;
             };
-            let wire = &mut conn.links[i];
+            let wire = &mut self.links[i];
             if !out.bytes.is_empty() {
                 log!(Debug, Some(&self.username), None, "> {}", out.shown);
                 wire.queue(out.bytes, by);
             }
             if out.then_close {
                 if wire.out.is_empty() {
-                    conn.links.remove(i);
+                    self.links.remove(i);
                     news = true;
                 } else {
                     wire.close = true;
