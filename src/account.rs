@@ -22,7 +22,9 @@ use crate::config::user::{ConfigError, UserConfig};
 use crate::endpoint::{Endpoint, Url};
 use crate::log;
 use crate::secret::Secret;
-use crate::tokens::{Purpose, TokenAction, TokenAnswer, TokenCore, TokenEvent, TokenStatus};
+use crate::tokens::{
+    Prompt, Purpose, TokenAction, TokenAnswer, TokenCore, TokenEvent, TokenStatus,
+};
 use crate::usercore::{Action, Counters, Failure, Field, Identity, PutResult, Status, UserCore};
 
 /// What the driver should do for the account; each is reported back once.
@@ -61,6 +63,8 @@ pub enum Work {
         /// The call.
         request: ApiRequest,
     },
+    /// Show the person a device code (no answer).
+    Prompt(Prompt),
     /// The chat session is over: write these last bytes (its goodbye) briefly and best
     /// effort, then close its connections. Its `Dial` and `Api` work in flight is void.
     EndChat(Vec<Transmit>),
@@ -313,6 +317,7 @@ impl Account {
                     TokenEvent::Answer(purpose, result) => {
                         self.core.handle_refreshed(now, purpose, result)
                     }
+                    TokenEvent::Prompt(prompt) => self.work.push_back(Work::Prompt(prompt)),
                     TokenEvent::GaveUp(why) => {
                         self.gave_up = Some(why);
                         self.news = true;

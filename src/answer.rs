@@ -192,6 +192,21 @@ pub struct TokenSet {
     pub scopes: Vec<String>,
 }
 
+/// A started device-code authorisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCode {
+    /// Polled with; not shown to the person.
+    pub device_code: Secret,
+    /// The code the person confirms.
+    pub user_code: String,
+    /// Where the person goes (already holds the code).
+    pub verification_uri: String,
+    /// Seconds until the code expires.
+    pub expires_in: u64,
+    /// Seconds to wait between polls.
+    pub interval: u64,
+}
+
 /// What `/validate` says of a token.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Validation {

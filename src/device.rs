@@ -1,16 +1,12 @@
-//! The device-code flow for one user: get a code, show it to the person, poll until they
-//! approve, decline, or the code expires.
+//! Showing a device code to the person: a log line, or on a terminal a box with a QR code.
+//! When to show one, poll it and give up on it is the token core's
+//! ([`crate::tokens`]); the requests are [`crate::oauth`]'s.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-pub use crate::answer::DeviceError;
-use crate::clock::Clock;
+pub use crate::answer::{DeviceCode, DeviceError};
 use crate::log;
-use crate::oauth::{AppCredentials, DeviceCode, OAuth, OAuthError, TokenSet};
-
-/// Remind the person this often while a code is pending.
-const REMIND_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// Shows the person what to do.
 pub trait Prompter: Send + Sync {
@@ -144,66 +140,6 @@ pub(crate) fn qr(text: &str) -> String {
         y += 2;
     }
     out
-}
-
-/// One attempt: request a code, show it, poll every `interval` until tokens, refusal or expiry.
-pub async fn run(
-    oauth: &OAuth,
-    clock: &dyn Clock,
-    app: &AppCredentials,
-    username: &str,
-    prompter: &dyn Prompter,
-) -> Result<TokenSet, DeviceError> {
-    let code = oauth.device_code(&app.id).await.map_err(|e| {
-        let unreachable = || format!("cannot reach Twitch to start the device-code flow: {e}");
-        match e {
-            ref e if e.is_clock() => DeviceError::Clock(unreachable()),
-            OAuthError::Http { .. } | OAuthError::Unavailable(..) => {
-                DeviceError::Unreachable(unreachable())
-            }
-            OAuthError::AppRefused(..) => DeviceError::AppRefused(format!(
-                "Twitch refuses to start the device-code flow for this app ({e})"
-            )),
-            _ => DeviceError::Failed(format!("cannot start the device-code flow: {e}")),
-        }
-    })?;
-    let start = clock.now();
-    let deadline = start + Duration::from_secs(code.expires_in);
-    prompter.show(username, &code, Duration::from_secs(code.expires_in));
-    let mut interval = Duration::from_secs(code.interval);
-    let mut next_reminder = start + REMIND_EVERY;
-    loop {
-        let at = clock.now() + interval;
-        clock.sleep_until(at).await;
-        let now = clock.now();
-        if now >= deadline {
-            return Err(DeviceError::Expired);
-        }
-        match oauth.poll_device(app, &code.device_code).await {
-            Ok(set) => return Ok(set),
-            Err(OAuthError::Pending) => {}
-            Err(OAuthError::SlowDown) => interval += Duration::from_secs(5),
-            Err(OAuthError::Expired) => return Err(DeviceError::Expired),
-            Err(OAuthError::Denied) => return Err(DeviceError::Denied),
-            Err(e @ OAuthError::Http { .. }) => {
-                log!(
-                    Debug,
-                    Some(username),
-                    None,
-                    "device-code poll failed ({e}); polling on"
-                );
-            }
-            Err(e) => {
-                return Err(DeviceError::Failed(format!(
-                    "Twitch refused the device code: {e}"
-                )))
-            }
-        }
-        if now >= next_reminder {
-            next_reminder = now + REMIND_EVERY;
-            prompter.remind(username, &code, deadline.saturating_duration_since(now));
-        }
-    }
 }
 
 #[cfg(test)]

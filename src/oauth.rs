@@ -6,25 +6,10 @@ use http::header;
 use serde::Deserialize;
 
 use crate::answer::ErrorKind;
-pub use crate::answer::{OAuthError, TokenSet, Validation, SCOPES};
+pub use crate::answer::{DeviceCode, OAuthError, TokenSet, Validation, SCOPES};
 use crate::endpoint::Endpoint;
 use crate::http::{encode_component, HttpClient};
 use crate::secret::Secret;
-
-/// A started device-code authorisation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceCode {
-    /// Polled with; not shown to the person.
-    pub device_code: Secret,
-    /// The code the person confirms.
-    pub user_code: String,
-    /// Where the person goes (already holds the code).
-    pub verification_uri: String,
-    /// Seconds until the code expires.
-    pub expires_in: u64,
-    /// Seconds to wait between polls.
-    pub interval: u64,
-}
 
 /// The credentials of the app a user's tokens belong to (`client_id`, `client_secret`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -318,12 +318,22 @@ fn no_token_within_the_allowed_codes_ends_the_account() {
     refused_by_chat(&mut account, t);
     account.handle_done(t, wall(), valid(&["user:manage:chat_color"]));
     assert_eq!(token_action(work(&mut account)), TokenAction::Authorize);
-    account.handle_done(
-        t,
-        wall(),
-        Done::Token(TokenAnswer::Device(Err(
-            crate::answer::DeviceError::Expired,
-        ))),
+    let code = crate::answer::DeviceCode {
+        device_code: Secret::new("dev1"),
+        user_code: "ABCDEFGH".into(),
+        verification_uri: "https://www.twitch.tv/activate?device-code=ABCDEFGH".into(),
+        expires_in: 1800,
+        interval: 5,
+    };
+    account.handle_done(t, wall(), Done::Token(TokenAnswer::Code(Ok(code))));
+    assert!(matches!(work(&mut account), Work::Prompt(p) if !p.reminder));
+    let at = account.poll_timeout().unwrap();
+    account.handle_timeout(at);
+    assert_eq!(
+        token_action(work(&mut account)),
+        TokenAction::PollCode(Secret::new("dev1"))
     );
+    let declined = Err(OAuthError::Denied);
+    account.handle_done(at, wall(), Done::Token(TokenAnswer::Polled(declined)));
     assert!(account.gave_up().is_some());
 }

@@ -1,7 +1,22 @@
-//! The device-code flow: when the person must authorise again, and what a code's outcome
-//! means (a new code at once at a terminal, growing pauses unattended, a limit).
+//! The device-code flow: when the person must authorise again, one code's life (shown,
+//! polled every `interval` and 5 s slower after each `slow_down`, a reminder every five
+//! minutes, expired on time), and what its outcome means (a new code at once at a terminal,
+//! growing pauses unattended, a limit).
 
 use super::*;
+
+/// Remind the person this often while a code is pending.
+pub(crate) const REMIND_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How much longer the pause between polls grows at each `slow_down` (RFC 8628 §3.5).
+const SLOW_DOWN: Duration = Duration::from_secs(5);
+
+/// The device code shown to the person.
+#[derive(Debug)]
+pub(super) struct Code {
+    code: DeviceCode,
+    interval: Duration,
+    expires: Instant,
+}
 
 impl TokenCore {
     /// Sends the person to the device flow (or gives up, when codes are not allowed).
@@ -36,12 +51,105 @@ impl TokenCore {
         self.start(Busy::Device, TokenAction::Authorize);
     }
 
-    /// One device-code authorisation asked for with [`TokenAction::Authorize`] ended.
-    pub fn handle_device(&mut self, now: Instant, result: Result<TokenSet, DeviceError>) {
+    /// The answer to [`TokenAction::Authorize`]: a code to show and poll, or why there is
+    /// none.
+    pub fn handle_code(&mut self, now: Instant, result: Result<DeviceCode, OAuthError>) {
         if self.busy != Some(Busy::Device) {
             return;
         }
+        let code = match result {
+            Ok(code) => code,
+            Err(e) => return self.handle_device(now, Err(code_refused(e))),
+        };
         self.busy = None;
+        let left = Duration::from_secs(code.expires_in);
+        let interval = Duration::from_secs(code.interval);
+        self.events.push_back(TokenEvent::Prompt(Prompt {
+            code: code.clone(),
+            left,
+            reminder: false,
+        }));
+        self.timers.set(Timer::Poll, Some(now + interval));
+        self.timers.set(Timer::Remind, Some(now + REMIND_EVERY));
+        self.code = Some(Code {
+            code,
+            interval,
+            expires: now + left,
+        });
+    }
+
+    /// A timer of the code shown: remind the person, poll, or let it expire.
+    pub(super) fn code_timeout(&mut self, now: Instant) {
+        let Some(code) = &self.code else {
+            return;
+        };
+        if self.timers.is_due(Timer::Remind, now) {
+            self.timers.set(Timer::Remind, Some(now + REMIND_EVERY));
+            self.events.push_back(TokenEvent::Prompt(Prompt {
+                code: code.code.clone(),
+                left: code.expires.saturating_duration_since(now),
+                reminder: true,
+            }));
+        }
+        if self.timers.is_due(Timer::Poll, now) {
+            self.timers.set(Timer::Poll, None);
+            if now >= code.expires {
+                return self.handle_device(now, Err(DeviceError::Expired));
+            }
+            let device_code = code.code.device_code.clone();
+            self.start(Busy::Poll, TokenAction::PollCode(device_code));
+        }
+    }
+
+    /// The answer to [`TokenAction::PollCode`].
+    pub fn handle_polled(&mut self, now: Instant, result: Result<TokenSet, OAuthError>) {
+        if self.busy != Some(Busy::Poll) {
+            return;
+        }
+        self.busy = None;
+        let Some(code) = &mut self.code else {
+            return;
+        };
+        let end = match result {
+            Ok(set) => Ok(set),
+            Err(OAuthError::Pending) => return self.poll_again(now),
+            Err(OAuthError::SlowDown) => {
+                code.interval += SLOW_DOWN;
+                return self.poll_again(now);
+            }
+            Err(e @ OAuthError::Http { .. }) => {
+                log!(
+                    Debug,
+                    self.who(),
+                    None,
+                    "device-code poll failed ({e}); polling on"
+                );
+                return self.poll_again(now);
+            }
+            Err(OAuthError::Expired) => Err(DeviceError::Expired),
+            Err(OAuthError::Denied) => Err(DeviceError::Denied),
+            Err(e) => Err(DeviceError::Failed(format!(
+                "Twitch refused the device code: {e}"
+            ))),
+        };
+        self.handle_device(now, end);
+    }
+
+    fn poll_again(&mut self, now: Instant) {
+        if let Some(code) = &self.code {
+            self.timers.set(Timer::Poll, Some(now + code.interval));
+        }
+    }
+
+    /// One device-code authorisation ended: tokens, or why not.
+    pub fn handle_device(&mut self, now: Instant, result: Result<TokenSet, DeviceError>) {
+        if self.busy != Some(Busy::Device) && self.code.is_none() {
+            return;
+        }
+        self.busy = None;
+        self.code = None;
+        self.timers.set(Timer::Poll, None);
+        self.timers.set(Timer::Remind, None);
         match result {
             Ok(set) => {
                 self.retry_backoff.reset();
@@ -128,5 +236,20 @@ impl TokenCore {
             wait.as_secs()
         );
         self.timers.set(Timer::NextCode, Some(now + wait));
+    }
+}
+
+/// Why no device code could be had, by what Twitch's answer means.
+fn code_refused(e: OAuthError) -> DeviceError {
+    let unreachable = || format!("cannot reach Twitch to start the device-code flow: {e}");
+    match e {
+        ref e if e.is_clock() => DeviceError::Clock(unreachable()),
+        OAuthError::Http { .. } | OAuthError::Unavailable(..) => {
+            DeviceError::Unreachable(unreachable())
+        }
+        OAuthError::AppRefused(..) => DeviceError::AppRefused(format!(
+            "Twitch refuses to start the device-code flow for this app ({e})"
+        )),
+        _ => DeviceError::Failed(format!("cannot start the device-code flow: {e}")),
     }
 }

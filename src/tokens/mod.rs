@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::answer::{DeviceError, OAuthError, TokenSet, Validation, REQUIRED_SCOPE};
+use crate::answer::{DeviceCode, DeviceError, OAuthError, TokenSet, Validation, REQUIRED_SCOPE};
 use crate::backoff::Backoff;
 use crate::config::user::{ConfigError, UserConfig};
 use crate::log;
@@ -109,9 +109,12 @@ pub enum TokenAction {
     /// Write this pair to the user's entry in the config file; answer with
     /// [`TokenCore::handle_saved`].
     Save(Pair),
-    /// Run one device-code authorisation (show a code, poll until it is approved, declined
-    /// or expired); answer with [`TokenCore::handle_device`].
+    /// `POST /oauth2/device`: ask for a device code; answer with [`TokenAnswer::Code`].
+    /// The core then shows it ([`TokenEvent::Prompt`]) and polls for its outcome.
     Authorize,
+    /// `POST /oauth2/token` with this device code: has the person approved it yet? Answer
+    /// with [`TokenAnswer::Polled`].
+    PollCode(Secret),
 }
 
 /// How a [`TokenAction`] ended, for [`TokenCore::handle_answer`].
@@ -123,8 +126,10 @@ pub enum TokenAnswer {
     Refreshed(Result<TokenSet, OAuthError>),
     /// How [`TokenAction::Save`] ended.
     Saved(Result<(), ConfigError>),
-    /// How [`TokenAction::Authorize`] ended.
-    Device(Result<TokenSet, DeviceError>),
+    /// The answer to [`TokenAction::Authorize`].
+    Code(Result<DeviceCode, OAuthError>),
+    /// The answer to [`TokenAction::PollCode`].
+    Polled(Result<TokenSet, OAuthError>),
 }
 
 /// What happened to the tokens, for the user.
@@ -139,6 +144,19 @@ pub enum TokenEvent {
     Answer(Purpose, Result<(), RenewError>),
     /// No token could be had within the allowed device codes: the user stops.
     GaveUp(String),
+    /// Show the person this device code (again, as a reminder, when `reminder`).
+    Prompt(Prompt),
+}
+
+/// A device code to show the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    /// The code.
+    pub code: DeviceCode,
+    /// How long it stays valid.
+    pub left: Duration,
+    /// The code was shown already: this is a reminder.
+    pub reminder: bool,
 }
 
 /// The tokens as the rest of the process may see them (the status, the supervisor).
@@ -210,7 +228,10 @@ enum Busy {
     },
     /// Saving the pair in use again, after a failed save.
     Resave(Pair),
+    /// Asking for a device code.
     Device,
+    /// Asking whether the person approved the device code.
+    Poll,
 }
 
 /// A renewal someone asked for that has not started yet.
@@ -235,6 +256,10 @@ crate::timer::timers! {
         Save,
         /// Issue the next device code.
         NextCode,
+        /// Ask whether the device code was approved.
+        Poll,
+        /// Remind the person of the device code.
+        Remind,
     }
     table TimerTable
 }
@@ -275,6 +300,8 @@ pub struct TokenCore {
     /// Device codes before giving up; `None`: forever, pausing between codes (unattended).
     attempts: Option<u32>,
     code_pause: Backoff,
+    /// The device code shown to the person, while it is polled.
+    code: Option<authorise::Code>,
     timers: TimerTable,
     actions: VecDeque<TokenAction>,
     events: VecDeque<TokenEvent>,
@@ -322,6 +349,7 @@ impl TokenCore {
             spares,
             attempts,
             code_pause: Backoff::new(NEXT_CODE_FIRST, Duration::from_secs(30 * 60)),
+            code: None,
             timers: Timers::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -404,6 +432,9 @@ impl TokenCore {
         if self.busy.is_some() || self.stage == Stage::GaveUp {
             return;
         }
+        if self.code.is_some() {
+            return self.code_timeout(now);
+        }
         let mut due = |t: Timer| {
             let due = self.timers.is_due(t, now);
             if due {
@@ -465,7 +496,8 @@ impl TokenCore {
             TokenAnswer::Validated(r) => self.handle_validated(now, wall, r),
             TokenAnswer::Refreshed(r) => self.handle_refreshed(now, wall, r),
             TokenAnswer::Saved(r) => self.handle_saved(now, r),
-            TokenAnswer::Device(r) => self.handle_device(now, r),
+            TokenAnswer::Code(r) => self.handle_code(now, r),
+            TokenAnswer::Polled(r) => self.handle_polled(now, r),
         }
     }
 

@@ -1,11 +1,11 @@
 //! What the driver performs for the cores, as futures: OAuth calls, config writes off the
-//! executor thread, one device-code authorisation, Helix calls, and connections; each with
+//! executor thread, the device-code flow's requests, Helix calls, and connections; each with
 //! an error that names its peer.
 
 use super::*;
 
 /// Performs a token action: an OAuth call, a config write (off the executor thread: the
-/// write waits for the disk), or one device-code authorisation. Each kind is boxed alone: a
+/// write waits for the disk), or the device-code flow's requests. Each kind is boxed alone: a
 /// validation does not take the device flow's room.
 pub(super) fn token_op(
     services: &Arc<Services>,
@@ -34,13 +34,14 @@ pub(super) fn token_op(
                 TokenAnswer::Saved(saved)
             })
         }
-        TokenAction::Authorize => Box::pin(async move {
-            let clock = &*services.clock;
-            let prompter = &*services.prompter;
-            TokenAnswer::Device(
-                device::run(&services.oauth, clock, &app, &username, prompter).await,
+        TokenAction::Authorize => {
+            Box::pin(async move { TokenAnswer::Code(services.oauth.device_code(&app.id).await) })
+        }
+        TokenAction::PollCode(code) => {
+            Box::pin(
+                async move { TokenAnswer::Polled(services.oauth.poll_device(&app, &code).await) },
             )
-        }),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::account::{Account, Done, Work};
 use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Transmit};
 use crate::clock::{Clock, Sleep};
 use crate::config::{ConfigFile, UserConfig};
-use crate::device::{self, Prompter};
+use crate::device::Prompter;
 use crate::endpoint::{Endpoint, Url};
 use crate::helix::{ApiError, Credentials, Helix};
 use crate::log;
@@ -186,6 +186,10 @@ pub async fn authorise(
         while let Some(event) = tokens.poll_event() {
             match event {
                 TokenEvent::Ready => return Ok(tokens.status()),
+                TokenEvent::Prompt(p) if p.reminder => {
+                    services.prompter.remind(&user.username, &p.code, p.left)
+                }
+                TokenEvent::Prompt(p) => services.prompter.show(&user.username, &p.code, p.left),
                 TokenEvent::GaveUp(why) => return Err(UserError::NotAuthorised(why)),
                 _ => {}
             }

@@ -188,7 +188,9 @@ fn thirty_days_of_validations_and_refreshes_keep_the_token_valid() {
                     last_validation = now; // a renewal counts as a validation
                     core.handle_saved(now, Ok(()));
                 }
-                TokenAction::Authorize => panic!("the device flow, after {now:?}"),
+                TokenAction::Authorize | TokenAction::PollCode(_) => {
+                    panic!("the device flow, after {now:?}")
+                }
             }
         }
         events(&mut core);

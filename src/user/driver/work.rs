@@ -78,6 +78,10 @@ impl Driver {
                     chat_api(&services, &client_id, &token, request).await,
                 ))
             }),
+            Work::Prompt(p) if p.reminder => {
+                services.prompter.remind(&self.username, &p.code, p.left)
+            }
+            Work::Prompt(p) => services.prompter.show(&self.username, &p.code, p.left),
             Work::EndChat(last) => self.end_chat(last),
         }
     }
