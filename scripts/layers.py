@@ -20,7 +20,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # the protocol cores, the user core and the token core: bytes and `now` in, bytes, events and
 # deadlines out
 CORES = [
-    "account", "bot", "chat", "chat_session", "color", "command", "eventsub", "eventsub::messages",
+    "account", "bot", "chat", "chat_session", "directory", "color", "command", "eventsub", "eventsub::messages",
     "eventsub::subscriptions", "http::head", "http::wire", "irc", "irc::commands", "irc::message",
     "irc::session", "mode", "tokens", "tokens::authorise", "tokens::renew", "tokens::saving",
     "tokens::schedule", "usercore", "usercore::chat_side", "usercore::colors",

@@ -16,6 +16,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod device;
+pub mod directory;
 pub mod endpoint;
 pub mod eventsub;
 #[cfg(feature = "demo")]

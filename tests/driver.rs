@@ -113,7 +113,7 @@ fn services(clock: &VirtualClock, transport: Arc<dyn Transport>) -> Arc<Services
             path: "/ws".into(),
         },
         default_transport: Default::default(),
-        broadcasters: Default::default(),
+        channels: Default::default(),
         config: Arc::new(ConfigFile::new("/nonexistent/never-written.conf")),
         clock_watch: Arc::default(),
     })

@@ -124,7 +124,7 @@ fn real_services(
         irc: endpoints.irc,
         eventsub: endpoints.eventsub,
         default_transport: endpoints.chat_transport,
-        broadcasters: Mutex::default(),
+        channels: Mutex::default(),
         config: file,
         clock_watch,
     });

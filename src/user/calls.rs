@@ -89,7 +89,7 @@ pub(super) async fn put_color(
 }
 
 /// Performs a Helix call of an EventSub chat session; channel ids come from the process's
-/// cache when known.
+/// [`Directory`] when known there.
 pub(super) async fn chat_api(
     services: &Services,
     client_id: &str,
@@ -117,28 +117,14 @@ pub(super) async fn chat_api(
     };
     match request {
         ApiRequest::Resolve(logins) => {
-            let (mut found, mut missing) = (Vec::new(), Vec::new());
-            {
-                let cache = services
-                    .broadcasters
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                for login in logins {
-                    match cache.get(&login) {
-                        Some(id) => found.push((login, id.clone())),
-                        None => missing.push(login),
-                    }
-                }
-            }
+            let directory = || services.channels.lock().unwrap_or_else(|p| p.into_inner());
+            let (mut found, missing) = directory().known(services.clock.now(), logins);
             if !missing.is_empty() {
                 match services.helix.get_users_by_login(creds, &missing).await {
                     Ok(users) => {
-                        let mut cache = services
-                            .broadcasters
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner());
+                        let mut directory = directory();
                         for user in users {
-                            cache.insert(user.login.clone(), user.id.clone());
+                            directory.learn(services.clock.now(), &user.login, &user.id);
                             found.push((user.login, user.id));
                         }
                     }

@@ -4,7 +4,6 @@
 //! and arms one timer. It makes no choice of its own: what passes between the token core, the
 //! user core and the chat session is decided in [`crate::account`].
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -20,6 +19,7 @@ use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Transmit};
 use crate::clock::{Clock, Sleep};
 use crate::config::{ConfigFile, UserConfig};
 use crate::device::Prompter;
+use crate::directory::Directory;
 use crate::endpoint::{Endpoint, Url};
 use crate::helix::{ApiError, Credentials, Helix};
 use crate::log;
@@ -58,8 +58,8 @@ pub struct Services {
     pub eventsub: Url,
     /// The chat transport of users whose entry does not choose one.
     pub default_transport: chat::Protocol,
-    /// Channel logins → user ids, looked up once for the process (EventSub subscriptions).
-    pub broadcasters: Mutex<HashMap<String, String>>,
+    /// Channel logins → user ids, for the whole process (EventSub subscriptions).
+    pub channels: Mutex<Directory>,
     /// The config file, for persisting changes.
     pub config: Arc<ConfigFile>,
     /// What TLS handshakes found out about this machine's clock.
