@@ -5,9 +5,8 @@
 //! deadline of [`Account::poll_timeout`].
 //!
 //! What passes between the cores is decided here, where it is tested on `t0 + Duration`:
-//! which token a 401 found stale and whether chat's refusal needs a scope check, what a
-//! Helix error means to the user core, when the user core may start, one config write at a
-//! time. The driver ([`crate::user`]) performs the work and reports how it ended.
+//! which token a 401 found stale and whether chat's refusal needs a scope check, when the
+//! user core may start, one config write at a time. The driver ([`crate::user`]) performs the work and reports how it ended.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,7 +14,7 @@ use std::time::{Instant, SystemTime};
 
 use nanorand::{Rng, WyRand};
 
-use crate::answer::{ApiError, ErrorKind};
+use crate::answer::ApiError;
 use crate::chat::{self, ApiAnswer, ApiRequest, Link, Login, Order, Protocol, Transmit};
 use crate::chat_session::ChatSession;
 use crate::config::user::{ConfigError, UserConfig};
@@ -25,7 +24,7 @@ use crate::secret::Secret;
 use crate::tokens::{
     Prompt, Purpose, TokenAction, TokenAnswer, TokenCore, TokenEvent, TokenStatus,
 };
-use crate::usercore::{Action, Counters, Failure, Field, Identity, PutResult, Status, UserCore};
+use crate::usercore::{Action, Counters, Field, Identity, Status, UserCore};
 
 /// What the driver should do for the account; each is reported back once.
 #[derive(Debug)]
@@ -223,8 +222,8 @@ impl Account {
                 self.token_busy = false;
                 self.tokens.handle_answer(now, wall, answer);
             }
-            Done::LookUp(result) => self.core.handle_lookup(now, result.map_err(failure)),
-            Done::Put(result) => self.core.handle_put(now, put_result(wall, result)),
+            Done::LookUp(result) => self.core.handle_lookup(now, result),
+            Done::Put(result) => self.core.handle_put(now, wall, result),
             Done::Persisted(field, result) => {
                 self.persisting = false;
                 self.persisted(field, result);
@@ -430,36 +429,6 @@ impl Account {
             (Err(e), Field::PrimeOrTurbo(_)) => log!(Error, self.who(), None, "could not save \"{key}\": {value} ({e}); the bot will try hex colors again after a restart"),
             (Err(e), Field::Enabled(_) | Field::ColorMode(_)) => log!(Error, self.who(), None, "could not save \"{key}\": {value} ({e}); the setting holds until the bot restarts"),
         }
-    }
-}
-
-/// What a failed lookup means to the user core: a 401 renews the token.
-fn failure(e: ApiError) -> Failure {
-    match (e.kind(), e) {
-        (ErrorKind::Unauthorized, ApiError::Status { message, .. }) => {
-            Failure::Unauthorized(message)
-        }
-        (_, e) => Failure::Other(e.to_string()),
-    }
-}
-
-/// How a color change ended, with the time to a rate-limit bucket's refill counted from
-/// `wall`.
-fn put_result(wall: SystemTime, result: Result<(), ApiError>) -> PutResult {
-    match result {
-        Ok(()) => PutResult::Done,
-        Err(ApiError::Status {
-            status,
-            message,
-            rate,
-        }) => PutResult::Status {
-            status,
-            message,
-            retry_after: rate
-                .reset_at()
-                .map(|at| at.duration_since(wall).unwrap_or_default()),
-        },
-        Err(e) => PutResult::Failed(e.to_string()),
     }
 }
 

@@ -11,7 +11,7 @@ use twitch_colorchanger::config::UserConfig;
 use twitch_colorchanger::log::{self, Level, Settings};
 use twitch_colorchanger::secret::Secret;
 use twitch_colorchanger::tokens::{Due, Schedule, REFRESH_AHEAD, VALIDATE_EVERY};
-use twitch_colorchanger::usercore::{Action, Counters, Identity, PutResult, State, UserCore};
+use twitch_colorchanger::usercore::{Action, Counters, Identity, State, UserCore};
 
 const DAY: u64 = 86_400;
 const DAYS: u64 = 30;
@@ -97,7 +97,8 @@ impl Sim {
                     self.connected = true;
                 }
                 Action::SetColor(_) => {
-                    self.core.handle_put(now, PutResult::Done);
+                    self.core
+                        .handle_put(now, std::time::SystemTime::UNIX_EPOCH, Ok(()));
                     self.changes += 1;
                 }
                 other => panic!("unexpected action {other:?}"),

@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::answer::ErrorKind;
 
 impl UserCore {
     /// The user lookup ended.
-    pub fn handle_lookup(&mut self, now: Instant, result: Result<Identity, Failure>) {
+    pub fn handle_lookup(&mut self, now: Instant, result: Result<Identity, ApiError>) {
         match result {
             Ok(identity) => {
                 if !identity.login.eq_ignore_ascii_case(&self.name) {
@@ -42,18 +43,17 @@ impl UserCore {
                 self.backoff.reset();
                 self.connect();
             }
-            Err(Failure::Unauthorized(_)) if !self.lookup_refreshed => {
+            Err(e) if e.kind() == ErrorKind::Unauthorized && !self.lookup_refreshed => {
                 self.lookup_refreshed = true;
                 self.actions
                     .push_back(Action::RefreshToken(Purpose::Lookup));
             }
-            Err(failure) => {
-                let why = match failure {
-                    Failure::Unauthorized(m) => {
-                        self.backoff.saturate();
-                        format!("HTTP 401: {m} (the access token or client id was refused)")
-                    }
-                    Failure::Other(m) => m,
+            Err(e) => {
+                let why = if e.kind() == ErrorKind::Unauthorized {
+                    self.backoff.saturate();
+                    format!("{e} (the access token or client id was refused)")
+                } else {
+                    e.to_string()
                 };
                 self.retry_lookup(now, why);
             }

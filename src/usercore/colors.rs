@@ -2,7 +2,7 @@
 //! its outcome (401 → renew → retry once, 429 wait, hex → named fallback), and the answers
 //! to the token renewals it asked for.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
 use crate::answer::ErrorKind;
@@ -158,8 +158,9 @@ impl UserCore {
         }
     }
 
-    /// The color change asked for with [`Action::SetColor`] ended.
-    pub fn handle_put(&mut self, now: Instant, result: PutResult) {
+    /// The color change asked for with [`Action::SetColor`] ended; `wall` reads the time
+    /// Twitch gives for a rate-limit bucket's refill.
+    pub fn handle_put(&mut self, now: Instant, wall: SystemTime, result: Result<(), ApiError>) {
         let retried = match &self.putting {
             Some(putting) => putting.retried,
             None => return,
@@ -170,13 +171,12 @@ impl UserCore {
             .useless_renewal
             .is_none_or(|at| now.duration_since(at) >= NO_RENEWAL_AFTER_USELESS);
         let outcome = match result {
-            PutResult::Done => Outcome::Done,
-            PutResult::Failed(why) => Outcome::Failed(why),
-            PutResult::Status {
+            Ok(()) => Outcome::Done,
+            Err(ApiError::Status {
                 status,
                 message,
-                retry_after,
-            } => match ErrorKind::of_status(status) {
+                rate,
+            }) => match ErrorKind::of_status(status) {
                 ErrorKind::Unauthorized if !retried && renewal_helps => {
                     self.actions.push_back(Action::RefreshToken(Purpose::Color));
                     return;
@@ -192,10 +192,13 @@ impl UserCore {
                 }
                 ErrorKind::Invalid => Outcome::Rejected(message),
                 ErrorKind::RateLimited => {
-                    Outcome::RateLimited(Some(retry_after.unwrap_or(Duration::from_secs(1))))
+                    let refill = rate.reset_at().map(|at| at.duration_since(wall));
+                    let refill = refill.map(Result::unwrap_or_default);
+                    Outcome::RateLimited(Some(refill.unwrap_or(Duration::from_secs(1))))
                 }
                 _ => Outcome::Failed(format!("HTTP {status}: {message}")),
             },
+            Err(e) => Outcome::Failed(e.to_string()),
         };
         self.putting = None;
         self.finish(now, outcome);

@@ -89,33 +89,6 @@ pub struct Identity {
     pub color: Result<Option<String>, ApiError>,
 }
 
-/// Why a Helix call failed, as far as the core needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// 401, with Twitch's message.
-    Unauthorized(String),
-    /// Anything else, described.
-    Other(String),
-}
-
-/// How a `PUT /chat/color` ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PutResult {
-    /// 204.
-    Done,
-    /// An error status, Twitch's message, and for 429 how long until the bucket refills.
-    Status {
-        /// The HTTP status.
-        status: u16,
-        /// Twitch's message.
-        message: String,
-        /// Until the rate-limit bucket refills, when Twitch said.
-        retry_after: Option<Duration>,
-    },
-    /// No answer (network, bad body), described.
-    Failed(String),
-}
-
 /// Where the user stands, for the status file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

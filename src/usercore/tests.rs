@@ -20,6 +20,32 @@ fn user(channels: &[&str], prime: bool) -> UserConfig {
     }
 }
 
+fn wall() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+/// An error status from Helix.
+fn refusal(status: u16, message: &str) -> ApiError {
+    ApiError::Status {
+        status,
+        message: message.into(),
+        rate: Default::default(),
+    }
+}
+
+/// A 429 whose bucket refills `secs` after [`wall`].
+fn limited(secs: u64) -> ApiError {
+    ApiError::Status {
+        status: 429,
+        message: "Too Many Requests".into(),
+        rate: crate::answer::RateLimit {
+            limit: Some(800),
+            remaining: Some(0),
+            reset: Some(1_800_000_000 + secs),
+        },
+    }
+}
+
 fn actions(core: &mut UserCore) -> Vec<Action> {
     std::iter::from_fn(|| core.poll_action()).collect()
 }
@@ -87,7 +113,7 @@ fn own_message_sets_a_new_color_and_counts() {
     let acts = actions(&mut core);
     let color = set_color(&acts[0]).to_owned();
     assert!(color::is_hex(&color) && !color::same(&color, "#1E90FF"));
-    core.handle_put(t + Duration::from_millis(5), PutResult::Done);
+    core.handle_put(t + Duration::from_millis(5), wall(), Ok(()));
     let s = core.status();
     assert_eq!(s.color.as_deref(), Some(color.as_str()));
     assert_eq!((s.counters.changes, s.counters.messages), (1, 1), "{s:?}");
@@ -105,7 +131,7 @@ fn one_message_shown_in_several_channels_by_shared_chat_is_one_change() {
     let change = |core: &mut UserCore| {
         let acts = actions(core);
         if !acts.is_empty() {
-            core.handle_put(t, PutResult::Done);
+            core.handle_put(t, wall(), Ok(()));
         }
         acts.len()
     };
@@ -141,17 +167,13 @@ fn a_401_refreshes_the_token_and_retries_once() {
     let mut core = ready(t, &["lumenwave"], false);
     say(&mut core, t, "hi");
     let color = set_color(&actions(&mut core)[0]).to_owned();
-    let refused = PutResult::Status {
-        status: 401,
-        message: "Invalid OAuth token".into(),
-        retry_after: None,
-    };
-    core.handle_put(t, refused.clone());
+    let refused = refusal(401, "Invalid OAuth token");
+    core.handle_put(t, wall(), Err(refused.clone()));
     assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Color)]);
     core.handle_refreshed(t, Purpose::Color, Ok(()));
     assert_eq!(actions(&mut core), [Action::SetColor(color)]);
     // refused again: given up, not refreshed in a loop
-    core.handle_put(t, refused.clone());
+    core.handle_put(t, wall(), Err(refused.clone()));
     assert_eq!(actions(&mut core), []);
     assert!(core
         .status()
@@ -163,7 +185,7 @@ fn a_401_refreshes_the_token_and_retries_once() {
     let mut core = ready(t, &["lumenwave"], false);
     say(&mut core, t, "hi");
     actions(&mut core);
-    core.handle_put(t, refused);
+    core.handle_put(t, wall(), Err(refused));
     actions(&mut core);
     core.handle_refreshed(
         t,
@@ -180,18 +202,14 @@ fn a_401_refreshes_the_token_and_retries_once() {
 fn a_token_refused_even_after_renewal_is_not_renewed_again_for_a_while() {
     let t = Instant::now();
     let mut core = ready(t, &["lumenwave"], false);
-    let refused = || PutResult::Status {
-        status: 401,
-        message: "Missing scope: user:manage:chat_color".into(),
-        retry_after: None,
-    };
+    let refused = || refusal(401, "Missing scope: user:manage:chat_color");
     say(&mut core, t, "hi");
     actions(&mut core);
-    core.handle_put(t, refused());
+    core.handle_put(t, wall(), Err(refused()));
     assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Color)]);
     core.handle_refreshed(t, Purpose::Color, Ok(()));
     actions(&mut core);
-    core.handle_put(t, refused());
+    core.handle_put(t, wall(), Err(refused()));
     let error = core.status().counters.last_error.unwrap();
     assert!(
         error.contains("Missing scope") && error.contains("even with a freshly renewed token"),
@@ -202,13 +220,13 @@ fn a_token_refused_even_after_renewal_is_not_renewed_again_for_a_while() {
     let t1 = t + Duration::from_secs(60);
     say(&mut core, t1, "again");
     actions(&mut core);
-    core.handle_put(t1, refused());
+    core.handle_put(t1, wall(), Err(refused()));
     assert_eq!(actions(&mut core), []);
     // ten minutes later a renewal is worth one more try
     let t2 = t + NO_RENEWAL_AFTER_USELESS;
     say(&mut core, t2, "later");
     actions(&mut core);
-    core.handle_put(t2, refused());
+    core.handle_put(t2, wall(), Err(refused()));
     assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Color)]);
 }
 
@@ -218,14 +236,7 @@ fn an_unreachable_token_endpoint_is_not_called_a_refusal() {
     let mut core = ready(t, &["lumenwave"], false);
     say(&mut core, t, "hi");
     actions(&mut core);
-    core.handle_put(
-        t,
-        PutResult::Status {
-            status: 401,
-            message: "Invalid OAuth token".into(),
-            retry_after: None,
-        },
-    );
+    core.handle_put(t, wall(), Err(refusal(401, "Invalid OAuth token")));
     actions(&mut core);
     core.handle_refreshed(
         t,
@@ -259,14 +270,7 @@ fn a_429_waits_for_the_bucket_on_the_clock() {
     let mut core = ready(t, &["lumenwave"], false);
     say(&mut core, t, "hi");
     let color = set_color(&actions(&mut core)[0]).to_owned();
-    core.handle_put(
-        t,
-        PutResult::Status {
-            status: 429,
-            message: "Too Many Requests".into(),
-            retry_after: Some(Duration::from_secs(7)),
-        },
-    );
+    core.handle_put(t, wall(), Err(limited(7)));
     assert_eq!(actions(&mut core), []);
     assert_eq!(core.poll_timeout(), Some(t + Duration::from_secs(7)));
     core.handle_timeout(t + Duration::from_secs(6));
@@ -281,14 +285,7 @@ fn a_429_without_a_reset_header_waits_a_second() {
     let mut core = ready(t, &["lumenwave"], false);
     say(&mut core, t, "hi");
     actions(&mut core);
-    core.handle_put(
-        t,
-        PutResult::Status {
-            status: 429,
-            message: "Too Many Requests".into(),
-            retry_after: None,
-        },
-    );
+    core.handle_put(t, wall(), Err(refusal(429, "Too Many Requests")));
     assert_eq!(core.poll_timeout(), Some(t + Duration::from_secs(1)));
 }
 
@@ -304,7 +301,7 @@ fn chat_commands_switch_persist_and_set_colors() {
     // ccc works while disabled; hex is refused without Turbo/Prime; junk is ignored
     say(&mut core, t, "ccc Sea_Green");
     assert_eq!(actions(&mut core), [Action::SetColor("sea_green".into())]);
-    core.handle_put(t, PutResult::Done);
+    core.handle_put(t, wall(), Ok(()));
     for ignored in ["ccc #a1b2c3", "ccc", "ccc red blue", "ccc purple"] {
         say(&mut core, t, ignored);
         assert_eq!(actions(&mut core), [], "{ignored}");
@@ -329,7 +326,7 @@ fn ccm_switches_the_color_mode_and_persists_it() {
     say(&mut core, t, "hello");
     let first = set_color(&actions(&mut core)[0]).to_owned();
     assert_eq!(mode::hue_of(&first), Some(240));
-    core.handle_put(t, PutResult::Done);
+    core.handle_put(t, wall(), Ok(()));
     say(&mut core, t, "again");
     assert_eq!(mode::hue_of(set_color(&actions(&mut core)[0])), Some(270));
     // no palette in the config: ccm palette is refused; junk is ignored
@@ -361,15 +358,11 @@ fn a_refused_hex_color_persists_named_colors() {
     let mut core = ready(t, &["lumenwave"], true);
     say(&mut core, t, "x");
     actions(&mut core);
-    let rejected = PutResult::Status {
-        status: 400,
-        message: "invalid color".into(),
-        retry_after: None,
-    };
-    core.handle_put(t, rejected);
+    let rejected = refusal(400, "invalid color");
+    core.handle_put(t, wall(), Err(rejected));
     let named = set_color(&actions(&mut core)[0]).to_owned();
     assert!(!color::is_hex(&named));
-    core.handle_put(t, PutResult::Done);
+    core.handle_put(t, wall(), Ok(()));
     assert_eq!(
         actions(&mut core),
         [Action::Persist(Field::PrimeOrTurbo(false))]
@@ -522,11 +515,11 @@ fn lookup_failures_retry_and_a_401_refreshes_once() {
     let mut core = UserCore::new(t, &user(&["a"], true), Counters::default(), 1);
     actions(&mut core);
     assert_eq!(core.status().state, State::Starting);
-    core.handle_lookup(t, Err(Failure::Unauthorized("Invalid OAuth token".into())));
+    core.handle_lookup(t, Err(refusal(401, "Invalid OAuth token")));
     assert_eq!(actions(&mut core), [Action::RefreshToken(Purpose::Lookup)]);
     core.handle_refreshed(t, Purpose::Lookup, Ok(()));
     assert_eq!(actions(&mut core), [Action::LookUpUser]);
-    core.handle_lookup(t, Err(Failure::Other("HTTP 503: down".into())));
+    core.handle_lookup(t, Err(refusal(503, "down")));
     let at = core.poll_timeout().unwrap();
     core.handle_timeout(at);
     assert_eq!(actions(&mut core), [Action::LookUpUser]);
