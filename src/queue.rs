@@ -2,7 +2,8 @@
 //! rest, but a drained `VecDeque` keeps its storage: a dozen queues of a few entries each
 //! kept about a kilobyte per user for nothing. [`pop`] gives the storage back when the last
 //! entry is taken; the next push makes it again (a small allocation, and the cores push
-//! rarely: a few times per chat message).
+//! rarely: a few times per chat message). Measured when it came (3104afe): 1,000 users'
+//! peak memory 16.0 -> 14.9 MiB on IRC, 20.5 -> 18.7 on EventSub.
 
 use std::collections::VecDeque;
 

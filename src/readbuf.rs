@@ -1,7 +1,9 @@
 //! One read buffer per thread (and one for the TLS records under it), shared by every
 //! connection the thread reads: a read hands its bytes on before the task yields, so no
 //! connection needs a buffer of its own while it waits (16 KiB per chat connection and
-//! 8 KiB per HTTP exchange before, most of a user's memory).
+//! 8 KiB per HTTP exchange before, most of a user's memory). Measured when it came
+//! (5856a58, with the user's smaller future): 1,000 users 61 -> 27 MiB; the record buffer
+//! (1adafc0): the CPU of 1,000 changes at once 130 -> 70-80 ms.
 
 use std::cell::RefCell;
 use std::io;

@@ -81,7 +81,10 @@ impl HttpClient {
     }
 
     /// Waits for a turn to exchange: at most 64 are held at once, all
-    /// endpoints together. Build the request once it has come.
+    /// endpoints together. Build the request once it has come: a thousand color changes
+    /// waiting for a turn then hold about 200 bytes each instead of a built request and a
+    /// 1.4 KB future (3b43eb2: 1,000 users' peak memory 20.1 -> 19.0 MiB on IRC, 25.0 ->
+    /// 23.4 on EventSub).
     pub async fn turn(&self) -> Turn<'_> {
         Turn {
             _held: self.exchanges.acquire().await,

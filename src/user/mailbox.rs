@@ -2,7 +2,9 @@
 //! the supervisor's orders one way (the newest settings, stop), the user's newest report
 //! the other, with a nudge on the supervisor's shared channel so the status file is
 //! rewritten. A channel per user cost 0.9 KB of the 16 KB a user takes in all; the orders
-//! need no queue, since only the newest settings matter and a stop is a stop.
+//! need no queue, since only the newest settings matter and a stop is a stop. Measured when
+//! it came (3ce34e8): 1,000 users' peak memory 17.1 -> 16.0 MiB on IRC, 21.4 -> 20.3-20.6
+//! on EventSub.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
