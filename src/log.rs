@@ -281,21 +281,25 @@ pub fn write(level: Level, user: Option<&str>, channel: Option<&str>, args: fmt:
     let ts = rfc3339(SystemTime::now());
     if s.file.is_some() {
         if let Some(file) = FILE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            let _ = writeln!(file, "{}", json(&ts, level, user, channel, &args));
+            let mut record = json(&ts, level, user, channel, &args);
+            record.push('\n');
+            let _ = file.write_all(record.as_bytes()); // one write: a line is never torn
         }
     }
-    let line = line(s, &ts, level, user, channel, args);
+    let mut line = line(s, &ts, level, user, channel, args);
     if s.captured {
         // through the test harness's capture: shown only for a test that fails
         eprintln!("{line}");
         return;
     }
+    // the line and its end in one write (stderr has no buffer): one system call, and a line
+    // another process writes meanwhile never lands in the middle of it
+    line.push('\n');
     if s.reader.on_stdout(level) {
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
         return;
     }
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// One line as `s` wants it, without its newline.
