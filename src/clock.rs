@@ -31,9 +31,7 @@ impl Clock for SystemClock {
         SystemTime::now()
     }
     fn sleep_until(&self, deadline: Instant) -> Sleep {
-        Box::pin(async move {
-            smol::Timer::at(deadline).await;
-        })
+        crate::reactor::sleep_until(deadline)
     }
 }
 

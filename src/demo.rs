@@ -99,7 +99,7 @@ pub fn run(options: &Options, stop: impl Future<Output = ()>) -> Result<(), Stri
             let _ = done_tx.try_send(script.play());
         });
         let (_reload_tx, reloads) = async_channel::unbounded();
-        let outcome = smol::block_on(async {
+        let outcome = crate::reactor::block_on(async {
             let bot = async {
                 let status = Some(dir.path().join("status.json"));
                 let end = app::run(config.clone(), status, endpoints, Vec::new(), reloads).await;
@@ -119,7 +119,8 @@ pub fn run(options: &Options, stop: impl Future<Output = ()>) -> Result<(), Stri
                 Err("interrupted".to_owned())
             };
             smol::future::or(script, smol::future::or(bot, stopped)).await
-        });
+        })
+        .unwrap_or_else(|e| Err(format!("cannot set up the event loop: {e}")));
         cancelled.store(true, Ordering::Relaxed);
         log::mute();
         outcome

@@ -32,6 +32,7 @@ pub mod nofile;
 mod notify;
 pub mod oauth;
 mod queue;
+pub mod reactor;
 mod readbuf;
 pub mod secret;
 pub mod skew;

@@ -130,6 +130,8 @@ impl Ending {
 enum Error {
     /// The signal handlers could not be installed.
     Signals(std::io::Error),
+    /// The event loop (epoll, eventfd) could not be set up.
+    Reactor(std::io::Error),
     /// The bot or `setup` could not start, or every user gave up.
     Start(app::StartError),
     /// `status`: no status to show (no bot running, or an unreadable status file).
@@ -152,7 +154,9 @@ impl Error {
                 | app::StartError::InUse(..),
             ) => Ending::NotDone,
             Error::Start(_) | Error::NoDemo => Ending::BadInput,
-            Error::Signals(_) | Error::NoStatus(_) | Error::Demo(_) => Ending::NotDone,
+            Error::Signals(_) | Error::Reactor(_) | Error::NoStatus(_) | Error::Demo(_) => {
+                Ending::NotDone
+            }
         }
     }
 
@@ -161,6 +165,7 @@ impl Error {
         match self {
             Error::Start(e) => twitch_colorchanger::log!(Error, None, None, "{e}"),
             Error::Signals(e) => eprintln!("error: cannot install signal handlers: {e}"),
+            Error::Reactor(e) => eprintln!("error: cannot set up the event loop: {e}"),
             Error::NoStatus(why) => eprintln!("{why}"),
             Error::Demo(e) => eprintln!("demo failed: {e}"),
             Error::NoDemo => {
@@ -307,7 +312,7 @@ fn run_bot(
     env: app::EnvUsers,
 ) -> Result<Ending, Error> {
     let (requests, requests_rx) = async_channel::unbounded();
-    let sig = smol::future::block_on(async {
+    let sig = twitch_colorchanger::reactor::block_on(async {
         let mut bot = std::pin::pin!(app::run(path, status_file, endpoints, env, requests_rx));
         // the signals are polled only when one came (Gated), not at every wake of the bot
         let stop = smol::future::or(
@@ -353,7 +358,8 @@ fn run_bot(
             // the bot returns by itself only when it was asked to stop, or with an error
             Stopped::Bot(Ok(())) => Ok(None),
         }
-    })?;
+    })
+    .map_err(Error::Reactor)??;
     let name = match sig {
         Some(Signal::Int) => "SIGINT",
         _ => "SIGTERM",
@@ -368,13 +374,14 @@ fn run_setup(
     endpoints: Endpoints,
     env: app::EnvUsers,
 ) -> Result<Ending, Error> {
-    let outcome = smol::block_on(smol::future::or(
+    let outcome = twitch_colorchanger::reactor::block_on(smol::future::or(
         async {
             interrupted(&mut signals).await;
             None
         },
         async { Some(app::setup(path, endpoints, env).await) },
-    ));
+    ))
+    .map_err(Error::Reactor)?;
     let Some(results) = outcome else {
         twitch_colorchanger::log!(Info, None, None, "setup interrupted");
         return Ok(Ending::NotDone);

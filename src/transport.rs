@@ -123,8 +123,9 @@ impl NetTransport {
         .await
         .ok_or_else(|| timed_out("TCP connect"))??;
         tcp.set_nodelay(true)?;
+        let tcp = on_this_thread(tcp)?;
         if !endpoint.tls {
-            return Ok(Box::new(tcp));
+            return Ok(tcp);
         }
         let name = ServerName::try_from(endpoint.host.clone())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "invalid TLS server name"))?;
@@ -161,6 +162,23 @@ impl NetTransport {
             );
         }
         skew.into_error()
+    }
+}
+
+/// `tcp` on the reactor of this thread when it runs the bot's ([`crate::reactor`]): its
+/// reads and writes then wake no other thread. Elsewhere (tests, the fake) it stays with
+/// async-io.
+fn on_this_thread(tcp: async_net::TcpStream) -> io::Result<BoxStream> {
+    if !crate::reactor::running() {
+        return Ok(Box::new(tcp));
+    }
+    let shared: Arc<smol::Async<std::net::TcpStream>> = tcp.into();
+    let tcp = Arc::try_unwrap(shared)
+        .map_err(|_| io::Error::other("the connection is shared"))?
+        .into_inner()?;
+    match crate::reactor::adopt(tcp) {
+        Some(socket) => Ok(Box::new(socket?)),
+        None => Err(io::Error::other("no reactor on this thread")),
     }
 }
 
