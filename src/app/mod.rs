@@ -85,14 +85,13 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// The services every user shares, over the real network and clock, and their HTTP client
-/// (to spawn [`HttpClient::watch_deadlines`] beside it).
+/// The services every user shares, over the real network and clock.
 fn real_services(
     file: Arc<ConfigFile>,
     endpoints: Endpoints,
     auth_attempts: Option<u32>,
     page: Option<Arc<Latest>>,
-) -> Result<(Arc<Services>, Arc<HttpClient>), StartError> {
+) -> Result<Arc<Services>, StartError> {
     let tls = transport::tls_config(endpoints.ca_file.as_deref())
         .map_err(|e| StartError::Env("TWITCH_CA_FILE", e.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -105,7 +104,6 @@ fn real_services(
         Duration::from_secs(15),
     ));
     let (api, auth) = (endpoints.api, endpoints.auth);
-    let client = http.clone();
     let services = Arc::new(Services {
         clock: clock.clone(),
         transport: net,
@@ -128,7 +126,7 @@ fn real_services(
         config: file,
         clock_watch,
     });
-    Ok((services, client))
+    Ok(services)
 }
 
 /// What the process asks of the running bot (from its signals).
@@ -204,7 +202,7 @@ pub async fn run(
         .filter(|_| cfg!(feature = "web"))
         .map(|_| Arc::new(Latest::default()));
     let default_transport = endpoints.chat_transport;
-    let (services, http) = real_services(file, endpoints, interactive.then_some(3), page.clone())?;
+    let services = real_services(file, endpoints, interactive.then_some(3), page.clone())?;
     log!(
         Info,
         None,
@@ -214,9 +212,6 @@ pub async fn run(
         cfg.path.display()
     );
     let executor: smol::LocalExecutor<'static> = smol::LocalExecutor::new();
-    executor
-        .spawn(async move { http.watch_deadlines().await })
-        .detach();
     let (changed_tx, changed_rx) = async_channel::unbounded();
     executor
         .spawn(watch::run(cfg.path.clone(), changed_tx))
@@ -460,11 +455,8 @@ pub async fn setup(
     let (text, leftovers) = read_at_start(&file, env).await?;
     let cfg = config::parse(&config_path, &text).map_err(StartError::Config)?;
     warn_skipped(&cfg);
-    let (services, http) = real_services(file, endpoints, Some(ATTEMPTS), None)?;
+    let services = real_services(file, endpoints, Some(ATTEMPTS), None)?;
     let executor = smol::LocalExecutor::new();
-    executor
-        .spawn(async move { http.watch_deadlines().await })
-        .detach();
     let tasks: Vec<_> = cfg
         .users
         .iter()

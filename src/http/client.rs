@@ -11,7 +11,6 @@ use smol::future;
 use smol::io::AsyncWriteExt;
 use smol::lock::{Semaphore, SemaphoreGuard};
 
-use super::deadlines::Deadlines;
 use super::wire::{encode_request, HttpError, ResponseParser};
 use crate::clock::Clock;
 use crate::endpoint::Endpoint;
@@ -48,7 +47,6 @@ pub struct HttpClient {
     idle: Mutex<HashMap<Endpoint, Vec<BoxStream>>>,
     timeout: Duration,
     exchanges: Semaphore,
-    deadlines: Deadlines,
 }
 
 impl HttpClient {
@@ -64,20 +62,12 @@ impl HttpClient {
             idle: Mutex::new(HashMap::new()),
             timeout,
             exchanges: Semaphore::new(MAX_EXCHANGES),
-            deadlines: Deadlines::default(),
         }
     }
 
     /// The client's clock's now (the one its deadlines run on).
     pub(crate) fn now(&self) -> Instant {
         self.clock.now()
-    }
-
-    /// Watches the deadlines of every exchange with one timer, for as long as it runs: spawn
-    /// it beside the client. Without it each exchange makes a timer of its own, and each
-    /// timer made wakes the reactor thread (see `deadlines`).
-    pub async fn watch_deadlines(&self) {
-        self.deadlines.watch(&*self.clock).await
     }
 
     /// Waits for a turn to exchange: at most 64 are held at once, all
@@ -105,15 +95,11 @@ impl HttpClient {
         drop(req);
         Box::pin(async move {
             let _turn = turn;
-            // one deadline for the whole exchange, watched by the client's one timer
-            let expiry = self
-                .deadlines
-                .expiry(&*self.clock, self.clock.now() + self.timeout);
-            future::or(self.send_now(endpoint, &bytes, head), async {
-                expiry.await;
-                Err(HttpError::Timeout)
-            })
-            .await
+            // one deadline for the whole exchange
+            let deadline = self.clock.now() + self.timeout;
+            let exchange = self.send_now(endpoint, &bytes, head);
+            let answer = crate::clock::timeout_at(&*self.clock, deadline, exchange).await;
+            answer.unwrap_or(Err(HttpError::Timeout))
         })
     }
 
@@ -334,36 +320,6 @@ mod tests {
                 smol::future::zip(server, send(&client, &endpoint(), get())).await;
             assert_eq!(result.unwrap_err(), HttpError::Timeout);
         });
-    }
-
-    #[test]
-    fn exchanges_share_one_timer_while_the_deadline_watcher_runs() {
-        let clock = VirtualClock::new();
-        let (client, accepted) = client(&clock);
-        let ex = smol::LocalExecutor::new();
-        ex.spawn(client.watch_deadlines()).detach();
-        smol::block_on(ex.run(async {
-            let server = async {
-                let (_, mut conn) = accepted.recv().await.unwrap();
-                for _ in 0..5 {
-                    read_request(&mut conn).await;
-                    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                        .await
-                        .unwrap();
-                }
-                conn
-            };
-            let requests = async {
-                smol::future::yield_now().await; // the watcher runs first, as in the bot
-                for _ in 0..5 {
-                    send(&client, &endpoint(), get()).await.unwrap();
-                    clock.advance(Duration::from_millis(50));
-                }
-            };
-            smol::future::zip(server, requests).await;
-        }));
-        // each timer made wakes the reactor thread in the binary: one for all five, not five
-        assert_eq!(clock.sleeps_made(), 1);
     }
 
     #[test]

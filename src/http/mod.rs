@@ -1,7 +1,6 @@
 //! A small HTTP/1.1 client: the sans-IO wire format and the pooled async client on top.
 
 mod client;
-mod deadlines;
 pub(crate) mod head;
 pub(crate) mod wire;
 
