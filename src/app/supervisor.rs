@@ -191,6 +191,11 @@ impl<'a> Supervisor<'a> {
                     },
                     future::or(
                         async {
+                            // already due to be written: later changes need no wake (one
+                            // per chat message before), the write reads the newest reports
+                            if dirty_since.is_some() {
+                                future::pending::<()>().await;
+                            }
                             let _ = status.recv().await;
                             Wake::StatusChanged
                         },
@@ -243,6 +248,8 @@ impl<'a> Supervisor<'a> {
                 Wake::WriteStatus => {
                     timer = None;
                     dirty_since = None;
+                    // the nudges that came meanwhile are in this write
+                    while self.status_changed.1.try_recv().is_ok() {}
                     self.write_status().await;
                     next_write = clock.now() + status::WRITE_EVERY;
                 }
