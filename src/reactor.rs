@@ -7,7 +7,9 @@
 //!   took less than it asked for clears it, and the next poll waits for epoll without a
 //!   system call (a short read on a stream socket empties it; any byte that comes later
 //!   raises a new edge).
-//! - Timers are a sorted map read as epoll's timeout: no timerfd, nothing to re-arm.
+//! - Timers are a list whose earliest entry is epoll's timeout: no timerfd, nothing to
+//!   re-arm. A few per user; a scan of a few thousand costs microseconds, and a list is a
+//!   fraction of a sorted map's code.
 //! - Other threads (the blocking pool's file writes; async-io's thread, which still serves
 //!   the signals, the config watcher, the status listener and connection set-up) wake it
 //!   through an eventfd, written only while the reactor sleeps.
@@ -16,7 +18,6 @@
 //! and [`adopt`] leaves a stream with async-io.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -63,7 +64,7 @@ struct Reactor {
     wake: Arc<Wakeup>,
     slots: RefCell<Vec<Option<Slot>>>,
     free: RefCell<Vec<usize>>,
-    timers: RefCell<BTreeMap<(Instant, u64), Waker>>,
+    timers: RefCell<Vec<(Instant, u64, Waker)>>,
     next_timer: Cell<u64>,
     events: RefCell<Vec<epoll::Event>>,
     due: RefCell<Vec<Waker>>,
@@ -195,27 +196,31 @@ impl Reactor {
     fn add_timer(&self, at: Instant, waker: Waker) -> u64 {
         let id = self.next_timer.get();
         self.next_timer.set(id + 1);
-        self.timers.borrow_mut().insert((at, id), waker);
+        self.timers.borrow_mut().push((at, id, waker));
         id
     }
 
-    fn update_timer(&self, at: Instant, id: u64, waker: &Waker) {
-        if let Some(w) = self.timers.borrow_mut().get_mut(&(at, id)) {
+    fn update_timer(&self, id: u64, waker: &Waker) {
+        let mut timers = self.timers.borrow_mut();
+        if let Some((_, _, w)) = timers.iter_mut().find(|t| t.1 == id) {
             if !w.will_wake(waker) {
                 *w = waker.clone();
             }
         }
     }
 
-    fn remove_timer(&self, at: Instant, id: u64) {
-        self.timers.borrow_mut().remove(&(at, id));
+    fn remove_timer(&self, id: u64) {
+        let mut timers = self.timers.borrow_mut();
+        if let Some(i) = timers.iter().position(|t| t.1 == id) {
+            timers.swap_remove(i);
+        }
     }
 
     /// Waits for readiness, a timer or a wake from another thread (`sleep`; else only
     /// gathers what is ready), and wakes who waits.
     fn react(&self, sleep: bool) -> io::Result<()> {
         let timeout = if sleep {
-            let next = self.timers.borrow().keys().next().map(|(at, _)| *at);
+            let next = self.timers.borrow().iter().map(|t| t.0).min();
             // whole milliseconds, rounded up: epoll_wait counts in them
             next.map(|at| {
                 let d = at.saturating_duration_since(Instant::now());
@@ -270,11 +275,13 @@ impl Reactor {
         {
             let now = Instant::now();
             let mut timers = self.timers.borrow_mut();
-            while let Some(entry) = timers.first_entry() {
-                if entry.key().0 > now {
-                    break;
+            let mut i = 0;
+            while i < timers.len() {
+                if timers[i].0 <= now {
+                    due.push(timers.swap_remove(i).2);
+                } else {
+                    i += 1;
                 }
-                due.push(entry.remove());
             }
         }
         drop(events);
@@ -369,13 +376,13 @@ impl Future for Sleep {
         let deadline = self.deadline;
         if Instant::now() >= deadline {
             if let Some((reactor, id)) = self.id.take() {
-                with_id(reactor, |r| r.remove_timer(deadline, id));
+                with_id(reactor, |r| r.remove_timer(id));
             }
             return Poll::Ready(());
         }
         match self.id {
             Some((reactor, id)) => {
-                with_id(reactor, |r| r.update_timer(deadline, id, cx.waker()));
+                with_id(reactor, |r| r.update_timer(id, cx.waker()));
             }
             // outside block_on it never fires (see sleep_until)
             None => self.id = with(|r| (r.id, r.add_timer(deadline, cx.waker().clone()))),
@@ -387,7 +394,7 @@ impl Future for Sleep {
 impl Drop for Sleep {
     fn drop(&mut self) {
         if let Some((reactor, id)) = self.id {
-            with_id(reactor, |r| r.remove_timer(self.deadline, id));
+            with_id(reactor, |r| r.remove_timer(id));
         }
     }
 }
