@@ -222,14 +222,19 @@ fn a_401_for_a_token_already_replaced_retries_with_the_new_one_without_a_refresh
     assert_eq!(token, "tok1");
 }
 
+/// Chat refuses a token that lacks its scope: checked, not refreshed; no refresh mends that,
+/// so the person authorises again.
+fn sent_to_the_device_flow(account: &mut Account, t: Instant) {
+    refused_by_chat(account, t);
+    account.handle_done(t, wall(), valid(&["user:manage:chat_color"]));
+    assert_eq!(token_action(work(account)), TokenAction::Authorize);
+}
+
 #[test]
 fn chat_that_refuses_a_token_lacking_its_scope_has_it_checked_not_refreshed() {
     let t = Instant::now();
     let mut account = in_chat(t);
-    refused_by_chat(&mut account, t);
-    // valid, but without chat:read: no refresh mends that, the person authorises again
-    account.handle_done(t, wall(), valid(&["user:manage:chat_color"]));
-    assert_eq!(token_action(work(&mut account)), TokenAction::Authorize);
+    sent_to_the_device_flow(&mut account, t);
 }
 
 #[test]
@@ -315,9 +320,7 @@ fn a_chat_session_that_closes_ends_with_its_goodbye_and_a_reconnect_follows() {
 fn no_token_within_the_allowed_codes_ends_the_account() {
     let t = Instant::now();
     let mut account = in_chat(t);
-    refused_by_chat(&mut account, t);
-    account.handle_done(t, wall(), valid(&["user:manage:chat_color"]));
-    assert_eq!(token_action(work(&mut account)), TokenAction::Authorize);
+    sent_to_the_device_flow(&mut account, t);
     let code = crate::answer::DeviceCode {
         device_code: Secret::new("dev1"),
         user_code: "ABCDEFGH".into(),
