@@ -1,7 +1,12 @@
 //! `check`: the config file and the environment's users validated together, without
 //! writing anything, every problem of every user listed.
 
-use super::*;
+use std::path::Path;
+
+use super::endpoints::Endpoints;
+use crate::chat::Protocol;
+use crate::config::{ConfigError, UserConfig};
+use crate::{config, log};
 
 /// What `check` found: the text to print and whether the config can run as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

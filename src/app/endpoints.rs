@@ -1,7 +1,11 @@
 //! Where Twitch is: the endpoints and trust settings from `TWITCH_*` environment
 //! variables, with Twitch's real endpoints as defaults.
 
-use super::*;
+use std::path::PathBuf;
+
+use super::StartError;
+use crate::chat::Protocol;
+use crate::endpoint::{self, Endpoint, Url};
 
 /// Default chat endpoint.
 pub const DEFAULT_IRC_URL: &str = "tls://irc.chat.twitch.tv:6697";

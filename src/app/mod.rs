@@ -5,15 +5,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use smol::future;
-
-use crate::chat::Protocol;
-use crate::clock::{timeout_at, Clock, SystemClock};
-use crate::config::{self, ConfigError, ConfigFile, UserConfig};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, ConfigError, ConfigFile};
 use crate::device;
-use crate::endpoint::{self, Endpoint, Url};
 use crate::helix::Helix;
 use crate::http::HttpClient;
 use crate::log;
@@ -22,7 +18,7 @@ use crate::oauth::OAuth;
 use crate::status;
 use crate::status::latest::{Latest, Recording};
 use crate::transport::{self, NetTransport, Transport};
-use crate::user::{self, Mailbox, Services};
+use crate::user::{self, Services};
 use crate::usercore::Counters;
 use crate::watch;
 #[cfg(feature = "web")]

@@ -1,7 +1,20 @@
 //! The supervisor: one task and mailbox per user; starts, updates, restarts and
 //! stops users as the config changes; stops them all on request; keeps the status file.
 
-use super::*;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smol::future;
+
+use super::{warn_skipped, Request, StartError};
+use crate::clock::timeout_at;
+use crate::config::{ConfigError, UserConfig};
+use crate::notify::Notify;
+use crate::user::{Mailbox, Services};
+use crate::usercore::Counters;
+use crate::{config, log, status, user};
 
 /// Why the config should be read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

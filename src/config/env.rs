@@ -1,6 +1,10 @@
 //! Users from `TWITCH_*_<n>` environment variables, and their merge into the file.
 
-use super::*;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::chat::Protocol;
 
 /// A `TWITCH_*_<n>` variable whose value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]

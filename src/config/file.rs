@@ -2,7 +2,18 @@
 //! replacement (exclusive temp file, fsync, rename, fsync of the directory) that keeps the
 //! owner and mode, and the temp files an interrupted save left behind.
 
-use super::*;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::{fs, io};
+
+use serde_json::{Map, Value};
+
+use super::env::merge_env;
+use super::read_json;
+use super::user::ConfigError;
+use crate::secret::Secret;
 
 /// The config file the bot writes to, shared by everything that writes it: its writes run
 /// one at a time, and it remembers its last few texts so that a reload can tell the bot's

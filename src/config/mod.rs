@@ -1,19 +1,12 @@
 //! The config file: the Python bot's JSON format, validated with messages that name the
 //! file, user and field, and rewritten atomically without losing fields we do not know.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
-
-use crate::chat::Protocol;
-use crate::color;
-use crate::mode;
-use crate::secret::Secret;
 
 mod env;
 mod file;

@@ -1,6 +1,14 @@
 //! One user's entry: every field read and checked, with a message that names the field.
 
-use super::*;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::user::UserConfig;
+use super::USER_FIELDS;
+use crate::chat::Protocol;
+use crate::secret::Secret;
+use crate::{color, mode};
 
 /// Every problem of one entry, so that `check` can list them all.
 pub(super) fn parse_user(entry: &Value) -> Result<UserConfig, Vec<String>> {

@@ -1,6 +1,8 @@
 //! The config: loading, validation messages, environment users, and atomic writes.
 
 use super::*;
+use crate::mode;
+use crate::secret::Secret;
 
 /// A fresh directory under `target/tmp` (never the system temp directory; the same path
 /// every run, so nothing piles up).

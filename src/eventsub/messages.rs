@@ -2,10 +2,14 @@
 //! own chat messages), session_reconnect and revocation.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::*;
+use super::{silence_limit, Session, Sub, Timer, RESUBSCRIBE_AFTER, REVOKED_AGAIN_WITHIN};
+use crate::chat::{CloseReason, Event, Link, Order};
+use crate::endpoint::Url;
+use crate::{endpoint, log};
 
 /// The envelope's `metadata`: what the payload is.
 struct Metadata {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use nanorand::{Rng, WyRand};
 
-use crate::chat::{ApiAnswer, ApiFailure, ApiRequest, CloseReason, Event, Link, Order, Transmit};
+use crate::chat::{CloseReason, Event, Link, Order, Transmit};
 use crate::endpoint::{self, Endpoint, Url};
 use crate::http::wire::ResponseParser;
 use crate::log;

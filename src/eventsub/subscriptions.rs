@@ -2,8 +2,14 @@
 //! ids, subscribing, deleting, and what each answer means (409, 400, 401/403, 429); and the
 //! channels held after a revocation until they are subscribed again.
 
-use super::*;
+use std::time::Instant;
+
+use super::{
+    Channel, InFlight, Leaving, Session, Sub, Timer, BUCKET_WAIT, LOGINS_PER_LOOKUP,
+    MAX_SUBSCRIPTIONS,
+};
 use crate::answer::ErrorKind;
+use crate::chat::{ApiAnswer, ApiFailure, ApiRequest, CloseReason, Event, Order};
 
 impl Session {
     /// Reads `channel` (a login without `#`) from now on: subscribes when the session allows.

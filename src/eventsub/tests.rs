@@ -1,6 +1,7 @@
 //! The EventSub session on `t0 + Duration`: frames in, frames, events and Helix calls out.
 
 use super::*;
+use crate::chat::{ApiAnswer, ApiFailure, ApiRequest};
 
 const ME: &str = "81234567";
 

@@ -3,7 +3,13 @@
 //! minutes, expired on time), and what its outcome means (a new code at once at a terminal,
 //! growing pauses unattended, a limit).
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use super::{
+    Busy, Prompt, RenewError, Stage, Timer, TokenAction, TokenCore, TokenEvent, APP_REFUSED_RETRY,
+};
+use crate::answer::{DeviceCode, DeviceError, OAuthError, TokenSet};
+use crate::log;
 
 /// Remind the person this often while a code is pending.
 pub(crate) const REMIND_EVERY: Duration = Duration::from_secs(5 * 60);

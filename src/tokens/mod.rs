@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::answer::{DeviceCode, DeviceError, OAuthError, TokenSet, Validation, REQUIRED_SCOPE};
+use crate::answer::{DeviceCode, OAuthError, TokenSet, Validation};
 use crate::backoff::Backoff;
 use crate::config::user::{ConfigError, UserConfig};
 use crate::log;

@@ -2,7 +2,15 @@
 //! device-flow pair) and what they mean, refreshes with spare refresh tokens, and a token
 //! endpoint that is down.
 
-use super::*;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{
+    Busy, Check, Pair, Purpose, RenewError, Retry, Stage, Then, Timer, TokenAction, TokenCore,
+    TokenEvent, Want, APP_REFUSED_RETRY,
+};
+use crate::answer::{OAuthError, TokenSet, Validation, REQUIRED_SCOPE};
+use crate::log;
+use crate::secret::Secret;
 
 impl TokenCore {
     /// `stale` was refused by a service for `purpose`: renew it. A Helix 401 refreshes; a

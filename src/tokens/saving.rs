@@ -1,7 +1,14 @@
 //! Saving a new pair before it is used, and retrying a save that failed.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use super::{
+    Busy, Check, Pair, Stage, Then, Timer, TokenAction, TokenCore, TokenEvent, Unsaved,
+    SAVE_RETRY_FIRST, SAVE_RETRY_MAX,
+};
+use crate::backoff::Backoff;
 use crate::config::user::ConfigError;
+use crate::log;
 
 impl TokenCore {
     /// A config write asked for with [`TokenAction::Save`] ended (`Err`: why it failed).

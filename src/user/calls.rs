@@ -2,7 +2,21 @@
 //! executor thread, the device-code flow's requests, Helix calls, and connections; each with
 //! an error that names its peer.
 
-use super::*;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Services;
+use crate::chat::{ApiAnswer, ApiFailure, ApiRequest};
+use crate::endpoint::Endpoint;
+use crate::helix::{ApiError, Credentials};
+use crate::oauth::AppCredentials;
+use crate::secret::Secret;
+use crate::tokens::{TokenAction, TokenAnswer};
+use crate::transport::BoxStream;
+use crate::usercore::Identity;
 
 /// Performs a token action: an OAuth call, a config write (off the executor thread: the
 /// write waits for the disk), or the device-code flow's requests. Each kind is boxed alone: a

@@ -5,29 +5,26 @@
 //! user core and the chat session is decided in [`crate::account`].
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nanorand::{Rng, WyRand};
-use smol::future;
 
-use crate::account::{Account, Done, Work};
-use crate::chat::{self, ApiAnswer, ApiFailure, ApiRequest, Link, Transmit};
-use crate::clock::{Clock, Sleep};
+use crate::account::Account;
+use crate::chat;
+use crate::clock::Clock;
 use crate::config::{ConfigFile, UserConfig};
 use crate::device::Prompter;
 use crate::directory::Directory;
 use crate::endpoint::{Endpoint, Url};
-use crate::helix::{ApiError, Credentials, Helix};
+use crate::helix::Helix;
 use crate::log;
 use crate::oauth::{AppCredentials, OAuth};
 use crate::secret::Secret;
-use crate::tokens::{TokenAction, TokenAnswer, TokenCore, TokenEvent, TokenStatus};
-use crate::transport::{BoxStream, Transport};
-use crate::usercore::{Counters, Identity, Status};
+use crate::tokens::{TokenAnswer, TokenCore, TokenEvent, TokenStatus};
+use crate::transport::Transport;
+use crate::usercore::{Counters, Status};
 
 mod calls;
 mod driver;

@@ -3,8 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::*;
-use crate::answer::ErrorKind;
+use super::{Action, Chat, Fault, Identity, Timer, UserCore, HEALTHY};
+use crate::answer::{ApiError, ErrorKind};
+use crate::bot::ColorBot;
+use crate::chat::CloseReason;
+use crate::tokens::Purpose;
+use crate::{chat, log};
 
 impl UserCore {
     /// The user lookup ended.

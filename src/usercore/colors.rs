@@ -4,8 +4,16 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::*;
-use crate::answer::ErrorKind;
+use super::{
+    Action, Fault, Field, Putting, Timer, UserCore, MAX_RATE_WAIT, NO_RENEWAL_AFTER_USELESS,
+    RECENT_COLORS,
+};
+use crate::answer::{ApiError, ErrorKind};
+use crate::bot::{BotEvent, Change, Outcome};
+use crate::color::Typed;
+use crate::command::Command;
+use crate::tokens::{Purpose, RenewError};
+use crate::{command, log, mode};
 
 impl UserCore {
     /// A token refresh asked for with [`Action::RefreshToken`] ended.

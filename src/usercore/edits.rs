@@ -1,6 +1,8 @@
 //! Config edits applied to a running user core: channels, transport, colors, flags.
 
-use super::*;
+use super::{hashed, or_none, Action, Chat, UserCore};
+use crate::config::user::UserConfig;
+use crate::log;
 
 impl UserCore {
     /// The person edited this user's settings (channels, `enabled`, `is_prime_or_turbo`):

@@ -11,10 +11,8 @@ use nanorand::{Rng, WyRand};
 
 use crate::answer::ApiError;
 use crate::backoff::Backoff;
-use crate::bot::{BotEvent, Change, ColorBot, Outcome};
-use crate::chat::{self, CloseReason, Protocol};
-use crate::color::Typed;
-use crate::command::{self, Command};
+use crate::bot::{Change, ColorBot};
+use crate::chat::Protocol;
 use crate::config::user::UserConfig;
 use crate::log;
 use crate::mode;
@@ -24,7 +22,7 @@ mod chat_side;
 mod colors;
 mod edits;
 mod seen;
-use crate::tokens::{Purpose, RenewError};
+use crate::tokens::Purpose;
 use seen::SeenMessages;
 
 /// A chat connection that stayed logged in this long resets the reconnect backoff.

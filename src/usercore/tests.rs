@@ -1,8 +1,10 @@
 //! The user core on `t0 + Duration`: chat events, Helix answers and commands in, actions out.
 
 use super::*;
+use crate::chat::{self, CloseReason};
 use crate::color;
 use crate::secret::Secret;
+use crate::tokens::RenewError;
 
 fn user(channels: &[&str], prime: bool) -> UserConfig {
     UserConfig {

@@ -1,6 +1,7 @@
 //! The token rules on `t0 + Duration`: no I/O, no clock, every answer given by hand.
 
 use super::*;
+use crate::answer::DeviceError;
 use crate::config::ConfigError;
 use crate::oauth::OAuthError;
 

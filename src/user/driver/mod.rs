@@ -4,8 +4,23 @@
 
 mod work;
 
-use super::*;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use smol::future;
+
+use super::{Control, Mailbox, Report, Services, UserError, STOP_GRACE};
+use crate::account::{Account, Done};
+use crate::chat::Link;
+use crate::clock::Sleep;
+use crate::log;
+use crate::oauth::AppCredentials;
 use crate::readbuf;
+use crate::transport::BoxStream;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -2,8 +2,13 @@
 //! calls, connections, config writes off the executor thread), and an ended chat session's
 //! connections say their goodbye.
 
+use std::future::Future;
+
 use super::super::calls::{chat_api, look_up, open, put_color, token_op};
-use super::*;
+use super::{Driver, Op, Outcome, GOODBYE_TIMEOUT};
+use crate::account::{Done, Work};
+use crate::chat::{self, Transmit};
+use crate::log;
 
 impl Driver {
     fn start(&mut self, chat: bool, run: impl Future<Output = Outcome> + 'static) {
