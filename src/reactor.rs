@@ -59,7 +59,7 @@ struct Slot {
 
 struct Reactor {
     /// Which reactor this is: a socket or a timer of an earlier one is nothing to this one.
-    id: u64,
+    id: usize,
     epoll: OwnedFd,
     wake: Arc<Wakeup>,
     slots: RefCell<Vec<Option<Slot>>>,
@@ -96,7 +96,8 @@ impl Reactor {
         let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         let flags = epoll::EventFlags::IN | epoll::EventFlags::ET;
         epoll::add(&epoll, &fd, epoll::EventData::new_u64(WAKE_KEY), flags)?;
-        static REACTORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        // usize, not u64: 32-bit MIPS has no 64-bit atomics
+        static REACTORS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         Ok(Reactor {
             id: REACTORS.fetch_add(1, Ordering::Relaxed),
             epoll,
@@ -306,7 +307,7 @@ fn with<R>(f: impl FnOnce(&Reactor) -> R) -> Option<R> {
 }
 
 /// `f` on this thread's reactor if it is reactor `id`.
-fn with_id<R>(id: u64, f: impl FnOnce(&Reactor) -> R) -> Option<R> {
+fn with_id<R>(id: usize, f: impl FnOnce(&Reactor) -> R) -> Option<R> {
     CURRENT.with(|c| c.borrow().as_deref().filter(|r| r.id == id).map(f))
 }
 
@@ -367,7 +368,7 @@ pub(crate) fn sleep_until(deadline: Instant) -> Pin<Box<dyn Future<Output = ()> 
 struct Sleep {
     deadline: Instant,
     /// The reactor and the timer's number in it, once polled.
-    id: Option<(u64, u64)>,
+    id: Option<(usize, u64)>,
 }
 
 impl Future for Sleep {
@@ -403,7 +404,7 @@ impl Drop for Sleep {
 pub(crate) struct Socket {
     tcp: TcpStream,
     /// The reactor and the socket's slot in it.
-    reactor: u64,
+    reactor: usize,
     key: usize,
 }
 
