@@ -168,7 +168,7 @@ impl<'a> Supervisor<'a> {
         let mut next_write = clock.now();
         let mut dirty_since: Option<Instant> = None;
         // the timer of the next status write, made again only when that moment moves (a
-        // new timer wakes the reactor: once per chat message before)
+        // new timer is an allocation; on async-io it also woke the reactor's thread)
         let mut timer: Option<(Instant, crate::clock::Sleep)> = None;
         loop {
             let ended = self.ended.1.clone();

@@ -186,7 +186,8 @@ impl Driver {
     /// Arms the timer for the earliest deadline, made again only when that comes sooner
     /// than the one armed: a deadline that moved later (the chat idle timer, pushed back by
     /// every message) lets the armed timer fire early once, the account finds nothing due,
-    /// and it is armed again then. A new timer wakes the reactor; this keeps it off the
+    /// and it is armed again then. A new timer is an allocation and an entry in the
+    /// reactor's list (on async-io it also woke the reactor's thread); this keeps it off the
     /// message path.
     fn arm_timer(&mut self) {
         let Some(deadline) = self.deadline() else {
