@@ -14,8 +14,8 @@
 //!   the signals, the config watcher, the status listener and connection set-up) wake it
 //!   through an eventfd, written only while the reactor sleeps.
 //!
-//! Off this thread, or outside [`block_on`], [`sleep_until`] falls back to async-io's timer
-//! and [`adopt`] leaves a stream with async-io.
+//! Off this thread, or outside [`block_on`], `sleep_until` falls back to async-io's timer
+//! and `adopt` leaves a stream with async-io.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;

@@ -1,8 +1,8 @@
 //! The async driver of one user, in the shape of quinn's `ConnectionDriver`: it performs the
-//! work the sans-IO [`Account`] asks for (Helix and OAuth calls, chat connections, config
+//! work the sans-IO `Account` asks for (Helix and OAuth calls, chat connections, config
 //! writes), reports how each ended, moves chat bytes between the connections and the account
 //! and arms one timer. It makes no choice of its own: what passes between the token core, the
-//! user core and the chat session is decided in [`crate::account`].
+//! user core and the chat session is decided in `account.rs`.
 
 use std::future::Future;
 use std::pin::Pin;
