@@ -356,7 +356,11 @@ pub fn running() -> bool {
 /// outside [`block_on`].
 pub(crate) fn sleep_until(deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     if running() {
-        Box::pin(Sleep { deadline, id: None })
+        Box::pin(Sleep {
+            deadline,
+            id: None,
+            waker: None,
+        })
     } else {
         Box::pin(async move {
             smol::Timer::at(deadline).await;
@@ -369,6 +373,9 @@ struct Sleep {
     deadline: Instant,
     /// The reactor and the timer's number in it, once polled.
     id: Option<(usize, u64)>,
+    /// The waker the timer holds: a poll by the same task (the driver polls its timer at
+    /// every wake) then needs no search of the reactor's list.
+    waker: Option<Waker>,
 }
 
 impl Future for Sleep {
@@ -381,12 +388,18 @@ impl Future for Sleep {
             }
             return Poll::Ready(());
         }
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
         match self.id {
             Some((reactor, id)) => {
                 with_id(reactor, |r| r.update_timer(id, cx.waker()));
             }
             // outside block_on it never fires (see sleep_until)
             None => self.id = with(|r| (r.id, r.add_timer(deadline, cx.waker().clone()))),
+        }
+        if self.id.is_some() {
+            self.waker = Some(cx.waker().clone());
         }
         Poll::Pending
     }
