@@ -34,17 +34,20 @@ fn passes_every_msg_split_vector() {
                     .collect()
             })
             .unwrap_or_default();
-        let mut got_tags = msg.tags.clone();
+        let mut got_tags: Vec<(String, String)> = msg
+            .tags()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         want_tags.sort();
         got_tags.sort();
         assert_eq!(got_tags, want_tags, "tags of {input:?}");
         assert_eq!(
-            msg.source.as_deref(),
+            msg.source(),
             atoms["source"].as_str(),
             "source of {input:?}"
         );
         assert_eq!(
-            msg.command,
+            msg.command(),
             atoms["verb"].as_str().unwrap(),
             "verb of {input:?}"
         );
@@ -52,7 +55,11 @@ fn passes_every_msg_split_vector() {
             .as_array()
             .map(|a| a.iter().map(|p| p.as_str().unwrap()).collect())
             .unwrap_or_default();
-        assert_eq!(msg.params, want_params, "params of {input:?}");
+        assert_eq!(
+            msg.params().collect::<Vec<_>>(),
+            want_params,
+            "params of {input:?}"
+        );
         // and what we encode parses back to the same message
         assert_eq!(
             Message::parse(&msg.to_string()).unwrap(),

@@ -71,7 +71,7 @@ fn irc_reply(inner: &Inner, id: usize, line: &str, pass: &mut String) -> Vec<Str
     let Ok(msg) = crate::irc::Message::parse(line) else {
         return vec![];
     };
-    match msg.command.as_str() {
+    match msg.command() {
         "CAP" => vec![format!(
             ":tmi.twitch.tv CAP * ACK :{}",
             msg.param(1).unwrap_or("")

@@ -91,7 +91,7 @@ impl<'a> TryFrom<&'a Message> for Command<'a> {
                 nick: msg.source_nick().ok_or(missing(command, "a sender"))?,
             })
         };
-        Ok(match msg.command.as_str() {
+        Ok(match msg.command() {
             "PING" => Command::Ping {
                 text: msg.param(0).unwrap_or("tmi.twitch.tv"),
             },

@@ -4,30 +4,43 @@ use std::fmt;
 
 /// A parsed IRC message.
 ///
+/// Its parts live in one string, tag values unescaped, and are read through methods: a
+/// Twitch `PRIVMSG` has 15 to 20 tags, and a string per key and per value were 33 of the
+/// 167 allocations a color change made (2026-12-07); now a message takes three.
+///
 /// # Examples
 /// ```
 /// use twitch_colorchanger::irc::Message;
 /// let line = "@color=#1E90FF;user-id=81234567 :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #lumenwave :hi there";
 /// let msg = Message::parse(line).unwrap();
-/// assert_eq!(msg.command, "PRIVMSG");
+/// assert_eq!(msg.command(), "PRIVMSG");
 /// assert_eq!(msg.tag("user-id"), Some("81234567"));
-/// assert_eq!(msg.params, ["#lumenwave", "hi there"]);
+/// assert_eq!(msg.params().collect::<Vec<_>>(), ["#lumenwave", "hi there"]);
 /// assert_eq!(msg.source_nick(), Some("hueshift_bot"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone)]
 pub struct Message {
-    /// Tags in the order first seen; a repeated key keeps its last value. Values are unescaped.
-    pub tags: Vec<(String, String)>,
+    /// The parts, one after another: tag keys and unescaped values, source, command, params.
+    text: String,
+    /// Tags in the order first seen; a repeated key keeps its last value.
+    tags: Vec<(Span, Span)>,
     /// The prefix without its leading `:`.
-    pub source: Option<String>,
+    source: Option<Span>,
     /// The verb or numeric, as sent.
-    pub command: String,
+    command: Span,
     /// Middle parameters followed by the trailing one, if any.
-    pub params: Vec<String>,
+    params: Vec<Span>,
     /// The last parameter is written after a `:`, as it was read (Twitch writes
     /// `PING :tmi.twitch.tv`); it is written so anyway when it must be (empty, holding a
     /// space, or starting with `:`).
-    pub(crate) trailing: bool,
+    trailing: bool,
+}
+
+/// Where a part lies in [`Message::text`].
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
 }
 
 /// Why a line is not an IRC message.
@@ -58,16 +71,39 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 impl Message {
+    fn empty(capacity: usize) -> Message {
+        Message {
+            text: String::with_capacity(capacity),
+            tags: Vec::new(),
+            source: None,
+            command: Span { start: 0, end: 0 },
+            params: Vec::new(),
+            trailing: false,
+        }
+    }
+
+    /// Appends `part` to the text; where it lies.
+    fn push(&mut self, part: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(part);
+        Span {
+            start,
+            end: self.text.len(),
+        }
+    }
+
+    fn get(&self, span: Span) -> &str {
+        &self.text[span.start..span.end]
+    }
+
     /// A message with a command and parameters, no tags and no source; the last parameter
     /// is trailing only where it must be.
     pub fn new(command: &str, params: &[&str]) -> Message {
-        Message {
-            tags: Vec::new(),
-            source: None,
-            command: command.to_owned(),
-            params: params.iter().map(|p| (*p).to_owned()).collect(),
-            trailing: params.last().is_some_and(|p| must_trail(p)),
-        }
+        let mut msg = Message::empty(command.len() + params.iter().map(|p| p.len()).sum::<usize>());
+        msg.command = msg.push(command);
+        msg.params = params.iter().map(|p| msg.push(p)).collect();
+        msg.trailing = params.last().is_some_and(|p| must_trail(p));
+        msg
     }
 
     /// The same message with its last parameter written after a `:`.
@@ -78,26 +114,54 @@ impl Message {
         }
     }
 
+    /// The same message with the tag `key` set to `value` (unescaped).
+    pub fn with_tag(mut self, key: &str, value: &str) -> Message {
+        let key = self.push(key);
+        let value = self.push(value);
+        self.set_tag(key, value);
+        self
+    }
+
+    /// The same message with a source (`nick!user@host`, without the `:`).
+    pub fn with_source(mut self, source: &str) -> Message {
+        self.source = Some(self.push(source));
+        self
+    }
+
+    /// Keeps a tag: a repeated key keeps its first place and takes the new value.
+    fn set_tag(&mut self, key: Span, value: Span) {
+        let name = self.get(key);
+        match self.tags.iter().position(|(k, _)| self.get(*k) == name) {
+            Some(i) => self.tags[i].1 = value,
+            None => self.tags.push((key, value)),
+        }
+    }
+
     /// Parses one line; a trailing CR/LF is ignored.
     pub fn parse(line: &str) -> Result<Message, ParseError> {
         let mut rest = line.trim_end_matches(['\r', '\n']);
         if rest.contains(['\r', '\n', '\0']) {
             return Err(ParseError::BadCharacter);
         }
-        let mut msg = Message::default();
+        let mut msg = Message::empty(rest.len());
 
         if let Some(after) = rest.strip_prefix('@') {
             let (tags, tail) = after.split_once(' ').ok_or(ParseError::Truncated)?;
+            msg.tags
+                .reserve(tags.bytes().filter(|b| *b == b';').count() + 1);
             for item in tags.split(';').filter(|t| !t.is_empty()) {
                 let (key, value) = item.split_once('=').unwrap_or((item, ""));
                 if key.is_empty() {
                     continue; // "=x": no key, nothing to keep (found by fuzzing)
                 }
-                let value = unescape_tag(value);
-                match msg.tags.iter_mut().find(|(k, _)| k == key) {
-                    Some(slot) => slot.1 = value,
-                    None => msg.tags.push((key.to_owned(), value)),
-                }
+                let key = msg.push(key);
+                let start = msg.text.len();
+                unescape_tag(value, &mut msg.text);
+                let value = Span {
+                    start,
+                    end: msg.text.len(),
+                };
+                msg.set_tag(key, value);
             }
             rest = tail;
         }
@@ -105,7 +169,7 @@ impl Message {
 
         if let Some(after) = rest.strip_prefix(':') {
             let (source, tail) = after.split_once(' ').ok_or(ParseError::Truncated)?;
-            msg.source = Some(source.to_owned());
+            msg.source = Some(msg.push(source));
             rest = tail.trim_start_matches(' ');
         }
 
@@ -117,7 +181,7 @@ impl Message {
         if !command.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(ParseError::BadCommand);
         }
-        msg.command = command.to_owned();
+        msg.command = msg.push(command);
 
         loop {
             rest = rest.trim_start_matches(' ');
@@ -125,12 +189,14 @@ impl Message {
                 break;
             }
             if let Some(trailing) = rest.strip_prefix(':') {
-                msg.params.push(trailing.to_owned());
+                let param = msg.push(trailing);
+                msg.params.push(param);
                 msg.trailing = true;
                 break;
             }
             let (param, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-            msg.params.push(param.to_owned());
+            let param = msg.push(param);
+            msg.params.push(param);
             rest = tail;
         }
         Ok(msg)
@@ -140,19 +206,64 @@ impl Message {
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| self.get(*k) == key)
+            .map(|(_, v)| self.get(*v))
+    }
+
+    /// The tags, keys and unescaped values, in the order first seen.
+    pub fn tags(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.tags.iter().map(|(k, v)| (self.get(*k), self.get(*v)))
+    }
+
+    /// The prefix without its leading `:`, if any.
+    pub fn source(&self) -> Option<&str> {
+        self.source.map(|s| self.get(s))
+    }
+
+    /// The verb or numeric, as sent.
+    pub fn command(&self) -> &str {
+        self.get(self.command)
+    }
+
+    /// The middle parameters followed by the trailing one, if any.
+    pub fn params(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.params.iter().map(|p| self.get(*p))
     }
 
     /// The nick part of a `nick!user@host` source.
     pub fn source_nick(&self) -> Option<&str> {
-        let source = self.source.as_deref()?;
+        let source = self.source()?;
         Some(source.split(['!', '@']).next().unwrap_or(source))
     }
 
     /// The parameter at `index`, if present.
     pub fn param(&self, index: usize) -> Option<&str> {
-        self.params.get(index).map(String::as_str)
+        self.params.get(index).map(|p| self.get(*p))
+    }
+}
+
+/// Two messages are equal when they read the same, wherever their parts lie.
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.tags().eq(other.tags())
+            && self.source() == other.source()
+            && self.command() == other.command()
+            && self.params().eq(other.params())
+            && self.trailing == other.trailing
+    }
+}
+
+impl Eq for Message {}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("tags", &self.tags().collect::<Vec<_>>())
+            .field("source", &self.source())
+            .field("command", &self.command())
+            .field("params", &self.params().collect::<Vec<_>>())
+            .field("trailing", &self.trailing)
+            .finish()
     }
 }
 
@@ -162,7 +273,7 @@ impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.tags.is_empty() {
             f.write_str("@")?;
-            for (i, (key, value)) in self.tags.iter().enumerate() {
+            for (i, (key, value)) in self.tags().enumerate() {
                 if i > 0 {
                     f.write_str(";")?;
                 }
@@ -173,11 +284,11 @@ impl fmt::Display for Message {
             }
             f.write_str(" ")?;
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = self.source() {
             write!(f, ":{source} ")?;
         }
-        f.write_str(&self.command)?;
-        for (i, param) in self.params.iter().enumerate() {
+        f.write_str(self.command())?;
+        for (i, param) in self.params().enumerate() {
             let last = i + 1 == self.params.len();
             if last && (self.trailing || must_trail(param)) {
                 write!(f, " :{param}")?;
@@ -194,8 +305,12 @@ fn must_trail(param: &str) -> bool {
     param.is_empty() || param.contains(' ') || param.starts_with(':')
 }
 
-fn unescape_tag(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+/// Appends `value` to `out`, its escapes undone.
+fn unescape_tag(value: &str, out: &mut String) {
+    if !value.contains('\\') {
+        out.push_str(value);
+        return;
+    }
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {
@@ -211,7 +326,6 @@ fn unescape_tag(value: &str) -> String {
             None => {}
         }
     }
-    out
 }
 
 fn escape_tag(value: &str) -> String {
@@ -233,34 +347,34 @@ fn escape_tag(value: &str) -> String {
 mod tests {
     use super::*;
 
-    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    /// `msg` with `tags` set, in order.
+    fn tagged(msg: Message, tags: &[(&str, &str)]) -> Message {
+        tags.iter().fold(msg, |m, (k, v)| m.with_tag(k, v))
     }
 
     #[test]
     fn parses_a_real_privmsg() {
         let line = "@badge-info=;badges=;client-nonce=6f1e;color=#1E90FF;display-name=HueShift_Bot;user-id=81234567;user-type= :hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv PRIVMSG #lumenwave :typed this on the website\r\n";
-        assert_eq!(
-            Message::parse(line).unwrap(),
-            Message {
-                tags: owned(&[
-                    ("badge-info", ""),
-                    ("badges", ""),
-                    ("client-nonce", "6f1e"),
-                    ("color", "#1E90FF"),
-                    ("display-name", "HueShift_Bot"),
-                    ("user-id", "81234567"),
-                    ("user-type", ""),
-                ]),
-                source: Some("hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv".into()),
-                command: "PRIVMSG".into(),
-                params: vec!["#lumenwave".into(), "typed this on the website".into()],
-                trailing: true,
-            }
+        let want = Message::new("PRIVMSG", &["#lumenwave", "typed this on the website"])
+            .with_source("hueshift_bot!hueshift_bot@hueshift_bot.tmi.twitch.tv");
+        let want = tagged(
+            want,
+            &[
+                ("badge-info", ""),
+                ("badges", ""),
+                ("client-nonce", "6f1e"),
+                ("color", "#1E90FF"),
+                ("display-name", "HueShift_Bot"),
+                ("user-id", "81234567"),
+                ("user-type", ""),
+            ],
         );
+        let got = Message::parse(line).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(got.source(), want.source());
+        assert_eq!(got.tag("client-nonce"), Some("6f1e"));
+        assert_eq!(got.tag("badges"), Some(""));
+        assert_eq!(got.tag("absent"), None);
     }
 
     #[test]
@@ -293,8 +407,11 @@ mod tests {
         assert_eq!(Message::parse(" @\0"), Err(ParseError::BadCharacter));
         // "@<<b<<;= b" kept a tag with no key, which encodes as nothing
         assert_eq!(
-            Message::parse("@<<b<<;= b").unwrap().tags,
-            owned(&[("<<b<<", "")])
+            Message::parse("@<<b<<;= b")
+                .unwrap()
+                .tags()
+                .collect::<Vec<_>>(),
+            [("<<b<<", "")]
         );
         assert_eq!(Message::parse(" :x"), Err(ParseError::Truncated));
         assert_eq!(Message::parse("PRIV#MSG a"), Err(ParseError::BadCommand));
@@ -321,13 +438,21 @@ mod tests {
 
     #[test]
     fn encode_then_parse_round_trips() {
-        let msg = Message {
-            tags: owned(&[("a", "semi;colon space\\back\r\n"), ("flag", "")]),
-            source: Some("nick!user@host".into()),
-            command: "PRIVMSG".into(),
-            params: vec!["#chan".into(), ":starts with colon".into()],
-            trailing: true,
-        };
+        let msg =
+            Message::new("PRIVMSG", &["#chan", ":starts with colon"]).with_source("nick!user@host");
+        let msg = tagged(msg, &[("a", "semi;colon space\\back\r\n"), ("flag", "")]);
         assert_eq!(Message::parse(&msg.to_string()).unwrap(), msg);
+        assert_eq!(
+            Message::parse(&msg.to_string()).unwrap().tag("a"),
+            Some("semi;colon space\\back\r\n")
+        );
+    }
+
+    #[test]
+    fn a_repeated_tag_keeps_its_first_place_and_its_last_value() {
+        let msg = Message::parse("@a=1;b=2;a=3 PING").unwrap();
+        assert_eq!(msg.tags().collect::<Vec<_>>(), [("a", "3"), ("b", "2")]);
+        assert_eq!(msg.tag("a"), Some("3"));
+        assert_eq!(msg.to_string(), "@a=3;b=2 PING");
     }
 }
