@@ -1,16 +1,19 @@
 //! A string that never shows itself in logs, errors or `Debug` output.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A token or client secret. `Debug` and `Display` print `<redacted>`; only
 /// [`Secret::expose`] gives the value, at the one place it goes on the wire.
+///
+/// Shared, not copied: a token is cloned into every Helix call and every status report.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
+pub struct Secret(Arc<str>);
 
 impl Secret {
     /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+        Secret(Arc::from(value.into()))
     }
 
     /// The value itself, for the wire and the config file only.

@@ -495,7 +495,7 @@ impl<'a> Supervisor<'a> {
                         .iter()
                         .filter_map(|(color, at)| {
                             Some(status::RecentColor {
-                                color: color.clone(),
+                                color: color.to_string(),
                                 at: status::stamp(wall_of(*at))?,
                             })
                         })

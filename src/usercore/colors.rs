@@ -225,7 +225,7 @@ impl UserCore {
                     if recent.len() == RECENT_COLORS {
                         recent.pop_front();
                     }
-                    recent.push_back((new.clone(), now));
+                    recent.push_back((new.as_str().into(), now));
                     log!(
                         Info,
                         self.who(),

@@ -590,7 +590,7 @@ fn counters_carry_over() {
             ..Errors::default()
         },
         reconnects: 2,
-        recent: [("#123456".to_owned(), t)].into(),
+        recent: [("#123456".into(), t)].into(),
     };
     let core = UserCore::new(t, &user(&["a"], true), carried.clone(), 1);
     assert_eq!(core.status().counters, carried);
