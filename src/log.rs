@@ -5,7 +5,7 @@
 //! it has no timestamp either, and warnings and errors go to stderr, the rest to stdout.
 //! Callers pass no secrets: tokens live in [`crate::secret::Secret`], which prints redacted.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, OnceLock};
@@ -319,19 +319,23 @@ fn line(
     if s.json {
         return format!("{before}{}", json(ts, level, user, channel, &args));
     }
-    let who = match (user, channel) {
-        (Some(u), Some(c)) => format!(" [{u} #{c}]"),
-        (Some(u), None) => format!(" [{u}]"),
-        (None, Some(c)) => format!(" [#{c}]"),
-        (None, None) => String::new(),
-    };
     let (paint, unpaint) = match s.color {
         true => (level.ansi(), "\x1b[0m"),
         false => ("", ""),
     };
     let space = if ts.is_empty() { "" } else { " " };
     let name = level.shown();
-    format!("{before}{ts}{space}{paint}{name}{unpaint}{who} {args}")
+    // one allocation for most lines (`format!` grew its string three or four times)
+    let mut line = String::with_capacity(160);
+    let _ = write!(line, "{before}{ts}{space}{paint}{name}{unpaint}");
+    let _ = match (user, channel) {
+        (Some(u), Some(c)) => write!(line, " [{u} #{c}]"),
+        (Some(u), None) => write!(line, " [{u}]"),
+        (None, Some(c)) => write!(line, " [#{c}]"),
+        (None, None) => Ok(()),
+    };
+    let _ = write!(line, " {args}");
+    line
 }
 
 /// One line as a JSON object; `ts` is left out when empty (the reader stamps its own).

@@ -1,5 +1,6 @@
 //! RFC 3339 timestamps, as the config's `token_expiry` and the logs use them (UTC only).
 
+use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `2026-11-22T22:30:48Z` for a time (UTC, whole seconds).
@@ -10,12 +11,16 @@ pub fn format_rfc3339(t: SystemTime) -> String {
         .unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
+    // 20 bytes up to the year 9999: one allocation (`format!` grew its string four times)
+    let mut out = String::with_capacity(20);
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
-    )
+    );
+    out
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`; a time without zone is taken as UTC (the

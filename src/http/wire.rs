@@ -1,6 +1,7 @@
 //! HTTP/1.1 on the wire, free of I/O: request bytes out, response bytes in.
 
 use std::fmt;
+use std::io::Write as _;
 
 use http::header::{self, HeaderName};
 
@@ -107,8 +108,23 @@ pub fn encode_request(req: &http::Request<Vec<u8>>, host: &str) -> Vec<u8> {
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
-    let mut out =
-        format!("{} {} HTTP/1.1\r\nHost: {}\r\n", req.method(), target, host).into_bytes();
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    // sized once: growing the request as it was written cost four allocations a request
+    let mut out = Vec::with_capacity(64 + target.len() + host.len() + headers + req.body().len());
+    for part in [
+        req.method().as_str(),
+        " ",
+        target,
+        " HTTP/1.1\r\nHost: ",
+        host,
+        "\r\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
     for (name, value) in req.headers() {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -117,7 +133,7 @@ pub fn encode_request(req: &http::Request<Vec<u8>>, host: &str) -> Vec<u8> {
     }
     let body = req.body();
     if !body.is_empty() || matches!(*req.method(), http::Method::POST | http::Method::PUT) {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
@@ -244,7 +260,7 @@ impl ResponseParser {
         self.buf.is_empty()
     }
 
-    /// Adds bytes; returns the response once complete.
+    /// Adds bytes; returns the response once complete (the parser is then spent).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<Parsed>, HttpError> {
         self.buf.extend_from_slice(bytes);
         if self.buf.len() > MAX_RESPONSE {
@@ -275,46 +291,43 @@ impl ResponseParser {
         }
         let head = self.head.as_ref().expect("read just above");
         let rest = &self.buf[head.body_start..];
-        let response = |body| {
-            let mut response = http::Response::new(body);
-            *response.status_mut() = head.status;
-            *response.headers_mut() = head.headers.clone();
-            response
+        let (body, keep_alive, upgraded) = if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            (Vec::new(), false, Some(rest.to_vec()))
+        } else {
+            let (body, keep_alive) = match head.framing {
+                Framing::Empty => (Vec::new(), !head.close),
+                Framing::Length(n) => {
+                    if rest.len() < n {
+                        return Ok(None);
+                    }
+                    (rest[..n].to_vec(), !head.close)
+                }
+                Framing::Chunked => {
+                    if !self.chunks.decode(rest)? {
+                        return Ok(None);
+                    }
+                    (std::mem::take(&mut self.chunks.body), !head.close)
+                }
+                // a clean end only: over TLS the stream reports an end without close_notify
+                // as an error (tls.rs), so a body cut short never gets here as complete
+                Framing::UntilClose => {
+                    if !eof {
+                        return Ok(None);
+                    }
+                    (rest.to_vec(), false)
+                }
+            };
+            (body, keep_alive, None)
         };
-        if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Some(Parsed {
-                response: response(Vec::new()),
-                keep_alive: false,
-                upgraded: Some(rest.to_vec()),
-            }));
-        }
-        let (body, keep_alive) = match head.framing {
-            Framing::Empty => (Vec::new(), !head.close),
-            Framing::Length(n) => {
-                if rest.len() < n {
-                    return Ok(None);
-                }
-                (rest[..n].to_vec(), !head.close)
-            }
-            Framing::Chunked => {
-                if !self.chunks.decode(rest)? {
-                    return Ok(None);
-                }
-                (std::mem::take(&mut self.chunks.body), !head.close)
-            }
-            // a clean end only: over TLS the stream reports an end without close_notify as
-            // an error (tls.rs), so a body cut short never gets here as complete
-            Framing::UntilClose => {
-                if !eof {
-                    return Ok(None);
-                }
-                (rest.to_vec(), false)
-            }
-        };
+        // complete: the head is taken, not copied
+        let head = self.head.take().expect("read just above");
+        let mut response = http::Response::new(body);
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
         Ok(Some(Parsed {
-            response: response(body),
+            response,
             keep_alive,
-            upgraded: None,
+            upgraded,
         }))
     }
 
@@ -341,9 +354,9 @@ impl ResponseParser {
         let mut chunked = false;
         let mut close = !http11;
         for (name, value) in head.headers {
-            let lname = name.to_ascii_lowercase();
-            match lname.as_str() {
-                "content-length" => {
+            let is = |wanted: &str| name.eq_ignore_ascii_case(wanted);
+            match () {
+                _ if is("content-length") => {
                     let n = value
                         .parse::<usize>()
                         .map_err(|_| HttpError::Malformed("bad Content-Length".into()))?;
@@ -355,13 +368,13 @@ impl ResponseParser {
                     }
                     length = Some(n);
                 }
-                "transfer-encoding" => {
+                _ if is("transfer-encoding") => {
                     chunked = value
                         .rsplit(',')
                         .next()
                         .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
                 }
-                "connection" => {
+                _ if is("connection") => {
                     for token in value.split(',').map(str::trim) {
                         if token.eq_ignore_ascii_case("close") {
                             close = true;
@@ -372,9 +385,9 @@ impl ResponseParser {
                 }
                 _ => {}
             }
-            if let Some(kept) = KEPT.iter().find(|kept| kept.as_str() == lname) {
+            if let Some(kept) = KEPT.iter().find(|kept| is(kept.as_str())) {
                 let value = http::HeaderValue::from_str(value)
-                    .map_err(|_| HttpError::Malformed(format!("bad value of {lname}")))?;
+                    .map_err(|_| HttpError::Malformed(format!("bad value of {kept}")))?;
                 headers.append(kept.clone(), value);
             }
         }
@@ -417,7 +430,10 @@ pub fn encode_component(value: &str) -> String {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
     }
     out
