@@ -249,8 +249,8 @@ impl Helix {
         let token = token.strip_prefix("oauth:").unwrap_or(token);
         let mut req = http::Request::builder()
             .method(method)
-            .uri([self.base_path.as_str(), path].concat())
-            .header(header::AUTHORIZATION, ["Bearer ", token].concat())
+            .uri(format!("{}{path}", self.base_path))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .header(names::CLIENT_ID, creds.client_id);
         if !body.is_empty() {
             req = req.header(header::CONTENT_TYPE, "application/json");

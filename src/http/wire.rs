@@ -387,7 +387,7 @@ impl ResponseParser {
             }
             if let Some(kept) = KEPT.iter().find(|kept| is(kept.as_str())) {
                 let value = http::HeaderValue::from_str(value)
-                    .map_err(|_| HttpError::Malformed(format!("bad value of {kept}")))?;
+                    .map_err(|_| HttpError::Malformed(format!("bad value of {}", kept.as_str())))?;
                 headers.append(kept.clone(), value);
             }
         }
