@@ -68,7 +68,7 @@ pub(crate) fn tls_server(
         not_yet: certified(twin),
         not_valid_yet: not_valid_yet.clone(),
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
@@ -250,7 +250,7 @@ mod tests {
         roots
             .add(CertificateDer::from(cert.clone()))
             .map_err(|e| e.to_string())?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::provider();
         let verifier =
             rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
