@@ -41,11 +41,12 @@ pub(crate) static RECORDS: Buffer = Buffer {
 impl Buffer {
     /// Polls a read of `stream` into this thread's buffer and hands the bytes read to `take`
     /// (an empty slice at the end of the stream) before returning what it made of them.
+    /// `take` may change the bytes in place: TLS decrypts its records there.
     pub(crate) fn poll_read<S, T>(
         &self,
         stream: &mut S,
         cx: &mut Context<'_>,
-        take: impl FnOnce(&[u8]) -> T,
+        take: impl FnOnce(&mut [u8]) -> T,
     ) -> Poll<io::Result<T>>
     where
         S: AsyncRead + Unpin + ?Sized,
@@ -60,7 +61,7 @@ impl Buffer {
                 buf.resize(self.size, 0);
             }
             match Pin::new(stream).poll_read(cx, buf) {
-                Poll::Ready(Ok(n)) => Poll::Ready(Ok(take(&buf[..n]))),
+                Poll::Ready(Ok(n)) => Poll::Ready(Ok(take(&mut buf[..n]))),
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             }
@@ -80,7 +81,7 @@ mod tests {
         let mut cx = Context::from_waker(Waker::noop());
         let got = PLAINTEXT.poll_read(&mut stream, &mut cx, |b| b.to_vec());
         assert!(matches!(got, Poll::Ready(Ok(ref b)) if b == b"PING :tmi.twitch.tv\r\n"));
-        let end = PLAINTEXT.poll_read(&mut stream, &mut cx, <[u8]>::len);
+        let end = PLAINTEXT.poll_read(&mut stream, &mut cx, |b| b.len());
         assert!(matches!(end, Poll::Ready(Ok(0))));
     }
 
