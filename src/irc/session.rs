@@ -111,14 +111,18 @@ impl Session {
                     .push_back(Event::Dropped(format!("line longer than {MAX_LINE} bytes")));
                 continue;
             }
+            // a whole line in what came is read where it is; only a line begun in an
+            // earlier read is put together
+            let joined;
             let line = if self.inbuf.is_empty() {
-                head.to_vec()
+                head
             } else {
                 let mut line = std::mem::take(&mut self.inbuf);
                 line.extend_from_slice(head);
-                line
+                joined = line;
+                &joined
             };
-            match String::from_utf8(line) {
+            match std::str::from_utf8(line) {
                 Ok(line) => self.handle_line(now, line.trim_end_matches('\r')),
                 Err(_) => self
                     .events
