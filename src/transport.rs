@@ -64,7 +64,8 @@ pub fn tls_config(
     if let Some(path) = extra_ca_file {
         let bad = |problem: String| TlsError::CaBundle(path.to_owned(), problem);
         let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read CA bundle: {e}")))?;
-        // read whole, then parsed (a bundle is a few KB; the reader over a file cost 4.6 KB)
+        // read whole, then parsed: a bundle is a few KB, and the reader over a file cost
+        // 0.3 KB more in the binary
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| bad(format!("invalid PEM: {e}")))?;
