@@ -266,7 +266,8 @@ impl Helix {
             peer: self.url(),
             error,
         })?;
-        sent.set(response.extensions().get::<Sent>().map(|s| s.0));
+        let (response, Sent(written)) = response;
+        sent.set(Some(written));
         let rate = RateLimit::from_headers(response.headers());
         let status = response.status();
         let body = response.into_body();

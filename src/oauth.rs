@@ -209,6 +209,7 @@ impl OAuth {
             .http
             .send(turn, &self.endpoint, req)
             .await
+            .map(|(response, _)| response)
             .map_err(|error| OAuthError::Http {
                 peer: self.endpoint.http_url(&self.base_path),
                 error,

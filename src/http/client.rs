@@ -27,15 +27,18 @@ const MAX_EXCHANGES: usize = 64;
 const MAX_IDLE_PER_ENDPOINT: usize = MAX_EXCHANGES;
 
 /// An exchange under way, boxed (see [`HttpClient::send`]).
-pub type Exchange<'a> =
-    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, HttpError>> + 'a>>;
+pub type Exchange<'a> = Pin<Box<dyn Future<Output = Result<Answer, HttpError>> + 'a>>;
+
+/// A response, and when its request had been written (for the reaction time). Beside the
+/// response, not in its extensions: the `http` crate's type map cost 2 KB of binary.
+pub type Answer = (http::Response<Vec<u8>>, Sent);
 
 /// One of the 64 turns (`MAX_EXCHANGES`), held until the exchange ends.
 pub struct Turn<'a> {
     _held: SemaphoreGuard<'a>,
 }
 
-/// In a response's extensions: when its request had been written (for the reaction time).
+/// When a request had been written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent(pub Instant);
 
@@ -108,7 +111,7 @@ impl HttpClient {
         endpoint: &Endpoint,
         bytes: &[u8],
         head: bool,
-    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+    ) -> Result<Answer, HttpError> {
         if let Some(conn) = self.take_idle(endpoint) {
             match self.exchange(conn, bytes, head).await {
                 Ok((response, conn)) => {
@@ -136,7 +139,7 @@ impl HttpClient {
         mut conn: BoxStream,
         request: &[u8],
         head: bool,
-    ) -> Result<(http::Response<Vec<u8>>, Option<BoxStream>), (HttpError, bool)> {
+    ) -> Result<(Answer, Option<BoxStream>), (HttpError, bool)> {
         let io = |e: std::io::Error| (HttpError::io(&e), false);
         conn.write_all(request).await.map_err(io)?;
         conn.flush().await.map_err(io)?;
@@ -155,14 +158,12 @@ impl HttpClient {
             .await
             .map_err(|e| (HttpError::io(&e), got_bytes))?;
             let Some(fed) = fed else {
-                let mut parsed = parser.finish().map_err(|e| (e, got_bytes))?;
-                parsed.response.extensions_mut().insert(sent);
-                return Ok((parsed.response, None));
+                let parsed = parser.finish().map_err(|e| (e, got_bytes))?;
+                return Ok(((parsed.response, sent), None));
             };
-            if let Some(mut parsed) = fed.map_err(|e| (e, true))? {
-                parsed.response.extensions_mut().insert(sent);
+            if let Some(parsed) = fed.map_err(|e| (e, true))? {
                 let keep = parsed.keep_alive.then_some(conn);
-                return Ok((parsed.response, keep));
+                return Ok(((parsed.response, sent), keep));
             }
         }
     }
@@ -229,7 +230,10 @@ mod tests {
         req: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, HttpError> {
         let turn = client.turn().await;
-        client.send(turn, endpoint, req).await
+        client
+            .send(turn, endpoint, req)
+            .await
+            .map(|(response, _)| response)
     }
 
     async fn read_request(conn: &mut Duplex) -> String {
